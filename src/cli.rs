@@ -1,0 +1,48 @@
+//! Command-line definitions (the application's options: EAL's come before `--`).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (built against DPDK ", env!("MACVTAP_DPDK_VERSION"), ")");
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "dpdk-macvtap",
+    version = VERSION,
+    about = "Gives each VM its own MAC on an uplink port, with VEPA forwarding (like Linux macvtap), at DPDK speed",
+    override_usage = "dpdk-macvtap [EAL options] -- --port <PORT> --guests <FILE> [OPTIONS]",
+    after_help = "EAL options go before `--`, ours after, e.g.:\n  \
+        dpdk-macvtap -l 2-5 -a 0000:03:00.0 -- --port 0 --guests /etc/dpdk-macvtap/guests.toml\n  \
+        dpdk-macvtap -l 0-1 --no-huge -m 1024 --vdev net_af_packet0,iface=eth1 -- --port 0 --guests guests.toml\n\
+        The main lcore runs the control plane; every other lcore in -l forwards."
+)]
+pub struct Cli {
+    /// Uplink: a port id EAL created (from -a or --vdev), or devargs to probe (e.g. net_tap0,iface=up0).
+    #[arg(long)]
+    pub port: String,
+
+    /// Guests file (TOML, one [[guest]] table per VM).
+    #[arg(long)]
+    pub guests: PathBuf,
+
+    /// Seconds between one-line stats summaries on stdout (0: none).
+    #[arg(long, default_value_t = 5)]
+    pub stats_interval: u64,
+
+    /// Write the counters as JSON to this file at exit and on SIGUSR1.
+    #[arg(long)]
+    pub stats_json: Option<PathBuf>,
+
+    /// Packet buffers in the pool shared by all ports.
+    #[arg(long, default_value_t = 16383)]
+    pub mbufs: u32,
+
+    /// MTU of the uplink; defaults to the largest guest MTU.
+    #[arg(long)]
+    pub uplink_mtu: Option<u16>,
+
+    /// Descriptors per uplink rx/tx queue.
+    #[arg(long, default_value_t = 1024)]
+    pub descriptors: u16,
+}

@@ -1,0 +1,362 @@
+//! Validation of one `[[guest]]` table into a [`GuestConfig`], and of what guests must not
+//! share (names, MACs, socket paths).
+//!
+//! Checks run in a fixed order (unknown keys first, since a misspelt key usually explains a
+//! "missing" one; then the required keys; then the optional ones) and the first failure
+//! ends the parse: one precise message beats a page of consequential ones.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::error::{ConfigError, Problem};
+use super::ids::{numeric_id, IdLookup};
+use super::raw::{entries, line_of, Entry, RawTable, RawValue};
+use super::{GuestConfig, VhostRole, MAX_MTU, MAX_QUEUES, MIN_MTU};
+use crate::policy::Mode;
+use crate::wire::MacAddr;
+
+/// Every key a guest table may hold, in the order error messages list them.
+const KEYS: [&str; 10] = [
+    "name",
+    "mac",
+    "socket",
+    "queues",
+    "mode",
+    "mtu",
+    "vhost",
+    "owner",
+    "group",
+    "socket_mode",
+];
+/// Long enough for libvirt-style domain names, short enough for a column of stats output.
+pub(super) const MAX_NAME_LEN: usize = 32;
+/// `sizeof(sockaddr_un.sun_path)` on Linux minus the terminating NUL.
+pub(super) const MAX_SOCKET_PATH: usize = 107;
+const DEFAULT_QUEUES: u16 = 1;
+const DEFAULT_MTU: u16 = 1500;
+const DEFAULT_SOCKET_MODE: u32 = 0o660;
+
+/// The file being parsed, for turning byte offsets into `FILE:LINE`.
+pub(super) struct Source<'a> {
+    pub text: &'a str,
+    pub path: &'a Path,
+}
+
+/// What earlier guests (and earlier MACs of the same guest) already took, with the owner's
+/// name and header line for the "already used by" message.
+#[derive(Default)]
+pub(super) struct Claims {
+    names: HashMap<String, usize>,
+    macs: HashMap<MacAddr, (String, usize)>,
+    sockets: HashMap<PathBuf, (String, usize)>,
+}
+
+/// One guest table under validation.
+struct GuestCx<'a> {
+    src: &'a Source<'a>,
+    line: usize,
+    /// The raw `name` string if there is one, valid or not: it is the best label for messages.
+    name: Option<String>,
+}
+
+impl GuestCx<'_> {
+    fn problem(
+        &self,
+        offset: usize,
+        key: &str,
+        value: Option<String>,
+        reason: String,
+    ) -> ConfigError {
+        Problem {
+            path: self.src.path.to_path_buf(),
+            line: Some(line_of(self.src.text, offset)),
+            guest: self.name.clone(),
+            key: Some(key.to_owned()),
+            value,
+            reason,
+        }
+        .into()
+    }
+
+    /// An error about a whole key's value.
+    fn bad(&self, e: &Entry<'_>, reason: impl Into<String>) -> ConfigError {
+        self.problem(
+            e.value_span.start,
+            e.key,
+            Some(e.value.to_string()),
+            reason.into(),
+        )
+    }
+
+    fn missing(&self, key: &str) -> ConfigError {
+        Problem {
+            path: self.src.path.to_path_buf(),
+            line: Some(self.line),
+            guest: self.name.clone(),
+            key: None,
+            value: None,
+            reason: format!("missing required key {key:?}"),
+        }
+        .into()
+    }
+
+    fn string<'e>(&self, e: &Entry<'e>) -> Result<&'e str, ConfigError> {
+        e.value
+            .value
+            .as_str()
+            .ok_or_else(|| self.bad(e, "expected a string"))
+    }
+
+    fn integer_in(&self, e: &Entry<'_>, lo: u16, hi: u16) -> Result<u16, ConfigError> {
+        let n = e
+            .value
+            .value
+            .as_integer()
+            .ok_or_else(|| self.bad(e, "expected an integer"))?;
+        u16::try_from(n)
+            .ok()
+            .filter(|v| (lo..=hi).contains(v))
+            .ok_or_else(|| self.bad(e, format!("must be between {lo} and {hi}")))
+    }
+}
+
+/// Validates one guest table and records its claims.
+pub(super) fn validate(
+    src: &Source<'_>,
+    table: &Spanned<RawTable>,
+    claims: &mut Claims,
+    ids: &dyn IdLookup,
+) -> Result<GuestConfig, ConfigError> {
+    let entries = entries(table.get_ref());
+    let find = |key: &str| entries.iter().find(|e| e.key == key);
+    let cx = GuestCx {
+        src,
+        line: line_of(src.text, table.span().start),
+        name: find("name")
+            .and_then(|e| e.value.value.as_str())
+            .map(str::to_owned),
+    };
+
+    if let Some(e) = entries.iter().find(|e| !KEYS.contains(&e.key)) {
+        let reason = format!("unknown key (accepted: {})", KEYS.join(", "));
+        return Err(cx.problem(e.key_span.start, e.key, Some(e.value.to_string()), reason));
+    }
+    let name_e = find("name").ok_or_else(|| cx.missing("name"))?;
+    let mac_e = find("mac").ok_or_else(|| cx.missing("mac"))?;
+    let socket_e = find("socket").ok_or_else(|| cx.missing("socket"))?;
+
+    let name = cx.string(name_e)?.to_owned();
+    check_name(&name).map_err(|r| cx.bad(name_e, r))?;
+    if let Some(first) = claims.names.get(&name) {
+        return Err(cx.bad(
+            name_e,
+            format!("name already used by the guest at line {first}"),
+        ));
+    }
+
+    let macs = macs(&cx, mac_e, &name, claims)?;
+
+    let socket = PathBuf::from(cx.string(socket_e)?);
+    check_socket(&socket).map_err(|r| cx.bad(socket_e, r))?;
+    if let Some((other, line)) = claims.sockets.get(&socket) {
+        return Err(cx.bad(
+            socket_e,
+            format!("already used by guest {other:?} (line {line})"),
+        ));
+    }
+
+    let queues = match find("queues") {
+        Some(e) => cx.integer_in(e, 1, MAX_QUEUES)?,
+        None => DEFAULT_QUEUES,
+    };
+    let mtu = match find("mtu") {
+        Some(e) => cx.integer_in(e, MIN_MTU, MAX_MTU)?,
+        None => DEFAULT_MTU,
+    };
+    let mode = match find("mode") {
+        Some(e) => mode(&cx, e)?,
+        None => Mode::default(),
+    };
+    let vhost = match find("vhost") {
+        Some(e) => match cx.string(e)? {
+            "server" => VhostRole::Server,
+            "client" => VhostRole::Client,
+            other => {
+                return Err(cx.bad(
+                    e,
+                    format!("unknown vhost role {other:?} (accepted: server, client)"),
+                ))
+            }
+        },
+        None => VhostRole::default(),
+    };
+    let owner = find("owner")
+        .map(|e| account_id(&cx, e, |n| ids.uid(n)))
+        .transpose()?;
+    let group = find("group")
+        .map(|e| account_id(&cx, e, |n| ids.gid(n)))
+        .transpose()?;
+    let socket_mode = match find("socket_mode") {
+        Some(e) => match &e.value.value {
+            toml::Value::String(s) => octal_mode(s).map_err(|r| cx.bad(e, r))?,
+            _ => return Err(cx.bad(e, "must be a quoted octal string such as \"0660\"")),
+        },
+        None => DEFAULT_SOCKET_MODE,
+    };
+
+    claims.names.insert(name.clone(), cx.line);
+    claims
+        .sockets
+        .insert(socket.clone(), (name.clone(), cx.line));
+    Ok(GuestConfig {
+        name,
+        macs,
+        socket,
+        queues,
+        mode,
+        mtu,
+        vhost,
+        owner,
+        group,
+        socket_mode,
+        line: cx.line,
+    })
+}
+
+/// `mac` is one string or a non-empty list of them; each must be a fresh unicast address.
+fn macs(
+    cx: &GuestCx<'_>,
+    e: &Entry<'_>,
+    name: &str,
+    claims: &mut Claims,
+) -> Result<Vec<MacAddr>, ConfigError> {
+    // Pair each text with the offset its error should point at.
+    let texts: Vec<(&toml::Value, usize)> = match &e.value.value {
+        toml::Value::Array(items) if items.is_empty() => {
+            return Err(cx.bad(e, "must list at least one MAC address"))
+        }
+        toml::Value::Array(items) => items
+            .iter()
+            .zip(e.value.items.iter().map(|s| s.start))
+            .collect(),
+        single => vec![(single, e.value_span.start)],
+    };
+    let mut macs = Vec::with_capacity(texts.len());
+    for (value, offset) in texts {
+        let shown = RawValue {
+            value: value.clone(),
+            items: Vec::new(),
+        }
+        .to_string();
+        let bad = |reason: String| cx.problem(offset, e.key, Some(shown.clone()), reason);
+        let text = value
+            .as_str()
+            .ok_or_else(|| bad("expected a MAC address string".into()))?;
+        let mac: MacAddr = text
+            .parse()
+            .map_err(|err: crate::wire::MacParseError| bad(err.reason.to_string()))?;
+        if mac.is_broadcast() {
+            return Err(bad("the broadcast address cannot be a guest's MAC".into()));
+        }
+        if mac.is_multicast() {
+            return Err(bad("a multicast address cannot be a guest's MAC".into()));
+        }
+        if mac.is_zero() {
+            return Err(bad("the all-zero address cannot be a guest's MAC".into()));
+        }
+        if let Some((other, line)) = claims.macs.get(&mac) {
+            return Err(bad(format!(
+                "already used by guest {other:?} (line {line})"
+            )));
+        }
+        claims.macs.insert(mac, (name.to_owned(), cx.line));
+        macs.push(mac);
+    }
+    Ok(macs)
+}
+
+fn mode(cx: &GuestCx<'_>, e: &Entry<'_>) -> Result<Mode, ConfigError> {
+    let text = cx.string(e)?;
+    match text.parse::<Mode>() {
+        Ok(m @ (Mode::Vepa | Mode::Private)) => Ok(m),
+        Ok(m) => Err(cx.bad(
+            e,
+            format!(
+                "mode {:?} is not implemented yet (supported: vepa, private)",
+                m.name()
+            ),
+        )),
+        Err(err) => Err(cx.bad(e, err.to_string())),
+    }
+}
+
+/// A uid/gid given as a number, a string of digits, or an account name.
+fn account_id(
+    cx: &GuestCx<'_>,
+    e: &Entry<'_>,
+    by_name: impl Fn(&str) -> Result<u32, String>,
+) -> Result<u32, ConfigError> {
+    let range = || {
+        format!(
+            "must be a name or a numeric id between 0 and {}",
+            u32::MAX - 1
+        )
+    };
+    match &e.value.value {
+        toml::Value::Integer(n) => u32::try_from(*n)
+            .ok()
+            .filter(|&id| id != u32::MAX)
+            .ok_or_else(|| cx.bad(e, range())),
+        toml::Value::String(s) if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() => {
+            numeric_id(s).ok_or_else(|| cx.bad(e, range()))
+        }
+        toml::Value::String(s) => by_name(s).map_err(|reason| cx.bad(e, reason)),
+        _ => Err(cx.bad(e, range())),
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(format!("may only contain A-Z a-z 0-9 _ . - (found {c:?})"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "is {} characters long; the limit is {MAX_NAME_LEN}",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_socket(path: &Path) -> Result<(), String> {
+    if !path.is_absolute() {
+        return Err("must be an absolute path".into());
+    }
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(format!(
+            "is {len} bytes long; a unix socket path holds at most {MAX_SOCKET_PATH}"
+        ));
+    }
+    Ok(())
+}
+
+/// Permission bits written as octal text, "0660" or "660". Quoted on purpose: a bare TOML
+/// integer 660 is decimal and would silently mean 0o1224.
+fn octal_mode(text: &str) -> Result<u32, String> {
+    if text.is_empty() || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err("must be octal permission bits such as \"0660\"".into());
+    }
+    match u32::from_str_radix(text, 8) {
+        Ok(bits) if bits <= 0o777 => Ok(bits),
+        _ => Err("must be at most 0777 (no setuid, setgid or sticky bits)".into()),
+    }
+}

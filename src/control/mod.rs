@@ -1,0 +1,10 @@
+//! The control plane, on the main lcore: guest link tracking, periodic stats, signals.
+//! It never touches a queue; it talks to workers only through atomics and shared snapshots.
+
+mod assign;
+mod links;
+mod signals;
+
+pub use assign::{round_robin, WorkerPlan};
+pub use links::LinkWatch;
+pub use signals::Signals;

@@ -1,0 +1,217 @@
+//! Assembles a [`MacTable`] on the control thread, refusing anything that would make a
+//! lookup ambiguous (macvlan likewise refuses a second device with an address already in
+//! use on the port).
+
+use std::collections::HashMap;
+
+use rustc_hash::FxBuildHasher;
+
+use super::table::{key, GuestEntry, MacTable};
+use super::{FibError, GuestId};
+use crate::config::MAX_GUESTS;
+use crate::policy::Mode;
+use crate::wire::MacAddr;
+
+/// Collects guests, then freezes them into a table. A failed `add_guest` leaves the builder
+/// as it was, so the caller may report the error and carry on with the other guests.
+#[derive(Debug, Default)]
+pub struct MacTableBuilder {
+    by_mac: HashMap<u64, GuestId, FxBuildHasher>,
+    guests: Vec<GuestEntry>,
+}
+
+impl MacTableBuilder {
+    /// Adds a guest owning `macs`; its id is the number of guests added before it.
+    pub fn add_guest(
+        &mut self,
+        name: &str,
+        macs: &[MacAddr],
+        mode: Mode,
+        max_frame_len: u32,
+    ) -> Result<GuestId, FibError> {
+        if self.guests.len() >= MAX_GUESTS {
+            return Err(FibError::TooManyGuests);
+        }
+        // MAX_GUESTS fits in a u16, so this only fails if that constant is raised too far.
+        let id = u16::try_from(self.guests.len())
+            .map(GuestId)
+            .map_err(|_| FibError::TooManyGuests)?;
+        if macs.is_empty() {
+            return Err(FibError::NoMac {
+                guest: name.to_owned(),
+            });
+        }
+        // Check everything before inserting anything, so an error leaves no partial guest.
+        for (i, mac) in macs.iter().enumerate() {
+            if mac.is_multicast() || mac.is_zero() {
+                return Err(FibError::NotUnicast {
+                    guest: name.to_owned(),
+                    mac: *mac,
+                });
+            }
+            let first = match self.by_mac.get(&key(mac)) {
+                Some(owner) => Some(self.guests[owner.index()].name.to_string()),
+                None if macs[..i].contains(mac) => Some(name.to_owned()),
+                None => None,
+            };
+            if let Some(first) = first {
+                return Err(FibError::DuplicateMac {
+                    mac: *mac,
+                    first,
+                    second: name.to_owned(),
+                });
+            }
+        }
+        for mac in macs {
+            self.by_mac.insert(key(mac), id);
+        }
+        self.guests.push(GuestEntry {
+            id,
+            name: name.into(),
+            macs: macs.into(),
+            mode,
+            max_frame_len,
+        });
+        Ok(id)
+    }
+
+    pub fn build(self, epoch: u64) -> MacTable {
+        MacTable::from_parts(self.by_mac, self.guests, epoch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fib::FibError;
+
+    fn mac(last: u16) -> MacAddr {
+        let [hi, lo] = last.to_be_bytes();
+        MacAddr::new([0x52, 0x54, 0x00, 0x00, hi, lo])
+    }
+
+    #[test]
+    fn lookup_and_ownership() {
+        let mut b = MacTableBuilder::default();
+        let vm1 = b
+            .add_guest("vm1", &[mac(1), mac(0x11)], Mode::Vepa, 1518)
+            .expect("vm1");
+        let vm2 = b
+            .add_guest("vm2", &[mac(2)], Mode::Private, 9018)
+            .expect("vm2");
+        let t = b.build(7);
+
+        assert_eq!((vm1, vm2), (GuestId(0), GuestId(1)));
+        assert_eq!(t.epoch(), 7);
+        assert_eq!(t.len(), 2);
+        assert!(!t.is_empty());
+        assert_eq!(t.lookup(&mac(1)), Some(vm1));
+        assert_eq!(t.lookup(&mac(0x11)), Some(vm1));
+        assert_eq!(t.lookup(&mac(2)), Some(vm2));
+        assert_eq!(t.lookup(&mac(3)), None);
+        assert_eq!(t.lookup(&MacAddr::BROADCAST), None);
+        assert!(t.owns(vm1, &mac(0x11)));
+        assert!(!t.owns(vm2, &mac(0x11)));
+        assert!(!t.owns(vm2, &mac(3)));
+
+        let e = t.guest(vm2);
+        assert_eq!(
+            (e.id, &*e.name, e.mode, e.max_frame_len),
+            (vm2, "vm2", Mode::Private, 9018)
+        );
+        assert_eq!(&*t.guest(vm1).macs, &[mac(1), mac(0x11)]);
+        assert_eq!(t.get(GuestId(2)), None);
+        assert_eq!(t.guests().len(), 2);
+    }
+
+    #[test]
+    fn refuses_duplicates_and_leaves_the_builder_unchanged() {
+        let mut b = MacTableBuilder::default();
+        b.add_guest("vm1", &[mac(1)], Mode::Vepa, 1518)
+            .expect("vm1");
+
+        let across = b
+            .add_guest("vm2", &[mac(2), mac(1)], Mode::Vepa, 1518)
+            .expect_err("dup");
+        assert_eq!(
+            across.to_string(),
+            "MAC 52:54:00:00:00:01 is claimed by both guest \"vm1\" and guest \"vm2\""
+        );
+        let within = b
+            .add_guest("vm3", &[mac(3), mac(3)], Mode::Vepa, 1518)
+            .expect_err("dup");
+        assert_eq!(
+            within,
+            FibError::DuplicateMac {
+                mac: mac(3),
+                first: "vm3".into(),
+                second: "vm3".into()
+            }
+        );
+
+        let t = b.build(0);
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            t.lookup(&mac(2)),
+            None,
+            "the failed guest left nothing behind"
+        );
+    }
+
+    #[test]
+    fn refuses_non_station_addresses() {
+        let mut b = MacTableBuilder::default();
+        for bad in [
+            MacAddr::BROADCAST,
+            MacAddr::ZERO,
+            MacAddr::new([0x01, 0, 0x5e, 0, 0, 1]),
+        ] {
+            let e = b
+                .add_guest("vm1", &[bad], Mode::Vepa, 1518)
+                .expect_err("not unicast");
+            assert_eq!(
+                e.to_string(),
+                format!("guest \"vm1\": {bad} is not a unicast station address")
+            );
+        }
+        let e = b
+            .add_guest("vm1", &[], Mode::Vepa, 1518)
+            .expect_err("no MAC");
+        assert_eq!(e.to_string(), "guest \"vm1\" has no MAC address");
+        assert!(b.build(0).is_empty());
+    }
+
+    #[test]
+    fn holds_max_guests_and_no_more() {
+        let mut b = MacTableBuilder::default();
+        for i in 0..MAX_GUESTS {
+            let id = b
+                .add_guest(&format!("g{i}"), &[mac(i as u16)], Mode::Vepa, 1518)
+                .expect("fits");
+            assert_eq!(id.index(), i);
+        }
+        assert_eq!(
+            b.add_guest("extra", &[mac(0xffff)], Mode::Vepa, 1518),
+            Err(FibError::TooManyGuests)
+        );
+        let t = b.build(1);
+        assert_eq!(t.len(), MAX_GUESTS);
+        for i in 0..MAX_GUESTS {
+            assert_eq!(t.lookup(&mac(i as u16)), Some(GuestId(i as u16)));
+        }
+    }
+
+    #[test]
+    fn from_config_numbers_guests_in_file_order() {
+        let cfg = crate::config::parse_str(
+            crate::config::DEMO_GUESTS_TOML,
+            std::path::Path::new("demo.toml"),
+        )
+        .expect("demo config is valid");
+        let t = MacTable::from_config(&cfg).expect("demo table");
+        assert_eq!(t.epoch(), 0);
+        assert_eq!(t.lookup(&cfg.guests[1].primary_mac()), Some(GuestId(1)));
+        assert_eq!(&*t.guest(GuestId(0)).name, "vm1");
+        assert_eq!(t.guest(GuestId(0)).max_frame_len, 1518);
+    }
+}

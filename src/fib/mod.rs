@@ -1,0 +1,48 @@
+//! The forwarding table: which guest owns which MAC.
+//!
+//! Role: answer "who owns this destination?" and "may this guest send from this source?"
+//! for every frame, in O(1) and without allocating, however many guests there are.
+//!
+//! Invariants: a [`MacTable`] is immutable once built. Every MAC maps to exactly one guest,
+//! every MAC is unicast and non-zero, and `GuestId(i)` is the i-th entry of `guests()`.
+//! Changes are made by building a new table (with a higher epoch) and publishing it.
+//!
+//! Threads: the control thread builds tables with [`MacTableBuilder`] (which allocates);
+//! workers read a shared snapshot (`Arc<MacTable>`) with no locks, since nothing mutates it.
+
+mod builder;
+mod table;
+
+pub use builder::MacTableBuilder;
+pub use table::{GuestEntry, MacTable};
+
+use crate::wire::MacAddr;
+
+/// A guest's index in the table that issued it. Valid only for that table's generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct GuestId(pub u16);
+
+impl GuestId {
+    #[inline]
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// Why a guest could not be added to a table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FibError {
+    #[error("MAC {mac} is claimed by both guest {first:?} and guest {second:?}")]
+    DuplicateMac {
+        mac: MacAddr,
+        first: String,
+        second: String,
+    },
+    /// Multicast, broadcast and all-zero addresses cannot identify one station.
+    #[error("guest {guest:?}: {mac} is not a unicast station address")]
+    NotUnicast { guest: String, mac: MacAddr },
+    #[error("guest {guest:?} has no MAC address")]
+    NoMac { guest: String },
+    #[error("more than {} guests", crate::config::MAX_GUESTS)]
+    TooManyGuests,
+}

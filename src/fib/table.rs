@@ -1,0 +1,106 @@
+//! The immutable MAC -> guest snapshot the workers read.
+
+use std::collections::HashMap;
+
+use rustc_hash::FxBuildHasher;
+
+use super::{FibError, GuestId, MacTableBuilder};
+use crate::config::Config;
+use crate::policy::Mode;
+use crate::wire::MacAddr;
+
+/// What the datapath needs to know about one guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestEntry {
+    pub id: GuestId,
+    pub name: Box<str>,
+    /// Never empty; the first is the primary.
+    pub macs: Box<[MacAddr]>,
+    pub mode: Mode,
+    /// Frames longer than this (header included, CRC excluded) are dropped as oversize.
+    pub max_frame_len: u32,
+}
+
+/// MAC -> guest, read-only. Build with [`MacTableBuilder`] or [`MacTable::from_config`].
+#[derive(Debug, Clone)]
+pub struct MacTable {
+    /// Keyed by the MAC packed into a u64: hashing one integer with Fx is a multiply and a
+    /// rotate, cheaper than feeding six bytes (plus a length) through `Hash for [u8; 6]`.
+    by_mac: HashMap<u64, GuestId, FxBuildHasher>,
+    guests: Box<[GuestEntry]>,
+    epoch: u64,
+}
+
+/// The six octets in the low 48 bits; distinct MACs give distinct keys.
+#[inline]
+pub(super) fn key(mac: &MacAddr) -> u64 {
+    let [a, b, c, d, e, f] = mac.0;
+    u64::from_be_bytes([0, 0, a, b, c, d, e, f])
+}
+
+impl MacTable {
+    pub(super) fn from_parts(
+        by_mac: HashMap<u64, GuestId, FxBuildHasher>,
+        guests: Vec<GuestEntry>,
+        epoch: u64,
+    ) -> Self {
+        MacTable {
+            by_mac,
+            guests: guests.into_boxed_slice(),
+            epoch,
+        }
+    }
+
+    /// The guest owning `mac`, if any. O(1), no allocation.
+    #[inline]
+    pub fn lookup(&self, mac: &MacAddr) -> Option<GuestId> {
+        self.by_mac.get(&key(mac)).copied()
+    }
+
+    /// Anti-spoofing: may guest `id` send frames with source `mac`?
+    #[inline]
+    pub fn owns(&self, id: GuestId, mac: &MacAddr) -> bool {
+        self.lookup(mac) == Some(id)
+    }
+
+    /// # Panics
+    /// If `id` was not issued by this table (e.g. kept from an older snapshot with more
+    /// guests). Workers that cannot rule that out use [`MacTable::get`].
+    #[inline]
+    pub fn guest(&self, id: GuestId) -> &GuestEntry {
+        &self.guests[id.index()]
+    }
+
+    #[inline]
+    pub fn get(&self, id: GuestId) -> Option<&GuestEntry> {
+        self.guests.get(id.index())
+    }
+
+    pub fn guests(&self) -> &[GuestEntry] {
+        &self.guests
+    }
+
+    pub fn len(&self) -> usize {
+        self.guests.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.guests.is_empty()
+    }
+
+    /// Generation number given at build time; workers acknowledge the epoch they run with so
+    /// the control thread knows when an older snapshot is no longer in use.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The table for a validated config, at epoch 0. `GuestId(i)` is `cfg.guests[i]`.
+    pub fn from_config(cfg: &Config) -> Result<MacTable, FibError> {
+        let mut builder = MacTableBuilder::default();
+        for g in &cfg.guests {
+            let max_frame_len = u32::try_from(g.max_frame_len()).unwrap_or(u32::MAX);
+            builder.add_guest(&g.name, &g.macs, g.mode, max_frame_len)?;
+        }
+        Ok(builder.build(0))
+    }
+}

@@ -1,0 +1,213 @@
+//! The mode truth tables, as exhaustive matches (the compiler proves every combination is
+//! answered; the tests pin each answer).
+//!
+//! `Source` is treated exactly like `Vepa` everywhere, as sender and as receiver. Linux
+//! delivers to source-mode devices by *source* MAC (macvlan_forward_source) and never by
+//! destination; we have no such filter yet, and config rejects the mode until we do.
+
+use super::{Cast, Egress, Mode, Origin};
+
+/// Uplink -> guest: may a guest in `dst_mode` receive this frame from the uplink?
+///
+/// For unicast this is asked only for the guest owning the destination MAC; for multicast it
+/// is asked once per guest. `origin` is judged from that guest's point of view.
+#[inline]
+pub fn deliver_from_uplink(dst_mode: Mode, origin: Origin, cast: Cast) -> bool {
+    use Cast::{Multicast, Unicast};
+    use Mode::{Bridge, Passthru, Private, Source, Vepa};
+    use Origin::{External, Itself, Sibling};
+
+    match (dst_mode, origin, cast) {
+        // macvlan_handle_frame: a passthru port has one device and hands it every frame; even
+        // its own reflected multicast goes back ("forward to original port").
+        (Passthru, _, _) => true,
+        // macvlan_handle_frame (unicast: lookup by destination only) and
+        // macvlan_process_broadcast (no source device: flood to every mode).
+        (_, External, _) => true,
+        // macvlan_broadcast never hands a flood back to its source device.
+        // Differs from macvlan for private: Linux forwards a private device's reflected
+        // multicast to itself; a guest gains nothing from hearing its own ARP/NDP echoed.
+        (_, Itself, Multicast) => false,
+        // Differs from macvlan: its unicast path ignores the source, so a private device would
+        // receive its own reflected unicast. Private promises nothing comes back.
+        (Private, Itself, Unicast) => false,
+        // macvlan_handle_frame unicast path: destination decides, source is not looked at.
+        (_, Itself, Unicast) => true,
+        // Private isolation holds even through a hairpin switch. For multicast this is
+        // macvlan_process_broadcast (its masks for VEPA and bridge sources omit PRIVATE);
+        // differs from macvlan for unicast, which Linux delivers regardless of source.
+        (Private, Sibling(_), _) => false,
+        // A private sender is isolated in both directions: macvlan_handle_frame sends its
+        // reflected multicast only back to itself. Differs for unicast (see above).
+        // Passthru has no siblings, so such a source can only be spoofed.
+        (_, Sibling(Private | Passthru), _) => false,
+        // macvlan_handle_frame: reflected unicast is delivered by destination.
+        (_, Sibling(_), Unicast) => true,
+        // macvlan_process_broadcast: a VEPA source floods to VEPA and bridge devices.
+        (Vepa | Bridge | Source, Sibling(Vepa | Source), Multicast) => true,
+        // macvlan_process_broadcast: a bridge source floods to VEPA devices only; bridge
+        // devices already got the frame locally on the way out (macvlan_queue_xmit).
+        (Vepa | Source, Sibling(Bridge), Multicast) => true,
+        (Bridge, Sibling(Bridge), Multicast) => false,
+    }
+}
+
+/// Guest -> ?: where does a frame sent by a guest in `src_mode` go?
+///
+/// `dst_sibling` is `Some(mode)` when the (unicast) destination MAC belongs to another guest;
+/// it is ignored for multicast.
+#[inline]
+pub fn egress(src_mode: Mode, cast: Cast, dst_sibling: Option<Mode>) -> Egress {
+    // All from macvlan_queue_xmit: only a bridge-mode sender looks at the destination;
+    // every other mode goes straight to the lower device ("xmit_world").
+    match (src_mode, cast, dst_sibling) {
+        // macvlan_broadcast(.., MACVLAN_MODE_BRIDGE) to the bridge siblings, then xmit_world.
+        (Mode::Bridge, Cast::Multicast, _) => Egress::UplinkAndLocal,
+        // dest->mode == MACVLAN_MODE_BRIDGE: forwarded inside the host, never on the wire.
+        (Mode::Bridge, Cast::Unicast, Some(Mode::Bridge)) => Egress::Local,
+        _ => Egress::Uplink,
+    }
+}
+
+/// Multicast switched locally (after `egress` said `UplinkAndLocal`): may the sibling in
+/// `dst_mode` receive a copy? The sender itself is never asked: the caller skips it, as
+/// macvlan_broadcast skips its source device.
+#[inline]
+pub fn deliver_local(src_mode: Mode, dst_mode: Mode) -> bool {
+    // macvlan_queue_xmit floods with mode mask MACVLAN_MODE_BRIDGE, from bridge senders only.
+    src_mode == Mode::Bridge && dst_mode == Mode::Bridge
+}
+
+#[cfg(test)]
+mod tests {
+    //! The complete truth tables. Row and column orders follow `Mode::ALL`
+    //! (vepa, private, bridge, passthru, source). Editing semantics means editing these.
+
+    use super::*;
+
+    const Y: bool = true;
+    const N: bool = false;
+
+    /// Column order of the delivery tables.
+    fn origins() -> [Origin; 7] {
+        let [v, pr, b, pa, s] = Mode::ALL;
+        [
+            Origin::External,
+            Origin::Itself,
+            Origin::Sibling(v),
+            Origin::Sibling(pr),
+            Origin::Sibling(b),
+            Origin::Sibling(pa),
+            Origin::Sibling(s),
+        ]
+    }
+
+    #[rustfmt::skip]
+    const FROM_UPLINK_UNICAST: [[bool; 7]; 5] = [
+        //             ext self  s:vepa s:priv s:bridge s:pass s:src
+        /* vepa     */ [Y,   Y,    Y,     N,     Y,       N,     Y],
+        /* private  */ [Y,   N,    N,     N,     N,       N,     N],
+        /* bridge   */ [Y,   Y,    Y,     N,     Y,       N,     Y],
+        /* passthru */ [Y,   Y,    Y,     Y,     Y,       Y,     Y],
+        /* source   */ [Y,   Y,    Y,     N,     Y,       N,     Y],
+    ];
+
+    #[rustfmt::skip]
+    const FROM_UPLINK_MULTICAST: [[bool; 7]; 5] = [
+        //             ext self  s:vepa s:priv s:bridge s:pass s:src
+        /* vepa     */ [Y,   N,    Y,     N,     Y,       N,     Y],
+        /* private  */ [Y,   N,    N,     N,     N,       N,     N],
+        /* bridge   */ [Y,   N,    Y,     N,     N,       N,     Y],
+        /* passthru */ [Y,   Y,    Y,     Y,     Y,       Y,     Y],
+        /* source   */ [Y,   N,    Y,     N,     Y,       N,     Y],
+    ];
+
+    #[test]
+    fn deliver_from_uplink_matches_the_table() {
+        for (cast, table) in [
+            (Cast::Unicast, &FROM_UPLINK_UNICAST),
+            (Cast::Multicast, &FROM_UPLINK_MULTICAST),
+        ] {
+            for (dst, row) in Mode::ALL.into_iter().zip(table) {
+                for (origin, &want) in origins().into_iter().zip(row) {
+                    assert_eq!(
+                        deliver_from_uplink(dst, origin, cast),
+                        want,
+                        "deliver_from_uplink({dst}, {origin:?}, {cast:?})"
+                    );
+                }
+            }
+        }
+    }
+
+    use Egress::{Local as L, Uplink as U, UplinkAndLocal as UL};
+
+    #[rustfmt::skip]
+    const EGRESS_UNICAST: [[Egress; 6]; 5] = [
+        //             no sibling  vepa private bridge passthru source
+        /* vepa     */ [U,         U,   U,      U,     U,       U],
+        /* private  */ [U,         U,   U,      U,     U,       U],
+        /* bridge   */ [U,         U,   U,      L,     U,       U],
+        /* passthru */ [U,         U,   U,      U,     U,       U],
+        /* source   */ [U,         U,   U,      U,     U,       U],
+    ];
+
+    /// Multicast ignores `dst_sibling`; the test checks that for every value of it.
+    #[rustfmt::skip]
+    const EGRESS_MULTICAST: [Egress; 5] = [
+        /* vepa */ U, /* private */ U, /* bridge */ UL, /* passthru */ U, /* source */ U,
+    ];
+
+    #[test]
+    fn egress_matches_the_table() {
+        let siblings = [None].into_iter().chain(Mode::ALL.map(Some));
+        for (i, src) in Mode::ALL.into_iter().enumerate() {
+            for (j, sibling) in siblings.clone().enumerate() {
+                assert_eq!(
+                    egress(src, Cast::Unicast, sibling),
+                    EGRESS_UNICAST[i][j],
+                    "egress({src}, Unicast, {sibling:?})"
+                );
+                assert_eq!(
+                    egress(src, Cast::Multicast, sibling),
+                    EGRESS_MULTICAST[i],
+                    "egress({src}, Multicast, {sibling:?})"
+                );
+            }
+        }
+    }
+
+    #[rustfmt::skip]
+    const LOCAL: [[bool; 5]; 5] = [
+        //             to: vepa priv bridge pass source
+        /* vepa     */ [N,   N,   N,     N,   N],
+        /* private  */ [N,   N,   N,     N,   N],
+        /* bridge   */ [N,   N,   Y,     N,   N],
+        /* passthru */ [N,   N,   N,     N,   N],
+        /* source   */ [N,   N,   N,     N,   N],
+    ];
+
+    #[test]
+    fn deliver_local_matches_the_table() {
+        for (src, row) in Mode::ALL.into_iter().zip(&LOCAL) {
+            for (dst, &want) in Mode::ALL.into_iter().zip(row) {
+                assert_eq!(deliver_local(src, dst), want, "deliver_local({src}, {dst})");
+            }
+        }
+    }
+
+    /// Whatever egress switches locally must not also come back from the uplink to the same
+    /// receivers: the two halves of the bridge rule must agree.
+    #[test]
+    fn bridge_multicast_is_never_delivered_twice() {
+        for dst in Mode::ALL {
+            let local = deliver_local(Mode::Bridge, dst);
+            let reflected =
+                deliver_from_uplink(dst, Origin::Sibling(Mode::Bridge), Cast::Multicast);
+            assert!(
+                !(local && reflected),
+                "bridge -> {dst} would get two copies"
+            );
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Ethernet ports (the uplink, and guests through the vhost PMD) and their queue tokens.
+//!
+//! A port is closed when the last of its handles goes: the `Port` itself and every queue
+//! token share one `Arc`, so a worker still holding a queue keeps the port open.
+
+use std::cell::Cell;
+use std::ffi::{CStr, CString};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::burst::Burst;
+use super::error::{check, Result, RteError};
+use super::mempool::Mempool;
+use crate::sys;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortId(pub u16);
+
+impl std::fmt::Display for PortId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+struct PortHandle {
+    id: PortId,
+}
+
+impl Drop for PortHandle {
+    fn drop(&mut self) {
+        // SAFETY: no queue token is left (this is the last handle), so no thread polls the port.
+        // Closing returns the mbufs the PMD still holds to their pool.
+        unsafe {
+            sys::rte_eth_dev_stop(self.id.0);
+            sys::rte_eth_dev_close(self.id.0);
+        }
+    }
+}
+
+/// What the driver says the port can do.
+#[derive(Clone, Debug)]
+pub struct PortInfo {
+    pub driver: String,
+    pub max_rx_queues: u16,
+    pub max_tx_queues: u16,
+    pub min_mtu: u16,
+    pub max_mtu: u16,
+    pub max_mac_addrs: u32,
+    pub max_vmdq_pools: u16,
+    pub rss_offloads: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Link {
+    pub up: bool,
+    pub speed_mbps: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EthStats {
+    pub ipackets: u64,
+    pub opackets: u64,
+    pub ibytes: u64,
+    pub obytes: u64,
+    pub imissed: u64,
+    pub ierrors: u64,
+    pub oerrors: u64,
+    pub rx_nombuf: u64,
+}
+
+/// Configuration applied by `Port::configure`.
+#[derive(Clone, Copy, Debug)]
+pub struct PortConf {
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    /// None keeps the driver's default.
+    pub mtu: Option<u16>,
+}
+
+pub struct Port {
+    handle: Arc<PortHandle>,
+    name: String,
+}
+
+impl Port {
+    /// A port EAL already created (`-a <pci>` or `--vdev`).
+    pub fn from_id(id: PortId) -> Result<Port> {
+        // SAFETY: any u16 may be asked about.
+        if unsafe { sys::rte_eth_dev_is_valid_port(id.0) } == 0 {
+            return Err(RteError::new("rte_eth_dev_is_valid_port", libc::ENODEV)
+                .with_detail(format!("no port {id} (ports available: {})", Self::count())));
+        }
+        let mut buf = [0 as std::ffi::c_char; 64];
+        // SAFETY: buf is large enough for RTE_ETH_NAME_MAX_LEN (64).
+        check("rte_eth_dev_get_name_by_port", unsafe { sys::rte_eth_dev_get_name_by_port(id.0, buf.as_mut_ptr()) })?;
+        // SAFETY: DPDK wrote a NUL-terminated name into buf.
+        let name = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned();
+        Ok(Port { handle: Arc::new(PortHandle { id }), name })
+    }
+
+    /// Probes a device from a devargs string (`net_vhost0,iface=/run/x.sock`, a PCI address...)
+    /// and returns its port.
+    pub fn probe(devargs: &str) -> Result<Port> {
+        let c = CString::new(devargs)
+            .map_err(|_| RteError::new("rte_dev_probe", libc::EINVAL).with_detail(devargs.to_owned()))?;
+        // SAFETY: c is a valid C string.
+        check("rte_dev_probe", unsafe { sys::rte_dev_probe(c.as_ptr()) })
+            .map_err(|e| e.with_detail(devargs.to_owned()))?;
+        let name = devargs.split(',').next().unwrap_or(devargs);
+        let cname = CString::new(name).unwrap_or_default();
+        let mut id = 0u16;
+        // SAFETY: cname is a valid C string, id a valid out-pointer.
+        check("rte_eth_dev_get_port_by_name", unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) })
+            .map_err(|e| e.with_detail(name.to_owned()))?;
+        Ok(Port { handle: Arc::new(PortHandle { id: PortId(id) }), name: name.to_owned() })
+    }
+
+    /// Number of ports EAL knows.
+    pub fn count() -> u16 {
+        // SAFETY: no preconditions once EAL is up.
+        unsafe { sys::rte_eth_dev_count_avail() }
+    }
+
+    pub fn id(&self) -> PortId {
+        self.handle.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn raw(&self) -> u16 {
+        self.handle.id.0
+    }
+
+    pub fn info(&self) -> Result<PortInfo> {
+        let mut di = sys::rte_eth_dev_info::default();
+        // SAFETY: di is a valid out-pointer for the port's info.
+        check("rte_eth_dev_info_get", unsafe { sys::rte_eth_dev_info_get(self.raw(), &mut di) })?;
+        let driver = if di.driver_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: the driver name is a static NUL-terminated string.
+            unsafe { CStr::from_ptr(di.driver_name) }.to_string_lossy().into_owned()
+        };
+        Ok(PortInfo {
+            driver,
+            max_rx_queues: di.max_rx_queues,
+            max_tx_queues: di.max_tx_queues,
+            min_mtu: di.min_mtu,
+            max_mtu: di.max_mtu,
+            max_mac_addrs: di.max_mac_addrs,
+            max_vmdq_pools: di.max_vmdq_pools,
+            rss_offloads: di.flow_type_rss_offloads,
+        })
+    }
+
+    pub fn configure(&self, conf: &PortConf) -> Result<()> {
+        let mut ec = sys::rte_eth_conf::default();
+        if let Some(mtu) = conf.mtu {
+            ec.rxmode.mtu = u32::from(mtu);
+        }
+        // SAFETY: ec is a fully initialised rte_eth_conf.
+        check("rte_eth_dev_configure", unsafe {
+            sys::rte_eth_dev_configure(self.raw(), conf.rx_queues, conf.tx_queues, &ec)
+        })
+        .map_err(|e| e.with_detail(format!("port {} ({}): {} rx / {} tx queues", self.id(), self.name, conf.rx_queues, conf.tx_queues)))?;
+        Ok(())
+    }
+
+    pub fn set_mtu(&self, mtu: u16) -> Result<()> {
+        // SAFETY: plain call on a valid port.
+        check("rte_eth_dev_set_mtu", unsafe { sys::rte_eth_dev_set_mtu(self.raw(), mtu) })
+            .map_err(|e| e.with_detail(format!("port {} mtu {mtu}", self.name)))?;
+        Ok(())
+    }
+
+    pub fn mtu(&self) -> Result<u16> {
+        let mut mtu = 0u16;
+        // SAFETY: mtu is a valid out-pointer.
+        check("rte_eth_dev_get_mtu", unsafe { sys::rte_eth_dev_get_mtu(self.raw(), &mut mtu) })?;
+        Ok(mtu)
+    }
+
+    /// Sets up rx queue `queue`; mbufs for it come from `pool`, which must outlive the port.
+    pub fn rx_queue(&self, queue: u16, descriptors: u16, pool: &Mempool) -> Result<RxQueue> {
+        // SAFETY: a null rxconf selects the driver's defaults; pool is live.
+        check("rte_eth_rx_queue_setup", unsafe {
+            sys::rte_eth_rx_queue_setup(self.raw(), queue, descriptors, self.socket(), std::ptr::null(), pool.as_ptr())
+        })
+        .map_err(|e| e.with_detail(format!("port {} rx queue {queue}", self.name)))?;
+        Ok(RxQueue { port: Arc::clone(&self.handle), queue, _unsync: PhantomData })
+    }
+
+    pub fn tx_queue(&self, queue: u16, descriptors: u16) -> Result<TxQueue> {
+        // SAFETY: a null txconf selects the driver's defaults.
+        check("rte_eth_tx_queue_setup", unsafe {
+            sys::rte_eth_tx_queue_setup(self.raw(), queue, descriptors, self.socket(), std::ptr::null())
+        })
+        .map_err(|e| e.with_detail(format!("port {} tx queue {queue}", self.name)))?;
+        Ok(TxQueue { port: Arc::clone(&self.handle), queue, _unsync: PhantomData })
+    }
+
+    fn socket(&self) -> u32 {
+        // SAFETY: plain call on a valid port; -1 (unknown) becomes SOCKET_ID_ANY below.
+        let s = unsafe { sys::rte_eth_dev_socket_id(self.raw()) };
+        if s < 0 { sys::SOCKET_ID_ANY as u32 } else { s as u32 }
+    }
+
+    pub fn start(&self) -> Result<()> {
+        // SAFETY: plain call on a configured port.
+        check("rte_eth_dev_start", unsafe { sys::rte_eth_dev_start(self.raw()) })
+            .map_err(|e| e.with_detail(format!("port {}", self.name)))?;
+        Ok(())
+    }
+
+    pub fn stop(&self) -> Result<()> {
+        // SAFETY: plain call; the app stops workers before stopping ports.
+        check("rte_eth_dev_stop", unsafe { sys::rte_eth_dev_stop(self.raw()) })?;
+        Ok(())
+    }
+
+    /// Link state without waiting (safe to call every few milliseconds from the control thread).
+    pub fn link(&self) -> Link {
+        let mut l = sys::rte_eth_link::default();
+        // SAFETY: l is a valid out-pointer.
+        if unsafe { sys::rte_eth_link_get_nowait(self.raw(), &mut l) } < 0 {
+            return Link::default();
+        }
+        Link { up: l.link_status() != 0, speed_mbps: l.link_speed }
+    }
+
+    pub fn mac(&self) -> Result<[u8; 6]> {
+        let mut a = sys::rte_ether_addr::default();
+        // SAFETY: a is a valid out-pointer.
+        check("rte_eth_macaddr_get", unsafe { sys::rte_eth_macaddr_get(self.raw(), &mut a) })?;
+        Ok(a.addr_bytes)
+    }
+
+    pub fn stats(&self) -> EthStats {
+        let mut s = sys::rte_eth_stats::default();
+        // SAFETY: s is a valid out-pointer; on failure it stays zeroed.
+        unsafe { sys::rte_eth_stats_get(self.raw(), &mut s) };
+        EthStats {
+            ipackets: s.ipackets,
+            opackets: s.opackets,
+            ibytes: s.ibytes,
+            obytes: s.obytes,
+            imissed: s.imissed,
+            ierrors: s.ierrors,
+            oerrors: s.oerrors,
+            rx_nombuf: s.rx_nombuf,
+        }
+    }
+
+    /// Extended statistics, by name (driver-specific).
+    pub fn xstats(&self) -> Vec<(String, u64)> {
+        // SAFETY: a null array asks for the count.
+        let n = unsafe { sys::rte_eth_xstats_get_names(self.raw(), std::ptr::null_mut(), 0) };
+        if n <= 0 {
+            return Vec::new();
+        }
+        let mut names = vec![sys::rte_eth_xstat_name { name: [0; 64] }; n as usize];
+        let mut vals = vec![sys::rte_eth_xstat::default(); n as usize];
+        // SAFETY: both arrays hold n entries.
+        let got_names = unsafe { sys::rte_eth_xstats_get_names(self.raw(), names.as_mut_ptr(), n as u32) };
+        // SAFETY: as above.
+        let got_vals = unsafe { sys::rte_eth_xstats_get(self.raw(), vals.as_mut_ptr(), n as u32) };
+        let m = got_names.min(got_vals).max(0) as usize;
+        (0..m)
+            .map(|i| {
+                // SAFETY: DPDK NUL-terminates each name within its 64 bytes.
+                let name = unsafe { CStr::from_ptr(names[i].name.as_ptr()) }.to_string_lossy().into_owned();
+                (name, vals[i].value)
+            })
+            .collect()
+    }
+
+    pub fn set_promiscuous(&self, on: bool) -> Result<()> {
+        // SAFETY: plain calls on a valid port.
+        let ret = unsafe {
+            if on { sys::rte_eth_promiscuous_enable(self.raw()) } else { sys::rte_eth_promiscuous_disable(self.raw()) }
+        };
+        check("rte_eth_promiscuous_enable", ret)?;
+        Ok(())
+    }
+
+    /// Admits frames for `mac` (a unicast filter, or a VMDq pool's filter when `pool` > 0).
+    pub fn add_mac(&self, mac: [u8; 6], pool: u32) -> Result<()> {
+        let mut a = sys::rte_ether_addr { addr_bytes: mac };
+        // SAFETY: a is a valid address.
+        check("rte_eth_dev_mac_addr_add", unsafe { sys::rte_eth_dev_mac_addr_add(self.raw(), &mut a, pool) })?;
+        Ok(())
+    }
+}
+
+/// The right to poll one rx queue: moved into exactly one worker (`Send`, not `Sync`).
+pub struct RxQueue {
+    port: Arc<PortHandle>,
+    queue: u16,
+    _unsync: PhantomData<Cell<()>>,
+}
+
+impl RxQueue {
+    pub fn port(&self) -> PortId {
+        self.port.id
+    }
+
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// Receives into the free tail of `burst`; returns how many frames arrived. The burst
+    /// owns them.
+    #[inline]
+    pub fn rx<const N: usize>(&mut self, burst: &mut Burst<N>) -> usize {
+        self.rx_at_most(burst, N)
+    }
+
+    /// As `rx`, but takes at most `max` frames (backpressure: only what the next stage can hold).
+    #[inline]
+    pub fn rx_at_most<const N: usize>(&mut self, burst: &mut Burst<N>, max: usize) -> usize {
+        let (ptr, free) = burst.tail_mut();
+        let free = free.min(max);
+        if free == 0 {
+            return 0;
+        }
+        // SAFETY: ptr has room for `free` mbuf pointers; &mut self means no other poller.
+        let n = unsafe { sys::shim_rte_eth_rx_burst(self.port.id.0, self.queue, ptr, free as u16) } as usize;
+        burst.commit(n);
+        n
+    }
+}
+
+/// The right to transmit on one tx queue: moved into exactly one worker.
+pub struct TxQueue {
+    port: Arc<PortHandle>,
+    queue: u16,
+    _unsync: PhantomData<Cell<()>>,
+}
+
+impl TxQueue {
+    pub fn port(&self) -> PortId {
+        self.port.id
+    }
+
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// Transmits from the front of `burst`. The PMD takes ownership of the frames it accepted
+    /// (they leave the burst); the caller keeps the rest, in order, to retry or drop.
+    #[inline]
+    pub fn tx<const N: usize>(&mut self, burst: &mut Burst<N>) -> usize {
+        let (ptr, len) = burst.head_mut();
+        if len == 0 {
+            return 0;
+        }
+        // SAFETY: ptr holds len owned mbufs; the PMD takes the first n of them.
+        let n = unsafe { sys::shim_rte_eth_tx_burst(self.port.id.0, self.queue, ptr, len as u16) } as usize;
+        burst.consume_prefix(n);
+        n
+    }
+}

@@ -1,0 +1,140 @@
+//! An owned packet buffer (`rte_mbuf` chain) that is freed exactly once.
+
+use std::ptr::NonNull;
+
+use super::mempool::Mempool;
+use crate::sys;
+
+/// One reference to an mbuf chain. Dropping it frees the reference (`rte_pktmbuf_free`);
+/// `into_raw` hands it to DPDK instead. Extra references for multicast come from `share`.
+#[repr(transparent)]
+pub struct Mbuf(NonNull<sys::rte_mbuf>);
+
+// SAFETY: an mbuf reference may move between threads; freeing it from any EAL thread is allowed.
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    pub fn alloc(pool: &Mempool) -> Option<Mbuf> {
+        // SAFETY: pool is a live pktmbuf pool.
+        NonNull::new(unsafe { sys::shim_rte_pktmbuf_alloc(pool.as_ptr()) }).map(Mbuf)
+    }
+
+    /// # Safety
+    /// `raw` must be a valid mbuf reference that the caller owns and gives up.
+    #[inline]
+    pub unsafe fn from_raw(raw: *mut sys::rte_mbuf) -> Mbuf {
+        // SAFETY: the caller guarantees raw is a valid (non-null) owned mbuf.
+        Mbuf(unsafe { NonNull::new_unchecked(raw) })
+    }
+
+    #[inline]
+    pub fn into_raw(self) -> *mut sys::rte_mbuf {
+        let raw = self.0.as_ptr();
+        std::mem::forget(self);
+        raw
+    }
+
+    #[inline]
+    fn head(&self) -> &sys::rte_mbuf {
+        // SAFETY: self owns a reference to a live mbuf.
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Length of the whole frame (all segments).
+    #[inline]
+    pub fn pkt_len(&self) -> usize {
+        self.head().pkt_len as usize
+    }
+
+    #[inline]
+    pub fn nb_segs(&self) -> u16 {
+        self.head().nb_segs
+    }
+
+    /// The first segment's bytes: the whole frame unless it is chained.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        let m = self.head();
+        // SAFETY: buf_addr + data_off .. + data_len is the segment's initialised data.
+        unsafe {
+            std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize)
+        }
+    }
+
+    /// Mutable first segment. Only for a buffer nobody else references (just allocated).
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        debug_assert_eq!(self.refcnt(), 1, "writing into a shared mbuf");
+        let m = self.head();
+        let (addr, off, len) = (m.buf_addr as *mut u8, m.data_off as usize, m.data_len as usize);
+        // SAFETY: as in `data`, and &mut self with refcnt 1 means no other reader.
+        unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) }
+    }
+
+    /// Grows the last segment by `len` bytes and returns them; None if the tailroom is short.
+    pub fn append(&mut self, len: u16) -> Option<&mut [u8]> {
+        // SAFETY: self owns the mbuf; rte_pktmbuf_append checks the tailroom.
+        let p = unsafe { sys::shim_rte_pktmbuf_append(self.0.as_ptr(), len) };
+        // SAFETY: on success p points at len writable bytes inside the mbuf.
+        NonNull::new(p as *mut u8).map(|p| unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), len as usize) })
+    }
+
+    /// Appends `tail` after the last segment of `self`.
+    pub fn chain(&mut self, tail: Mbuf) -> Result<(), Mbuf> {
+        // SAFETY: both are owned, distinct chains; on success tail is owned by self's chain.
+        let ret = unsafe { sys::shim_rte_pktmbuf_chain(self.0.as_ptr(), tail.0.as_ptr()) };
+        if ret == 0 {
+            std::mem::forget(tail);
+            Ok(())
+        } else {
+            Err(tail)
+        }
+    }
+
+    /// Iterates over the segments' data.
+    pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
+        let mut cur: *const sys::rte_mbuf = self.0.as_ptr();
+        std::iter::from_fn(move || {
+            if cur.is_null() {
+                return None;
+            }
+            // SAFETY: cur is a segment of the chain self owns.
+            let m = unsafe { &*cur };
+            cur = m.next;
+            // SAFETY: as in `data`.
+            Some(unsafe {
+                std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize)
+            })
+        })
+    }
+
+    /// A copy of the whole frame, all segments joined.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.pkt_len());
+        for s in self.segments() {
+            v.extend_from_slice(s);
+        }
+        v
+    }
+
+    #[inline]
+    pub fn refcnt(&self) -> u16 {
+        // SAFETY: self owns a reference to a live mbuf.
+        unsafe { sys::shim_rte_mbuf_refcnt_read(self.0.as_ptr()) }
+    }
+
+    /// A second reference to the same frame (every segment's refcount + 1): each reference
+    /// is freed once, and the buffers return to the pool when the last one goes.
+    #[inline]
+    pub fn share(&self) -> Mbuf {
+        // SAFETY: self keeps the chain alive; bumping every segment keeps chained frames correct.
+        unsafe { sys::shim_rte_pktmbuf_refcnt_update(self.0.as_ptr(), 1) };
+        Mbuf(self.0)
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: self owns exactly one reference, released here once.
+        unsafe { sys::shim_rte_pktmbuf_free(self.0.as_ptr()) };
+    }
+}

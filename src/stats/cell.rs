@@ -1,0 +1,156 @@
+//! One port's live counters (`PortCell`, written by one worker) and their plain-value copy
+//! (`PortCounters`, what readers sum and print).
+
+use std::ops::{Add, AddAssign};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::{DropCounts, DropReason};
+
+/// Adds `n` to a counter that only the calling thread ever writes. A load + store is enough
+/// (and cheaper than `fetch_add`, which locks the bus); readers see either value, never a
+/// torn one. If two threads did write the same cell, increments could be lost, not corrupt.
+#[inline]
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+/// Counters of one port (the uplink or one guest) written by exactly one worker thread:
+/// relaxed load+store, no RMW needed.
+/// Direction is the switch's: rx = frames the switch received from that port, tx = frames
+/// the switch delivered to it.
+#[derive(Debug, Default)]
+pub struct PortCell {
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+    drops: [AtomicU64; DropReason::COUNT],
+    stalls: AtomicU64,
+}
+
+impl PortCell {
+    #[inline]
+    pub fn rx(&self, pkts: u64, bytes: u64) {
+        bump(&self.rx_packets, pkts);
+        bump(&self.rx_bytes, bytes);
+    }
+
+    #[inline]
+    pub fn tx(&self, pkts: u64, bytes: u64) {
+        bump(&self.tx_packets, pkts);
+        bump(&self.tx_bytes, bytes);
+    }
+
+    /// `n` frames discarded for `r`. Charged to the port the frame came from or was
+    /// headed to, whichever the reason is about (e.g. `GuestQueueFull` to the guest).
+    #[inline]
+    pub fn drop(&self, r: DropReason, n: u64) {
+        // The discriminant is < COUNT by construction of the enum, so this never fails.
+        bump(&self.drops[r.index()], n);
+    }
+
+    /// `n` backpressure events: the port could not take frames and the worker held back
+    /// instead of dropping.
+    #[inline]
+    pub fn stall(&self, n: u64) {
+        bump(&self.stalls, n);
+    }
+
+    pub fn load(&self) -> PortCounters {
+        PortCounters {
+            rx_packets: self.rx_packets.load(Relaxed),
+            rx_bytes: self.rx_bytes.load(Relaxed),
+            tx_packets: self.tx_packets.load(Relaxed),
+            tx_bytes: self.tx_bytes.load(Relaxed),
+            drops: DropCounts(std::array::from_fn(|i| self.drops[i].load(Relaxed))),
+            stalls: self.stalls.load(Relaxed),
+        }
+    }
+}
+
+/// A copy of a port's counters, or a sum of several.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PortCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: DropCounts,
+    pub stalls: u64,
+}
+
+impl PortCounters {
+    pub fn total_drops(&self) -> u64 {
+        self.drops.total()
+    }
+}
+
+impl AddAssign for PortCounters {
+    fn add_assign(&mut self, o: Self) {
+        self.rx_packets = self.rx_packets.wrapping_add(o.rx_packets);
+        self.rx_bytes = self.rx_bytes.wrapping_add(o.rx_bytes);
+        self.tx_packets = self.tx_packets.wrapping_add(o.tx_packets);
+        self.tx_bytes = self.tx_bytes.wrapping_add(o.tx_bytes);
+        self.drops += o.drops;
+        self.stalls = self.stalls.wrapping_add(o.stalls);
+    }
+}
+
+impl Add for PortCounters {
+    type Output = PortCounters;
+
+    fn add(mut self, o: Self) -> PortCounters {
+        self += o;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_accumulates_and_loads() {
+        let c = PortCell::default();
+        c.rx(2, 128);
+        c.rx(1, 64);
+        c.tx(4, 400);
+        c.drop(DropReason::Oversize, 1);
+        c.drop(DropReason::Oversize, 2);
+        c.drop(DropReason::GuestDown, 5);
+        c.stall(3);
+        let p = c.load();
+        assert_eq!(
+            (p.rx_packets, p.rx_bytes, p.tx_packets, p.tx_bytes, p.stalls),
+            (3, 192, 4, 400, 3)
+        );
+        assert_eq!(p.drops[DropReason::Oversize], 3);
+        assert_eq!(p.drops[DropReason::GuestDown], 5);
+        assert_eq!(p.total_drops(), 8);
+    }
+
+    #[test]
+    fn counters_add_field_by_field() {
+        let a = PortCounters {
+            rx_packets: 1,
+            rx_bytes: 10,
+            tx_packets: 2,
+            tx_bytes: 20,
+            stalls: 1,
+            ..Default::default()
+        };
+        let mut sum = a + a;
+        assert_eq!(
+            (
+                sum.rx_packets,
+                sum.rx_bytes,
+                sum.tx_packets,
+                sum.tx_bytes,
+                sum.stalls
+            ),
+            (2, 20, 4, 40, 2)
+        );
+        sum += PortCounters::default();
+        assert_eq!(sum, a + a);
+    }
+}

@@ -1,0 +1,179 @@
+//! A point-in-time sum of all shards, for logs, JSON export and tests.
+
+use std::fmt::Write as _;
+
+use super::{DropCounts, DropReason, PortCounters};
+
+/// One guest's totals.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GuestStats {
+    pub name: String,
+    #[serde(flatten)]
+    pub counters: PortCounters,
+    /// Not a counter: the control thread fills it from vhost state; false until then.
+    pub link_up: bool,
+}
+
+/// One worker's loop accounting, in TSC cycles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerStats {
+    pub busy_cycles: u64,
+    pub idle_cycles: u64,
+    pub frames: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub uplink: PortCounters,
+    /// In `GuestId` order.
+    pub guests: Vec<GuestStats>,
+    /// In shard creation order.
+    pub workers: Vec<WorkerStats>,
+}
+
+impl StatsSnapshot {
+    pub fn guest(&self, name: &str) -> Option<&GuestStats> {
+        self.guests.iter().find(|g| g.name == name)
+    }
+
+    /// Drops of every port, by reason.
+    pub fn drops(&self) -> DropCounts {
+        self.guests
+            .iter()
+            .fold(self.uplink.drops, |acc, g| acc + g.counters.drops)
+    }
+
+    /// One line for periodic logs, e.g.
+    /// `uplink rx 10 tx 8 | vm1 rx 4 tx 5 | vm2 rx 4 tx 5 | drops 3: runt 1, unknown_dest 2`.
+    /// Packet counts only; only reasons with drops are listed.
+    pub fn summary_line(&self) -> String {
+        let mut line = format!(
+            "uplink rx {} tx {}",
+            self.uplink.rx_packets, self.uplink.tx_packets
+        );
+        for g in &self.guests {
+            // Writing into a String cannot fail.
+            let _ = write!(
+                line,
+                " | {} rx {} tx {}",
+                g.name, g.counters.rx_packets, g.counters.tx_packets
+            );
+        }
+        let drops = self.drops();
+        let _ = write!(line, " | drops {}", drops.total());
+        let nonzero: Vec<String> = DropReason::ALL
+            .into_iter()
+            .filter(|&r| drops[r] != 0)
+            .map(|r| format!("{} {}", r.name(), drops[r]))
+            .collect();
+        if !nonzero.is_empty() {
+            let _ = write!(line, ": {}", nonzero.join(", "));
+        }
+        line
+    }
+
+    pub fn to_json_pretty(&self) -> String {
+        // Only plain structs, integers and strings: serialisation cannot fail, but the
+        // fallback keeps this panic-free and still valid JSON.
+        serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StatsSnapshot {
+        let mut uplink = PortCounters {
+            rx_packets: 10,
+            tx_packets: 8,
+            ..Default::default()
+        };
+        uplink.drops.0[DropReason::UnknownDest.index()] = 2;
+        let mut vm1 = PortCounters {
+            rx_packets: 4,
+            tx_packets: 5,
+            rx_bytes: 256,
+            ..Default::default()
+        };
+        vm1.drops.0[DropReason::Runt.index()] = 1;
+        StatsSnapshot {
+            uplink,
+            guests: vec![
+                GuestStats {
+                    name: "vm1".into(),
+                    counters: vm1,
+                    link_up: true,
+                },
+                GuestStats {
+                    name: "vm2".into(),
+                    counters: PortCounters {
+                        rx_packets: 4,
+                        tx_packets: 5,
+                        ..Default::default()
+                    },
+                    link_up: false,
+                },
+            ],
+            workers: vec![WorkerStats {
+                busy_cycles: 100,
+                idle_cycles: 900,
+                frames: 18,
+            }],
+        }
+    }
+
+    #[test]
+    fn summary_line_lists_ports_and_nonzero_drops() {
+        assert_eq!(
+            sample().summary_line(),
+            "uplink rx 10 tx 8 | vm1 rx 4 tx 5 | vm2 rx 4 tx 5 | drops 3: runt 1, unknown_dest 2"
+        );
+        let quiet = StatsSnapshot {
+            uplink: PortCounters::default(),
+            guests: vec![],
+            workers: vec![],
+        };
+        assert_eq!(quiet.summary_line(), "uplink rx 0 tx 0 | drops 0");
+    }
+
+    #[test]
+    fn json_shape() {
+        let v: serde_json::Value =
+            serde_json::from_str(&sample().to_json_pretty()).expect("valid JSON");
+        let vm1 = &v["guests"][0];
+        assert_eq!(vm1["name"], "vm1");
+        assert_eq!(
+            vm1["rx_bytes"], 256,
+            "counters are flattened into the guest object"
+        );
+        assert_eq!(vm1["link_up"], true);
+        assert_eq!(vm1["drops"]["runt"], 1);
+        for port in [&v["uplink"], vm1, &v["guests"][1]] {
+            let drops = port["drops"].as_object().expect("drops is an object");
+            let keys: Vec<&str> = drops.keys().map(String::as_str).collect();
+            let mut want = DropReason::ALL.map(DropReason::name).to_vec();
+            want.sort_unstable();
+            let mut keys_sorted = keys.clone();
+            keys_sorted.sort_unstable();
+            assert_eq!(keys_sorted, want, "every reason present");
+            for key in ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "stalls"] {
+                assert!(port[key].is_u64(), "{key} present");
+            }
+        }
+        assert_eq!(v["uplink"]["drops"]["unknown_dest"], 2);
+        assert_eq!(
+            v["workers"][0],
+            serde_json::json!({"busy_cycles": 100, "idle_cycles": 900, "frames": 18})
+        );
+    }
+
+    #[test]
+    fn lookup_by_name() {
+        let s = sample();
+        assert_eq!(s.guest("vm2").map(|g| g.counters.tx_packets), Some(5));
+        assert!(s.guest("vm9").is_none());
+        assert_eq!(s.drops().total(), 3);
+    }
+}

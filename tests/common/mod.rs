@@ -1,0 +1,134 @@
+//! Test-support harness shared by the integration tests (`mod common;` in each tests/*.rs).
+//!
+//! - [`Netns`], [`HairpinLab`]: the external network (namespaces, veths, a Linux bridge with
+//!   hairpin), the same topology as `dpdk-config/lab.sh`, with names unique to each test.
+//! - [`RawSocket`]: an AF_PACKET socket inside a namespace, playing the external host or
+//!   capturing on a bridge port.
+//! - [`Proc`], [`Switch`], [`Guest`]: the processes under test, always killed on drop so that a
+//!   failing test leaves nothing running, and reported in full when a wait times out.
+//!
+//! Everything panics with a message that says what was expected and what was seen: these are
+//! tests, and a panic is how they fail.
+
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+mod netns;
+mod proc;
+mod rawsock;
+
+#[allow(unused_imports)]
+pub use netns::{HairpinLab, Netns};
+#[allow(unused_imports)]
+pub use proc::{Guest, Proc, Switch};
+#[allow(unused_imports)]
+pub use rawsock::RawSocket;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Ethertype of test frames (IEEE 802 local experimental 1): nothing on the path parses it.
+pub const TEST_ETHERTYPE: u16 = 0x88b5;
+pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// Fails the test unless it runs as root. The end-to-end tests need namespaces, raw sockets and
+/// vhost-user sockets; skipping silently would report a pass for something never tested.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert!(
+        euid == 0,
+        "this test needs root (network namespaces, raw sockets, DPDK): run it as root, \
+         e.g. `sudo dpdk-config/run-tests.sh`"
+    );
+}
+
+/// A short name unique on this machine while this process lives: `prefix` + pid + counter,
+/// both in hex. Short because it ends up in interface names (15 bytes at most) and DPDK file
+/// prefixes; a `prefix` of up to 6 characters keeps the result within 15.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{:x}-{n:x}", std::process::id())
+}
+
+/// The repository root, to find dpdk-config/ and example files from any test.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// EAL arguments of the `test` profile (dpdk-config/eal/test.conf), so the tests and the shell
+/// scripts that use the profile cannot drift apart. The caller adds --file-prefix and -l.
+pub fn eal_test_args() -> Vec<String> {
+    let path = repo_root().join("dpdk-config/eal/test.conf");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("EAL_ARGS="))
+        .unwrap_or_else(|| panic!("{} has no EAL_ARGS= line", path.display()));
+    line["EAL_ARGS=".len()..].trim_matches('"').split_whitespace().map(str::to_owned).collect()
+}
+
+/// An Ethernet frame of exactly 14 + `payload_len` bytes. The payload starts with `tag` and
+/// counts up from it, so frames with different tags differ in every payload byte and a
+/// corrupted or truncated frame does not compare equal.
+pub fn frame(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload_len: usize, tag: u8) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + payload_len);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend((0..payload_len).map(|i| tag.wrapping_add(i as u8)));
+    f
+}
+
+/// Inserts an 802.1Q tag after the MAC addresses of `frame`.
+pub fn vlan_tag(frame: &[u8], tpid: u16, tci: u16) -> Vec<u8> {
+    assert!(frame.len() >= 14, "frame of {} bytes has no Ethernet header", frame.len());
+    let mut f = Vec::with_capacity(frame.len() + 4);
+    f.extend_from_slice(&frame[..12]);
+    f.extend_from_slice(&tpid.to_be_bytes());
+    f.extend_from_slice(&tci.to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+pub fn unhex(s: &str) -> Vec<u8> {
+    let s = s.trim();
+    assert!(s.len() % 2 == 0, "odd-length hex string: {s:?}");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&s[i..i + 2], 16).unwrap_or_else(|_| panic!("bad hex at offset {i} in {s:?}"))
+        })
+        .collect()
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn mac(s: &str) -> [u8; 6] {
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16).unwrap_or_else(|_| panic!("bad MAC {s:?}")))
+        .collect();
+    parts.try_into().unwrap_or_else(|_| panic!("bad MAC {s:?}: not 6 octets"))
+}
+
+pub fn mac_str(m: [u8; 6]) -> String {
+    m.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Reads a JSON file (e.g. a stats export), failing the test with its content if it is not JSON.
+pub fn stats_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON ({e}):\n{text}", path.display()))
+}

@@ -1,0 +1,139 @@
+//! The binary as a whole: command line, config errors, start-up on net_null and net_tap
+//! uplinks with vhost-user guests, link events, and a clean, leak-free shutdown.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dpdk-macvtap");
+
+fn two_guests(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("guests.toml");
+    let text = format!(
+        "[[guest]]\nname = \"vm1\"\nmac = \"52:54:00:00:00:01\"\nsocket = \"{0}/vm1.sock\"\n\n\
+         [[guest]]\nname = \"vm2\"\nmac = \"52:54:00:00:00:02\"\nsocket = \"{0}/vm2.sock\"\nsocket_mode = \"0600\"\n",
+        dir.display()
+    );
+    std::fs::write(&path, text).expect("writing guests.toml");
+    path
+}
+
+fn app_args(guests: &Path, json: &Path) -> Vec<String> {
+    vec![
+        "--port".into(),
+        "0".into(),
+        "--guests".into(),
+        guests.display().to_string(),
+        "--stats-interval".into(),
+        "1".into(),
+        "--stats-json".into(),
+        json.display().to_string(),
+    ]
+}
+
+#[test]
+fn help_and_version_work_without_eal() {
+    let out = Command::new(BIN).arg("--help").output().expect("running --help");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("--guests <GUESTS>"), "{text}");
+    assert!(text.contains("EAL options go before `--`"), "{text}");
+    let out = Command::new(BIN).arg("--version").output().expect("running --version");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("built against DPDK 22.11"), "{text}");
+}
+
+#[test]
+fn bad_guests_file_names_file_line_and_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("guests.toml");
+    std::fs::write(&path, "[[guest]]\nname = \"vm1\"\nmac = \"01:00:5e:00:00:01\"\nsocket = \"/tmp/x.sock\"\n").expect("write");
+    let out = Command::new(BIN)
+        .args(["--no-huge", "--", "--port", "0", "--guests"])
+        .arg(&path)
+        .output()
+        .expect("running the binary");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:3", path.display())), "{err}");
+    assert!(err.contains("01:00:5e:00:00:01"), "{err}");
+    assert!(err.contains("vm1"), "{err}");
+}
+
+#[test]
+fn a_single_lcore_is_refused_with_advice() {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = two_guests(dir.path());
+    let mut cmd = Command::new(BIN);
+    cmd.args(eal_test_args())
+        .arg(format!("--file-prefix={}", unique("one")))
+        .args(["-l", "0", "--vdev=net_null0", "--", "--port", "0", "--guests"])
+        .arg(&guests);
+    let out = cmd.output().expect("running the binary");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no worker lcore"), "{err}");
+}
+
+/// net_null as the uplink (it also floods the switch with frames of its own, which must be
+/// counted and freed), two guests, one of them connecting and leaving.
+#[test]
+fn null_uplink_guest_link_events_and_clean_exit() {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = two_guests(dir.path());
+    let json = dir.path().join("stats.json");
+    let sw = Switch::start(None, &["--vdev=net_null0".into()], &app_args(&guests, &json));
+    let mode = std::fs::metadata(dir.path().join("vm2.sock")).expect("vm2 socket").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "socket_mode applied to vm2's socket");
+    let mode = std::fs::metadata(dir.path().join("vm1.sock")).expect("vm1 socket").permissions().mode();
+    assert_eq!(mode & 0o777, 0o660, "default socket_mode");
+
+    let g = Guest::start(&dir.path().join("vm1.sock"), "g1");
+    sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
+    sw.proc.wait_line("stats:", Duration::from_secs(10));
+    g.quit();
+    sw.proc.wait_line("guest vm1: link down", Duration::from_secs(30));
+
+    let (code, out) = sw.stop();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("mempool in use at exit: 0 (at start: 0)"), "{out}");
+    let v = stats_json(&json);
+    assert_eq!(v["mempool_in_use_at_exit"], 0);
+    assert!(v["uplink"]["rx_packets"].as_u64().unwrap_or(0) > 0, "net_null produced frames: {v}");
+}
+
+/// net_tap as the uplink, inside a private namespace (the PMD creates the tap there).
+#[test]
+fn tap_uplink_starts_forwards_and_stops_cleanly() {
+    require_root();
+    let ns = Netns::new(&format!("mvt-{}", unique("tap")));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = two_guests(dir.path());
+    let json = dir.path().join("stats.json");
+    let sw = Switch::start(Some(&ns), &["--vdev=net_tap0,iface=mvttap0".into()], &app_args(&guests, &json));
+    let g1 = Guest::start(&dir.path().join("vm1.sock"), "g1");
+    let g2 = Guest::start(&dir.path().join("vm2.sock"), "g2");
+    sw.proc.wait_line("guest vm2: link up", Duration::from_secs(30));
+    // Both guests send; the tap has no peer, so the frames leave and are gone, but they must
+    // be counted as sent on the uplink.
+    let f = frame(BROADCAST, mac("52:54:00:00:00:01"), TEST_ETHERTYPE, 50, 1);
+    assert_eq!(g1.send(&f, 10), 10);
+    let f = frame(BROADCAST, mac("52:54:00:00:00:02"), TEST_ETHERTYPE, 50, 2);
+    assert_eq!(g2.send(&f, 5), 5);
+    std::thread::sleep(Duration::from_millis(500));
+    g1.quit();
+    g2.quit();
+    let (code, out) = sw.stop();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("mempool in use at exit: 0 (at start: 0)"), "{out}");
+    let v = stats_json(&json);
+    assert_eq!(v["uplink"]["tx_packets"], 15, "{v}");
+}

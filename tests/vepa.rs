@@ -1,0 +1,374 @@
+//! VEPA forwarding against a real external switch: the uplink is net_af_packet on a veth whose
+//! peer is a port of a Linux bridge in a private namespace; the guests are virtio-user
+//! processes; a raw socket behind the bridge is the external host.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+const A: &str = "52:54:00:00:00:01";
+const B: &str = "52:54:00:00:00:02";
+const C: &str = "52:54:00:00:00:03";
+const NOBODY: &str = "52:54:00:00:00:99";
+const QUIET: u64 = 700;
+
+struct Env {
+    lab: HairpinLab,
+    dir: tempfile::TempDir,
+    json: PathBuf,
+    sw: Option<Switch>,
+}
+
+impl Env {
+    /// Guests are (name, mac, mtu); extra lines go into every guest's table.
+    fn new(guests: &[(&str, &str, u16)], jumbo: bool, extra: &str) -> Env {
+        require_root();
+        let lab = HairpinLab::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut text = String::new();
+        for (name, mac, mtu) in guests {
+            text.push_str(&format!(
+                "[[guest]]\nname = \"{name}\"\nmac = \"{mac}\"\nsocket = \"{}/{name}.sock\"\nmtu = {mtu}\n{extra}\n",
+                dir.path().display()
+            ));
+        }
+        std::fs::write(dir.path().join("guests.toml"), text).expect("guests.toml");
+        let json = dir.path().join("stats.json");
+        let mut env = Env { lab, dir, json, sw: None };
+        if jumbo {
+            env.lab.set_uplink_mtu(9000);
+        }
+        env.start_switch(jumbo);
+        env
+    }
+
+    fn start_switch(&mut self, jumbo: bool) {
+        let vdev = if jumbo {
+            format!("{},blocksz=16384,framesz=16384,framecnt=256", self.lab.uplink_vdev())
+        } else {
+            self.lab.uplink_vdev()
+        };
+        let app: Vec<String> = [
+            "--port",
+            "0",
+            "--guests",
+            &self.dir.path().join("guests.toml").display().to_string(),
+            "--stats-interval",
+            "0",
+            "--stats-json",
+            &self.json.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        self.sw = Some(Switch::start(Some(&self.lab.sw), &[vdev], &app));
+    }
+
+    fn sock(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.sock"))
+    }
+
+    fn guest(&self, name: &str) -> Guest {
+        let g = Guest::start(&self.sock(name), name);
+        self.switch().proc.wait_line(&format!("guest {name}: link up"), Duration::from_secs(30));
+        g
+    }
+
+    fn switch(&self) -> &Switch {
+        self.sw.as_ref().expect("switch running")
+    }
+
+    /// Stops the switch, checks the clean exit, returns the final counters.
+    fn stop(&mut self) -> serde_json::Value {
+        let (code, out) = self.sw.take().expect("switch running").stop();
+        assert_eq!(code, 0, "switch exit status\n{out}");
+        assert!(out.contains("mempool in use at exit: 0 (at start: 0)"), "leak at exit:\n{out}");
+        stats_json(&self.json)
+    }
+}
+
+fn guest_stats<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["guests"]
+        .as_array()
+        .and_then(|gs| gs.iter().find(|g| g["name"] == name))
+        .unwrap_or_else(|| panic!("no guest {name} in {v}"))
+}
+
+fn drops(v: &serde_json::Value, reason: &str) -> u64 {
+    v["drops"][reason].as_u64().unwrap_or_else(|| panic!("no drop counter {reason} in {v}"))
+}
+
+fn total_drops(v: &serde_json::Value) -> u64 {
+    v["drops"].as_object().expect("drops object").values().map(|x| x.as_u64().unwrap_or(0)).sum()
+}
+
+fn only_incoming(frames: Vec<(Vec<u8>, bool)>) -> Vec<Vec<u8>> {
+    frames.into_iter().filter(|(_, outgoing)| !outgoing).map(|(f, _)| f).collect()
+}
+
+/// 1 and 2: guest to guest unicast crosses the external switch; only hairpin brings it back.
+#[test]
+fn unicast_between_guests_needs_hairpin() {
+    let mut env = Env::new(&[("vm1", A, 1500), ("vm2", B, 1500)], false, "");
+    let (a, b) = (env.guest("vm1"), env.guest("vm2"));
+    let capture = env.lab.bridge_port_capture();
+
+    env.lab.set_hairpin(true);
+    let f = frame(mac(B), mac(A), TEST_ETHERTYPE, 100, 7);
+    assert_eq!(a.send(&f, 1), 1);
+    let got = b.recv(3000, 2);
+    assert_eq!(got, vec![f.clone()], "B receives A's frame once, byte for byte");
+    assert!(b.recv(QUIET, 1).is_empty(), "and only once");
+    let seen = capture.collect(Duration::from_millis(300));
+    assert!(seen.iter().any(|(x, outgoing)| !outgoing && *x == f), "the bridge port saw the frame arrive from the switch");
+    assert!(seen.iter().any(|(x, outgoing)| *outgoing && *x == f), "and reflected it back (hairpin)");
+    assert!(a.recv(QUIET, 1).is_empty(), "A does not get its own unicast back");
+
+    env.lab.set_hairpin(false);
+    let f2 = frame(mac(B), mac(A), TEST_ETHERTYPE, 100, 8);
+    assert_eq!(a.send(&f2, 1), 1);
+    assert!(b.recv(1500, 1).is_empty(), "VEPA isolation: without hairpin B receives nothing");
+    let seen = capture.collect(Duration::from_millis(300));
+    assert!(only_incoming(seen).contains(&f2), "the frame still left through the uplink");
+
+    a.quit();
+    b.quit();
+    let v = env.stop();
+    assert_eq!(v["uplink"]["tx_packets"], 2, "{v}");
+    assert_eq!(guest_stats(&v, "vm2")["tx_packets"], 1, "{v}");
+    assert_eq!(guest_stats(&v, "vm1")["rx_packets"], 2, "{v}");
+}
+
+/// 3: a broadcast reaches the sibling (reflected) and the external host, never its sender.
+#[test]
+fn broadcast_goes_to_siblings_and_outside_never_back() {
+    let mut env = Env::new(&[("vm1", A, 1500), ("vm2", B, 1500)], false, "");
+    let (a, b) = (env.guest("vm1"), env.guest("vm2"));
+    env.lab.set_hairpin(true);
+    let ext = env.lab.ext_socket();
+    ext.drain();
+    let f = frame(BROADCAST, mac(A), TEST_ETHERTYPE, 64, 3);
+    assert_eq!(a.send(&f, 1), 1);
+    assert_eq!(b.recv(3000, 2), vec![f.clone()], "B gets the broadcast once");
+    assert!(b.recv(QUIET, 1).is_empty());
+    assert!(a.recv(QUIET, 1).is_empty(), "A never gets its own broadcast back");
+    let at_ext = only_incoming(ext.collect(Duration::from_millis(500)));
+    assert_eq!(at_ext, vec![f], "the external host got it once");
+    a.quit();
+    b.quit();
+    let v = env.stop();
+    assert_eq!(drops(guest_stats(&v, "vm1"), "guest_queue_full"), 0);
+    assert_eq!(guest_stats(&v, "vm1")["tx_packets"], 0, "{v}");
+    assert_eq!(guest_stats(&v, "vm2")["tx_packets"], 1, "{v}");
+}
+
+/// 4: frames from outside go to the owner of the destination MAC only; unknown ones to nobody.
+#[test]
+fn external_unicast_reaches_only_its_owner() {
+    let mut env = Env::new(&[("vm1", A, 1500), ("vm2", B, 1500)], false, "");
+    let (a, b) = (env.guest("vm1"), env.guest("vm2"));
+    let ext = env.lab.ext_socket();
+    let to_a = frame(mac(A), env.lab.ext_mac, TEST_ETHERTYPE, 80, 11);
+    ext.send(&to_a);
+    assert_eq!(a.recv(3000, 2), vec![to_a], "A gets the frame addressed to it");
+    assert!(a.recv(QUIET, 1).is_empty());
+    assert!(b.recv(QUIET, 1).is_empty(), "B gets nothing");
+    let to_nobody = frame(mac(NOBODY), env.lab.ext_mac, TEST_ETHERTYPE, 80, 12);
+    ext.send(&to_nobody);
+    assert!(a.recv(QUIET, 1).is_empty());
+    assert!(b.recv(QUIET, 1).is_empty());
+    a.quit();
+    b.quit();
+    let v = env.stop();
+    assert_eq!(drops(&v["uplink"], "unknown_dest"), 1, "{v}");
+    assert_eq!(v["uplink"]["rx_packets"], 2, "{v}");
+    assert_eq!(guest_stats(&v, "vm1")["tx_packets"], 1, "{v}");
+    assert_eq!(guest_stats(&v, "vm2")["tx_packets"], 0, "{v}");
+}
+
+/// 5: what a guest must not send is dropped, counted on that guest, and nothing else leaves.
+#[test]
+fn spoofed_runt_and_oversize_frames_are_dropped_and_counted() {
+    let mut env = Env::new(&[("vm1", A, 1500), ("vm2", B, 1500)], false, "");
+    let (a, b) = (env.guest("vm1"), env.guest("vm2"));
+    env.lab.set_hairpin(true);
+    let capture = env.lab.bridge_port_capture();
+    let ext = env.lab.ext_socket();
+    let spoofed = frame(BROADCAST, mac(B), TEST_ETHERTYPE, 64, 1);
+    let runt = frame(BROADCAST, mac(A), TEST_ETHERTYPE, 0, 2)[..10].to_vec();
+    let oversize = frame(BROADCAST, mac(A), TEST_ETHERTYPE, 1600, 3);
+    for f in [&spoofed, &runt, &oversize] {
+        assert_eq!(a.send(f, 1), 1);
+    }
+    assert!(b.recv(1000, 1).is_empty(), "nothing reaches B");
+    assert!(only_incoming(ext.collect(Duration::from_millis(300))).is_empty(), "nothing reaches the external host");
+    assert!(capture.collect(Duration::from_millis(100)).is_empty(), "nothing left the uplink");
+    a.quit();
+    b.quit();
+    let v = env.stop();
+    let vm1 = guest_stats(&v, "vm1");
+    assert_eq!(drops(vm1, "spoofed_source"), 1, "{v}");
+    assert_eq!(drops(vm1, "runt"), 1, "{v}");
+    assert_eq!(drops(vm1, "oversize"), 1, "{v}");
+    assert_eq!(total_drops(vm1), 3, "{v}");
+    assert_eq!(v["uplink"]["tx_packets"], 0, "{v}");
+}
+
+/// 6: a 9000-byte-MTU frame out to the external host and back in.
+#[test]
+fn jumbo_frames_both_ways() {
+    let mut env = Env::new(&[("vm1", A, 9000), ("vm2", B, 9000)], true, "");
+    let a = env.guest("vm1");
+    let ext = env.lab.ext_socket();
+    let out = frame(env.lab.ext_mac, mac(A), TEST_ETHERTYPE, 9000, 5);
+    assert_eq!(out.len(), 9014);
+    assert_eq!(a.send(&out, 1), 1);
+    let at_ext = only_incoming(ext.collect(Duration::from_millis(800)));
+    assert_eq!(at_ext, vec![out], "the external host got the jumbo frame intact");
+    let back = frame(mac(A), env.lab.ext_mac, TEST_ETHERTYPE, 9000, 6);
+    ext.send(&back);
+    assert_eq!(a.recv(3000, 2), vec![back], "A got the jumbo frame intact");
+    a.quit();
+    let v = env.stop();
+    assert_eq!(total_drops(guest_stats(&v, "vm1")), 0, "{v}");
+    assert_eq!(total_drops(&v["uplink"]), 0, "{v}");
+}
+
+/// Sends `count` frames from the external host, paced so the receiving guest process can keep
+/// up on a 2-core machine.
+fn paced_send(ext: &RawSocket, f: &[u8], count: usize) {
+    for i in 0..count {
+        ext.send(f);
+        if i % 16 == 15 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// 7: a guest that never reads costs only itself.
+#[test]
+fn a_stalled_guest_costs_only_itself() {
+    const N: usize = 3000;
+    let mut env = Env::new(&[("vm1", A, 1500), ("vm2", B, 1500), ("vm3", C, 1500)], false, "");
+    let (_a, b, stalled) = (env.guest("vm1"), env.guest("vm2"), env.guest("vm3"));
+    let ext = env.lab.ext_socket();
+    // Broadcasts go to every guest: vm2 reads them all, vm3 never reads.
+    let f = frame(BROADCAST, env.lab.ext_mac, TEST_ETHERTYPE, 100, 9);
+    let sender = std::thread::scope(|s| {
+        let h = s.spawn(|| paced_send(&ext, &f, N));
+        let counted = b.count(1500);
+        h.join().expect("sender");
+        counted
+    });
+    assert_eq!(sender.0, N as u64, "the reading guest got every frame");
+    drop(stalled);
+    let v = env.stop();
+    let vm2 = guest_stats(&v, "vm2");
+    assert_eq!(vm2["tx_packets"], N as u64, "{v}");
+    assert_eq!(total_drops(vm2), 0, "{v}");
+    let vm3 = guest_stats(&v, "vm3");
+    let full = drops(vm3, "guest_queue_full");
+    assert!(full > 0, "the stalled guest's queue filled: {v}");
+    assert_eq!(vm3["tx_packets"].as_u64().unwrap_or(0) + total_drops(vm3), N as u64, "every frame accounted for: {v}");
+}
+
+/// 8: a guest leaves and comes back while frames for it keep arriving.
+#[test]
+fn guest_disconnect_and_reconnect_during_traffic() {
+    const N: usize = 4000;
+    let mut env = Env::new(&[("vm1", A, 1500), ("vm2", B, 1500)], false, "");
+    let a = env.guest("vm1");
+    let b = env.guest("vm2");
+    let ext = env.lab.ext_socket();
+    let f = frame(mac(B), env.lab.ext_mac, TEST_ETHERTYPE, 100, 4);
+    let sock = env.sock("vm2");
+    let b2 = std::thread::scope(|s| {
+        let h = s.spawn(|| paced_send(&ext, &f, N));
+        std::thread::sleep(Duration::from_millis(100));
+        b.quit();
+        env.switch().proc.wait_line("guest vm2: link down", Duration::from_secs(30));
+        let b2 = Guest::start(&sock, "vm2b");
+        env.switch().proc.wait_line("guest vm2: link up", Duration::from_secs(30));
+        h.join().expect("sender");
+        b2
+    });
+    // After the reconnect, frames flow to the new guest process.
+    let after = frame(mac(B), env.lab.ext_mac, TEST_ETHERTYPE, 100, 5);
+    ext.send(&after);
+    let got = b2.recv(3000, usize::MAX);
+    assert!(got.contains(&after), "the reconnected guest receives again");
+    a.quit();
+    b2.quit();
+    let v = env.stop();
+    let vm2 = guest_stats(&v, "vm2");
+    assert_eq!(
+        vm2["tx_packets"].as_u64().unwrap_or(0) + total_drops(vm2),
+        N as u64 + 1,
+        "every frame for vm2 was delivered or counted: {v}"
+    );
+    assert!(drops(vm2, "guest_down") > 0, "frames arriving while it was gone were counted: {v}");
+}
+
+/// vhost = "client": the guest owns the socket; the switch connects, and reconnects after the
+/// guest restarts and after the switch itself restarts, with no guest restart needed.
+#[test]
+fn vhost_client_mode_reconnects_both_ways() {
+    require_root();
+    let lab = HairpinLab::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("vm1.sock");
+    std::fs::write(
+        dir.path().join("guests.toml"),
+        format!("[[guest]]\nname = \"vm1\"\nmac = \"{A}\"\nsocket = \"{}\"\nvhost = \"client\"\n", sock.display()),
+    )
+    .expect("guests.toml");
+    let json = dir.path().join("stats.json");
+    let mut g = Guest::spawn(&sock, "cli", &["--server"]);
+    wait_for(&sock);
+    let app = app_for(dir.path(), &json);
+    let sw = Switch::start(Some(&lab.sw), &[lab.uplink_vdev()], &app);
+    g.wait_ready();
+    sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
+    let ext = lab.ext_socket();
+    let f = frame(mac(A), lab.ext_mac, TEST_ETHERTYPE, 60, 1);
+    ext.send(&f);
+    assert_eq!(g.recv(3000, 1), vec![f.clone()]);
+
+    // The switch restarts; the guest stays.
+    let (code, out) = sw.stop();
+    assert_eq!(code, 0, "{out}");
+    let sw = Switch::start(Some(&lab.sw), &[lab.uplink_vdev()], &app);
+    sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
+    ext.send(&f);
+    assert_eq!(g.recv(5000, 1), vec![f.clone()], "delivery resumes after the switch restarted");
+
+    // The guest restarts; the switch reconnects by itself.
+    g.quit();
+    sw.proc.wait_line("guest vm1: link down", Duration::from_secs(30));
+    let g2 = Guest::start_with(&sock, "cli2", &["--server"]);
+    sw.proc.wait_line("guest vm1: link up", Duration::from_secs(60));
+    ext.send(&f);
+    assert_eq!(g2.recv(5000, 1), vec![f], "delivery resumes after the guest restarted");
+    g2.quit();
+    let (code, out) = sw.stop();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("mempool in use at exit: 0 (at start: 0)"), "{out}");
+}
+
+fn app_for(dir: &Path, json: &Path) -> Vec<String> {
+    ["--port", "0", "--guests", &dir.join("guests.toml").display().to_string(), "--stats-interval", "0", "--stats-json", &json.display().to_string()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+fn wait_for(path: &Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
