@@ -46,6 +46,8 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     let max_mtu = cli.uplink_mtu.unwrap_or(1500).max(cfg.max_mtu());
     let data_room = mbuf_data_room(max_mtu);
     let pool = Mempool::pktmbuf("mvt_pool", cli.mbufs, MEMPOOL_CACHE, data_room, eal.socket_id())?;
+    // The baseline every buffer must return to once the ports are closed.
+    let mempool_at_start = pool.in_use();
 
     let uplink = open_uplink(&cli.port)?;
     let uplink_mtu = cli.uplink_mtu.unwrap_or(cfg.max_mtu());
@@ -59,7 +61,12 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     }
     uplink.configure(&PortConf { rx_queues: 1, tx_queues, mtu: None })?;
     if uplink.mtu().ok() != Some(uplink_mtu) {
-        uplink.set_mtu(uplink_mtu).with_context(|| format!("setting the uplink MTU to {uplink_mtu}"))?;
+        // Some PMDs (net_af_packet) advertise a 1518-byte limit to ethdev yet carry whatever
+        // the kernel interface's MTU allows; a refusal is a warning, and the per-guest MTU
+        // checks still apply.
+        if let Err(e) = uplink.set_mtu(uplink_mtu) {
+            eprintln!("dpdk-macvtap: warning: uplink refuses MTU {uplink_mtu} ({e}); frames up to the device's own limit still pass");
+        }
     }
     let uplink_rx = uplink.rx_queue(0, cli.descriptors, &pool)?;
     let mut uplink_tx: Vec<_> = (0..tx_queues).map(|q| uplink.tx_queue(q, cli.descriptors)).collect::<Result<_, _>>()?;
@@ -84,7 +91,7 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     let stop = Arc::new(AtomicBool::new(false));
     let plans = round_robin(workers.len(), 1, cfg.guests.len());
     let mut uplink_rx = Some(uplink_rx);
-    let mempool_at_start = pool.in_use();
+    let held_by_rings = pool.in_use() - mempool_at_start;
     let mut launched = Vec::with_capacity(workers.len());
     for ((lc, plan), txq) in workers.iter().zip(&plans).zip(uplink_tx.drain(..)) {
         let queues = WorkerQueues {
@@ -136,7 +143,9 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     drop(uplink);
     let mempool_at_exit = pool.in_use();
     println!("final: {}", last.summary_line());
-    println!("mempool in use at exit: {mempool_at_exit} (at start: {mempool_at_start})");
+    println!(
+        "mempool in use at exit: {mempool_at_exit} (at start: {mempool_at_start}; held by port rx rings while running: {held_by_rings})"
+    );
     if let Some(path) = &cli.stats_json {
         write_json(path, &last, mempool_at_start, Some(mempool_at_exit))?;
     }

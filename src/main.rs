@@ -9,7 +9,7 @@ fn main() {
     let (eal_args, app_args) = split_eal_args(std::env::args().collect());
     let cli = Cli::parse_from(app_args);
     match app::run(cli, eal_args) {
-        Ok(report) if report.mempool_in_use_at_exit == 0 => {}
+        Ok(report) if report.mempool_in_use_at_exit == report.mempool_in_use_at_start => {}
         Ok(report) => {
             eprintln!("dpdk-macvtap: {} mbufs still in use at exit", report.mempool_in_use_at_exit);
             std::process::exit(3);

@@ -104,7 +104,7 @@ fn null_uplink_guest_link_events_and_clean_exit() {
 
     let (code, out) = sw.stop();
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("mempool in use at exit: 0 (at start: 0)"), "{out}");
+    assert!(out.contains("mempool in use at exit: 0 (at start: 0;"), "{out}");
     let v = stats_json(&json);
     assert_eq!(v["mempool_in_use_at_exit"], 0);
     assert!(v["uplink"]["rx_packets"].as_u64().unwrap_or(0) > 0, "net_null produced frames: {v}");
@@ -133,7 +133,7 @@ fn tap_uplink_starts_forwards_and_stops_cleanly() {
     g2.quit();
     let (code, out) = sw.stop();
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("mempool in use at exit: 0 (at start: 0)"), "{out}");
+    assert!(out.contains("mempool in use at exit: 0 (at start: 0;"), "{out}");
     let v = stats_json(&json);
     assert_eq!(v["uplink"]["tx_packets"], 15, "{v}");
 }

@@ -8,6 +8,7 @@
 //! `stats rx=N tx=N`, `bye`, or `error MESSAGE`).
 
 use std::io::{BufRead, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use dpdk_macvtap::wire::MacAddr;
 /// Ethertype of generated frames (IEEE local experimental), so nothing on the path parses them.
 const STREAM_ETHERTYPE: u16 = 0x88b5;
 const MAX_FRAME: usize = 9018;
+const LINK_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Parser, Debug)]
 #[command(name = "macvtap-guest", version, about = "virtio-user test guest for dpdk-macvtap")]
@@ -125,6 +127,12 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<()> {
     if let Some(mac) = cli.mac {
         devargs.push_str(&format!(",mac={mac}"));
     }
+    if cli.server {
+        // A socket left by a previous guest process that did not close its port.
+        if std::fs::symlink_metadata(&cli.socket).map(|m| m.file_type().is_socket()).unwrap_or(false) {
+            std::fs::remove_file(&cli.socket).with_context(|| format!("removing stale {}", cli.socket.display()))?;
+        }
+    }
     let port = Port::probe(&devargs)?;
     port.configure(&PortConf { rx_queues: cli.queues, tx_queues: cli.queues, mtu: Some(9000) })
         .or_else(|_| port.configure(&PortConf { rx_queues: cli.queues, tx_queues: cli.queues, mtu: None }))?;
@@ -149,8 +157,34 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<()> {
     writeln!(out, "ready mac={mac}")?;
     out.flush()?;
 
-    for line in std::io::stdin().lock().lines() {
-        let line = line?;
+    // Commands arrive on a reader thread so that, between them, this thread keeps reading the
+    // link state: virtio-user in server mode only re-accepts a restarted switch when it does.
+    let (tx_lines, rx_lines) = crossbeam_channel::unbounded::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx_lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut link_up = true;
+    let mut reconnected = false;
+    loop {
+        let line = match rx_lines.recv_timeout(LINK_POLL) {
+            Ok(line) => line,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                let up = port.link().up;
+                if up != link_up {
+                    link_up = up;
+                    reconnected |= up;
+                    writeln!(out, "link {}", if up { "up" } else { "down" })?;
+                    out.flush()?;
+                }
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
         let words: Vec<&str> = line.split_whitespace().collect();
         if words.is_empty() {
             continue;
@@ -158,6 +192,12 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<()> {
         if words[0] == "quit" {
             writeln!(out, "bye")?;
             out.flush()?;
+            if reconnected {
+                // DPDK 22.11's virtio-user leaves a closed fd registered with the interrupt
+                // thread after a server-mode reconnect, and closing the port then panics in
+                // that thread. The switch under test sees the same disconnect either way.
+                std::process::exit(0);
+            }
             break;
         }
         match command(&mut guest, &words, &mut out) {
