@@ -60,6 +60,7 @@ fn main() {
         .allowlist_type("rte_flow_.*")
         .allowlist_var("RTE_(MAX_LCORE|MAX_ETHPORTS|PKTMBUF_HEADROOM|MBUF_DEFAULT_BUF_SIZE|ETH_.*|MEMPOOL_CACHE_MAX_SIZE|RING_F_.*|ETHER_.*)")
         .allowlist_var("SOCKET_ID_ANY")
+        .allowlist_var("RING_F_(SP_ENQ|SC_DEQ|EXACT_SZ)")
         // DPDK marks a few structs both packed and aligned; Rust cannot express that, so they stay opaque.
         .opaque_type("rte_arp_hdr")
         .opaque_type("rte_arp_ipv4")

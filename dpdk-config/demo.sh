@@ -89,8 +89,9 @@ guest_start() {
     guest_in[$name]=$fd
     exec {fd}<>"$DIR/$name.out"
     guest_out[$name]=$fd
-    # shellcheck disable=SC2086 # EAL_ARGS is a list of words
-    "$BIN/macvtap-guest" $EAL_ARGS -m 256 --file-prefix="mvt-demo-$name" -l 0 \
+    # A guest needs far less memory than the switch's profile gives; one lcore is plenty.
+    "$BIN/macvtap-guest" --no-huge -m 256 --no-pci --log-level=lib.eal:warning \
+        --file-prefix="mvt-demo-$name" -l 0 \
         -- --socket "$DIR/$name.sock" --mac "$mac" \
         <"$DIR/$name.in" >"$DIR/$name.out" 2>"$DIR/$name.log" &
     guest_pid[$name]=$!

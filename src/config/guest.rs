@@ -18,7 +18,7 @@ use crate::policy::Mode;
 use crate::wire::MacAddr;
 
 /// Every key a guest table may hold, in the order error messages list them.
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "name",
     "mac",
     "socket",
@@ -29,6 +29,7 @@ const KEYS: [&str; 10] = [
     "owner",
     "group",
     "socket_mode",
+    "lcore",
 ];
 /// Long enough for libvirt-style domain names, short enough for a column of stats output.
 pub(super) const MAX_NAME_LEN: usize = 32;
@@ -37,6 +38,8 @@ pub(super) const MAX_SOCKET_PATH: usize = 107;
 const DEFAULT_QUEUES: u16 = 1;
 const DEFAULT_MTU: u16 = 1500;
 const DEFAULT_SOCKET_MODE: u32 = 0o660;
+/// DPDK's RTE_MAX_LCORE in Debian's build is 128; larger ids cannot name an lcore.
+const MAX_LCORE_ID: u16 = 127;
 
 /// The file being parsed, for turning byte offsets into `FILE:LINE`.
 pub(super) struct Source<'a> {
@@ -206,6 +209,10 @@ pub(super) fn validate(
         None => DEFAULT_SOCKET_MODE,
     };
 
+    // Pinning a guest's queues to one forwarding lcore (like Open vSwitch's pmd-rxq-affinity);
+    // whether that lcore is a worker is checked at start-up, when the lcores are known.
+    let lcore = find("lcore").map(|e| cx.integer_in(e, 0, MAX_LCORE_ID)).transpose()?;
+
     claims.names.insert(name.clone(), cx.line);
     claims
         .sockets
@@ -221,6 +228,7 @@ pub(super) fn validate(
         owner,
         group,
         socket_mode,
+        lcore,
         line: cx.line,
     })
 }

@@ -73,6 +73,8 @@ pub struct GuestConfig {
     pub group: Option<u32>,
     /// Permission bits for the socket (server role); default 0o660.
     pub socket_mode: u32,
+    /// EAL lcore whose worker serves all of this guest's queues; None: assigned round-robin.
+    pub lcore: Option<u16>,
     /// 1-based line of this guest's `[[guest]]` header, for later messages.
     pub line: usize,
 }

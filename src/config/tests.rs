@@ -152,7 +152,7 @@ fn rejections() {
         // keys
         (
             vm1_with("colour = \"red\""),
-            "guests.toml:5: guest \"vm1\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode)",
+            "guests.toml:5: guest \"vm1\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore)",
         ),
         (
             "[[guest]]\nmac = \"52:54:00:00:00:01\"\nsocket = \"/run/a.sock\"\n".into(),
@@ -271,6 +271,10 @@ fn rejections() {
         (
             vm1_with("owner = -1"),
             "guests.toml:5: guest \"vm1\": owner = -1: must be a name or a numeric id between 0 and 4294967294",
+        ),
+        (
+            vm1_with("lcore = 128"),
+            "guests.toml:5: guest \"vm1\": lcore = 128: must be between 0 and 127",
         ),
         (
             vm1_with("group = \"4294967295\""),

@@ -116,6 +116,21 @@ impl Mbuf {
         v
     }
 
+    /// A 32-bit tag the application may set on a received frame (DPDK's `hash.usr`): the
+    /// datapath writes the destination here before handing a frame to another worker.
+    #[inline]
+    pub fn tag(&self) -> u32 {
+        // SAFETY: every variant of the hash union is plain data; reading u32 is always valid.
+        unsafe { self.head().__bindgen_anon_2.hash.usr }
+    }
+
+    #[inline]
+    pub fn set_tag(&mut self, tag: u32) {
+        // SAFETY: self owns this reference; the hash field is metadata no other owner reads
+        // while the frame is in our hands (a shared frame's copies carry the same tag).
+        unsafe { (*self.0.as_ptr()).__bindgen_anon_2.hash.usr = tag };
+    }
+
     #[inline]
     pub fn refcnt(&self) -> u16 {
         // SAFETY: self owns a reference to a live mbuf.

@@ -10,6 +10,7 @@ pub mod ethdev;
 pub mod lcore;
 pub mod mbuf;
 pub mod mempool;
+pub mod ring;
 
 pub use burst::{Burst, BURST};
 pub use eal::Eal;

@@ -24,10 +24,12 @@ pub enum DropReason {
     UplinkFull,
     /// The mode table said no (e.g. a reflected frame into a private guest).
     PolicyDenied,
+    /// The ring to the worker that owns the destination queue was full.
+    DispatchFull,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
         DropReason::Oversize,
@@ -37,6 +39,7 @@ impl DropReason {
         DropReason::GuestDown,
         DropReason::UplinkFull,
         DropReason::PolicyDenied,
+        DropReason::DispatchFull,
     ];
 
     /// Stable snake_case name, used as the JSON key and in log lines.
@@ -50,6 +53,7 @@ impl DropReason {
             DropReason::GuestDown => "guest_down",
             DropReason::UplinkFull => "uplink_full",
             DropReason::PolicyDenied => "policy_denied",
+            DropReason::DispatchFull => "dispatch_full",
         }
     }
 
@@ -134,7 +138,8 @@ mod tests {
                 "guest_queue_full",
                 "guest_down",
                 "uplink_full",
-                "policy_denied"
+                "policy_denied",
+                "dispatch_full"
             ]
         );
     }
@@ -153,7 +158,7 @@ mod tests {
         let json = serde_json::to_string(&sum).expect("serialize");
         assert_eq!(
             json,
-            r#"{"runt":3,"oversize":0,"unknown_dest":0,"spoofed_source":0,"guest_queue_full":0,"guest_down":0,"uplink_full":0,"policy_denied":4}"#
+            r#"{"runt":3,"oversize":0,"unknown_dest":0,"spoofed_source":0,"guest_queue_full":0,"guest_down":0,"uplink_full":0,"policy_denied":4,"dispatch_full":0}"#
         );
     }
 }

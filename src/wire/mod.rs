@@ -10,6 +10,7 @@
 //! Threads: any. The datapath workers use it per frame; config and fib use [`MacAddr`].
 
 mod ethernet;
+pub mod flow;
 mod mac;
 
 pub use ethernet::{ethertype, EthernetFrame, ETHER_CRC_LEN, ETHER_HDR_LEN, VLAN_TAG_LEN};

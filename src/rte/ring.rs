@@ -1,0 +1,102 @@
+//! Single-producer/single-consumer rings of mbufs between two workers: how a frame that one
+//! worker received reaches the worker that owns its destination virtqueue.
+
+use std::cell::Cell;
+use std::ffi::{c_void, CString};
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use super::burst::Burst;
+use super::error::{Result, RteError};
+use crate::sys;
+
+struct RingHandle {
+    raw: NonNull<sys::rte_ring>,
+}
+
+// SAFETY: the handle is only the ring's address; rte_ring_free may run on any EAL thread,
+// and it runs once, when both ends are gone.
+unsafe impl Send for RingHandle {}
+// SAFETY: as above; shared references only reach the SP/SC functions through the two ends,
+// each of which is owned by one thread.
+unsafe impl Sync for RingHandle {}
+
+impl Drop for RingHandle {
+    fn drop(&mut self) {
+        // SAFETY: both ends are gone, so nobody enqueues or dequeues; the ring must be empty
+        // by then (`Consumer` drains on drop), so no mbuf is lost with it.
+        unsafe { sys::rte_ring_free(self.raw.as_ptr()) };
+    }
+}
+
+/// Creates a ring of `capacity` entries (exact) and returns its two ends.
+pub fn spsc(name: &str, capacity: u32, socket: i32) -> Result<(Producer, Consumer)> {
+    let c = CString::new(name).map_err(|_| RteError::new("rte_ring_create", libc::EINVAL).with_detail(name))?;
+    let flags = sys::RING_F_SP_ENQ | sys::RING_F_SC_DEQ | sys::RING_F_EXACT_SZ;
+    // SAFETY: c is a valid C string; flags are DPDK's.
+    let raw = unsafe { sys::rte_ring_create(c.as_ptr(), capacity, socket, flags) };
+    let raw = NonNull::new(raw)
+        .ok_or_else(|| RteError::from_rte_errno("rte_ring_create").with_detail(format!("{name}: {capacity} entries")))?;
+    let h = Arc::new(RingHandle { raw });
+    Ok((
+        Producer { ring: Arc::clone(&h), _unsync: PhantomData },
+        Consumer { ring: h, _unsync: PhantomData },
+    ))
+}
+
+/// The enqueuing end: owned by one worker.
+pub struct Producer {
+    ring: Arc<RingHandle>,
+    _unsync: PhantomData<Cell<()>>,
+}
+
+/// The dequeuing end: owned by one worker.
+pub struct Consumer {
+    ring: Arc<RingHandle>,
+    _unsync: PhantomData<Cell<()>>,
+}
+
+impl Producer {
+    /// Moves as many frames as fit from the front of `burst` into the ring; the rest stay in
+    /// the burst (the caller drops or retries them).
+    #[inline]
+    pub fn enqueue<const N: usize>(&mut self, burst: &mut Burst<N>) -> usize {
+        let (ptr, len) = burst.head_mut();
+        if len == 0 {
+            return 0;
+        }
+        // SAFETY: ptr holds len owned mbufs; the ring takes ownership of the first n.
+        let n = unsafe {
+            sys::shim_rte_ring_enqueue_burst(self.ring.raw.as_ptr(), ptr as *const *mut c_void, len as u32)
+        } as usize;
+        burst.consume_prefix(n);
+        n
+    }
+}
+
+impl Consumer {
+    /// Moves frames from the ring into the free tail of `burst`.
+    #[inline]
+    pub fn dequeue<const N: usize>(&mut self, burst: &mut Burst<N>) -> usize {
+        let (ptr, free) = burst.tail_mut();
+        if free == 0 {
+            return 0;
+        }
+        // SAFETY: ptr has room for `free` pointers; each dequeued mbuf becomes the burst's.
+        let n = unsafe { sys::shim_rte_ring_dequeue_burst(self.ring.raw.as_ptr(), ptr as *mut *mut c_void, free as u32) }
+            as usize;
+        burst.commit(n);
+        n
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // Frames still in flight are freed here, so a ring never takes mbufs with it.
+        let mut b: Burst = Burst::new();
+        while self.dequeue(&mut b) > 0 {
+            b.free_all();
+        }
+    }
+}
