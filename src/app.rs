@@ -10,20 +10,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cli::{Cli, VERSION};
 use crate::config::{self, Config, GuestConfig, VhostRole};
-use crate::control::{round_robin, LinkWatch, Signals};
+use crate::control::steering::{self, Steering};
+use crate::control::{assign, Assignment, LinkWatch, Signals};
 use crate::datapath::{Worker, WorkerQueues};
 use crate::fib::{GuestId, MacTable};
-use crate::rte::{self, lcore, Eal, Mempool, Port, PortConf, PortId};
+use crate::rte::ring::{self, Consumer, Producer};
+use crate::rte::{self, lcore, Eal, LcoreId, Mempool, Port, PortConf, PortId};
 use crate::stats::{StatsRegistry, StatsSnapshot};
 use crate::wire::MacAddr;
 
 const VHOST_DESCRIPTORS: u16 = 1024;
 const MEMPOOL_CACHE: u32 = 256;
 const CONTROL_TICK: Duration = Duration::from_millis(20);
+/// Frames in flight from one worker to another; a full ring drops (counted as dispatch_full).
+const PEER_RING: u32 = 1024;
+/// Peers are tracked in a 64-bit mask per flooded frame.
+const MAX_WORKERS: usize = 64;
 
 /// What the process reports at exit (also used by tests through the JSON file).
 pub struct ExitReport {
@@ -33,13 +39,15 @@ pub struct ExitReport {
 
 pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     let cfg = config::load(&cli.guests)?;
-    refuse_unimplemented(&cfg)?;
     let signals = Signals::install().context("installing signal handlers")?;
 
     let eal = Eal::init(&eal_args).context("initialising EAL (options before `--`)")?;
     let workers = eal.worker_lcores();
     if workers.is_empty() {
         bail!("no worker lcore: give EAL at least two (e.g. -l 0-1); the main lcore runs the control plane, the others forward");
+    }
+    if workers.len() > MAX_WORKERS {
+        bail!("{} worker lcores: at most {MAX_WORKERS} are supported", workers.len());
     }
     println!("dpdk-macvtap {VERSION}, running on {}", rte::eal::version());
 
@@ -55,11 +63,14 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     let tx_queues = workers.len() as u16;
     if info.max_tx_queues < tx_queues {
         bail!(
-            "uplink {} ({}) has {} tx queue(s) but {} workers need one each: use fewer lcores or give the port more queues (e.g. qpairs=N for net_af_packet)",
+            "uplink {} ({}) has {} tx queue(s) but {} workers need one each: use fewer lcores or give the port more queues (e.g. qpairs=N for net_af_packet, queues=N for net_tap)",
             uplink.name(), info.driver, info.max_tx_queues, workers.len()
         );
     }
-    uplink.configure(&PortConf { rx_queues: 1, tx_queues, mtu: None })?;
+    // One rx queue per worker where the port has them, spread by the port's RSS (or, for
+    // net_af_packet, the kernel's fanout hash).
+    let rx_queues = tx_queues.min(info.max_rx_queues).max(1);
+    uplink.configure(&PortConf { rx_queues, tx_queues, mtu: None, rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 } })?;
     if uplink.mtu().ok() != Some(uplink_mtu) {
         // Some PMDs (net_af_packet) advertise a 1518-byte limit to ethdev yet carry whatever
         // the kernel interface's MTU allows; a refusal is a warning, and the per-guest MTU
@@ -68,44 +79,79 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
             eprintln!("dpdk-macvtap: warning: uplink refuses MTU {uplink_mtu} ({e}); frames up to the device's own limit still pass");
         }
     }
-    let uplink_rx = uplink.rx_queue(0, cli.descriptors, &pool)?;
-    let mut uplink_tx: Vec<_> = (0..tx_queues).map(|q| uplink.tx_queue(q, cli.descriptors)).collect::<Result<_, _>>()?;
+    let mut uplink_rx: Vec<Option<rte::RxQueue>> =
+        (0..rx_queues).map(|q| uplink.rx_queue(q, cli.descriptors, &pool).map(Some)).collect::<Result<_, _>>()?;
+    let mut uplink_tx: Vec<Option<rte::TxQueue>> =
+        (0..tx_queues).map(|q| uplink.tx_queue(q, cli.descriptors).map(Some)).collect::<Result<_, _>>()?;
+
+    let lcore_ids: Vec<u32> = workers.iter().map(|l| l.0).collect();
+    let queue_counts: Vec<u16> = cfg.guests.iter().map(|g| g.queues).collect();
+    let pins: Vec<Option<u16>> = cfg.guests.iter().map(|g| g.lcore).collect();
+    let asg = assign(&lcore_ids, rx_queues, &queue_counts, &pins).map_err(|e| {
+        let g = &cfg.guests[e.guest];
+        anyhow!("{}:{}: guest {:?}: {e}", cfg.path.display(), g.line, g.name)
+    })?;
 
     let mut guest_ports = Vec::with_capacity(cfg.guests.len());
-    let mut guest_queues = Vec::with_capacity(cfg.guests.len());
+    let mut guest_rx: Vec<Vec<Option<rte::RxQueue>>> = Vec::with_capacity(cfg.guests.len());
+    let mut guest_tx: Vec<Vec<Option<rte::TxQueue>>> = Vec::with_capacity(cfg.guests.len());
     for (i, g) in cfg.guests.iter().enumerate() {
-        let (port, rxq, txq) = open_guest(i, g, &pool).with_context(|| format!("guest {:?} ({}:{})", g.name, cfg.path.display(), g.line))?;
+        let (port, rxq, txq) =
+            open_guest(i, g, &pool).with_context(|| format!("guest {:?} ({}:{})", g.name, cfg.path.display(), g.line))?;
         guest_ports.push(port);
-        guest_queues.push((Some(rxq), Some(txq)));
+        guest_rx.push(rxq.into_iter().map(Some).collect());
+        guest_tx.push(txq.into_iter().map(Some).collect());
     }
     let table = Arc::new(MacTable::from_config(&cfg)?);
+    let delivery = Arc::new(asg.delivery.clone());
 
     uplink.start()?;
     for p in &guest_ports {
         p.start()?;
     }
-    print_summary(&cfg, &uplink, uplink_mtu, &guest_ports, &pool);
+    let steering = steering::install(&uplink, &cfg, &asg);
+    print_summary(&cfg, &uplink, uplink_mtu, rx_queues, tx_queues, &guest_ports, &pool, &steering);
+
+    // A ring from every worker to every other worker that owns guest queues.
+    let owners: Vec<bool> = (0..workers.len()).map(|w| !asg.workers[w].guest_queues.is_empty()).collect();
+    let mut to_peers: Vec<Vec<(usize, Producer)>> = (0..workers.len()).map(|_| Vec::new()).collect();
+    let mut from_peers: Vec<Vec<Consumer>> = (0..workers.len()).map(|_| Vec::new()).collect();
+    for (a, outgoing) in to_peers.iter_mut().enumerate() {
+        for (b, &owns) in owners.iter().enumerate() {
+            if a != b && owns {
+                let (p, c) = ring::spsc(&format!("mvt_r{a}_{b}"), PEER_RING, eal.socket_id())?;
+                outgoing.push((b, p));
+                from_peers[b].push(c);
+            }
+        }
+    }
 
     let mut links = LinkWatch::new(cfg.guests.len());
     let mut registry = StatsRegistry::new(cfg.guests.iter().map(|g| g.name.clone()).collect());
     let stop = Arc::new(AtomicBool::new(false));
-    let plans = round_robin(workers.len(), 1, cfg.guests.len());
-    let mut uplink_rx = Some(uplink_rx);
     let held_by_rings = pool.in_use() - mempool_at_start;
     let mut launched = Vec::with_capacity(workers.len());
-    for ((lc, plan), txq) in workers.iter().zip(&plans).zip(uplink_tx.drain(..)) {
+    for (wi, plan) in asg.workers.iter().enumerate() {
         let queues = WorkerQueues {
-            uplink_rx: plan.uplink_rx.iter().filter_map(|_| uplink_rx.take()).collect(),
-            uplink_tx: txq,
-            guest_rx: plan.guest_rx.iter().filter_map(|&g| guest_queues[g].0.take().map(|q| (GuestId(g as u16), q))).collect(),
-            guest_tx: plan.guest_tx.iter().filter_map(|&g| guest_queues[g].1.take().map(|q| (GuestId(g as u16), q))).collect(),
+            index: wi,
+            uplink_rx: plan.uplink_rx.iter().filter_map(|&q| uplink_rx[usize::from(q)].take()).collect(),
+            uplink_tx: uplink_tx[usize::from(plan.uplink_tx)].take().context("uplink tx queue assigned twice")?,
+            guest_rx: plan
+                .guest_queues
+                .iter()
+                .filter_map(|&(g, q)| guest_rx[g][usize::from(q)].take().map(|r| (GuestId(g as u16), r)))
+                .collect(),
+            guest_tx: plan
+                .guest_queues
+                .iter()
+                .filter_map(|&(g, q)| guest_tx[g][usize::from(q)].take().map(|t| (GuestId(g as u16), q, t)))
+                .collect(),
+            to_peers: std::mem::take(&mut to_peers[wi]),
+            from_peers: std::mem::take(&mut from_peers[wi]),
         };
-        println!(
-            "lcore {lc}: uplink rx {:?}, uplink tx q{}, from guests [{}], to guests [{}]",
-            plan.uplink_rx, plan.uplink_tx, names(&cfg, &plan.guest_rx), names(&cfg, &plan.guest_tx)
-        );
-        let worker = Worker::new(queues, Arc::clone(&table), links.flags(), registry.add_shard(), Arc::clone(&stop));
-        launched.push(lcore::launch(*lc, move || worker.run())?);
+        println!("lcore {}: uplink rx {:?}, uplink tx q{}, guest queues [{}]", plan.lcore, plan.uplink_rx, plan.uplink_tx, queue_names(&cfg, &plan.guest_queues));
+        let worker = Worker::new(queues, Arc::clone(&table), Arc::clone(&delivery), links.flags(), registry.add_shard(), Arc::clone(&stop));
+        launched.push(lcore::launch(LcoreId(plan.lcore), move || worker.run())?);
     }
     println!("lcore {}: control plane", eal.main_lcore());
     println!("dpdk-macvtap: forwarding ({} guests, {} workers)", cfg.guests.len(), workers.len());
@@ -117,12 +163,13 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
             println!("guest {}: link {}", cfg.guests[ch.guest].name, if ch.up { "up" } else { "down" });
         }
         if cli.stats_interval > 0 && Instant::now() >= next_stats {
-            println!("stats: {}", snapshot(&registry, &links).summary_line());
+            let snap = snapshot(&registry, &links);
+            println!("stats: {}{}", snap.summary_line(), busy_line(&snap, &asg));
             next_stats += interval;
         }
         if signals.take_dump_request() {
             if let Some(path) = &cli.stats_json {
-                write_json(path, &snapshot(&registry, &links), mempool_at_start, None)?;
+                write_json(path, &snapshot(&registry, &links), &steering.describe(), mempool_at_start, None)?;
             }
         }
         std::thread::sleep(CONTROL_TICK);
@@ -139,15 +186,18 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     for (g, p) in cfg.guests.iter().zip(&guest_ports) {
         println!("final port {} (guest {}): {:?}", p.id(), g.name, p.stats());
     }
+    // Rules go before the port they are installed on.
+    let steering_desc = steering.describe();
+    drop(steering);
     drop(guest_ports);
     drop(uplink);
     let mempool_at_exit = pool.in_use();
-    println!("final: {}", last.summary_line());
+    println!("final: {}{}", last.summary_line(), busy_line(&last, &asg));
     println!(
         "mempool in use at exit: {mempool_at_exit} (at start: {mempool_at_start}; held by port rx rings while running: {held_by_rings})"
     );
     if let Some(path) = &cli.stats_json {
-        write_json(path, &last, mempool_at_start, Some(mempool_at_exit))?;
+        write_json(path, &last, &steering_desc, mempool_at_start, Some(mempool_at_exit))?;
     }
     drop(pool);
     drop(eal);
@@ -155,18 +205,16 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     Ok(ExitReport { mempool_in_use_at_start: mempool_at_start, mempool_in_use_at_exit: mempool_at_exit })
 }
 
-/// Config that parses but that this build does not forward yet is refused at start, not
-/// silently mishandled.
-fn refuse_unimplemented(cfg: &Config) -> Result<()> {
-    for g in &cfg.guests {
-        if g.queues > 1 {
-            bail!(
-                "{}:{}: guest {:?}: queues = {}: multiqueue guests are not implemented yet (use queues = 1)",
-                cfg.path.display(), g.line, g.name, g.queues
-            );
-        }
+/// Each worker's share of its time spent moving frames, from its own TSC accounting.
+fn busy_line(s: &StatsSnapshot, asg: &Assignment) -> String {
+    let mut out = String::new();
+    for (w, plan) in s.workers.iter().zip(&asg.workers) {
+        let total = w.busy_cycles + w.idle_cycles;
+        let pct = if total == 0 { 0.0 } else { 100.0 * w.busy_cycles as f64 / total as f64 };
+        let cpp = w.busy_cycles.checked_div(w.frames).unwrap_or(0);
+        out.push_str(&format!(" | lcore {} busy {pct:.0}% {cpp} cyc/frame", plan.lcore));
     }
-    Ok(())
+    out
 }
 
 /// Big enough for the largest frame in one segment: net_af_packet copies a whole frame into
@@ -184,20 +232,21 @@ fn open_uplink(spec: &str) -> Result<Port> {
     }
 }
 
-fn open_guest(i: usize, g: &GuestConfig, pool: &Mempool) -> Result<(Port, rte::RxQueue, rte::TxQueue)> {
+/// A guest's vhost-user port with all of its queue pairs set up.
+fn open_guest(i: usize, g: &GuestConfig, pool: &Mempool) -> Result<(Port, Vec<rte::RxQueue>, Vec<rte::TxQueue>)> {
     let client = g.vhost == VhostRole::Client;
     if !client {
         prepare_socket_path(&g.socket)?;
     }
     let devargs = format!("net_vhost{i},iface={},queues={},client={}", g.socket.display(), g.queues, u8::from(client));
     let port = Port::probe(&devargs)?;
-    port.configure(&PortConf { rx_queues: g.queues, tx_queues: g.queues, mtu: None })?;
+    port.configure(&PortConf { rx_queues: g.queues, tx_queues: g.queues, mtu: None, rss_hf: 0 })?;
     if !client {
         // The vhost PMD creates the socket when the port is configured.
         set_socket_access(g)?;
     }
-    let rxq = port.rx_queue(0, VHOST_DESCRIPTORS, pool)?;
-    let txq = port.tx_queue(0, VHOST_DESCRIPTORS)?;
+    let rxq = (0..g.queues).map(|q| port.rx_queue(q, VHOST_DESCRIPTORS, pool)).collect::<Result<_, _>>()?;
+    let txq = (0..g.queues).map(|q| port.tx_queue(q, VHOST_DESCRIPTORS)).collect::<Result<_, _>>()?;
     Ok((port, rxq, txq))
 }
 
@@ -228,25 +277,28 @@ fn set_socket_access(g: &GuestConfig) -> Result<()> {
     Ok(())
 }
 
-fn names(cfg: &Config, idx: &[usize]) -> String {
-    idx.iter().map(|&i| cfg.guests[i].name.as_str()).collect::<Vec<_>>().join(" ")
+fn queue_names(cfg: &Config, queues: &[(usize, u16)]) -> String {
+    queues.iter().map(|&(g, q)| format!("{}:{q}", cfg.guests[g].name)).collect::<Vec<_>>().join(" ")
 }
 
-fn print_summary(cfg: &Config, uplink: &Port, mtu: u16, guests: &[Port], pool: &Mempool) {
+#[allow(clippy::too_many_arguments)]
+fn print_summary(cfg: &Config, uplink: &Port, mtu: u16, rxq: u16, txq: u16, guests: &[Port], pool: &Mempool, steering: &Steering) {
     let info = uplink.info().ok();
     let mac = uplink.mac().map(MacAddr::new).unwrap_or_default();
     println!(
-        "uplink: port {} {} (driver {}), mac {mac}, mtu {mtu}, steering: software (one rx queue, classified by destination MAC)",
+        "uplink: port {} {} (driver {}), mac {mac}, mtu {mtu}, {rxq} rx / {txq} tx queues",
         uplink.id(), uplink.name(), info.map(|i| i.driver).unwrap_or_default()
     );
-    for (g, p) in cfg.guests.iter().zip(guests) {
+    println!("uplink steering: {}", steering.port_summary);
+    println!("uplink admission: {}", steering.admission);
+    for ((g, p), st) in cfg.guests.iter().zip(guests).zip(&steering.guests) {
         let macs = g.macs.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(",");
         let role = match g.vhost {
             VhostRole::Server => format!("server, mode {:o}", g.socket_mode),
             VhostRole::Client => "client".to_owned(),
         };
         println!(
-            "guest {}: mac {macs}, socket {} ({role}), port {} {}, queues {}, mode {}, mtu {}",
+            "guest {}: mac {macs}, socket {} ({role}), port {} {}, queues {}, mode {}, mtu {}, steering {st}",
             g.name, g.socket.display(), p.id(), p.name(), g.queues, g.mode, g.mtu
         );
     }
@@ -261,8 +313,9 @@ fn snapshot(reg: &StatsRegistry, links: &LinkWatch) -> StatsSnapshot {
     s
 }
 
-fn write_json(path: &Path, s: &StatsSnapshot, at_start: u32, at_exit: Option<u32>) -> Result<()> {
+fn write_json(path: &Path, s: &StatsSnapshot, steering: &serde_json::Value, at_start: u32, at_exit: Option<u32>) -> Result<()> {
     let mut v = serde_json::to_value(s)?;
+    v["steering"] = steering.clone();
     v["mempool_in_use_at_start"] = serde_json::json!(at_start);
     v["mempool_in_use_at_exit"] = serde_json::json!(at_exit);
     let tmp = path.with_extension("tmp");

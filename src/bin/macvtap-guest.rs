@@ -134,8 +134,8 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<()> {
         }
     }
     let port = Port::probe(&devargs)?;
-    port.configure(&PortConf { rx_queues: cli.queues, tx_queues: cli.queues, mtu: Some(9000) })
-        .or_else(|_| port.configure(&PortConf { rx_queues: cli.queues, tx_queues: cli.queues, mtu: None }))?;
+    port.configure(&PortConf { rx_queues: cli.queues, tx_queues: cli.queues, mtu: Some(9000), rss_hf: 0 })
+        .or_else(|_| port.configure(&PortConf { rx_queues: cli.queues, tx_queues: cli.queues, mtu: None, rss_hf: 0 }))?;
     let rx = (0..cli.queues).map(|q| port.rx_queue(q, 1024, &pool)).collect::<Result<Vec<_>, _>>()?;
     let tx = port.tx_queue(0, 1024)?;
     for q in 1..cli.queues {

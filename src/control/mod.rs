@@ -4,7 +4,8 @@
 mod assign;
 mod links;
 mod signals;
+pub mod steering;
 
-pub use assign::{round_robin, WorkerPlan};
+pub use assign::{assign, AssignError, Assignment, DeliveryMap, WorkerPlan};
 pub use links::LinkWatch;
 pub use signals::Signals;

@@ -1,16 +1,19 @@
-//! Uplink -> guests: classify each frame by destination MAC and deliver it to the guest(s)
-//! the forwarding mode allows.
+//! Uplink -> guests: classify each frame by destination MAC and deliver it to the guest
+//! queue(s) the forwarding mode allows, directly when this worker owns the queue, over a ring
+//! to the owning worker otherwise.
 //!
-//! Ownership: a frame taken from the uplink rx burst is either pushed (one reference per
-//! destination, extra references from `Mbuf::share`) into a guest's pending burst or dropped
+//! Ownership: a frame taken from a burst is either pushed (one reference per destination,
+//! extra references from `Mbuf::share`) into a slot's or a peer's pending burst, or dropped
 //! with a counter. `TxQueue::tx` hands the accepted prefix to the vhost PMD, which copies into
 //! guest memory and frees its reference; what it refused is freed here as `GuestQueueFull`.
 
+use super::tag::Tag;
 use super::worker::Worker;
 use crate::fib::GuestId;
 use crate::policy::{self, Cast, Origin};
 use crate::rte::Mbuf;
 use crate::stats::DropReason;
+use crate::wire::flow::flow_hash;
 use crate::wire::{MacAddr, ETHER_HDR_LEN};
 
 impl Worker {
@@ -28,12 +31,13 @@ impl Worker {
         }
         self.rx = rx;
         self.stats.uplink().rx(n as u64, bytes);
-        self.flush_guests();
+        self.flush_slots();
+        self.flush_peers();
         n
     }
 
     #[inline]
-    fn classify(&mut self, m: Mbuf) {
+    fn classify(&mut self, mut m: Mbuf) {
         let head = m.data();
         if head.len() < ETHER_HDR_LEN {
             self.stats.uplink().drop(DropReason::Runt, 1);
@@ -43,7 +47,9 @@ impl Worker {
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
         let src_guest = self.table.lookup(&src);
         if dst.is_multicast() {
-            self.flood(m, src_guest);
+            // Tag before sharing: every reference sees the same header.
+            m.set_tag(Tag::flood(src_guest).raw());
+            self.flood(m, src_guest, true);
             return;
         }
         let Some(g) = self.table.lookup(&dst) else {
@@ -54,12 +60,31 @@ impl Worker {
             self.stats.guest(g).drop(reason, 1);
             return;
         }
-        self.enqueue(g, m);
+        let q = self.queue_for(g, &m);
+        let slot = self.delivery.slot(g.index(), q);
+        let owner = self.delivery.slot_owner(slot);
+        if owner == self.me {
+            self.enqueue(slot, m);
+        } else {
+            m.set_tag(Tag::unicast(slot).raw());
+            self.send_to_peer(owner, m);
+        }
+    }
+
+    /// The guest's queue for this frame: one flow always maps to one queue.
+    #[inline]
+    pub(super) fn queue_for(&self, g: GuestId, m: &Mbuf) -> u16 {
+        let n = self.delivery.queues(g.index());
+        if n <= 1 {
+            0
+        } else {
+            (flow_hash(m.data()) % u32::from(n)) as u16
+        }
     }
 
     /// Why guest `g` must not get frame `m`, if it must not.
     #[inline]
-    fn refuse(&self, g: GuestId, m: &Mbuf, src_guest: Option<GuestId>, cast: Cast) -> Option<DropReason> {
+    pub(super) fn refuse(&self, g: GuestId, m: &Mbuf, src_guest: Option<GuestId>, cast: Cast) -> Option<DropReason> {
         let entry = self.table.guest(g);
         let origin = match src_guest {
             None => Origin::External,
@@ -79,22 +104,34 @@ impl Worker {
     }
 
     /// Broadcast/multicast: one reference to every guest the mode allows, never back to the
-    /// guest that sent it (a hairpin reflection of its own frame).
-    fn flood(&mut self, m: Mbuf, src_guest: Option<GuestId>) {
+    /// guest that sent it (a hairpin reflection of its own frame). On the worker that received
+    /// the frame (`first`), refusals are counted and one reference goes to each other worker
+    /// owning a destination queue; those workers deliver to their own queues.
+    pub(super) fn flood(&mut self, m: Mbuf, src_guest: Option<GuestId>, first: bool) {
+        let hash = flow_hash(m.data());
         let mut delivered = 0u32;
+        let mut peers: u64 = 0;
         let mut last_reason = DropReason::PolicyDenied;
-        for gi in 0..self.out.len() {
-            if self.out[gi].txq.is_none() {
+        for gi in 0..self.delivery.guests() {
+            let g = GuestId(gi as u16);
+            let nq = u32::from(self.delivery.queues(gi));
+            let q = if nq <= 1 { 0 } else { (hash % nq) as u16 };
+            let slot = self.delivery.slot(gi, q);
+            let owner = self.delivery.slot_owner(slot);
+            if !first && owner != self.me {
                 continue;
             }
-            let g = GuestId(gi as u16);
             match self.refuse(g, &m, src_guest, Cast::Multicast) {
-                None => {
-                    self.enqueue(g, m.share());
+                None if owner == self.me => {
+                    self.enqueue(slot, m.share());
                     delivered += 1;
                 }
-                // A guest that is down or too small for the frame is a drop on that guest;
-                // a guest the mode excludes is simply not a destination.
+                None => {
+                    peers |= 1 << owner;
+                    delivered += 1;
+                }
+                // A guest the mode excludes is simply not a destination; one that is down or
+                // too small for the frame is a drop on that guest.
                 Some(DropReason::PolicyDenied) => {}
                 Some(r) => {
                     self.stats.guest(g).drop(r, 1);
@@ -102,41 +139,49 @@ impl Worker {
                 }
             }
         }
-        if delivered == 0 {
+        if first && delivered == 0 {
             self.stats.uplink().drop(last_reason, 1);
         }
-        drop(m); // the reference we received; each shared one is freed by whoever takes it
+        while peers != 0 {
+            let w = peers.trailing_zeros() as usize;
+            peers &= peers - 1;
+            self.send_to_peer(w, m.share());
+        }
+        drop(m); // the reference we were given; each shared one is freed by whoever takes it
     }
 
     #[inline]
-    fn enqueue(&mut self, g: GuestId, m: Mbuf) {
+    pub(super) fn enqueue(&mut self, slot: usize, m: Mbuf) {
         let len = m.pkt_len() as u64;
-        let out = &mut self.out[g.index()];
+        let Some(out) = self.slots[slot].as_mut() else {
+            // Only reachable if the delivery map and this worker's slots disagree; the frame
+            // is still accounted for.
+            self.stats.uplink().drop(DropReason::DispatchFull, 1);
+            return;
+        };
         if out.pending.is_empty() {
-            self.dirty.push(g);
+            self.dirty.push(slot as u32);
         }
         match out.pending.push(m) {
             Ok(()) => out.bytes += len,
-            // pending holds a full burst and we flush after every burst, so this cannot happen;
-            // if it did, the frame is still accounted for.
             Err(m) => {
+                let g = out.guest;
                 drop(m);
                 self.stats.guest(g).drop(DropReason::GuestQueueFull, 1);
             }
         }
     }
 
-    /// Hands every guest's pending frames to its vhost queue; what the guest has no room for
+    /// Hands every slot's pending frames to its vhost queue; what the guest has no room for
     /// is dropped on that guest alone (a guest that stops reading costs only itself).
-    pub(super) fn flush_guests(&mut self) {
+    pub(super) fn flush_slots(&mut self) {
         for d in 0..self.dirty.len() {
-            let g = self.dirty[d];
-            let out = &mut self.out[g.index()];
-            let Some(txq) = out.txq.as_mut() else { continue };
+            let slot = self.dirty[d] as usize;
+            let Some(out) = self.slots[slot].as_mut() else { continue };
             let queued = out.pending.len();
-            let sent = txq.tx(&mut out.pending);
+            let sent = out.txq.tx(&mut out.pending);
             let left_bytes: u64 = (0..out.pending.len()).map(|i| out.pending.get(i).pkt_len() as u64).sum();
-            let cell = self.stats.guest(g);
+            let cell = self.stats.guest(out.guest);
             cell.tx(sent as u64, out.bytes - left_bytes);
             if sent < queued {
                 cell.drop(DropReason::GuestQueueFull, (queued - sent) as u64);

@@ -4,8 +4,10 @@
 //! no `Result`; every frame that is not handed to a PMD is freed once and counted under a
 //! `DropReason`.
 
+mod dispatch;
 mod egress;
 mod ingress;
+mod tag;
 mod worker;
 
 pub use worker::{Worker, WorkerQueues};

@@ -1,50 +1,71 @@
 //! A worker's state and loop. Runs on one EAL worker lcore; built on the control thread and
-//! moved there, so everything it touches per frame is its own.
+//! moved there, so everything it touches per frame is its own or immutable.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::control::DeliveryMap;
 use crate::fib::{GuestId, MacTable};
 use crate::rte::eal::rdtsc;
+use crate::rte::ring::{Consumer, Producer};
 use crate::rte::{Burst, RxQueue, TxQueue, BURST};
-use crate::stats::StatsShard;
+use crate::stats::{DropReason, StatsShard};
 
 /// Uplink frames a worker may hold while the uplink tx queue is full. Guests are only polled
 /// for what fits here, so the rest wait in their virtqueues (backpressure, not loss).
 pub(super) const UPLINK_PENDING: usize = 2 * BURST;
 
-/// The queues one worker owns. Each queue token is in exactly one `WorkerQueues`.
+/// The queues one worker owns. Each queue token and ring end is in exactly one `WorkerQueues`.
 pub struct WorkerQueues {
+    /// This worker's index in the assignment (what `DeliveryMap::owner` returns).
+    pub index: usize,
     /// Uplink rx queues this worker polls (frames towards guests).
     pub uplink_rx: Vec<RxQueue>,
     /// This worker's own uplink tx queue.
     pub uplink_tx: TxQueue,
-    /// Guests whose transmissions this worker polls (their vhost rx queue).
+    /// Guest queues whose transmissions this worker polls (vhost rx side).
     pub guest_rx: Vec<(GuestId, RxQueue)>,
-    /// Guests this worker delivers to (their vhost tx queue); indexed by guest on use.
-    pub guest_tx: Vec<(GuestId, TxQueue)>,
+    /// Guest queues this worker delivers to (vhost tx side), with their queue number.
+    pub guest_tx: Vec<(GuestId, u16, TxQueue)>,
+    /// Rings towards other workers, by their index.
+    pub to_peers: Vec<(usize, Producer)>,
+    /// Rings from other workers.
+    pub from_peers: Vec<Consumer>,
 }
 
-/// Per-guest delivery state of the worker that owns the guest's tx queue.
-pub(super) struct GuestOut {
-    pub(super) txq: Option<TxQueue>,
+/// Delivery state of one guest queue this worker owns.
+pub(super) struct SlotOut {
+    pub(super) guest: GuestId,
+    pub(super) txq: TxQueue,
     pub(super) pending: Burst,
     pub(super) bytes: u64,
 }
 
+/// Frames waiting to cross to another worker.
+pub(super) struct PeerOut {
+    pub(super) ring: Producer,
+    pub(super) pending: Burst,
+}
+
 pub struct Worker {
+    pub(super) me: usize,
     pub(super) uplink_rx: Vec<RxQueue>,
     pub(super) uplink_tx: TxQueue,
     pub(super) guest_rx: Vec<(GuestId, RxQueue)>,
-    pub(super) out: Vec<GuestOut>,
-    /// Guests with frames in `out[g].pending`, flushed after each rx burst.
-    pub(super) dirty: Vec<GuestId>,
+    /// Indexed by `DeliveryMap::slot`; Some for the slots this worker owns.
+    pub(super) slots: Vec<Option<SlotOut>>,
+    /// Slots with pending frames, flushed after each burst.
+    pub(super) dirty: Vec<u32>,
+    /// Indexed by worker.
+    pub(super) peers: Vec<Option<PeerOut>>,
+    pub(super) from_peers: Vec<Consumer>,
     pub(super) uplink_pending: Burst<UPLINK_PENDING>,
     pub(super) uplink_pending_bytes: u64,
     pub(super) rx: Burst,
-    /// Rotates which guest is polled first, so a full uplink does not always favour guest 0.
+    /// Rotates which guest queue is polled first, so a full uplink favours nobody.
     pub(super) next_guest: usize,
     pub(super) table: Arc<MacTable>,
+    pub(super) delivery: Arc<DeliveryMap>,
     pub(super) links: Arc<[AtomicBool]>,
     pub(super) stats: Arc<StatsShard>,
     stop: Arc<AtomicBool>,
@@ -55,26 +76,35 @@ impl Worker {
     pub fn new(
         queues: WorkerQueues,
         table: Arc<MacTable>,
+        delivery: Arc<DeliveryMap>,
         links: Arc<[AtomicBool]>,
         stats: Arc<StatsShard>,
         stop: Arc<AtomicBool>,
     ) -> Worker {
-        let n = table.len();
-        let mut out: Vec<GuestOut> = (0..n).map(|_| GuestOut { txq: None, pending: Burst::new(), bytes: 0 }).collect();
-        for (g, q) in queues.guest_tx {
-            out[g.index()].txq = Some(q);
+        let mut slots: Vec<Option<SlotOut>> = (0..delivery.slots()).map(|_| None).collect();
+        for (g, q, txq) in queues.guest_tx {
+            slots[delivery.slot(g.index(), q)] = Some(SlotOut { guest: g, txq, pending: Burst::new(), bytes: 0 });
+        }
+        let n_workers = queues.to_peers.iter().map(|(w, _)| w + 1).max().unwrap_or(0).max(queues.index + 1);
+        let mut peers: Vec<Option<PeerOut>> = (0..n_workers).map(|_| None).collect();
+        for (w, ring) in queues.to_peers {
+            peers[w] = Some(PeerOut { ring, pending: Burst::new() });
         }
         Worker {
+            me: queues.index,
             uplink_rx: queues.uplink_rx,
             uplink_tx: queues.uplink_tx,
             guest_rx: queues.guest_rx,
-            out,
-            dirty: Vec::with_capacity(n),
+            dirty: Vec::with_capacity(slots.len()),
+            slots,
+            peers,
+            from_peers: queues.from_peers,
             uplink_pending: Burst::new(),
             uplink_pending_bytes: 0,
             rx: Burst::new(),
             next_guest: 0,
             table,
+            delivery,
             links,
             stats,
             stop,
@@ -97,11 +127,14 @@ impl Worker {
         self.shutdown();
     }
 
-    /// One pass over every queue this worker owns; returns frames moved.
+    /// One pass over every queue and ring this worker owns; returns frames moved.
     pub fn poll_once(&mut self) -> usize {
         let mut moved = 0;
         for i in 0..self.uplink_rx.len() {
             moved += self.ingress_burst(i);
+        }
+        for i in 0..self.from_peers.len() {
+            moved += self.drain_peer(i);
         }
         moved += self.egress_all();
         moved
@@ -115,11 +148,14 @@ impl Worker {
     fn shutdown(&mut self) {
         let n = self.uplink_pending.len() as u64;
         if n > 0 {
-            self.stats.uplink().drop(crate::stats::DropReason::UplinkFull, n);
+            self.stats.uplink().drop(DropReason::UplinkFull, n);
             self.uplink_pending.free_all();
         }
-        for o in &mut self.out {
-            o.pending.free_all();
+        for s in self.slots.iter_mut().flatten() {
+            s.pending.free_all();
+        }
+        for p in self.peers.iter_mut().flatten() {
+            p.pending.free_all();
         }
     }
 }

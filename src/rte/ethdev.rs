@@ -75,6 +75,8 @@ pub struct PortConf {
     pub tx_queues: u16,
     /// None keeps the driver's default.
     pub mtu: Option<u16>,
+    /// RSS hash functions (`RTE_ETH_RSS_*`); 0 leaves RSS off.
+    pub rss_hf: u64,
 }
 
 pub struct Port {
@@ -159,6 +161,10 @@ impl Port {
         let mut ec = sys::rte_eth_conf::default();
         if let Some(mtu) = conf.mtu {
             ec.rxmode.mtu = u32::from(mtu);
+        }
+        if conf.rss_hf != 0 {
+            ec.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
+            ec.rx_adv_conf.rss_conf.rss_hf = conf.rss_hf;
         }
         // SAFETY: ec is a fully initialised rte_eth_conf.
         check("rte_eth_dev_configure", unsafe {
@@ -282,6 +288,15 @@ impl Port {
             if on { sys::rte_eth_promiscuous_enable(self.raw()) } else { sys::rte_eth_promiscuous_disable(self.raw()) }
         };
         check("rte_eth_promiscuous_enable", ret)?;
+        Ok(())
+    }
+
+    pub fn set_allmulticast(&self, on: bool) -> Result<()> {
+        // SAFETY: plain calls on a valid port.
+        let ret = unsafe {
+            if on { sys::rte_eth_allmulticast_enable(self.raw()) } else { sys::rte_eth_allmulticast_disable(self.raw()) }
+        };
+        check("rte_eth_allmulticast_enable", ret)?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@ pub mod burst;
 pub mod eal;
 pub mod error;
 pub mod ethdev;
+pub mod flow;
 pub mod lcore;
 pub mod mbuf;
 pub mod mempool;

@@ -138,6 +138,15 @@ impl Proc {
         )
     }
 
+    /// Gives the reader threads a moment to reach EOF, so that a report made right after the
+    /// process exited includes its last stderr lines (stdout may close before stderr).
+    fn settle_readers(&self) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while lock(&self.readers).iter().any(|h| !h.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Why a reader came up empty: the exit status if the child is gone.
     fn status_note(&self) -> String {
         // Stdout closes a moment before the exit status is collectable.
@@ -158,6 +167,7 @@ impl Proc {
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
                 let note = self.status_note();
+                self.settle_readers();
                 panic!("{} {note}\n{}", self.name, self.report());
             }
         }

@@ -1,0 +1,117 @@
+//! The "VMs": one `dpdk-testpmd` with a `net_virtio_user` port per guest, pinned to core 0
+//! (txonly to send, rxonly to sink), the way PVP runs use testpmd inside the VM. The same
+//! command is used against every switch; only the socket paths differ.
+//!
+//! Throughput is read from the guest side for every system alike: testpmd prints per-port
+//! `Rx-pps`/`Tx-pps` every second (`--stats-period 1`); the first `warmup` samples are
+//! skipped and the next `duration` samples averaged, summed over ports.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+use crate::model::{guest_mac, mac_str, Case, Env, Path};
+use crate::proc::Proc;
+
+pub const TESTPMD: &str = "/usr/bin/dpdk-testpmd";
+/// The generator's core. The switch worker gets the other one.
+pub const GUEST_CORE: &str = "0";
+
+/// Starts the guests of `case` on the given sockets (clients: the switch owns the sockets).
+pub fn start(env: &Env, case: &Case, sockets: &[PathBuf], system_key: &str) -> Result<Proc> {
+    let seq = env.next_seq();
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", GUEST_CORE, TESTPMD]);
+    cmd.args(env.eal_mem(512));
+    if env.hugepages {
+        // virtio-user shares guest memory with the switch one fd per segment; keep them few.
+        cmd.arg("--single-file-segments");
+    }
+    cmd.args(["--no-pci", "--log-level=lib.eal:warning", &format!("--file-prefix=bguest{seq}")]);
+    // Main lcore and forwarding lcore both on the generator's core.
+    cmd.args(["--lcores", &format!("0@{GUEST_CORE},1@{GUEST_CORE}")]);
+    for (i, s) in sockets.iter().enumerate() {
+        cmd.arg("--vdev").arg(format!("net_virtio_user{i},path={},mac={},queues=1", s.display(), mac_str(guest_mac(i))));
+    }
+    cmd.arg("--");
+    let mode = match case.path {
+        Path::GuestToUplink => "txonly",
+        _ => "rxonly",
+    };
+    cmd.args([&format!("--forward-mode={mode}"), "--nb-cores=1", "--stats-period=1", "--rxd=1024", "--txd=1024"]);
+    cmd.arg(format!("--txpkts={}", case.buf_len()));
+    cmd.arg("--total-num-mbufs=16384");
+    if case.jumbo() {
+        cmd.args(["--mbuf-size=10240", &format!("--max-pkt-len={}", case.size)]);
+    }
+    let log = env.work.join(format!("guest-{system_key}-{}-{}-{seq}.log", case.path.key(), case.size));
+    let p = Proc::spawn("guest testpmd", cmd, &log)?;
+    env.record(&format!("{system_key}/guests ({})", case.path.key()), &p.cmdline);
+    Ok(p)
+}
+
+/// Per-sample packet rates, summed over ports: (rx_pps, tx_pps).
+pub fn samples(log: &str) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for line in log.lines() {
+        let t = line.trim();
+        if t.starts_with("Port statistics") {
+            out.push((0.0, 0.0));
+            continue;
+        }
+        let Some(cur) = out.last_mut() else { continue };
+        if let Some(v) = field(t, "Rx-pps:") {
+            cur.0 += v;
+        } else if let Some(v) = field(t, "Tx-pps:") {
+            cur.1 += v;
+        }
+    }
+    out
+}
+
+fn field(line: &str, name: &str) -> Option<f64> {
+    let rest = line.strip_prefix(name)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// The guest-side rate of `case` in packets per second: transmitted for guest -> uplink,
+/// received (all guests) otherwise.
+pub fn rate(log: &str, case: &Case, warmup: usize, duration: usize) -> Result<f64> {
+    let s = samples(log);
+    if s.len() < warmup + 1 {
+        bail!("guest printed {} stats samples, expected at least {}", s.len(), warmup + 1);
+    }
+    let window: Vec<f64> = s[warmup..]
+        .iter()
+        .take(duration)
+        .map(|&(rx, tx)| if case.path == Path::GuestToUplink { tx } else { rx })
+        .collect();
+    Ok(window.iter().sum::<f64>() / window.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "
+Port statistics ====================================
+  ######################## NIC statistics for port 0  ########################
+  Throughput (since last show)
+  Rx-pps:            10          Rx-bps:            0
+  Tx-pps:     100          Tx-bps:   5813110728
+  ######################## NIC statistics for port 1  ########################
+  Rx-pps:            5          Rx-bps:            0
+  Tx-pps:     0          Tx-bps:   0
+Port statistics ====================================
+  Rx-pps:            20          Rx-bps:            0
+  Tx-pps:     200          Tx-bps:   5813110728
+";
+
+    #[test]
+    fn sums_ports_per_sample() {
+        assert_eq!(samples(LOG), vec![(15.0, 100.0), (20.0, 200.0)]);
+        let c = Case { path: Path::GuestToUplink, size: 64 };
+        assert_eq!(rate(LOG, &c, 1, 5).ok(), Some(200.0));
+    }
+}

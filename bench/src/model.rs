@@ -1,0 +1,164 @@
+//! What is measured: systems, paths, frame sizes, and the shared settings of one bench run.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The switches compared in one run, in the order they are interleaved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum System {
+    Macvtap,
+    Testpmd,
+    Ovs,
+    Kernel,
+}
+
+impl System {
+    pub const ALL: [System; 4] = [System::Macvtap, System::Testpmd, System::Ovs, System::Kernel];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Macvtap => "dpdk-macvtap",
+            System::Testpmd => "testpmd io-fwd",
+            System::Ovs => "OVS-DPDK",
+            System::Kernel => "kernel macvtap",
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            System::Macvtap => "macvtap",
+            System::Testpmd => "testpmd",
+            System::Ovs => "ovs",
+            System::Kernel => "kernel",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<System> {
+        System::ALL.into_iter().find(|x| x.key() == s)
+    }
+}
+
+impl fmt::Display for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which way frames go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Path {
+    /// One guest transmits (testpmd txonly); the uplink (`net_null`) sinks.
+    GuestToUplink,
+    /// The uplink replays frames addressed to the one guest; the guest sinks (rxonly).
+    UplinkToGuest,
+    /// The uplink replays broadcasts; N guests sink. Counted as frames delivered (all guests).
+    Fanout(usize),
+}
+
+impl Path {
+    pub fn name(self) -> String {
+        match self {
+            Path::GuestToUplink => "guest -> uplink".into(),
+            Path::UplinkToGuest => "uplink -> guest".into(),
+            Path::Fanout(n) => format!("uplink broadcast -> {n} guests"),
+        }
+    }
+
+    pub fn key(self) -> String {
+        match self {
+            Path::GuestToUplink => "g2u".into(),
+            Path::UplinkToGuest => "u2g".into(),
+            Path::Fanout(n) => format!("fanout{n}"),
+        }
+    }
+
+    pub fn guests(self) -> usize {
+        match self {
+            Path::Fanout(n) => n,
+            _ => 1,
+        }
+    }
+}
+
+/// One cell of the matrix: a path at a frame size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Case {
+    pub path: Path,
+    /// Frame size on the wire, FCS included (64 = a 60-byte buffer).
+    pub size: usize,
+}
+
+impl Case {
+    /// Bytes in the buffer the generator builds (no FCS in software).
+    pub fn buf_len(&self) -> usize {
+        self.size - 4
+    }
+
+    /// Jumbo frames need jumbo MTUs and single-segment mbufs big enough for them.
+    pub fn jumbo(&self) -> bool {
+        self.size > 1518
+    }
+
+    pub fn label(&self) -> String {
+        format!("{} {} B", self.path.name(), self.size)
+    }
+}
+
+/// The i-th guest's MAC: 52:54:00:00:00:(i+1).
+pub fn guest_mac(i: usize) -> [u8; 6] {
+    [0x52, 0x54, 0x00, 0x00, (i >> 8) as u8, (i + 1) as u8]
+}
+
+/// The host behind the uplink.
+pub const EXTERNAL_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0xfe];
+
+pub fn mac_str(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Settings shared by every measurement of one bench run.
+pub struct Env {
+    pub work: PathBuf,
+    pub macvtap_bin: PathBuf,
+    pub latgen_bin: PathBuf,
+    /// Hugepages (`-m`) or `--no-huge`.
+    pub hugepages: bool,
+    pub warmup_s: u64,
+    pub duration_s: u64,
+    seq: Cell<u32>,
+    /// The first command line seen for each (system, role), for the report.
+    pub commands: std::cell::RefCell<BTreeMap<String, String>>,
+}
+
+impl Env {
+    pub fn new(work: PathBuf, macvtap_bin: PathBuf, latgen_bin: PathBuf, hugepages: bool, warmup_s: u64, duration_s: u64) -> Env {
+        Env { work, macvtap_bin, latgen_bin, hugepages, warmup_s, duration_s, seq: Cell::new(0), commands: Default::default() }
+    }
+
+    /// A fresh number for file prefixes and directories: no two processes share one.
+    pub fn next_seq(&self) -> u32 {
+        let s = self.seq.get() + 1;
+        self.seq.set(s);
+        s
+    }
+
+    /// EAL memory options: the same for every DPDK process of one kind in every system.
+    pub fn eal_mem(&self, mb: u32) -> Vec<String> {
+        if self.hugepages {
+            vec!["-m".into(), mb.to_string()]
+        } else {
+            vec!["--no-huge".into(), "-m".into(), mb.to_string()]
+        }
+    }
+
+    pub fn record(&self, key: &str, cmd: &str) {
+        self.commands.borrow_mut().entry(key.to_owned()).or_insert_with(|| cmd.to_owned());
+    }
+
+    pub fn record_cmd(&self, key: &str, cmd: &Command) {
+        self.record(key, &crate::proc::render(cmd));
+    }
+}

@@ -1,0 +1,149 @@
+//! How each guest's frames reach the worker that owns it, and how the uplink admits them.
+//!
+//! Preference, per port and then per guest: an `rte_flow` rule `eth dst == MAC -> queue` that
+//! lands the guest's frames on the rx queue its own worker polls; otherwise software dispatch
+//! (RSS spreads frames over the workers' queues, the receiving worker classifies and hands
+//! frames for another worker's guest over a ring). A rule the port refuses for one guest
+//! falls back for that guest only. The software classifier runs on every path, so a wrong
+//! or missing rule can cost a ring hop, never a misdelivery.
+//!
+//! Admission: guest MACs go into the port's MAC filters; a port without enough filters is
+//! made promiscuous instead, and the summary says so.
+
+use crate::config::Config;
+use crate::control::Assignment;
+use crate::rte::flow::{self, EthDstMatch, FlowRule};
+use crate::rte::{Port, RteError};
+
+/// How one guest is steered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestSteering {
+    Flow { queue: u16 },
+    Software { reason: String },
+}
+
+impl std::fmt::Display for GuestSteering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuestSteering::Flow { queue } => write!(f, "flow (rx queue {queue})"),
+            GuestSteering::Software { reason } => write!(f, "software ({reason})"),
+        }
+    }
+}
+
+pub struct Steering {
+    pub guests: Vec<GuestSteering>,
+    /// One line for the port: which mechanism, and why.
+    pub port_summary: String,
+    pub admission: String,
+    /// Installed rules; dropping them removes them from the port (before it closes).
+    rules: Vec<FlowRule>,
+}
+
+impl Steering {
+    pub fn rules(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// For the stats export: outlives the rules, which go before the port closes.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "port": self.port_summary,
+            "admission": self.admission,
+            "rules": self.rules.len(),
+            "guests": self.guests.iter().map(|g| g.to_string()).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The uplink rx queue a guest's frames should land on: the first one its queue-0 worker polls.
+fn target_queue(asg: &Assignment, guest: usize) -> Option<u16> {
+    let owner = asg.delivery.owner(guest, 0);
+    asg.workers.get(owner).and_then(|w| w.uplink_rx.first().copied())
+}
+
+fn short(e: &RteError) -> String {
+    let what = if e.is_unsupported() { "not supported by the port" } else { "refused" };
+    match &e.detail {
+        Some(d) => format!("{} {what}: {d}", e.op),
+        None => format!("{} {what}: {}", e.op, crate::rte::error::strerror(e.errno)),
+    }
+}
+
+/// Installs flow rules where the port takes them, after the port started.
+pub fn install(uplink: &Port, cfg: &Config, asg: &Assignment) -> Steering {
+    let n = cfg.guests.len();
+    let mut guests = Vec::with_capacity(n);
+    let mut rules = Vec::new();
+    // Probe once with the first guest: a port without rte_flow refuses every rule alike.
+    let probe = cfg
+        .guests
+        .first()
+        .map(|g| flow::validate(uplink.id(), EthDstMatch::exact(g.primary_mac().octets()), target_queue(asg, 0).unwrap_or(0)));
+    let port_summary = match &probe {
+        None => "no guests".to_owned(),
+        Some(Ok(())) => "rte_flow (eth dst -> the owning worker's rx queue)".to_owned(),
+        Some(Err(e)) => format!("software dispatch: {}", short(e)),
+    };
+    for (gi, g) in cfg.guests.iter().enumerate() {
+        let decided = match &probe {
+            Some(Err(e)) => GuestSteering::Software { reason: short(e) },
+            _ => match target_queue(asg, gi) {
+                None => GuestSteering::Software { reason: "its worker polls no uplink rx queue".to_owned() },
+                Some(queue) => {
+                    let mut made = Vec::new();
+                    let mut failure = None;
+                    for mac in &g.macs {
+                        match FlowRule::create(uplink.id(), EthDstMatch::exact(mac.octets()), queue) {
+                            Ok(r) => made.push(r),
+                            Err(e) => {
+                                failure = Some(short(&e));
+                                break;
+                            }
+                        }
+                    }
+                    match failure {
+                        // Partial rules would split one guest's traffic; drop them all.
+                        Some(reason) => GuestSteering::Software { reason },
+                        None => {
+                            rules.extend(made);
+                            GuestSteering::Flow { queue }
+                        }
+                    }
+                }
+            },
+        };
+        guests.push(decided);
+    }
+    if !rules.is_empty() {
+        // Broadcast and multicast to the shared queue 0; if refused, RSS spreads them, which
+        // works as well (every worker can flood).
+        if let Ok(r) = FlowRule::create(uplink.id(), EthDstMatch::group(), 0) {
+            rules.push(r);
+        }
+    }
+    let admission = admit(uplink, cfg);
+    Steering { guests, port_summary, admission, rules }
+}
+
+/// Puts every guest MAC into the port's filters; falls back to promiscuous mode.
+fn admit(uplink: &Port, cfg: &Config) -> String {
+    let mut failure = None;
+    'outer: for g in &cfg.guests {
+        for mac in &g.macs {
+            if let Err(e) = uplink.add_mac(mac.octets(), 0) {
+                failure = Some(format!("MAC filter for {mac}: {}", short(&e)));
+                break 'outer;
+            }
+        }
+    }
+    // Multicast must reach the guests whatever their filters.
+    let _ = uplink.set_allmulticast(true);
+    match failure {
+        None => format!("{} guest MACs in the port's filters", cfg.guests.iter().map(|g| g.macs.len()).sum::<usize>()),
+        Some(why) => match uplink.set_promiscuous(true) {
+            Ok(()) => format!("promiscuous ({why})"),
+            Err(e) => format!("none: promiscuous mode refused too ({}); only frames the port admits by itself arrive ({why})", short(&e)),
+        },
+    }
+}
