@@ -15,15 +15,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::cli::{Cli, VERSION};
 use crate::config::{self, Config, GuestConfig, VhostRole};
 use crate::control::steering::{self, Steering};
-use crate::control::{assign, Assignment, LinkWatch, Signals};
-use crate::datapath::{Worker, WorkerQueues};
+use crate::control::{assign, Assignment, GuestEvents, GuestLinks, LinkWatch, Signals};
+use crate::datapath::{Worker, WorkerQueues, WorkerShared};
 use crate::fib::{GuestId, MacTable};
 use crate::rte::ring::{self, Consumer, Producer};
+use crate::rte::vhost::VhostSocket;
 use crate::rte::{self, lcore, Eal, LcoreId, Mempool, Port, PortConf, PortId};
 use crate::stats::{StatsRegistry, StatsSnapshot};
 use crate::wire::MacAddr;
 
-const VHOST_DESCRIPTORS: u16 = 1024;
 const MEMPOOL_CACHE: u32 = 256;
 const CONTROL_TICK: Duration = Duration::from_millis(20);
 /// Frames in flight from one worker to another; a full ring drops (counted as dispatch_full).
@@ -53,7 +53,7 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
 
     let max_mtu = cli.uplink_mtu.unwrap_or(1500).max(cfg.max_mtu());
     let data_room = mbuf_data_room(max_mtu);
-    let pool = Mempool::pktmbuf("mvt_pool", cli.mbufs, MEMPOOL_CACHE, data_room, eal.socket_id())?;
+    let pool = Arc::new(Mempool::pktmbuf("mvt_pool", cli.mbufs, MEMPOOL_CACHE, data_room, eal.socket_id())?);
     // The baseline every buffer must return to once the ports are closed.
     let mempool_at_start = pool.in_use();
 
@@ -92,25 +92,22 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
         anyhow!("{}:{}: guest {:?}: {e}", cfg.path.display(), g.line, g.name)
     })?;
 
-    let mut guest_ports = Vec::with_capacity(cfg.guests.len());
-    let mut guest_rx: Vec<Vec<Option<rte::RxQueue>>> = Vec::with_capacity(cfg.guests.len());
-    let mut guest_tx: Vec<Vec<Option<rte::TxQueue>>> = Vec::with_capacity(cfg.guests.len());
-    for (i, g) in cfg.guests.iter().enumerate() {
-        let (port, rxq, txq) =
-            open_guest(i, g, &pool).with_context(|| format!("guest {:?} ({}:{})", g.name, cfg.path.display(), g.line))?;
-        guest_ports.push(port);
-        guest_rx.push(rxq.into_iter().map(Some).collect());
-        guest_tx.push(txq.into_iter().map(Some).collect());
+    let links = GuestLinks::new(cfg.guests.len(), workers.len());
+    let sockets = cfg.guests.iter().map(|g| (g.socket.display().to_string(), g.queues)).collect();
+    rte::vhost::set_events(Box::new(GuestEvents::new(sockets, Arc::clone(&links))))?;
+    let started = Instant::now();
+    let mut guest_sockets = Vec::with_capacity(cfg.guests.len());
+    for g in &cfg.guests {
+        guest_sockets.push(open_guest(g).with_context(|| format!("guest {:?} ({}:{})", g.name, cfg.path.display(), g.line))?);
     }
+    let guests_took = started.elapsed();
     let table = Arc::new(MacTable::from_config(&cfg)?);
     let delivery = Arc::new(asg.delivery.clone());
 
     uplink.start()?;
-    for p in &guest_ports {
-        p.start()?;
-    }
     let steering = steering::install(&uplink, &cfg, &asg);
-    print_summary(&cfg, &uplink, uplink_mtu, rx_queues, tx_queues, &guest_ports, &pool, &steering);
+    print_summary(&cfg, &uplink, uplink_mtu, rx_queues, tx_queues, &pool, &steering);
+    println!("{} guest sockets set up in {} ms", cfg.guests.len(), guests_took.as_millis());
 
     // A ring from every worker to every other worker that owns guest queues.
     let owners: Vec<bool> = (0..workers.len()).map(|w| !asg.workers[w].guest_queues.is_empty()).collect();
@@ -126,7 +123,7 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
         }
     }
 
-    let mut links = LinkWatch::new(cfg.guests.len());
+    let mut watch = LinkWatch::new(cfg.guests.len());
     let mut registry = StatsRegistry::new(cfg.guests.iter().map(|g| g.name.clone()).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let held_by_rings = pool.in_use() - mempool_at_start;
@@ -136,21 +133,20 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
             index: wi,
             uplink_rx: plan.uplink_rx.iter().filter_map(|&q| uplink_rx[usize::from(q)].take()).collect(),
             uplink_tx: uplink_tx[usize::from(plan.uplink_tx)].take().context("uplink tx queue assigned twice")?,
-            guest_rx: plan
-                .guest_queues
-                .iter()
-                .filter_map(|&(g, q)| guest_rx[g][usize::from(q)].take().map(|r| (GuestId(g as u16), r)))
-                .collect(),
-            guest_tx: plan
-                .guest_queues
-                .iter()
-                .filter_map(|&(g, q)| guest_tx[g][usize::from(q)].take().map(|t| (GuestId(g as u16), q, t)))
-                .collect(),
+            guest_queues: plan.guest_queues.iter().map(|&(g, q)| (GuestId(g as u16), q)).collect(),
             to_peers: std::mem::take(&mut to_peers[wi]),
             from_peers: std::mem::take(&mut from_peers[wi]),
         };
         println!("lcore {}: uplink rx {:?}, uplink tx q{}, guest queues [{}]", plan.lcore, plan.uplink_rx, plan.uplink_tx, queue_names(&cfg, &plan.guest_queues));
-        let worker = Worker::new(queues, Arc::clone(&table), Arc::clone(&delivery), links.flags(), registry.add_shard(), Arc::clone(&stop));
+        let shared = WorkerShared {
+            table: Arc::clone(&table),
+            delivery: Arc::clone(&delivery),
+            links: Arc::clone(&links),
+            pool: Arc::clone(&pool),
+            stats: registry.add_shard(),
+            stop: Arc::clone(&stop),
+        };
+        let worker = Worker::new(queues, shared);
         launched.push(lcore::launch(LcoreId(plan.lcore), move || worker.run())?);
     }
     println!("lcore {}: control plane", eal.main_lcore());
@@ -159,17 +155,17 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     let interval = Duration::from_secs(cli.stats_interval);
     let mut next_stats = Instant::now() + interval;
     while !signals.stop_requested() {
-        for ch in links.poll(&guest_ports) {
-            println!("guest {}: link {}", cfg.guests[ch.guest].name, if ch.up { "up" } else { "down" });
+        for (g, up) in watch.poll(&links) {
+            println!("guest {}: link {}", cfg.guests[g].name, if up { "up" } else { "down" });
         }
         if cli.stats_interval > 0 && Instant::now() >= next_stats {
-            let snap = snapshot(&registry, &links);
+            let snap = snapshot(&registry, &watch);
             println!("stats: {}{}", snap.summary_line(), busy_line(&snap, &asg));
             next_stats += interval;
         }
         if signals.take_dump_request() {
             if let Some(path) = &cli.stats_json {
-                write_json(path, &snapshot(&registry, &links), &steering.describe(), mempool_at_start, None)?;
+                write_json(path, &snapshot(&registry, &watch), &steering.describe(), mempool_at_start, None)?;
             }
         }
         std::thread::sleep(CONTROL_TICK);
@@ -180,16 +176,15 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     for l in launched {
         l.join();
     }
-    let last = snapshot(&registry, &links);
+    let last = snapshot(&registry, &watch);
     // Ports' own counters, read before they close: what the PMDs saw, beside what we counted.
     println!("final port {} ({}): {:?}", uplink.id(), uplink.name(), uplink.stats());
-    for (g, p) in cfg.guests.iter().zip(&guest_ports) {
-        println!("final port {} (guest {}): {:?}", p.id(), g.name, p.stats());
-    }
     // Rules go before the port they are installed on.
     let steering_desc = steering.describe();
     drop(steering);
-    drop(guest_ports);
+    // Unregistering a connected socket destroys its device; the workers have stopped, so
+    // the handshake returns at once.
+    drop(guest_sockets);
     drop(uplink);
     let mempool_at_exit = pool.in_use();
     println!("final: {}{}", last.summary_line(), busy_line(&last, &asg));
@@ -232,22 +227,17 @@ fn open_uplink(spec: &str) -> Result<Port> {
     }
 }
 
-/// A guest's vhost-user port with all of its queue pairs set up.
-fn open_guest(i: usize, g: &GuestConfig, pool: &Mempool) -> Result<(Port, Vec<rte::RxQueue>, Vec<rte::TxQueue>)> {
+/// A guest's vhost-user socket, listening (server) or connecting (client).
+fn open_guest(g: &GuestConfig) -> Result<VhostSocket> {
     let client = g.vhost == VhostRole::Client;
     if !client {
         prepare_socket_path(&g.socket)?;
     }
-    let devargs = format!("net_vhost{i},iface={},queues={},client={}", g.socket.display(), g.queues, u8::from(client));
-    let port = Port::probe(&devargs)?;
-    port.configure(&PortConf { rx_queues: g.queues, tx_queues: g.queues, mtu: None, rss_hf: 0 })?;
+    let sock = VhostSocket::start(&g.socket, client, rte::vhost::OFFLOAD_FEATURES)?;
     if !client {
-        // The vhost PMD creates the socket when the port is configured.
         set_socket_access(g)?;
     }
-    let rxq = (0..g.queues).map(|q| port.rx_queue(q, VHOST_DESCRIPTORS, pool)).collect::<Result<_, _>>()?;
-    let txq = (0..g.queues).map(|q| port.tx_queue(q, VHOST_DESCRIPTORS)).collect::<Result<_, _>>()?;
-    Ok((port, rxq, txq))
+    Ok(sock)
 }
 
 /// Creates the socket's directory; removes a stale socket left by a previous run (a regular
@@ -282,7 +272,7 @@ fn queue_names(cfg: &Config, queues: &[(usize, u16)]) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn print_summary(cfg: &Config, uplink: &Port, mtu: u16, rxq: u16, txq: u16, guests: &[Port], pool: &Mempool, steering: &Steering) {
+fn print_summary(cfg: &Config, uplink: &Port, mtu: u16, rxq: u16, txq: u16, pool: &Mempool, steering: &Steering) {
     let info = uplink.info().ok();
     let mac = uplink.mac().map(MacAddr::new).unwrap_or_default();
     println!(
@@ -291,15 +281,15 @@ fn print_summary(cfg: &Config, uplink: &Port, mtu: u16, rxq: u16, txq: u16, gues
     );
     println!("uplink steering: {}", steering.port_summary);
     println!("uplink admission: {}", steering.admission);
-    for ((g, p), st) in cfg.guests.iter().zip(guests).zip(&steering.guests) {
+    for (g, st) in cfg.guests.iter().zip(&steering.guests) {
         let macs = g.macs.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(",");
         let role = match g.vhost {
             VhostRole::Server => format!("server, mode {:o}", g.socket_mode),
             VhostRole::Client => "client".to_owned(),
         };
         println!(
-            "guest {}: mac {macs}, socket {} ({role}), port {} {}, queues {}, mode {}, mtu {}, steering {st}",
-            g.name, g.socket.display(), p.id(), p.name(), g.queues, g.mode, g.mtu
+            "guest {}: mac {macs}, socket {} ({role}), queues {}, mode {}, mtu {}, steering {st}",
+            g.name, g.socket.display(), g.queues, g.mode, g.mtu
         );
     }
     println!("mempool: {} mbufs of {} bytes", pool.available() + pool.in_use(), pool.data_room());

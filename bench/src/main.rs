@@ -1,1 +1,283 @@
-fn main() {}
+//! `macvtap-bench`: runs dpdk-macvtap, testpmd io-fwd, OVS-DPDK and the kernel macvtap on the
+//! same topology and cores, interleaved run by run, and writes a Markdown report and a PNG.
+//!
+//! `bash bench/run.sh` is the one command; it installs, builds and then calls
+//! `macvtap-bench run ...`. Everything here runs on the orchestrator's main thread; the
+//! measured processes are children pinned to cores 0 (generator) and 1 (switch).
+
+mod guest;
+mod kernel;
+mod latency;
+mod model;
+mod pcap;
+mod plot;
+mod proc;
+mod report;
+mod systems;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use model::{guest_mac, Case, Env, Path, System, EXTERNAL_MAC};
+use systems::{SwitchFigures, Topology, Uplink};
+
+#[derive(Parser, Debug)]
+#[command(name = "macvtap-bench", about = "PVP-style comparison of dpdk-macvtap with testpmd, OVS-DPDK and kernel macvtap")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Runs the comparison and writes the report.
+    Run(RunArgs),
+    /// Rewrites the report and plot from a saved raw.json.
+    Report {
+        raw: PathBuf,
+    },
+    /// Kernel macvtap helper: writes frames into a tap fd or reads them (see kernel.rs).
+    Tap(kernel::TapArgs),
+}
+
+#[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RunArgs {
+    /// Runs per system and case (interleaved A B C A B C ...).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Smoke check: 1 run, short windows, 64 B only, latency at one load.
+    #[arg(long)]
+    quick: bool,
+    /// Systems to compare, in interleaving order.
+    #[arg(long, value_delimiter = ',', default_value = "macvtap,testpmd,ovs,kernel")]
+    systems: Vec<String>,
+    /// Frame sizes (FCS included) for guest->uplink and uplink->guest.
+    #[arg(long, value_delimiter = ',', default_value = "64,512,1518,9000")]
+    sizes: Vec<usize>,
+    /// Broadcast fan-out guest counts.
+    #[arg(long, value_delimiter = ',', default_value = "2,8")]
+    fanout: Vec<usize>,
+    /// Frame sizes for the fan-out cases.
+    #[arg(long, value_delimiter = ',', default_value = "64,1518")]
+    fanout_sizes: Vec<usize>,
+    /// Seconds of traffic before the window.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Seconds in the measurement window.
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Skip the latency histograms.
+    #[arg(long)]
+    no_latency: bool,
+    /// Use `--no-huge` for every DPDK process (OVS-DPDK is then skipped).
+    #[arg(long)]
+    no_huge: bool,
+    /// The switch binary under test.
+    #[arg(long, default_value = "target/release/dpdk-macvtap")]
+    macvtap_bin: PathBuf,
+    /// The latency generator.
+    #[arg(long, default_value = "target/release/macvtap-latgen")]
+    latgen_bin: PathBuf,
+    /// Where the report, plot and raw data go.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// Scratch directory (sockets, pcaps, logs).
+    #[arg(long, default_value = "/tmp/macvtap-bench")]
+    work: PathBuf,
+}
+
+/// One measurement: a system on a case, in run `run`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Sample {
+    pub case: Case,
+    pub system: System,
+    pub run: usize,
+    pub pps: f64,
+    pub switch: SwitchFigures,
+}
+
+/// Everything a report is made from (also saved as raw.json).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Results {
+    pub args: RunArgs,
+    pub started: String,
+    pub host: String,
+    pub versions: Vec<(String, String)>,
+    pub samples: Vec<Sample>,
+    /// (case label, system, reason) for what was not measured.
+    pub skipped: Vec<(String, String, String)>,
+    pub latency: Vec<latency::LatencyResult>,
+    pub commands: Vec<(String, String)>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run(a) => run(a),
+        Cmd::Report { raw } => rereport(&raw),
+        Cmd::Tap(a) => kernel::tap_main(a),
+    };
+    if let Err(e) = r {
+        eprintln!("macvtap-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn rereport(raw: &std::path::Path) -> Result<()> {
+    let res: Results = serde_json::from_str(&std::fs::read_to_string(raw)?)?;
+    let md = raw.with_extension("md");
+    report::write(&res, &md, &raw.with_extension("png"))?;
+    println!("wrote {}", md.display());
+    Ok(())
+}
+
+fn run(mut a: RunArgs) -> Result<()> {
+    if a.quick {
+        a.runs = 1;
+        a.warmup = 2;
+        a.duration = 2;
+        a.sizes = vec![64];
+        a.fanout_sizes = vec![64];
+    }
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let systems: Vec<System> = a
+        .systems
+        .iter()
+        .map(|s| System::parse(s).with_context(|| format!("unknown system {s:?} (macvtap, testpmd, ovs, kernel)")))
+        .collect::<Result<_>>()?;
+    if !a.macvtap_bin.exists() {
+        bail!("{} not found: build it with `cargo build --release`", a.macvtap_bin.display());
+    }
+    let _ = std::fs::remove_dir_all(&a.work);
+    std::fs::create_dir_all(&a.work)?;
+    std::fs::create_dir_all(&a.out)?;
+    let env = Env::new(a.work.clone(), abs(&a.macvtap_bin)?, abs(&a.latgen_bin).unwrap_or_default(), !a.no_huge, a.warmup, a.duration);
+
+    let mut cases = Vec::new();
+    for &size in &a.sizes {
+        cases.push(Case { path: Path::GuestToUplink, size });
+        cases.push(Case { path: Path::UplinkToGuest, size });
+    }
+    for &n in &a.fanout {
+        for &size in &a.fanout_sizes {
+            cases.push(Case { path: Path::Fanout(n), size });
+        }
+    }
+
+    let started = report::now();
+    let host = report::hostname();
+    let mut res = Results {
+        args: a.clone(),
+        started: started.clone(),
+        host: host.clone(),
+        versions: report::versions(&env),
+        samples: Vec::new(),
+        skipped: Vec::new(),
+        latency: Vec::new(),
+        commands: Vec::new(),
+    };
+    let stem = a.out.join(format!("{}-{}", started.replace(':', "").replace(' ', "-"), host));
+    let raw = stem.with_extension("json");
+    let total = cases.len() * a.runs * systems.len();
+    let mut done = 0;
+    for case in &cases {
+        for run in 0..a.runs {
+            for &sys in &systems {
+                done += 1;
+                if res.skipped.iter().any(|(c, s, _)| *c == case.label() && *s == sys.name()) {
+                    continue;
+                }
+                eprint!("[{done}/{total}] {} | {} | run {}: ", case.label(), sys, run + 1);
+                match measure(&env, sys, case) {
+                    Ok(Some((pps, fig))) => {
+                        eprintln!("{:.3} Mpps{}", pps / 1e6, fig.cycles_per_pkt.map(|c| format!(", {c:.0} cycles/pkt")).unwrap_or_default());
+                        res.samples.push(Sample { case: *case, system: sys, run, pps, switch: fig });
+                    }
+                    Ok(None) => {
+                        eprintln!("not applicable");
+                        res.skipped.push((case.label(), sys.name().into(), not_applicable(sys, case)));
+                    }
+                    Err(e) => {
+                        eprintln!("FAILED: {e:#}");
+                        res.skipped.push((case.label(), sys.name().into(), format!("failed: {}", first_line(&format!("{e:#}")))));
+                    }
+                }
+            }
+            std::fs::write(&raw, serde_json::to_string_pretty(&res)?)?;
+        }
+    }
+    if !a.no_latency {
+        res.latency = latency::run_all(&env, &systems, &a)?;
+    }
+    res.commands = env.commands.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    std::fs::write(&raw, serde_json::to_string_pretty(&res)?)?;
+    let md = stem.with_extension("md");
+    report::write(&res, &md, &stem.with_extension("png"))?;
+    println!("wrote {} ({} and raw data beside it)", md.display(), stem.with_extension("png").display());
+    Ok(())
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().chars().take(200).collect()
+}
+
+fn not_applicable(sys: System, case: &Case) -> String {
+    match (sys, case.path) {
+        (System::Testpmd, Path::Fanout(_)) => "io-fwd pairs ports; it has no broadcast".into(),
+        (System::Kernel, _) => "see the kernel macvtap section".into(),
+        _ => "not applicable".into(),
+    }
+}
+
+fn abs(p: &std::path::Path) -> Result<PathBuf> {
+    std::fs::canonicalize(p).with_context(|| format!("{} not found", p.display()))
+}
+
+/// Runs one system on one case; returns guest-side packets per second and the switch's own
+/// figures, or None when the system cannot do the case.
+fn measure(env: &Env, sys: System, case: &Case) -> Result<Option<(f64, SwitchFigures)>> {
+    if sys == System::Kernel {
+        return kernel::measure(env, case);
+    }
+    let uplink = match case.path {
+        Path::GuestToUplink => Uplink::Null,
+        Path::UplinkToGuest => Uplink::Pcap(pcap_for(env, case, &[guest_mac(0)])?),
+        Path::Fanout(_) => Uplink::Pcap(pcap_for(env, case, &[[0xff; 6]])?),
+    };
+    let topo = Topology { guests: case.path.guests(), uplink, jumbo: case.jumbo(), tag: case.path.key() };
+    let Some(mut sw) = systems::start(env, sys, &topo)? else { return Ok(None) };
+    let mut g = guest::start(env, case, &sw.sockets, sys.key())?;
+    std::thread::sleep(Duration::from_secs(env.warmup_s));
+    let started = sw.window_start();
+    std::thread::sleep(Duration::from_secs(env.duration_s));
+    let mut fig = if started.is_ok() { sw.window_end().unwrap_or_default() } else { SwitchFigures::default() };
+    // One more stats period so the last window sample is printed.
+    std::thread::sleep(Duration::from_millis(1200));
+    if !g.alive() {
+        bail!("guest testpmd exited early; log {}:\n{}", g.log.display(), proc::tail(&g.log_text(), 15));
+    }
+    let glog = g.stop(Duration::from_secs(10));
+    let at_exit = sw.stop();
+    if fig.cycles_per_pkt.is_none() {
+        fig.cycles_per_pkt = at_exit.cycles_per_pkt;
+    }
+    let pps = guest::rate(&glog, case, env.warmup_s as usize, env.duration_s as usize)?;
+    if pps <= 0.0 {
+        bail!("no traffic reached the guest side");
+    }
+    Ok(Some((pps, fig)))
+}
+
+/// The pcap replayed for `case` (written once per case).
+fn pcap_for(env: &Env, case: &Case, dsts: &[[u8; 6]]) -> Result<PathBuf> {
+    let f = env.work.join(format!("{}-{}.pcap", case.path.key(), case.size));
+    if !f.exists() {
+        pcap::write(&f, dsts, EXTERNAL_MAC, case.buf_len())?;
+    }
+    Ok(f)
+}

@@ -1,47 +1,198 @@
-//! Follows each guest's vhost-user link and publishes it to the workers as one atomic flag per
-//! guest, so nothing is delivered to a guest that is not connected.
+//! Which guests are connected, as the workers see it, and the handshake that keeps a guest's
+//! device usable until every worker has let go of it.
+//!
+//! Writers: the vhost library's thread (`attach`/`detach`, through `GuestEvents`). Readers:
+//! the workers, once per guest per pass, and the control thread for link messages.
+//! Handshake: `detach` clears the vid, then waits until every worker has finished the pass
+//! it was in (its pass counter moved) or has stopped. A worker reads a vid only inside a pass
+//! and publishes the end of each pass with a sequentially consistent store, so that its next
+//! read of the vid cannot be ordered before that store.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::rte::Port;
+use crossbeam_utils::CachePadded;
 
-pub struct LinkWatch {
-    flags: Arc<[AtomicBool]>,
-    last: Vec<bool>,
+use crate::rte::vhost::VhostEvents;
+
+/// A worker's pass counter once it has stopped for good.
+const STOPPED: u64 = u64::MAX;
+const NO_DEVICE: i32 = -1;
+
+pub struct GuestLinks {
+    vid: Box<[AtomicI32]>,
+    /// Queue pairs the connected guest set up (0 when not connected).
+    queues: Box<[AtomicU16]>,
+    passes: Box<[CachePadded<AtomicU64>]>,
 }
 
-/// A guest whose link changed since the last poll.
-pub struct LinkChange {
-    pub guest: usize,
-    pub up: bool,
+impl GuestLinks {
+    pub fn new(guests: usize, workers: usize) -> Arc<GuestLinks> {
+        Arc::new(GuestLinks {
+            vid: (0..guests).map(|_| AtomicI32::new(NO_DEVICE)).collect(),
+            queues: (0..guests).map(|_| AtomicU16::new(0)).collect(),
+            passes: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
+        })
+    }
+
+    /// The guest's vhost device, if connected. Workers: only inside a pass.
+    #[inline]
+    pub fn vid(&self, guest: usize) -> Option<i32> {
+        let v = self.vid[guest].load(Ordering::SeqCst);
+        (v != NO_DEVICE).then_some(v)
+    }
+
+    #[inline]
+    pub fn active_queues(&self, guest: usize) -> u16 {
+        self.queues[guest].load(Ordering::Relaxed)
+    }
+
+    pub fn is_up(&self, guest: usize) -> bool {
+        self.vid(guest).is_some()
+    }
+
+    /// End of a worker pass: after this, the worker holds no vid it read before.
+    #[inline]
+    pub fn pass_done(&self, worker: usize) {
+        let p = &self.passes[worker];
+        let next = p.load(Ordering::Relaxed).wrapping_add(1) % STOPPED;
+        p.store(next, Ordering::SeqCst);
+    }
+
+    /// The worker has left its loop and will read no vid again.
+    pub fn worker_stopped(&self, worker: usize) {
+        self.passes[worker].store(STOPPED, Ordering::SeqCst);
+    }
+
+    pub fn attach(&self, guest: usize, vid: i32, queue_pairs: u16) {
+        self.queues[guest].store(queue_pairs, Ordering::Relaxed);
+        self.vid[guest].store(vid, Ordering::SeqCst);
+    }
+
+    /// Unpublishes the device and returns once no worker can be using it.
+    pub fn detach(&self, guest: usize, vid: i32) {
+        if self.vid[guest].compare_exchange(vid, NO_DEVICE, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            return; // not the device we published (already gone, or a newer one)
+        }
+        self.queues[guest].store(0, Ordering::Relaxed);
+        for p in self.passes.iter() {
+            let seen = p.load(Ordering::SeqCst);
+            if seen == STOPPED {
+                continue;
+            }
+            while p.load(Ordering::SeqCst) == seen {
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        }
+    }
+}
+
+/// Routes the vhost library's device events to the guest whose socket they came on.
+pub struct GuestEvents {
+    by_path: HashMap<String, (usize, u16)>,
+    links: Arc<GuestLinks>,
+}
+
+impl GuestEvents {
+    /// `sockets[i]` is guest i's socket path and configured queue pairs.
+    pub fn new(sockets: Vec<(String, u16)>, links: Arc<GuestLinks>) -> GuestEvents {
+        let by_path = sockets.into_iter().enumerate().map(|(i, (p, q))| (p, (i, q))).collect();
+        GuestEvents { by_path, links }
+    }
+}
+
+impl VhostEvents for GuestEvents {
+    fn new_device(&self, path: &str, vid: i32, queue_pairs: u16) -> bool {
+        match self.by_path.get(path) {
+            Some(&(g, configured)) => {
+                self.links.attach(g, vid, queue_pairs.min(configured).max(1));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn destroy_device(&self, path: &str, vid: i32) {
+        if let Some(&(g, _)) = self.by_path.get(path) {
+            self.links.detach(g, vid);
+        }
+    }
+}
+
+/// The control thread's view: which links changed since it last looked.
+pub struct LinkWatch {
+    last: Vec<bool>,
 }
 
 impl LinkWatch {
     pub fn new(n: usize) -> LinkWatch {
-        LinkWatch { flags: (0..n).map(|_| AtomicBool::new(false)).collect(), last: vec![false; n] }
-    }
-
-    /// The flags the workers read.
-    pub fn flags(&self) -> Arc<[AtomicBool]> {
-        Arc::clone(&self.flags)
+        LinkWatch { last: vec![false; n] }
     }
 
     pub fn is_up(&self, guest: usize) -> bool {
         self.last[guest]
     }
 
-    /// Reads every guest port's link and returns what changed.
-    pub fn poll(&mut self, ports: &[Port]) -> Vec<LinkChange> {
+    /// (guest, up) for every guest whose link changed.
+    pub fn poll(&mut self, links: &GuestLinks) -> Vec<(usize, bool)> {
         let mut changes = Vec::new();
-        for (i, p) in ports.iter().enumerate() {
-            let up = p.link().up;
-            if up != self.last[i] {
-                self.last[i] = up;
-                self.flags[i].store(up, Ordering::Release);
-                changes.push(LinkChange { guest: i, up });
+        for (g, last) in self.last.iter_mut().enumerate() {
+            let up = links.is_up(g);
+            if up != *last {
+                *last = up;
+                changes.push((g, up));
             }
         }
         changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_waits_for_a_worker_in_a_pass() {
+        let links = GuestLinks::new(1, 2);
+        links.attach(0, 7, 1);
+        links.worker_stopped(1);
+        assert_eq!(links.vid(0), Some(7));
+        let l2 = Arc::clone(&links);
+        let t = std::thread::spawn(move || {
+            l2.detach(0, 7);
+            std::time::Instant::now()
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!t.is_finished(), "worker 0 has not finished its pass");
+        let before = std::time::Instant::now();
+        links.pass_done(0);
+        let returned = t.join().expect("detach thread");
+        assert!(returned >= before);
+        assert_eq!(links.vid(0), None);
+        assert_eq!(links.active_queues(0), 0);
+    }
+
+    #[test]
+    fn a_stale_detach_leaves_a_newer_device_alone() {
+        let links = GuestLinks::new(1, 1);
+        links.attach(0, 3, 2);
+        links.detach(0, 2);
+        assert_eq!(links.vid(0), Some(3));
+        assert_eq!(links.active_queues(0), 2);
+    }
+
+    #[test]
+    fn watch_reports_changes_once() {
+        let links = GuestLinks::new(2, 1);
+        let mut w = LinkWatch::new(2);
+        assert!(w.poll(&links).is_empty());
+        links.attach(1, 0, 1);
+        assert_eq!(w.poll(&links), vec![(1, true)]);
+        assert!(w.poll(&links).is_empty());
+        links.worker_stopped(0);
+        links.detach(1, 0);
+        assert_eq!(w.poll(&links), vec![(1, false)]);
     }
 }

@@ -7,5 +7,5 @@ mod signals;
 pub mod steering;
 
 pub use assign::{assign, AssignError, Assignment, DeliveryMap, WorkerPlan};
-pub use links::LinkWatch;
+pub use links::{GuestEvents, GuestLinks, LinkWatch};
 pub use signals::Signals;

@@ -7,7 +7,7 @@
 use super::worker::Worker;
 use crate::fib::GuestId;
 use crate::policy::{self, Cast, Egress};
-use crate::rte::Mbuf;
+use crate::rte::{vhost, Mbuf};
 use crate::stats::DropReason;
 use crate::wire::{MacAddr, ETHER_HDR_LEN};
 
@@ -33,11 +33,12 @@ impl Worker {
     }
 
     fn egress_guest(&mut self, slot: usize, room: usize) -> usize {
-        let g = self.guest_rx[slot].0;
-        if !self.link_up(g) {
+        let (g, q) = self.guest_rx[slot];
+        let Some(vid) = self.links.vid(g.index()) else { return 0 };
+        if q >= self.links.active_queues(g.index()) {
             return 0;
         }
-        let n = self.guest_rx[slot].1.rx_at_most(&mut self.rx, room);
+        let n = vhost::dequeue(vid, q, &self.pool, &mut self.rx, room);
         if n == 0 {
             return 0;
         }

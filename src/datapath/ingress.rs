@@ -11,7 +11,7 @@ use super::tag::Tag;
 use super::worker::Worker;
 use crate::fib::GuestId;
 use crate::policy::{self, Cast, Origin};
-use crate::rte::Mbuf;
+use crate::rte::{vhost, Mbuf};
 use crate::stats::DropReason;
 use crate::wire::flow::flow_hash;
 use crate::wire::{MacAddr, ETHER_HDR_LEN};
@@ -74,7 +74,7 @@ impl Worker {
     /// The guest's queue for this frame: one flow always maps to one queue.
     #[inline]
     pub(super) fn queue_for(&self, g: GuestId, m: &Mbuf) -> u16 {
-        let n = self.delivery.queues(g.index());
+        let n = self.delivery.queues(g.index()).min(self.links.active_queues(g.index()));
         if n <= 1 {
             0
         } else {
@@ -114,7 +114,7 @@ impl Worker {
         let mut last_reason = DropReason::PolicyDenied;
         for gi in 0..self.delivery.guests() {
             let g = GuestId(gi as u16);
-            let nq = u32::from(self.delivery.queues(gi));
+            let nq = u32::from(self.delivery.queues(gi).min(self.links.active_queues(gi)));
             let q = if nq <= 1 { 0 } else { (hash % nq) as u16 };
             let slot = self.delivery.slot(gi, q);
             let owner = self.delivery.slot_owner(slot);
@@ -172,21 +172,27 @@ impl Worker {
         }
     }
 
-    /// Hands every slot's pending frames to its vhost queue; what the guest has no room for
-    /// is dropped on that guest alone (a guest that stops reading costs only itself).
+    /// Copies every slot's pending frames into its guest's virtqueue, then frees them (the
+    /// vhost library copies; we keep ownership). What the guest has no room for is dropped on
+    /// that guest alone: a guest that stops reading costs only itself.
     pub(super) fn flush_slots(&mut self) {
         for d in 0..self.dirty.len() {
             let slot = self.dirty[d] as usize;
             let Some(out) = self.slots[slot].as_mut() else { continue };
-            let queued = out.pending.len();
-            let sent = out.txq.tx(&mut out.pending);
-            let left_bytes: u64 = (0..out.pending.len()).map(|i| out.pending.get(i).pkt_len() as u64).sum();
             let cell = self.stats.guest(out.guest);
-            cell.tx(sent as u64, out.bytes - left_bytes);
-            if sent < queued {
-                cell.drop(DropReason::GuestQueueFull, (queued - sent) as u64);
-                out.pending.free_all();
+            let queued = out.pending.len();
+            match self.links.vid(out.guest.index()) {
+                Some(vid) => {
+                    let sent = vhost::enqueue(vid, out.queue, &mut out.pending);
+                    let left_bytes: u64 = (sent..queued).map(|i| out.pending.get(i).pkt_len() as u64).sum();
+                    cell.tx(sent as u64, out.bytes - left_bytes);
+                    if sent < queued {
+                        cell.drop(DropReason::GuestQueueFull, (queued - sent) as u64);
+                    }
+                }
+                None => cell.drop(DropReason::GuestDown, queued as u64),
             }
+            out.pending.free_all();
             out.bytes = 0;
         }
         self.dirty.clear();

@@ -10,4 +10,4 @@ mod ingress;
 mod tag;
 mod worker;
 
-pub use worker::{Worker, WorkerQueues};
+pub use worker::{Worker, WorkerQueues, WorkerShared};

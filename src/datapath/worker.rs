@@ -4,11 +4,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::control::DeliveryMap;
+use crate::control::{DeliveryMap, GuestLinks};
 use crate::fib::{GuestId, MacTable};
 use crate::rte::eal::rdtsc;
 use crate::rte::ring::{Consumer, Producer};
-use crate::rte::{Burst, RxQueue, TxQueue, BURST};
+use crate::rte::{Burst, Mempool, RxQueue, TxQueue, BURST};
 use crate::stats::{DropReason, StatsShard};
 
 /// Uplink frames a worker may hold while the uplink tx queue is full. Guests are only polled
@@ -23,10 +23,8 @@ pub struct WorkerQueues {
     pub uplink_rx: Vec<RxQueue>,
     /// This worker's own uplink tx queue.
     pub uplink_tx: TxQueue,
-    /// Guest queues whose transmissions this worker polls (vhost rx side).
-    pub guest_rx: Vec<(GuestId, RxQueue)>,
-    /// Guest queues this worker delivers to (vhost tx side), with their queue number.
-    pub guest_tx: Vec<(GuestId, u16, TxQueue)>,
+    /// Guest queue pairs this worker serves, both directions (from the assignment).
+    pub guest_queues: Vec<(GuestId, u16)>,
     /// Rings towards other workers, by their index.
     pub to_peers: Vec<(usize, Producer)>,
     /// Rings from other workers.
@@ -36,7 +34,7 @@ pub struct WorkerQueues {
 /// Delivery state of one guest queue this worker owns.
 pub(super) struct SlotOut {
     pub(super) guest: GuestId,
-    pub(super) txq: TxQueue,
+    pub(super) queue: u16,
     pub(super) pending: Burst,
     pub(super) bytes: u64,
 }
@@ -51,7 +49,7 @@ pub struct Worker {
     pub(super) me: usize,
     pub(super) uplink_rx: Vec<RxQueue>,
     pub(super) uplink_tx: TxQueue,
-    pub(super) guest_rx: Vec<(GuestId, RxQueue)>,
+    pub(super) guest_rx: Vec<(GuestId, u16)>,
     /// Indexed by `DeliveryMap::slot`; Some for the slots this worker owns.
     pub(super) slots: Vec<Option<SlotOut>>,
     /// Slots with pending frames, flushed after each burst.
@@ -66,24 +64,30 @@ pub struct Worker {
     pub(super) next_guest: usize,
     pub(super) table: Arc<MacTable>,
     pub(super) delivery: Arc<DeliveryMap>,
-    pub(super) links: Arc<[AtomicBool]>,
+    pub(super) links: Arc<GuestLinks>,
+    /// Buffers for frames dequeued from guests.
+    pub(super) pool: Arc<Mempool>,
     pub(super) stats: Arc<StatsShard>,
     stop: Arc<AtomicBool>,
 }
 
+/// What a worker shares with the control plane.
+pub struct WorkerShared {
+    pub table: Arc<MacTable>,
+    pub delivery: Arc<DeliveryMap>,
+    pub links: Arc<GuestLinks>,
+    pub pool: Arc<Mempool>,
+    pub stats: Arc<StatsShard>,
+    pub stop: Arc<AtomicBool>,
+}
+
 impl Worker {
     /// Built on the control thread: all allocation happens here.
-    pub fn new(
-        queues: WorkerQueues,
-        table: Arc<MacTable>,
-        delivery: Arc<DeliveryMap>,
-        links: Arc<[AtomicBool]>,
-        stats: Arc<StatsShard>,
-        stop: Arc<AtomicBool>,
-    ) -> Worker {
+    pub fn new(queues: WorkerQueues, shared: WorkerShared) -> Worker {
+        let WorkerShared { table, delivery, links, pool, stats, stop } = shared;
         let mut slots: Vec<Option<SlotOut>> = (0..delivery.slots()).map(|_| None).collect();
-        for (g, q, txq) in queues.guest_tx {
-            slots[delivery.slot(g.index(), q)] = Some(SlotOut { guest: g, txq, pending: Burst::new(), bytes: 0 });
+        for &(g, q) in &queues.guest_queues {
+            slots[delivery.slot(g.index(), q)] = Some(SlotOut { guest: g, queue: q, pending: Burst::new(), bytes: 0 });
         }
         let n_workers = queues.to_peers.iter().map(|(w, _)| w + 1).max().unwrap_or(0).max(queues.index + 1);
         let mut peers: Vec<Option<PeerOut>> = (0..n_workers).map(|_| None).collect();
@@ -94,7 +98,7 @@ impl Worker {
             me: queues.index,
             uplink_rx: queues.uplink_rx,
             uplink_tx: queues.uplink_tx,
-            guest_rx: queues.guest_rx,
+            guest_rx: queues.guest_queues,
             dirty: Vec::with_capacity(slots.len()),
             slots,
             peers,
@@ -106,6 +110,7 @@ impl Worker {
             table,
             delivery,
             links,
+            pool,
             stats,
             stop,
         }
@@ -116,6 +121,7 @@ impl Worker {
         while !self.stop.load(Ordering::Relaxed) {
             let t0 = rdtsc();
             let moved = self.poll_once();
+            self.links.pass_done(self.me);
             let dt = rdtsc().wrapping_sub(t0);
             if moved > 0 {
                 self.stats.add_cycles(dt, 0);
@@ -124,6 +130,7 @@ impl Worker {
                 self.stats.add_cycles(0, dt);
             }
         }
+        self.links.worker_stopped(self.me);
         self.shutdown();
     }
 
@@ -142,7 +149,7 @@ impl Worker {
 
     #[inline]
     pub(super) fn link_up(&self, g: GuestId) -> bool {
-        self.links[g.index()].load(Ordering::Relaxed)
+        self.links.vid(g.index()).is_some()
     }
 
     fn shutdown(&mut self) {

@@ -12,5 +12,5 @@
 #include <rte_ring.h>
 #include <rte_ethdev.h>
 #include <rte_flow.h>
-#include <rte_eth_vhost.h>
+#include <rte_vhost.h>
 #include "shim.h"

@@ -1,0 +1,428 @@
+//! The DPDK switches under test, started on the same vdev topology and the same cores:
+//! the switch's forwarding thread on core 1, its control/main thread on core 0 (shared with
+//! the generator, where it mostly sleeps).
+//!
+//! - dpdk-macvtap: `--lcores 0@0,1@1`, guests in a generated guests.toml (server sockets).
+//! - testpmd io-fwd: the upper bound; `net_vhost` ports (server) and the same uplink vdev,
+//!   `--port-topology=paired` (uplink <-> guest) or `chained` for the latency loop.
+//! - OVS-DPDK: `ovs-vswitchd-dpdk` with its own ovsdb in a private run directory,
+//!   `dpdk-lcore-mask=0x1`, `pmd-cpu-mask=0x2`, `dpdkvhostuser` guest ports, the uplink a
+//!   `type=dpdk` port on the same vdev, and OpenFlow rules doing the VEPA job.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::model::{guest_mac, mac_str, Env, System};
+use crate::proc::{self, Proc};
+
+pub const OVS_VSWITCHD: &str = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk";
+const OVS_SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// The uplink vdev, identical for every system.
+#[derive(Clone, Debug)]
+pub enum Uplink {
+    /// `net_null,no-rx=1`: swallows what is sent, receives nothing.
+    Null,
+    /// `net_pcap,rx_pcap=F,infinite_rx=1`: replays F for ever; transmit drops.
+    Pcap(PathBuf),
+    /// `net_ring` without arguments: each tx queue feeds the rx queue of the same number,
+    /// so whatever leaves the switch comes straight back in (a hairpin in one vdev).
+    Loop,
+}
+
+impl Uplink {
+    pub fn devargs(&self, index: u32) -> String {
+        match self {
+            Uplink::Null => format!("net_null{index},no-rx=1"),
+            Uplink::Pcap(f) => format!("net_pcap{index},rx_pcap={},infinite_rx=1", f.display()),
+            Uplink::Loop => format!("net_ring{index}"),
+        }
+    }
+}
+
+/// The vdev topology of one measurement.
+#[derive(Clone, Debug)]
+pub struct Topology {
+    pub guests: usize,
+    pub uplink: Uplink,
+    pub jumbo: bool,
+    /// A short name for logs and the command list ("g2u", "lat", ...).
+    pub tag: String,
+}
+
+/// What a switch reports about its own forwarding thread over the measurement window.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct SwitchFigures {
+    /// Busy cycles per packet received by the switch (from either side).
+    pub cycles_per_pkt: Option<f64>,
+    /// Share of the forwarding thread's cycles spent on iterations that moved frames.
+    pub busy_pct: Option<f64>,
+    /// dpdk-macvtap only: its reported busy cycles over (window cycles - idle cycles);
+    /// about 1 when its accounting is right.
+    #[serde(default)]
+    pub reported_busy_x: Option<f64>,
+}
+
+/// The TSC, the clock every DPDK process here counts cycles with.
+pub fn tsc() -> u64 {
+    dpdk_macvtap::rte::eal::rdtsc()
+}
+
+pub struct Running {
+    pub sockets: Vec<PathBuf>,
+    kind: Kind,
+}
+
+enum Kind {
+    Macvtap { proc: Proc, json: PathBuf, start: Option<((u64, u64, u64), u64)> },
+    Testpmd { proc: Proc },
+    Ovs(Ovs),
+}
+
+/// Starts `system` on `topo`; None when the system cannot do this topology.
+pub fn start(env: &Env, system: System, topo: &Topology) -> Result<Option<Running>> {
+    match system {
+        System::Macvtap => start_macvtap(env, topo).map(Some),
+        System::Testpmd => {
+            // io-fwd pairs ports: no fan-out.
+            if topo.guests > 1 && !matches!(topo.uplink, Uplink::Loop) {
+                return Ok(None);
+            }
+            start_testpmd(env, topo).map(Some)
+        }
+        System::Ovs => {
+            if !env.hugepages {
+                bail!("OVS-DPDK is only run with hugepages");
+            }
+            start_ovs(env, topo).map(Some)
+        }
+        System::Kernel => Ok(None),
+    }
+}
+
+fn start_macvtap(env: &Env, topo: &Topology) -> Result<Running> {
+    let seq = env.next_seq();
+    let dir = env.work.join(format!("macvtap{seq}"));
+    std::fs::create_dir_all(&dir)?;
+    let mut toml = String::new();
+    let mut sockets = Vec::new();
+    for i in 0..topo.guests {
+        let sock = dir.join(format!("vm{i}.sock"));
+        toml.push_str(&format!(
+            "[[guest]]\nname = \"vm{i}\"\nmac = \"{}\"\nsocket = \"{}\"\nmtu = {}\n\n",
+            mac_str(guest_mac(i)),
+            sock.display(),
+            if topo.jumbo { 9000 } else { 1500 }
+        ));
+        sockets.push(sock);
+    }
+    let guests = dir.join("guests.toml");
+    std::fs::write(&guests, toml)?;
+    let json = dir.join("stats.json");
+    let mut cmd = Command::new(&env.macvtap_bin);
+    cmd.args(env.eal_mem(512));
+    cmd.args(["--no-pci", "--log-level=lib.eal:warning", &format!("--file-prefix=bmvt{seq}"), "--lcores", "0@0,1@1"]);
+    cmd.arg("--vdev").arg(topo.uplink.devargs(0));
+    cmd.args(["--", "--port", "0", "--guests"]).arg(&guests);
+    cmd.args(["--stats-interval", "0", "--stats-json"]).arg(&json);
+    let log = dir.join("switch.log");
+    let mut p = Proc::spawn("dpdk-macvtap", cmd, &log)?;
+    env.record(&format!("macvtap/switch ({})", topo.tag), &p.cmdline);
+    p.wait_for("dpdk-macvtap: forwarding", START_TIMEOUT)?;
+    Ok(Running { sockets, kind: Kind::Macvtap { proc: p, json, start: None } })
+}
+
+fn start_testpmd(env: &Env, topo: &Topology) -> Result<Running> {
+    let seq = env.next_seq();
+    let dir = env.work.join(format!("testpmd{seq}"));
+    std::fs::create_dir_all(&dir)?;
+    let sockets: Vec<PathBuf> = (0..topo.guests).map(|i| dir.join(format!("vm{i}.sock"))).collect();
+    let mut cmd = Command::new(crate::guest::TESTPMD);
+    cmd.args(env.eal_mem(512));
+    cmd.args(["--no-pci", "--log-level=lib.eal:warning", &format!("--file-prefix=btpm{seq}"), "--lcores", "0@0,1@1"]);
+    let vhost = |i: usize| format!("net_vhost{i},iface={},queues=1", sockets[i].display());
+    let chained = matches!(topo.uplink, Uplink::Loop);
+    if chained {
+        // guest A (port 0) -> loop uplink (port 1) -> guest B (port 2), chained topology.
+        cmd.arg("--vdev").arg(vhost(0));
+        cmd.arg("--vdev").arg(topo.uplink.devargs(0));
+        cmd.arg("--vdev").arg(vhost(1));
+    } else {
+        cmd.arg("--vdev").arg(topo.uplink.devargs(0));
+        cmd.arg("--vdev").arg(vhost(0));
+    }
+    cmd.args(["--", "--forward-mode=io", "--nb-cores=1", "--stats-period=1000", "--record-core-cycles", "--no-flush-rx"]);
+    cmd.args(["--rxd=1024", "--txd=1024", "--total-num-mbufs=16383"]);
+    if chained {
+        cmd.arg("--port-topology=chained");
+    }
+    if topo.jumbo {
+        cmd.args(["--mbuf-size=10240", "--max-pkt-len=9018"]);
+    }
+    let log = dir.join("switch.log");
+    let mut p = Proc::spawn("testpmd io-fwd", cmd, &log)?;
+    env.record(&format!("testpmd/switch ({})", topo.tag), &p.cmdline);
+    p.wait_for("packet forwarding - ports=", START_TIMEOUT)?;
+    Ok(Running { sockets, kind: Kind::Testpmd { proc: p } })
+}
+
+impl Running {
+    /// Marks the start of the measurement window on the switch side.
+    pub fn window_start(&mut self) -> Result<()> {
+        match &mut self.kind {
+            Kind::Macvtap { proc, json, start } => *start = Some((macvtap_counters(proc, json)?, tsc())),
+            Kind::Testpmd { .. } => {}
+            Kind::Ovs(o) => {
+                o.appctl(&["dpif-netdev/pmd-stats-clear"])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The switch's own figures since `window_start`.
+    pub fn window_end(&mut self) -> Result<SwitchFigures> {
+        match &mut self.kind {
+            Kind::Macvtap { proc, json, start } => {
+                let (b1, i1, f1) = macvtap_counters(proc, json)?;
+                let t1 = tsc();
+                let ((b0, i0, f0), t0) = start.unwrap_or(((0, 0, 0), t1));
+                let (db, di, df) = (b1 - b0, i1 - i0, f1 - f0);
+                // The worker loops without pause, so its busy cycles are the window's cycles
+                // minus its idle ones. This does not rely on `busy_cycles`, which the
+                // datapath at the time of writing adds twice per busy iteration
+                // (`add_cycles` and `add_loop` both bump it); `reported_busy_x` shows it.
+                let wall = t1.saturating_sub(t0);
+                let busy = wall.saturating_sub(di);
+                Ok(SwitchFigures {
+                    cycles_per_pkt: (df > 0 && wall > 0).then(|| busy as f64 / df as f64),
+                    busy_pct: (wall > 0).then(|| 100.0 * busy as f64 / wall as f64),
+                    reported_busy_x: (busy > 0).then(|| db as f64 / busy as f64),
+                })
+            }
+            Kind::Testpmd { .. } => Ok(SwitchFigures::default()),
+            Kind::Ovs(o) => {
+                let text = o.appctl(&["dpif-netdev/pmd-stats-show"])?;
+                Ok(parse_pmd_stats(&text))
+            }
+        }
+    }
+
+    /// Stops the switch; testpmd reports its cycles per packet only at exit.
+    pub fn stop(self) -> SwitchFigures {
+        match self.kind {
+            Kind::Macvtap { proc, .. } => {
+                let log = proc.stop(STOP_GRACE);
+                if !log.contains("mempool in use at exit: 0") {
+                    eprintln!("bench: dpdk-macvtap did not report a clean exit: {}", proc::tail(&log, 3));
+                }
+                SwitchFigures::default()
+            }
+            Kind::Testpmd { proc } => {
+                let log = proc.stop(STOP_GRACE);
+                SwitchFigures { cycles_per_pkt: parse_testpmd_cycles(&log), ..Default::default() }
+            }
+            Kind::Ovs(o) => {
+                drop(o);
+                SwitchFigures::default()
+            }
+        }
+    }
+}
+
+/// Sums (busy, idle, frames) over workers from a fresh `--stats-json` dump (SIGUSR1).
+fn macvtap_counters(proc: &Proc, json: &FsPath) -> Result<(u64, u64, u64)> {
+    let before = std::fs::metadata(json).and_then(|m| m.modified()).ok();
+    proc.signal(libc::SIGUSR1);
+    let t0 = Instant::now();
+    loop {
+        let now = std::fs::metadata(json).and_then(|m| m.modified()).ok();
+        if now.is_some() && now != before {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(3) {
+            bail!("dpdk-macvtap did not rewrite {} after SIGUSR1", json.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json)?)?;
+    let mut sum = (0u64, 0u64, 0u64);
+    for w in v["workers"].as_array().map(|a| a.as_slice()).unwrap_or(&[]) {
+        sum.0 += w["busy_cycles"].as_u64().unwrap_or(0);
+        sum.1 += w["idle_cycles"].as_u64().unwrap_or(0);
+        sum.2 += w["frames"].as_u64().unwrap_or(0);
+    }
+    Ok(sum)
+}
+
+/// `CPU cycles/packet=12.34 (...)` from testpmd's exit statistics (`--record-core-cycles`).
+pub fn parse_testpmd_cycles(log: &str) -> Option<f64> {
+    log.lines()
+        .filter_map(|l| l.split("CPU cycles/packet=").nth(1))
+        .filter_map(|r| r.split_whitespace().next()?.parse::<f64>().ok())
+        .last()
+}
+
+/// `avg processing cycles per packet: X` and `processing cycles: N (P%)` from pmd-stats-show.
+pub fn parse_pmd_stats(text: &str) -> SwitchFigures {
+    let mut f = SwitchFigures::default();
+    for l in text.lines().map(str::trim) {
+        if let Some(r) = l.strip_prefix("avg processing cycles per packet:") {
+            f.cycles_per_pkt = r.split_whitespace().next().and_then(|x| x.parse().ok());
+        } else if let Some(r) = l.strip_prefix("processing cycles:") {
+            f.busy_pct = r.split('(').nth(1).and_then(|x| x.trim_end_matches(')').trim_end_matches('%').parse().ok());
+        }
+    }
+    f
+}
+
+/// A private OVS instance: its own database, run directory, sockets and DPDK file prefix.
+/// Dropping it stops both daemons.
+pub struct Ovs {
+    dir: PathBuf,
+}
+
+impl Ovs {
+    fn vsctl(&self, args: &[&str]) -> Result<String> {
+        let db = format!("unix:{}", self.dir.join("db.sock").display());
+        proc::run(Command::new("ovs-vsctl").arg(format!("--db={db}")).arg("--timeout=60").args(args))
+    }
+
+    fn appctl(&self, args: &[&str]) -> Result<String> {
+        proc::run(Command::new("ovs-appctl").arg("-t").arg(self.dir.join("ovs-vswitchd.ctl")).args(args))
+    }
+
+    fn ofctl(&self, args: &[&str]) -> Result<String> {
+        let mgmt = format!("unix:{}", self.dir.join("br0.mgmt").display());
+        proc::run(Command::new("ovs-ofctl").args(args.iter().map(|a| a.replace("@BR@", &mgmt))))
+    }
+}
+
+impl Drop for Ovs {
+    fn drop(&mut self) {
+        let _ = proc::run(Command::new("ovs-appctl").arg("-t").arg(self.dir.join("ovs-vswitchd.ctl")).arg("exit"));
+        proc::kill_pidfile(&self.dir.join("ovs-vswitchd.pid"));
+        let _ = proc::run(Command::new("ovs-appctl").arg("-t").arg(self.dir.join("ovsdb-server.ctl")).arg("exit"));
+        proc::kill_pidfile(&self.dir.join("ovsdb-server.pid"));
+    }
+}
+
+/// The VEPA job as OpenFlow rules: guest -> uplink (own source MAC only); uplink unicast to
+/// the owner of the destination; uplink broadcast/multicast to every guest but its source.
+pub fn ovs_flows(guests: usize) -> String {
+    const UP: usize = 1;
+    let port = |i: usize| i + 2;
+    let mcast = "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00";
+    let mut f = String::new();
+    for i in 0..guests {
+        let mac = mac_str(guest_mac(i));
+        f.push_str(&format!("priority=100,in_port={},dl_src={mac},actions=output:{UP}\n", port(i)));
+        f.push_str(&format!("priority=100,in_port={UP},dl_dst={mac},actions=output:{}\n", port(i)));
+        let others: Vec<String> = (0..guests).filter(|&j| j != i).map(|j| format!("output:{}", port(j))).collect();
+        let act = if others.is_empty() { "drop".to_owned() } else { others.join(",") };
+        f.push_str(&format!("priority=110,in_port={UP},dl_src={mac},{mcast},actions={act}\n"));
+    }
+    let all: Vec<String> = (0..guests).map(|j| format!("output:{}", port(j))).collect();
+    f.push_str(&format!("priority=100,in_port={UP},{mcast},actions={}\n", all.join(",")));
+    f.push_str("priority=0,actions=drop\n");
+    f
+}
+
+fn start_ovs(env: &Env, topo: &Topology) -> Result<Running> {
+    let seq = env.next_seq();
+    let dir = env.work.join(format!("ovs{seq}"));
+    std::fs::create_dir_all(&dir)?;
+    let d = |n: &str| dir.join(n).display().to_string();
+    proc::run(Command::new("ovsdb-tool").args(["create", &d("conf.db"), OVS_SCHEMA]))?;
+    let mut db = Command::new("taskset");
+    db.args(["-c", "0", "ovsdb-server", &d("conf.db")]);
+    db.args([format!("--remote=punix:{}", d("db.sock")), format!("--pidfile={}", d("ovsdb-server.pid"))]);
+    db.args([format!("--unixctl={}", d("ovsdb-server.ctl")), format!("--log-file={}", d("ovsdb-server.log")), "--detach".into()]);
+    env.record_cmd("ovs/ovsdb-server", &db);
+    proc::run(&mut db)?;
+    let ovs = Ovs { dir: dir.clone() };
+    ovs.vsctl(&["--no-wait", "init"])?;
+    let extra = format!("--file-prefix=bovs{seq} --no-pci --log-level=lib.eal:warning");
+    let cfg = [
+        "other_config:dpdk-init=true".to_owned(),
+        "other_config:dpdk-lcore-mask=0x1".to_owned(),
+        "other_config:pmd-cpu-mask=0x2".to_owned(),
+        "other_config:dpdk-socket-mem=1024".to_owned(),
+        format!("other_config:dpdk-extra=\"{extra}\""),
+    ];
+    let mut args = vec!["--no-wait", "set", "Open_vSwitch", "."];
+    args.extend(cfg.iter().map(String::as_str));
+    ovs.vsctl(&args)?;
+    env.record("ovs/config", &format!("ovs-vsctl set Open_vSwitch . {}", cfg.join(" ")));
+    let mut sw = Command::new(OVS_VSWITCHD);
+    sw.env("OVS_RUNDIR", &dir).env("OVS_LOGDIR", &dir).env("OVS_DBDIR", &dir);
+    sw.arg(format!("unix:{}", d("db.sock")));
+    sw.args([format!("--pidfile={}", d("ovs-vswitchd.pid")), format!("--unixctl={}", d("ovs-vswitchd.ctl"))]);
+    sw.args([format!("--log-file={}", d("ovs-vswitchd.log")), "--detach".into()]);
+    env.record_cmd("ovs/ovs-vswitchd", &sw);
+    proc::run(&mut sw).context("starting ovs-vswitchd-dpdk")?;
+    ovs.vsctl(&["add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=netdev"])?;
+    let mtu: Vec<&str> = if topo.jumbo { vec!["mtu_request=9000"] } else { vec![] };
+    let devargs = format!("options:dpdk-devargs=\"{}\"", topo.uplink.devargs(0));
+    let mut a = vec!["add-port", "br0", "up", "--", "set", "Interface", "up", "type=dpdk", devargs.as_str(), "ofport_request=1"];
+    a.extend(&mtu);
+    ovs.vsctl(&a)?;
+    let mut sockets = Vec::new();
+    for i in 0..topo.guests {
+        let name = format!("vm{i}");
+        let ofp = format!("ofport_request={}", i + 2);
+        let mut a = vec!["add-port", "br0", name.as_str(), "--", "set", "Interface", name.as_str(), "type=dpdkvhostuser", ofp.as_str()];
+        a.extend(&mtu);
+        ovs.vsctl(&a)?;
+        sockets.push(dir.join(&name));
+    }
+    for port in std::iter::once("up".to_owned()).chain((0..topo.guests).map(|i| format!("vm{i}"))) {
+        let err = ovs.vsctl(&["get", "Interface", &port, "error"])?;
+        if !err.trim().is_empty() && err.trim() != "[]" {
+            bail!("OVS port {port}: {}", err.trim());
+        }
+    }
+    let flows = dir.join("flows.txt");
+    std::fs::write(&flows, ovs_flows(topo.guests))?;
+    ovs.ofctl(&["del-flows", "@BR@"])?;
+    ovs.ofctl(&["add-flows", "@BR@", &flows.display().to_string()])?;
+    env.record(&format!("ovs/flows ({} guests)", topo.guests), &ovs_flows(topo.guests));
+    Ok(Running { sockets, kind: Kind::Ovs(ovs) })
+}
+
+/// `ovs-vswitchd-dpdk --version`, first line.
+pub fn ovs_version() -> String {
+    proc::run(Command::new(OVS_VSWITCHD).arg("--version"))
+        .map(|s| s.lines().next().unwrap_or_default().to_owned())
+        .unwrap_or_else(|_| "not installed".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pmd_stats_are_parsed() {
+        let t = "pmd thread numa_id 0 core_id 1:\n  idle cycles: 10 (20.00%)\n  processing cycles: 40 (80.00%)\n  avg cycles per packet: 7.00 (579/123)\n  avg processing cycles per packet: 3.70 (456/123)\n";
+        let f = parse_pmd_stats(t);
+        assert_eq!(f.cycles_per_pkt, Some(3.70));
+        assert_eq!(f.busy_pct, Some(80.0));
+    }
+
+    #[test]
+    fn testpmd_cycles_are_parsed() {
+        let t = "  CPU cycles/packet=55.12 (total cycles=1 / total RX packets=2) at 2600 MHz Clock\n";
+        assert_eq!(parse_testpmd_cycles(t), Some(55.12));
+    }
+
+    #[test]
+    fn flows_exclude_the_source_from_its_broadcast() {
+        let f = ovs_flows(2);
+        assert!(f.contains("in_port=1,dl_src=52:54:00:00:00:01,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=output:3"));
+        assert!(f.contains("in_port=2,dl_src=52:54:00:00:00:01,actions=output:1"));
+    }
+}

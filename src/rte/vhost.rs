@@ -1,0 +1,170 @@
+//! vhost-user guest ports through DPDK's vhost library, called directly: each guest is a
+//! socket, not an ethdev port (Debian's DPDK allows only 32 ethdev ports, and the direct calls
+//! skip the PMD's per-burst bookkeeping).
+//!
+//! Threads: the library runs its own control thread, which calls `VhostEvents` when a guest's
+//! driver comes up (`new_device`) and before its memory goes away (`destroy_device`). The
+//! handler must not return from `destroy_device` while a worker can still use that vid; the
+//! caller's `GuestLinks` implements that handshake.
+
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use super::burst::Burst;
+use super::error::{check, Result, RteError};
+use super::mempool::Mempool;
+use crate::sys;
+
+/// Offloads a guest may negotiate that would hand us frames with unfinished checksums or
+/// oversized segments: we forward frames as they are, so guests must complete them
+/// (VIRTIO_NET_F_CSUM, GUEST_CSUM, GUEST_TSO4/6, GUEST_ECN, GUEST_UFO, HOST_TSO4/6,
+/// HOST_ECN, HOST_UFO).
+pub const OFFLOAD_FEATURES: u64 = (1 << 0) | (1 << 1) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12) | (1 << 13) | (1 << 14);
+
+/// The guest's receive virtqueue of pair `q` (we enqueue into it).
+#[inline]
+pub fn guest_rx_vq(q: u16) -> u16 {
+    2 * q
+}
+
+/// The guest's transmit virtqueue of pair `q` (we dequeue from it).
+#[inline]
+pub fn guest_tx_vq(q: u16) -> u16 {
+    2 * q + 1
+}
+
+/// What the application does when a guest's device appears or goes.
+pub trait VhostEvents: Send + Sync + 'static {
+    /// The guest's driver is ready on socket `path`; `queue_pairs` it set up. Return false to
+    /// refuse the device.
+    fn new_device(&self, path: &str, vid: i32, queue_pairs: u16) -> bool;
+    /// The device is going away; must not return while anyone may still use `vid`.
+    fn destroy_device(&self, path: &str, vid: i32);
+}
+
+static EVENTS: OnceLock<Box<dyn VhostEvents>> = OnceLock::new();
+
+/// Installs the process-wide event handler (the vhost library's callbacks carry no context).
+pub fn set_events(handler: Box<dyn VhostEvents>) -> Result<()> {
+    EVENTS
+        .set(handler)
+        .map_err(|_| RteError::new("rte_vhost_driver_callback_register", libc::EALREADY).with_detail("vhost events set twice"))
+}
+
+fn ifname(vid: c_int) -> String {
+    let mut buf = [0 as c_char; 4096];
+    // SAFETY: buf is writable for its length; the library NUL-terminates.
+    if unsafe { sys::rte_vhost_get_ifname(vid, buf.as_mut_ptr(), buf.len()) } != 0 {
+        return String::new();
+    }
+    // SAFETY: as above.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+extern "C" fn on_new_device(vid: c_int) -> c_int {
+    // SAFETY: vid names a device the library is setting up.
+    let vrings = unsafe { sys::rte_vhost_get_vring_num(vid) };
+    match EVENTS.get() {
+        Some(h) if h.new_device(&ifname(vid), vid, vrings / 2) => 0,
+        _ => -1,
+    }
+}
+
+extern "C" fn on_destroy_device(vid: c_int) {
+    if let Some(h) = EVENTS.get() {
+        h.destroy_device(&ifname(vid), vid);
+    }
+}
+
+struct Ops(sys::rte_vhost_device_ops);
+// SAFETY: the table holds only function pointers and a null reserved slot; it is never written.
+unsafe impl Sync for Ops {}
+// SAFETY: as above.
+unsafe impl Send for Ops {}
+
+static OPS: OnceLock<Ops> = OnceLock::new();
+
+fn ops() -> *const sys::rte_vhost_device_ops {
+    let ops = OPS.get_or_init(|| {
+        Ops(sys::rte_vhost_device_ops {
+            new_device: Some(on_new_device),
+            destroy_device: Some(on_destroy_device),
+            ..Default::default()
+        })
+    });
+    &ops.0
+}
+
+/// A registered vhost-user socket. Dropping it unregisters (destroying a connected device
+/// first, through `destroy_device`).
+pub struct VhostSocket {
+    path: CString,
+}
+
+impl VhostSocket {
+    /// Registers and starts the socket: in server mode the library creates and listens on it;
+    /// in client mode it connects, and reconnects whenever the peer comes back.
+    pub fn start(path: &Path, client: bool, disabled_features: u64) -> Result<VhostSocket> {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| RteError::new("rte_vhost_driver_register", libc::EINVAL).with_detail(path.display().to_string()))?;
+        let flags = if client { u64::from(sys::RTE_VHOST_USER_CLIENT) } else { 0 };
+        let what = || path.display().to_string();
+        // SAFETY: c is a valid C string.
+        check("rte_vhost_driver_register", unsafe { sys::rte_vhost_driver_register(c.as_ptr(), flags) })
+            .map_err(|e| e.with_detail(what()))?;
+        // From here on, Drop unregisters whatever fails next.
+        let sock = VhostSocket { path: c };
+        // SAFETY: the path was registered above.
+        check("rte_vhost_driver_disable_features", unsafe { sys::rte_vhost_driver_disable_features(sock.path.as_ptr(), disabled_features) })
+            .map_err(|e| e.with_detail(what()))?;
+        // SAFETY: ops() is a static table that lives for the process.
+        check("rte_vhost_driver_callback_register", unsafe { sys::rte_vhost_driver_callback_register(sock.path.as_ptr(), ops()) })
+            .map_err(|e| e.with_detail(what()))?;
+        // SAFETY: the path is registered with callbacks.
+        check("rte_vhost_driver_start", unsafe { sys::rte_vhost_driver_start(sock.path.as_ptr()) })
+            .map_err(|e| e.with_detail(what()))?;
+        Ok(sock)
+    }
+}
+
+impl Drop for VhostSocket {
+    fn drop(&mut self) {
+        // SAFETY: the path was registered by `start`; unregistering destroys its device, if
+        // any, through our callback, which waits for the workers to let go of it.
+        unsafe { sys::rte_vhost_driver_unregister(self.path.as_ptr()) };
+    }
+}
+
+/// Copies frames from the front of `burst` into the guest's receive queue `q` of device
+/// `vid`; returns how many it took. The library copies: the caller still owns every frame,
+/// sent or not, and frees them all.
+///
+/// `vid` must be a device whose `destroy_device` has not completed; a stale vid is refused
+/// by the library (or, if reused, reaches the wrong guest), so callers follow the
+/// `GuestLinks` handshake.
+#[inline]
+pub fn enqueue<const N: usize>(vid: i32, q: u16, burst: &mut Burst<N>) -> usize {
+    let (ptr, len) = burst.head_mut();
+    if len == 0 {
+        return 0;
+    }
+    // SAFETY: ptr holds len valid mbufs that the library only reads.
+    unsafe { sys::rte_vhost_enqueue_burst(vid, guest_rx_vq(q), ptr, len as u16) as usize }
+}
+
+/// Takes up to `max` frames the guest sent on queue `q` into the free tail of `burst`
+/// (buffers from `pool`); the burst owns them. Same `vid` contract as `enqueue`.
+#[inline]
+pub fn dequeue<const N: usize>(vid: i32, q: u16, pool: &Mempool, burst: &mut Burst<N>, max: usize) -> usize {
+    let (ptr, free) = burst.tail_mut();
+    let free = free.min(max);
+    if free == 0 {
+        return 0;
+    }
+    // SAFETY: ptr has room for `free` pointers; the library fills them with mbufs from pool.
+    let n = unsafe { sys::rte_vhost_dequeue_burst(vid, guest_tx_vq(q), pool.as_ptr(), ptr, free as u16) } as usize;
+    burst.commit(n);
+    n
+}
