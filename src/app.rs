@@ -70,7 +70,7 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     // One rx queue per worker where the port has them, spread by the port's RSS (or, for
     // net_af_packet, the kernel's fanout hash).
     let rx_queues = tx_queues.min(info.max_rx_queues).max(1);
-    uplink.configure(&PortConf { rx_queues, tx_queues, mtu: None, rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 } })?;
+    uplink.configure(&PortConf { rx_queues, tx_queues, mtu: None, rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 }, rx_offloads: 0 })?;
     if uplink.mtu().ok() != Some(uplink_mtu) {
         // Some PMDs (net_af_packet) advertise a 1518-byte limit to ethdev yet carry whatever
         // the kernel interface's MTU allows; a refusal is a warning, and the per-guest MTU

@@ -64,10 +64,10 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',', default_value = "64,1518")]
     fanout_sizes: Vec<usize>,
     /// Seconds of traffic before the window.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 2)]
     warmup: u64,
     /// Seconds in the measurement window.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 4)]
     duration: u64,
     /// Skip the latency histograms.
     #[arg(long)]
@@ -158,16 +158,26 @@ fn run(mut a: RunArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out)?;
     let env = Env::new(a.work.clone(), abs(&a.macvtap_bin)?, abs(&a.latgen_bin).unwrap_or_default(), !a.no_huge, a.warmup, a.duration);
 
+    // 64 B first (the headline), then fan-out at 64 B, then the other sizes: a run cut
+    // short still has the most important cells.
     let mut cases = Vec::new();
-    for &size in &a.sizes {
+    let mut sizes = a.sizes.clone();
+    sizes.sort_by_key(|&s| (s != 64, s));
+    let mut fsizes = a.fanout_sizes.clone();
+    fsizes.sort_by_key(|&s| (s != 64, s));
+    for (k, &size) in sizes.iter().enumerate() {
         cases.push(Case { path: Path::GuestToUplink, size });
         cases.push(Case { path: Path::UplinkToGuest, size });
-    }
-    for &n in &a.fanout {
-        for &size in &a.fanout_sizes {
-            cases.push(Case { path: Path::Fanout(n), size });
+        if k == 0 {
+            for &n in &a.fanout {
+                cases.extend(fsizes.iter().filter(|&&s| s == size).map(|&size| Case { path: Path::Fanout(n), size }));
+            }
         }
     }
+    for &n in &a.fanout {
+        cases.extend(fsizes.iter().filter(|&&s| s != sizes[0]).map(|&size| Case { path: Path::Fanout(n), size }));
+    }
+    install_stop_handler();
 
     let started = report::now();
     let host = report::hostname();
@@ -192,6 +202,9 @@ fn run(mut a: RunArgs) -> Result<()> {
                 if res.skipped.iter().any(|(c, s, _)| *c == case.label() && *s == sys.name()) {
                     continue;
                 }
+                if stopping() {
+                    break;
+                }
                 eprint!("[{done}/{total}] {} | {} | run {}: ", case.label(), sys, run + 1);
                 match measure(&env, sys, case) {
                     Ok(Some((pps, fig))) => {
@@ -211,7 +224,7 @@ fn run(mut a: RunArgs) -> Result<()> {
             std::fs::write(&raw, serde_json::to_string_pretty(&res)?)?;
         }
     }
-    if !a.no_latency {
+    if !a.no_latency && !stopping() {
         res.latency = latency::run_all(&env, &systems, &a)?;
     }
     res.commands = env.commands.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
@@ -252,12 +265,12 @@ fn measure(env: &Env, sys: System, case: &Case) -> Result<Option<(f64, SwitchFig
     let topo = Topology { guests: case.path.guests(), uplink, jumbo: case.jumbo(), tag: case.path.key() };
     let Some(mut sw) = systems::start(env, sys, &topo)? else { return Ok(None) };
     let mut g = guest::start(env, case, &sw.sockets, sys.key())?;
-    std::thread::sleep(Duration::from_secs(env.warmup_s));
+    nap(Duration::from_secs(env.warmup_s))?;
     let started = sw.window_start();
-    std::thread::sleep(Duration::from_secs(env.duration_s));
+    nap(Duration::from_secs(env.duration_s))?;
     let mut fig = if started.is_ok() { sw.window_end().unwrap_or_default() } else { SwitchFigures::default() };
     // One more stats period so the last window sample is printed.
-    std::thread::sleep(Duration::from_millis(1200));
+    nap(Duration::from_millis(1200))?;
     if !g.alive() {
         bail!("guest testpmd exited early; log {}:\n{}", g.log.display(), proc::tail(&g.log_text(), 15));
     }
@@ -280,4 +293,35 @@ fn pcap_for(env: &Env, case: &Case, dsts: &[[u8; 6]]) -> Result<PathBuf> {
         pcap::write(&f, dsts, EXTERNAL_MAC, case.buf_len())?;
     }
     Ok(f)
+}
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// SIGINT/SIGTERM end the run after the current measurement's processes are stopped (their
+/// `Drop`s run), and the report is still written from what was measured.
+fn install_stop_handler() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };
+    }
+}
+
+pub fn stopping() -> bool {
+    STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sleeps, but gives up early (with an error) when the run is being stopped.
+pub fn nap(d: Duration) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < d {
+        if stopping() {
+            bail!("stopped by signal");
+        }
+        std::thread::sleep(Duration::from_millis(50).min(d - t0.elapsed()));
+    }
+    Ok(())
 }

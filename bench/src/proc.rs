@@ -82,18 +82,6 @@ impl Proc {
         }
     }
 
-    /// Waits until the log contains `needle` `count` times.
-    pub fn wait_for_count(&mut self, needle: &str, count: usize, timeout: Duration) -> Result<()> {
-        let t0 = Instant::now();
-        while self.log_text().matches(needle).count() < count {
-            if !self.alive() || t0.elapsed() > timeout {
-                bail!("{}: saw {needle:?} fewer than {count} times; log {}:\n{}", self.name, self.log.display(), tail(&self.log_text(), 25));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
-    }
-
     pub fn signal(&self, sig: i32) {
         let pid = self.pid();
         if pid > 0 {

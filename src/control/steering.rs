@@ -80,11 +80,6 @@ pub fn install(uplink: &Port, cfg: &Config, asg: &Assignment) -> Steering {
         .guests
         .first()
         .map(|g| flow::validate(uplink.id(), EthDstMatch::exact(g.primary_mac().octets()), target_queue(asg, 0).unwrap_or(0)));
-    let port_summary = match &probe {
-        None => "no guests".to_owned(),
-        Some(Ok(())) => "rte_flow (eth dst -> the owning worker's rx queue)".to_owned(),
-        Some(Err(e)) => format!("software dispatch: {}", short(e)),
-    };
     for (gi, g) in cfg.guests.iter().enumerate() {
         let decided = match &probe {
             Some(Err(e)) => GuestSteering::Software { reason: short(e) },
@@ -122,8 +117,24 @@ pub fn install(uplink: &Port, cfg: &Config, asg: &Assignment) -> Steering {
             rules.push(r);
         }
     }
+    let port_summary = summarize(&guests);
     let admission = admit(uplink, cfg);
     Steering { guests, port_summary, admission, rules }
+}
+
+/// What the port ended up with: a port may validate rules and then refuse to create them.
+fn summarize(guests: &[GuestSteering]) -> String {
+    let flows = guests.iter().filter(|g| matches!(g, GuestSteering::Flow { .. })).count();
+    let first_reason = guests.iter().find_map(|g| match g {
+        GuestSteering::Software { reason } => Some(reason.as_str()),
+        GuestSteering::Flow { .. } => None,
+    });
+    match (flows, first_reason) {
+        (_, None) if guests.is_empty() => "no guests".to_owned(),
+        (_, None) => "rte_flow (eth dst -> the owning worker's rx queue)".to_owned(),
+        (0, Some(why)) => format!("software dispatch: {why}"),
+        (n, Some(why)) => format!("rte_flow for {n} guests, software dispatch for {} ({why})", guests.len() - n),
+    }
 }
 
 /// Puts every guest MAC into the port's filters; falls back to promiscuous mode.
@@ -145,5 +156,27 @@ fn admit(uplink: &Port, cfg: &Config) -> String {
             Ok(()) => format!("promiscuous ({why})"),
             Err(e) => format!("none: promiscuous mode refused too ({}); only frames the port admits by itself arrive ({why})", short(&e)),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sw(r: &str) -> GuestSteering {
+        GuestSteering::Software { reason: r.to_owned() }
+    }
+
+    #[test]
+    fn the_summary_says_what_the_guests_got() {
+        assert_eq!(summarize(&[]), "no guests");
+        assert_eq!(summarize(&[GuestSteering::Flow { queue: 1 }]), "rte_flow (eth dst -> the owning worker's rx queue)");
+        assert_eq!(summarize(&[sw("x: no"), sw("y")]), "software dispatch: x: no");
+        assert_eq!(
+            summarize(&[GuestSteering::Flow { queue: 0 }, sw("full")]),
+            "rte_flow for 1 guests, software dispatch for 1 (full)"
+        );
+        assert_eq!(GuestSteering::Flow { queue: 3 }.to_string(), "flow (rx queue 3)");
+        assert_eq!(sw("why").to_string(), "software (why)");
     }
 }

@@ -77,7 +77,15 @@ pub struct PortConf {
     pub mtu: Option<u16>,
     /// RSS hash functions (`RTE_ETH_RSS_*`); 0 leaves RSS off.
     pub rss_hf: u64,
+    /// `RTE_ETH_RX_OFFLOAD_*` bits, e.g. `RX_OFFLOAD_SCATTER`.
+    pub rx_offloads: u64,
 }
+
+/// `RTE_ETH_RX_OFFLOAD_SCATTER` (a function-like macro bindgen cannot evaluate): frames larger
+/// than one mbuf arrive as chains.
+pub const RX_OFFLOAD_SCATTER: u64 = 1 << 13;
+/// `RTE_ETH_TX_OFFLOAD_MULTI_SEGS`: the port may be given chained frames to send.
+pub const TX_OFFLOAD_MULTI_SEGS: u64 = 1 << 15;
 
 pub struct Port {
     handle: Arc<PortHandle>,
@@ -161,6 +169,10 @@ impl Port {
         let mut ec = sys::rte_eth_conf::default();
         if let Some(mtu) = conf.mtu {
             ec.rxmode.mtu = u32::from(mtu);
+        }
+        ec.rxmode.offloads = conf.rx_offloads;
+        if conf.rx_offloads & RX_OFFLOAD_SCATTER != 0 {
+            ec.txmode.offloads |= TX_OFFLOAD_MULTI_SEGS;
         }
         if conf.rss_hf != 0 {
             ec.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;

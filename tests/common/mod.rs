@@ -13,10 +13,13 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod labswitch;
 mod netns;
 mod proc;
 mod rawsock;
 
+#[allow(unused_imports)]
+pub use labswitch::{drops, guest_stats, total_drops, LabOpts, LabSwitch};
 #[allow(unused_imports)]
 pub use netns::{HairpinLab, Netns};
 #[allow(unused_imports)]

@@ -442,10 +442,13 @@ impl Switch {
             Some(ns) => ns.command(bin),
             None => Command::new(bin),
         };
-        cmd.args(eal_test_args())
-            .arg(format!("--file-prefix={file_prefix}"))
-            .args(["-l", "0-1"])
-            .args(eal)
+        cmd.args(eal_test_args()).arg(format!("--file-prefix={file_prefix}"));
+        // Lcores 0-1 unless the test lays them out itself (e.g. --lcores=0@0,1@1,2@1 for two
+        // workers on this 2-core machine).
+        if !eal.iter().any(|a| a == "-l" || a.starts_with("--lcores")) {
+            cmd.args(["-l", "0-1"]);
+        }
+        cmd.args(eal)
             .arg("--")
             .args(app);
         let mut proc = Proc::spawn(cmd, &format!("dpdk-macvtap {file_prefix}"));

@@ -1,0 +1,116 @@
+//! The switch under test inside a `HairpinLab`: net_af_packet uplink on the lab's veth,
+//! guests from a generated guests.toml in a temp dir, counters exported to JSON at exit.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{require_root, Guest, HairpinLab, Switch};
+
+/// A guest table entry: name, MAC, and extra TOML lines (`mtu = 9000`, `queues = 4`...).
+pub type GuestSpec<'a> = (&'a str, &'a str, &'a str);
+
+#[derive(Default)]
+pub struct LabOpts<'a> {
+    /// MTU 9000 on every link of the lab, and an AF_PACKET ring that holds such frames.
+    pub jumbo: bool,
+    /// Extra net_af_packet devargs (`qpairs=2`).
+    pub vdev_opts: &'a str,
+    /// Extra EAL arguments (`--lcores=...`).
+    pub eal: &'a [&'a str],
+}
+
+pub struct LabSwitch {
+    pub lab: HairpinLab,
+    pub dir: tempfile::TempDir,
+    pub json: PathBuf,
+    sw: Option<Switch>,
+}
+
+impl LabSwitch {
+    pub fn start(guests: &[GuestSpec<'_>], opts: LabOpts<'_>) -> LabSwitch {
+        require_root();
+        let lab = HairpinLab::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut text = String::new();
+        for (name, mac, extra) in guests {
+            text.push_str(&format!(
+                "[[guest]]\nname = \"{name}\"\nmac = \"{mac}\"\nsocket = \"{}/{name}.sock\"\n{extra}\n",
+                dir.path().display()
+            ));
+        }
+        std::fs::write(dir.path().join("guests.toml"), text).expect("guests.toml");
+        if opts.jumbo {
+            lab.set_uplink_mtu(9000);
+        }
+        let mut vdev = lab.uplink_vdev();
+        if opts.jumbo {
+            // net_af_packet requires a ring frame's data (framesz - 32) to fit one mbuf: the
+            // switch sizes its mbufs for the largest guest MTU (9216 bytes of data at 9000).
+            vdev.push_str(",blocksz=16384,framesz=9248,framecnt=256");
+        }
+        if !opts.vdev_opts.is_empty() {
+            vdev.push(',');
+            vdev.push_str(opts.vdev_opts);
+        }
+        let mut eal = vec![vdev];
+        eal.extend(opts.eal.iter().map(|s| s.to_string()));
+        let json = dir.path().join("stats.json");
+        let app: Vec<String> = [
+            "--port",
+            "0",
+            "--guests",
+            &dir.path().join("guests.toml").display().to_string(),
+            "--stats-interval",
+            "0",
+            "--stats-json",
+            &json.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let sw = Switch::start(Some(&lab.sw), &eal, &app);
+        LabSwitch { lab, dir, json, sw: Some(sw) }
+    }
+
+    pub fn sock(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.sock"))
+    }
+
+    /// Starts a guest on `name`'s socket and waits until the switch sees its link.
+    pub fn guest(&self, name: &str) -> Guest {
+        self.guest_with(name, &[])
+    }
+
+    pub fn guest_with(&self, name: &str, extra: &[&str]) -> Guest {
+        let g = Guest::start_with(&self.sock(name), name, extra);
+        self.switch().proc.wait_line(&format!("guest {name}: link up"), Duration::from_secs(30));
+        g
+    }
+
+    pub fn switch(&self) -> &Switch {
+        self.sw.as_ref().expect("switch running")
+    }
+
+    /// Stops the switch, checks the clean, leak-free exit, returns the final counters.
+    pub fn stop(&mut self) -> serde_json::Value {
+        let (code, out) = self.sw.take().expect("switch running").stop();
+        assert_eq!(code, 0, "switch exit status\n{out}");
+        assert!(out.contains("mempool in use at exit: 0 (at start: 0;"), "leak at exit:\n{out}");
+        super::stats_json(&self.json)
+    }
+}
+
+pub fn guest_stats<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["guests"]
+        .as_array()
+        .and_then(|gs| gs.iter().find(|g| g["name"] == name))
+        .unwrap_or_else(|| panic!("no guest {name} in {v}"))
+}
+
+pub fn drops(v: &serde_json::Value, reason: &str) -> u64 {
+    v["drops"][reason].as_u64().unwrap_or_else(|| panic!("no drop counter {reason} in {v}"))
+}
+
+pub fn total_drops(v: &serde_json::Value) -> u64 {
+    v["drops"].as_object().expect("drops object").values().map(|x| x.as_u64().unwrap_or(0)).sum()
+}

@@ -1,0 +1,269 @@
+//! Steering and scale: multiqueue guests (one flow, one queue, in order), several workers with
+//! software dispatch between them, the steering mode every vdev here reports, 256 guests.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const A: &str = "52:54:00:00:00:01";
+const B: &str = "52:54:00:00:00:02";
+
+/// An IPv4/UDP frame of flow `sport` with sequence number `seq` in its payload.
+fn udp(dst: [u8; 6], src: [u8; 6], sport: u16, seq: u32) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = [0x45, 0, 0, 46, 0, 1, 0, 0, 64, 17, 0, 0, 10, 9, 0, 1, 10, 9, 0, 2];
+    // A valid header checksum: the lab's bridge (br_netfilter) drops IPv4 with a bad one.
+    let sum: u32 = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    ip[10..12].copy_from_slice(&(!(folded as u16)).to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&9000u16.to_be_bytes());
+    f.extend_from_slice(&[0, 26, 0, 0]);
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.resize(60, 0xab);
+    f
+}
+
+/// (flow, seq) of a frame made by `udp`.
+fn flow_seq(f: &[u8]) -> (u16, u32) {
+    (u16::from_be_bytes([f[34], f[35]]), u32::from_be_bytes([f[42], f[43], f[44], f[45]]))
+}
+
+/// Parses `frameq PORT QUEUE HEX` lines of a guest's `recvq`.
+fn recvq(g: &Guest, timeout_ms: u64, max: usize) -> Vec<(usize, usize, Vec<u8>)> {
+    g.proc.send_line(&format!("recvq {timeout_ms} {max}"));
+    let mut out = Vec::new();
+    loop {
+        let line = g.proc.wait_line("", Duration::from_millis(timeout_ms) + Duration::from_secs(120));
+        if let Some(rest) = line.strip_prefix("frameq ") {
+            let mut it = rest.split_whitespace();
+            let p = it.next().and_then(|x| x.parse().ok()).expect("port");
+            let q = it.next().and_then(|x| x.parse().ok()).expect("queue");
+            out.push((p, q, unhex(it.next().expect("hex"))));
+        } else if let Some(n) = line.strip_prefix("done ") {
+            assert_eq!(n.trim().parse::<usize>().ok(), Some(out.len()), "recvq count");
+            return out;
+        }
+    }
+}
+
+fn paced(ext: &RawSocket, frames: &[Vec<u8>]) {
+    for (i, f) in frames.iter().enumerate() {
+        ext.send(f);
+        if i % 16 == 15 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Per flow: the queue(s) it arrived on and its sequence numbers in arrival order.
+fn by_flow(frames: &[(usize, usize, Vec<u8>)]) -> BTreeMap<u16, (BTreeSet<usize>, Vec<u32>)> {
+    let mut m: BTreeMap<u16, (BTreeSet<usize>, Vec<u32>)> = BTreeMap::new();
+    for (_, q, f) in frames {
+        let (flow, seq) = flow_seq(f);
+        let e = m.entry(flow).or_default();
+        e.0.insert(*q);
+        e.1.push(seq);
+    }
+    m
+}
+
+#[test]
+fn a_four_queue_guest_gets_each_flow_on_one_queue_in_order() {
+    const FLOWS: u16 = 64;
+    const PER_FLOW: u32 = 20;
+    let mut env = LabSwitch::start(&[("vm1", A, "queues = 4")], LabOpts::default());
+    let g = env.guest_with("vm1", &["--queues", "4"]);
+    let ext = env.lab.ext_socket();
+    // Interleave the flows, as a real mix would arrive.
+    let frames: Vec<Vec<u8>> = (0..PER_FLOW)
+        .flat_map(|seq| (0..FLOWS).map(move |fl| (fl, seq)))
+        .map(|(fl, seq)| udp(mac(A), env.lab.ext_mac, 5000 + fl, seq))
+        .collect();
+    let got = std::thread::scope(|s| {
+        let h = s.spawn(|| paced(&ext, &frames));
+        let got = recvq(&g, 8000, frames.len());
+        h.join().expect("sender");
+        got
+    });
+    assert_eq!(got.len(), frames.len(), "nothing lost");
+    let flows = by_flow(&got);
+    assert_eq!(flows.len(), usize::from(FLOWS));
+    let mut queues_used = BTreeSet::new();
+    for (flow, (queues, seqs)) in &flows {
+        assert_eq!(queues.len(), 1, "flow {flow} stayed on one queue: {queues:?}");
+        assert_eq!(seqs, &(0..PER_FLOW).collect::<Vec<_>>(), "flow {flow}: in order, no loss, no duplicate");
+        queues_used.extend(queues);
+    }
+    assert_eq!(queues_used, (0..4).collect::<BTreeSet<_>>(), "the flows spread over all 4 queues");
+    g.quit();
+    let v = env.stop();
+    assert_eq!(guest_stats(&v, "vm1")["tx_packets"], frames.len() as u64, "{v}");
+    assert_eq!(total_drops(&v["uplink"]), 0, "{v}");
+}
+
+#[test]
+fn two_workers_dispatch_every_frame_exactly_once_in_order() {
+    const FLOWS: u16 = 16;
+    const PER_FLOW: u32 = 60;
+    const STREAM: u32 = 400;
+    // Three lcores on two cores: control on 0, workers 1 and 2 sharing core 1. Two uplink
+    // queues (the kernel's fanout hash spreads flows over them), so frames for a guest often
+    // arrive at the worker that does not own it and must cross over a ring.
+    let mut env = LabSwitch::start(
+        &[("vm1", A, ""), ("vm2", B, "")],
+        LabOpts { vdev_opts: "qpairs=2", eal: &["--lcores=0@0,1@1,2@1"], ..LabOpts::default() },
+    );
+    let out = env.switch().proc.stdout_text();
+    assert!(out.contains("lcore 1: uplink rx [0], uplink tx q0, guest queues [vm1:0]"), "{out}");
+    assert!(out.contains("lcore 2: uplink rx [1], uplink tx q1, guest queues [vm2:0]"), "{out}");
+    assert!(out.contains("uplink steering: software dispatch: rte_flow_validate not supported by the port"), "{out}");
+    let (a, b) = (env.guest("vm1"), env.guest("vm2"));
+    let ext = env.lab.ext_socket();
+    let capture = env.lab.ext_socket();
+    let mut to_guests = Vec::new();
+    for seq in 0..PER_FLOW {
+        for fl in 0..FLOWS {
+            to_guests.push(udp(mac(A), env.lab.ext_mac, 6000 + fl, seq));
+            to_guests.push(udp(mac(B), env.lab.ext_mac, 7000 + fl, seq));
+        }
+    }
+    let ext_mac = env.lab.ext_mac;
+    let want = (u32::from(FLOWS) * PER_FLOW) as usize;
+    // Each guest process is driven from its own thread (a Guest moves, it is not shared).
+    let ((a, got_a), (b, got_b)) = std::thread::scope(|s| {
+        let sender = s.spawn(|| paced(&ext, &to_guests));
+        let ta = s.spawn(move || {
+            assert_eq!(a.stream(ext_mac, mac(A), 64, STREAM), STREAM);
+            let got = recvq(&a, 8000, want);
+            (a, got)
+        });
+        let tb = s.spawn(move || {
+            assert_eq!(b.stream(ext_mac, mac(B), 64, STREAM), STREAM);
+            let got = recvq(&b, 8000, want);
+            (b, got)
+        });
+        sender.join().expect("sender");
+        (ta.join().expect("vm1"), tb.join().expect("vm2"))
+    });
+    // What the guests sent, as the external host saw it.
+    let seen = capture.collect(Duration::from_millis(500));
+    a.quit();
+    b.quit();
+    let v = env.stop();
+    for (name, got, base) in [("vm1", &got_a, 6000u16), ("vm2", &got_b, 7000u16)] {
+        assert_eq!(got.len(), (u32::from(FLOWS) * PER_FLOW) as usize, "{name}: every frame, once; counters: {v}");
+        let flows = by_flow(got);
+        assert_eq!(flows.keys().copied().collect::<Vec<_>>(), (base..base + FLOWS).collect::<Vec<_>>(), "{name}: only its own flows");
+        for (flow, (_, seqs)) in &flows {
+            assert_eq!(seqs, &(0..PER_FLOW).collect::<Vec<_>>(), "{name} flow {flow}: in order");
+        }
+    }
+    // What the guests sent reached the external host complete and in order.
+    for src in [A, B] {
+        let seqs: Vec<u32> = seen
+            .iter()
+            .filter(|(f, outgoing)| !outgoing && f.len() >= 18 && f[6..12] == mac(src) && f[12..14] == [0x88, 0xb5])
+            .map(|(f, _)| u32::from_be_bytes([f[14], f[15], f[16], f[17]]))
+            .collect();
+        assert_eq!(seqs, (0..STREAM).collect::<Vec<_>>(), "{src}'s stream at the external host");
+    }
+    assert_eq!(total_drops(&v["uplink"]), 0, "{v}");
+    assert_eq!(v["uplink"]["tx_packets"], u64::from(2 * STREAM), "{v}");
+    assert_eq!(v["workers"].as_array().map(|w| w.len()), Some(2), "{v}");
+}
+
+/// Every vdev on this machine lacks rte_flow (or the kernel features net_tap's needs): each
+/// must say so, put every guest on software steering with the reason, and still forward.
+#[test]
+fn every_vdev_here_reports_software_steering_and_forwards() {
+    require_root();
+    for (vdev, ns_needed) in [("net_null0", false), ("net_tap0,iface=mvtst0", true), ("net_ring0", false)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = format!("[[guest]]\nname = \"vm1\"\nmac = \"{A}\"\nsocket = \"{}/vm1.sock\"\n", dir.path().display());
+        std::fs::write(dir.path().join("guests.toml"), toml).expect("guests.toml");
+        let json = dir.path().join("stats.json");
+        let ns = ns_needed.then(|| Netns::new(&format!("mvt-{}", unique("st"))));
+        let app: Vec<String> = ["--port", "0", "--guests", &dir.path().join("guests.toml").display().to_string(), "--stats-interval", "0", "--stats-json", &json.display().to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let sw = Switch::start(ns.as_ref(), &[format!("--vdev={vdev}")], &app);
+        let out = sw.proc.stdout_text();
+        let line = out.lines().find(|l| l.starts_with("uplink steering: ")).unwrap_or_else(|| panic!("{vdev}: no steering line\n{out}"));
+        assert!(line.starts_with("uplink steering: software dispatch: rte_flow_"), "{vdev}: {line}");
+        let guest_line = out.lines().find(|l| l.starts_with("guest vm1: ")).unwrap_or_default();
+        assert!(guest_line.contains("steering software (rte_flow_"), "{vdev}: {guest_line}");
+        let g = Guest::start(&dir.path().join("vm1.sock"), "st");
+        sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
+        let f = frame(BROADCAST, mac(A), TEST_ETHERTYPE, 46, 1);
+        assert_eq!(g.send(&f, 8), 8);
+        std::thread::sleep(Duration::from_millis(300));
+        g.quit();
+        let (code, out) = sw.stop();
+        assert_eq!(code, 0, "{vdev}\n{out}");
+        assert!(out.contains("mempool in use at exit: 0 (at start: 0;"), "{vdev}\n{out}");
+        let v = stats_json(&json);
+        assert_eq!(v["uplink"]["tx_packets"], 8, "{vdev} forwarded the guest's frames: {v}");
+        assert!(v["steering"]["guests"][0].as_str().unwrap_or("").starts_with("software (rte_flow_"), "{v}");
+    }
+}
+
+/// 256 guests from one file: they start quickly, each gets exactly the frame addressed to it,
+/// and everything is released at exit.
+#[test]
+fn two_hundred_fifty_six_guests() {
+    const N: usize = 256;
+    // Debian's DPDK allows 32 ethdev ports per process: the guests live in several processes.
+    const PER_PROCESS: usize = 30;
+    let names: Vec<String> = (0..N).map(|i| format!("g{i:03}")).collect();
+    let macs: Vec<String> = (0..N).map(|i| format!("52:54:00:01:{:02x}:{:02x}", i / 256, i % 256)).collect();
+    let specs: Vec<(&str, &str, &str)> = names.iter().zip(&macs).map(|(n, m)| (n.as_str(), m.as_str(), "")).collect();
+    let t0 = Instant::now();
+    let mut env = LabSwitch::start(&specs, LabOpts::default());
+    let startup = t0.elapsed();
+    let out = env.switch().proc.stdout_text();
+    assert!(out.contains("dpdk-macvtap: forwarding (256 guests, 1 workers)"), "{out}");
+    assert!(startup < Duration::from_secs(20), "256 guests took {startup:?} to start");
+    eprintln!("256 guests: switch forwarding {startup:?} after launch");
+
+    let mut procs = Vec::new();
+    for (chunk_i, chunk) in names.chunks(PER_PROCESS).enumerate() {
+        let mut extra: Vec<String> = Vec::new();
+        for n in &chunk[1..] {
+            extra.push("--socket".into());
+            extra.push(env.sock(n).display().to_string());
+        }
+        let extra_ref: Vec<&str> = extra.iter().map(String::as_str).collect();
+        procs.push((chunk_i * PER_PROCESS, Guest::start_with(&env.sock(&chunk[0]), &format!("m{chunk_i}"), &extra_ref)));
+    }
+    for n in &names {
+        env.switch().proc.wait_line(&format!("guest {n}: link up"), Duration::from_secs(60));
+    }
+    let ext = env.lab.ext_socket();
+    let frames: Vec<Vec<u8>> = macs.iter().enumerate().map(|(i, m)| frame(mac(m), env.lab.ext_mac, TEST_ETHERTYPE, 46, i as u8)).collect();
+    paced(&ext, &frames);
+    for (base, g) in &procs {
+        let ports = PER_PROCESS.min(N - base);
+        let got = recvq(g, 3000, ports);
+        assert_eq!(got.len(), ports, "one frame per guest in the process serving guests {base}..");
+        for (p, _, f) in got {
+            assert_eq!(f, frames[base + p], "guest {} got the frame addressed to it", names[base + p]);
+        }
+    }
+    for (_, g) in procs {
+        g.quit();
+    }
+    let v = env.stop();
+    for n in &names {
+        assert_eq!(guest_stats(&v, n)["tx_packets"], 1, "{n}: {v}");
+    }
+    assert_eq!(total_drops(&v["uplink"]), 0);
+}
