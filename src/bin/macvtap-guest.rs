@@ -10,6 +10,7 @@
 //! - `recvq TIMEOUT_MS [MAX]` -> `frameq PORT QUEUE HEX` per frame, then `done N`
 //! - `count IDLE_MS` -> `counted N bytes=B`
 //! - `stats` -> `stats rx=N tx=N`; `quit` -> `bye`; failures -> `error MESSAGE`
+//!
 //! Between commands it reports `link up`/`link down` of port 0 (`link P up|down` of others).
 
 use std::collections::VecDeque;

@@ -4,6 +4,7 @@
 
 use super::tag::Tag;
 use super::worker::Worker;
+use crate::fib::GuestId;
 use crate::rte::Mbuf;
 use crate::stats::DropReason;
 
@@ -45,25 +46,23 @@ impl Worker {
         if n == 0 {
             return 0;
         }
-        let mut rx = std::mem::take(&mut self.rx);
-        for m in rx.drain() {
+        self.take_received(|w, m| {
             let tag = Tag::from_raw(m.tag());
             match tag.flood_source() {
-                Some(src) => self.flood(m, src, false),
+                Some(src) => w.flood(m, src, false),
                 None => {
                     let slot = tag.slot();
-                    let g = crate::fib::GuestId(self.delivery.slot_guest(slot) as u16);
+                    let g = GuestId(w.delivery.slot_guest(slot) as u16);
                     // The link may have dropped since the receiving worker looked.
-                    if self.link_up(g) {
-                        self.enqueue(slot, m);
+                    if w.link_up(g) {
+                        w.enqueue(slot, m);
                     } else {
                         drop(m);
-                        self.stats.guest(g).drop(DropReason::GuestDown, 1);
+                        w.stats.guest(g).drop(DropReason::GuestDown, 1);
                     }
                 }
             }
-        }
-        self.rx = rx;
+        });
         self.flush_slots();
         n
     }

@@ -42,28 +42,22 @@ impl Worker {
         if n == 0 {
             return 0;
         }
-        let mut rx = std::mem::take(&mut self.rx);
-        let mut bytes = 0u64;
-        for m in rx.drain() {
-            bytes += m.pkt_len() as u64;
-            match self.check_from_guest(g, &m) {
-                Some(reason) => {
-                    self.stats.guest(g).drop(reason, 1);
+        let bytes = self.take_received(|w, m| match w.check_from_guest(g, &m) {
+            Some(reason) => {
+                w.stats.guest(g).drop(reason, 1);
+                drop(m);
+            }
+            None => {
+                let len = m.pkt_len() as u64;
+                if let Err(m) = w.uplink_pending.push(m) {
+                    // room was checked above; kept for accounting should it ever change
                     drop(m);
-                }
-                None => {
-                    let len = m.pkt_len() as u64;
-                    if let Err(m) = self.uplink_pending.push(m) {
-                        // room was checked above; kept for accounting should it ever change
-                        drop(m);
-                        self.stats.uplink().drop(DropReason::UplinkFull, 1);
-                    } else {
-                        self.uplink_pending_bytes += len;
-                    }
+                    w.stats.uplink().drop(DropReason::UplinkFull, 1);
+                } else {
+                    w.uplink_pending_bytes += len;
                 }
             }
-        }
-        self.rx = rx;
+        });
         self.stats.guest(g).rx(n as u64, bytes);
         n
     }

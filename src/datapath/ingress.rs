@@ -23,13 +23,7 @@ impl Worker {
         if n == 0 {
             return 0;
         }
-        let mut rx = std::mem::take(&mut self.rx);
-        let mut bytes = 0u64;
-        for m in rx.drain() {
-            bytes += m.pkt_len() as u64;
-            self.classify(m);
-        }
-        self.rx = rx;
+        let bytes = self.take_received(Worker::classify);
         self.stats.uplink().rx(n as u64, bytes);
         self.flush_slots();
         self.flush_peers();

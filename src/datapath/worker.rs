@@ -8,7 +8,7 @@ use crate::control::{DeliveryMap, GuestLinks};
 use crate::fib::{GuestId, MacTable};
 use crate::rte::eal::rdtsc;
 use crate::rte::ring::{Consumer, Producer};
-use crate::rte::{Burst, Mempool, RxQueue, TxQueue, BURST};
+use crate::rte::{Burst, Mbuf, Mempool, RxQueue, TxQueue, BURST};
 use crate::stats::{DropReason, StatsShard};
 
 /// Uplink frames a worker may hold while the uplink tx queue is full. Guests are only polled
@@ -145,6 +145,20 @@ impl Worker {
         }
         moved += self.egress_all();
         moved
+    }
+
+    /// Moves every frame of the worker's rx burst into `handle`, in order; returns their total
+    /// length. (The burst is lent out so that `handle` may use the rest of the worker.)
+    #[inline]
+    pub(super) fn take_received(&mut self, mut handle: impl FnMut(&mut Worker, Mbuf)) -> u64 {
+        let mut rx = std::mem::take(&mut self.rx);
+        let mut bytes = 0u64;
+        for m in rx.drain() {
+            bytes += m.pkt_len() as u64;
+            handle(self, m);
+        }
+        self.rx = rx;
+        bytes
     }
 
     #[inline]
