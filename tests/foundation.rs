@@ -99,6 +99,16 @@ fn null_uplink_guest_link_events_and_clean_exit() {
     let g = Guest::start(&dir.path().join("vm1.sock"), "g1");
     sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
     sw.proc.wait_line("stats:", Duration::from_secs(10));
+    // SIGUSR1 writes the counters without stopping anything.
+    sw.proc.signal(libc::SIGUSR1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !json.exists() {
+        assert!(std::time::Instant::now() < deadline, "no stats JSON after SIGUSR1");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let live = stats_json(&json);
+    assert_eq!(live["mempool_in_use_at_exit"], serde_json::Value::Null, "a live dump, not the exit one: {live}");
+    assert_eq!(live["guests"][0]["link_up"], true, "{live}");
     g.quit();
     sw.proc.wait_line("guest vm1: link down", Duration::from_secs(30));
 
@@ -136,4 +146,24 @@ fn tap_uplink_starts_forwards_and_stops_cleanly() {
     assert!(out.contains("mempool in use at exit: 0 (at start: 0;"), "{out}");
     let v = stats_json(&json);
     assert_eq!(v["uplink"]["tx_packets"], 15, "{v}");
+}
+
+#[test]
+fn pinning_a_guest_to_a_non_worker_lcore_is_refused_with_its_line() {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("guests.toml");
+    std::fs::write(&path, format!("[[guest]]\nname = \"vm1\"\nmac = \"52:54:00:00:00:01\"\nsocket = \"{}/vm1.sock\"\nlcore = 0\n", dir.path().display())).expect("write");
+    let mut cmd = Command::new(BIN);
+    cmd.args(eal_test_args())
+        .arg(format!("--file-prefix={}", unique("pin")))
+        .args(["-l", "0-1", "--vdev=net_null0", "--", "--port", "0", "--guests"])
+        .arg(&path);
+    let out = cmd.output().expect("running the binary");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:1: guest \"vm1\": lcore = 0 is not a forwarding lcore (workers: 1)", path.display())),
+        "{err}"
+    );
 }

@@ -291,3 +291,31 @@ fn wait_for(path: &Path) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// mode = "private": even when the external switch reflects them, frames from a sibling never
+/// reach a private guest (and its own never reach siblings); the outside still does.
+#[test]
+fn a_private_guest_is_isolated_even_with_hairpin() {
+    let specs: [common::labswitch::GuestSpec<'_>; 2] = [("vm1", A, ""), ("vm2", B, "mode = \"private\"")];
+    let mut env = LabSwitch::start(&specs, LabOpts::default());
+    let (a, b) = (env.guest("vm1"), env.guest("vm2"));
+    env.lab.set_hairpin(true);
+    let ext = env.lab.ext_socket();
+    let to_b = frame(mac(B), mac(A), TEST_ETHERTYPE, 64, 1);
+    let bcast_a = frame(BROADCAST, mac(A), TEST_ETHERTYPE, 64, 2);
+    assert_eq!(a.send(&to_b, 1), 1);
+    assert_eq!(a.send(&bcast_a, 1), 1);
+    assert!(b.recv(1500, 1).is_empty(), "nothing from a sibling reaches the private guest");
+    let from_b = frame(BROADCAST, mac(B), TEST_ETHERTYPE, 64, 3);
+    assert_eq!(b.send(&from_b, 1), 1);
+    assert!(a.recv(1000, 1).is_empty(), "nor does its broadcast reach the sibling");
+    let from_outside = frame(mac(B), env.lab.ext_mac, TEST_ETHERTYPE, 64, 4);
+    ext.send(&from_outside);
+    assert_eq!(b.recv(3000, 2), vec![from_outside], "the outside still reaches it");
+    a.quit();
+    b.quit();
+    let v = env.stop();
+    let vm2 = guest_stats(&v, "vm2");
+    assert_eq!(vm2["tx_packets"], 1, "{v}");
+    assert_eq!(drops(vm2, "policy_denied"), 1, "the reflected unicast was refused by policy: {v}");
+}

@@ -158,25 +158,25 @@ fn run(mut a: RunArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out)?;
     let env = Env::new(a.work.clone(), abs(&a.macvtap_bin)?, abs(&a.latgen_bin).unwrap_or_default(), !a.no_huge, a.warmup, a.duration);
 
-    // 64 B first (the headline), then fan-out at 64 B, then the other sizes: a run cut
-    // short still has the most important cells.
-    let mut cases = Vec::new();
-    let mut sizes = a.sizes.clone();
-    sizes.sort_by_key(|&s| (s != 64, s));
-    let mut fsizes = a.fanout_sizes.clone();
-    fsizes.sort_by_key(|&s| (s != 64, s));
-    for (k, &size) in sizes.iter().enumerate() {
-        cases.push(Case { path: Path::GuestToUplink, size });
-        cases.push(Case { path: Path::UplinkToGuest, size });
-        if k == 0 {
-            for &n in &a.fanout {
-                cases.extend(fsizes.iter().filter(|&&s| s == size).map(|&size| Case { path: Path::Fanout(n), size }));
-            }
-        }
+    // 64 B first (the headline) with its fan-out, then latency, then the other sizes in the
+    // order given: a run cut short still has the most important cells.
+    let mut first = Vec::new();
+    let mut later = Vec::new();
+    let head = if a.sizes.contains(&64) { 64 } else { a.sizes.first().copied().unwrap_or(64) };
+    let mut sizes = vec![head];
+    sizes.extend(a.sizes.iter().copied().filter(|&s| s != head));
+    for &size in &sizes {
+        let dst = if size == head { &mut first } else { &mut later };
+        dst.push(Case { path: Path::GuestToUplink, size });
+        dst.push(Case { path: Path::UplinkToGuest, size });
     }
     for &n in &a.fanout {
-        cases.extend(fsizes.iter().filter(|&&s| s != sizes[0]).map(|&size| Case { path: Path::Fanout(n), size }));
+        for &size in &a.fanout_sizes {
+            let dst = if size == head { &mut first } else { &mut later };
+            dst.push(Case { path: Path::Fanout(n), size });
+        }
     }
+    let cases: Vec<Case> = first.iter().chain(&later).copied().collect();
     install_stop_handler();
 
     let started = report::now();
@@ -195,7 +195,11 @@ fn run(mut a: RunArgs) -> Result<()> {
     let raw = stem.with_extension("json");
     let total = cases.len() * a.runs * systems.len();
     let mut done = 0;
-    for case in &cases {
+    for (k, case) in cases.iter().enumerate() {
+        if k == first.len() && !a.no_latency && !stopping() {
+            res.latency = latency::run_all(&env, &systems, &a)?;
+            std::fs::write(&raw, serde_json::to_string_pretty(&res)?)?;
+        }
         for run in 0..a.runs {
             for &sys in &systems {
                 done += 1;
@@ -224,7 +228,7 @@ fn run(mut a: RunArgs) -> Result<()> {
             std::fs::write(&raw, serde_json::to_string_pretty(&res)?)?;
         }
     }
-    if !a.no_latency && !stopping() {
+    if !a.no_latency && !stopping() && first.len() == cases.len() {
         res.latency = latency::run_all(&env, &systems, &a)?;
     }
     res.commands = env.commands.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
