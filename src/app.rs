@@ -1,8 +1,11 @@
 //! Start-up and shut-down order.
 //!
-//! Up: config -> EAL -> pool -> uplink -> guest ports -> MAC table -> start ports -> workers.
-//! Down: workers stop and drop their queues -> final stats -> ports close (returning the mbufs
-//! PMDs hold) -> pool is checked for leaks and freed -> EAL cleans up.
+//! Up: config -> EAL -> pool -> uplink queues -> queue assignment -> guest sockets -> MAC
+//! table -> uplink start -> steering -> peer rings -> workers.
+//! Down: workers stop and drop their queues -> final stats -> flow rules removed -> guest
+//! sockets unregistered -> uplink closes (returning the mbufs its rings hold) -> pool checked
+//! for leaks and freed -> EAL cleans up. An error half-way unwinds in the same order (locals
+//! drop in reverse), after `StopOnDrop` has told any launched worker to stop.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
@@ -128,6 +131,9 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     let stop = Arc::new(AtomicBool::new(false));
     let held_by_rings = pool.in_use() - mempool_at_start;
     let mut launched = Vec::with_capacity(workers.len());
+    // Declared after `launched`, so on an early return it drops first: the workers are told
+    // to stop before `launched` waits for them.
+    let _stop_on_error = StopOnDrop(Arc::clone(&stop));
     for (wi, plan) in asg.workers.iter().enumerate() {
         let queues = WorkerQueues {
             index: wi,
@@ -165,7 +171,9 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
         }
         if signals.take_dump_request() {
             if let Some(path) = &cli.stats_json {
-                write_json(path, &snapshot(&registry, &watch), &steering.describe(), mempool_at_start, None)?;
+                if let Err(e) = write_json(path, &snapshot(&registry, &watch), &steering.describe(), mempool_at_start, None) {
+                    eprintln!("dpdk-macvtap: stats dump: {e:#}");
+                }
             }
         }
         std::thread::sleep(CONTROL_TICK);
@@ -198,6 +206,15 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     drop(eal);
     println!("dpdk-macvtap: stopped");
     Ok(ExitReport { mempool_in_use_at_start: mempool_at_start, mempool_in_use_at_exit: mempool_at_exit })
+}
+
+/// Sets the workers' stop flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Each worker's share of its time spent moving frames, from its own TSC accounting.

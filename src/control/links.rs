@@ -33,7 +33,8 @@ impl GuestLinks {
         Arc::new(GuestLinks {
             vid: (0..guests).map(|_| AtomicI32::new(NO_DEVICE)).collect(),
             queues: (0..guests).map(|_| AtomicU16::new(0)).collect(),
-            passes: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
+            // A worker that never started (or failed to launch) must not be waited for.
+            passes: (0..workers).map(|_| CachePadded::new(AtomicU64::new(STOPPED))).collect(),
         })
     }
 
@@ -59,6 +60,12 @@ impl GuestLinks {
         let p = &self.passes[worker];
         let next = p.load(Ordering::Relaxed).wrapping_add(1) % STOPPED;
         p.store(next, Ordering::SeqCst);
+    }
+
+    /// The worker is about to read vids: from now on `detach` waits for its passes. (A detach
+    /// that saw it stopped ordered its vid store before this, so the worker sees the change.)
+    pub fn worker_started(&self, worker: usize) {
+        self.passes[worker].store(0, Ordering::SeqCst);
     }
 
     /// The worker has left its loop and will read no vid again.
@@ -157,7 +164,7 @@ mod tests {
     fn detach_waits_for_a_worker_in_a_pass() {
         let links = GuestLinks::new(1, 2);
         links.attach(0, 7, 1);
-        links.worker_stopped(1);
+        links.worker_started(0);
         assert_eq!(links.vid(0), Some(7));
         let l2 = Arc::clone(&links);
         let t = std::thread::spawn(move || {
@@ -186,6 +193,7 @@ mod tests {
     #[test]
     fn watch_reports_changes_once() {
         let links = GuestLinks::new(2, 1);
+        links.worker_started(0);
         let mut w = LinkWatch::new(2);
         assert!(w.poll(&links).is_empty());
         links.attach(1, 0, 1);

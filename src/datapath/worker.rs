@@ -118,6 +118,7 @@ impl Worker {
 
     /// Polls until told to stop. Frames still pending at the end are freed and counted.
     pub fn run(mut self) {
+        self.links.worker_started(self.me);
         while !self.stop.load(Ordering::Relaxed) {
             let t0 = rdtsc();
             let moved = self.poll_once();
