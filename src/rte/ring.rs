@@ -24,8 +24,19 @@ unsafe impl Sync for RingHandle {}
 
 impl Drop for RingHandle {
     fn drop(&mut self) {
-        // SAFETY: both ends are gone, so nobody enqueues or dequeues; the ring must be empty
-        // by then (`Consumer` drains on drop), so no mbuf is lost with it.
+        // The two ends may go in either order (workers stop independently), so frames can be
+        // enqueued after the consumer left: free whatever is still in the ring.
+        let mut slots = [std::ptr::null_mut::<c_void>(); 32];
+        loop {
+            // SAFETY: both ends are gone, so this is the only consumer; slots has room for 32.
+            let n = unsafe { sys::shim_rte_ring_dequeue_burst(self.raw.as_ptr(), slots.as_mut_ptr(), 32) };
+            if n == 0 {
+                break;
+            }
+            // SAFETY: the ring only ever carries owned mbuf references; each is freed once here.
+            unsafe { sys::rte_pktmbuf_free_bulk(slots.as_mut_ptr() as *mut *mut sys::rte_mbuf, n) };
+        }
+        // SAFETY: nobody references the ring any more, and it is empty.
         unsafe { sys::rte_ring_free(self.raw.as_ptr()) };
     }
 }
@@ -88,15 +99,5 @@ impl Consumer {
             as usize;
         burst.commit(n);
         n
-    }
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        // Frames still in flight are freed here, so a ring never takes mbufs with it.
-        let mut b: Burst = Burst::new();
-        while self.dequeue(&mut b) > 0 {
-            b.free_all();
-        }
     }
 }
