@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WORK=${BENCH_WORK:-/tmp/macvtap-bench}
-HUGEPAGES=${BENCH_HUGEPAGES:-1536}
+HUGEPAGES=${BENCH_HUGEPAGES:-2048}
 HP=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
 
 say() { echo "bench/run.sh: $*" >&2; }

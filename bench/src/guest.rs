@@ -40,11 +40,13 @@ pub fn start(env: &Env, case: &Case, sockets: &[PathBuf], system_key: &str) -> R
         _ => "rxonly",
     };
     cmd.args([&format!("--forward-mode={mode}"), "--nb-cores=1", "--stats-period=1", "--rxd=1024", "--txd=1024"]);
-    cmd.arg(format!("--txpkts={}", case.buf_len()));
-    cmd.arg("--total-num-mbufs=16384");
+    // testpmd parses in order: --mbuf-size must come before --txpkts, which checks the
+    // segment against the mbuf size known at that point (else it keeps 64 B and says so).
     if case.jumbo() {
         cmd.args(["--mbuf-size=10240", &format!("--max-pkt-len={}", case.size)]);
     }
+    cmd.arg(format!("--txpkts={}", case.buf_len()));
+    cmd.arg("--total-num-mbufs=16384");
     let log = env.work.join(format!("guest-{system_key}-{}-{}-{seq}.log", case.path.key(), case.size));
     let p = Proc::spawn("guest testpmd", cmd, &log)?;
     env.record(&format!("{system_key}/guests ({})", case.path.key()), &p.cmdline);

@@ -42,11 +42,13 @@ pub fn run_all(env: &Env, systems: &[System], a: &RunArgs) -> Result<Vec<Latency
     let loads: &[f64] = if a.quick { &[0.5] } else { &[0.1, 0.5, 0.9] };
     let secs = if a.quick { 2 } else { 4 };
     let mut out = Vec::new();
-    let dpdk: Vec<System> = systems.iter().copied().filter(|s| *s != System::Kernel).collect();
+    // The kernel has no vhost-user side; OVS cannot close the net_ring loop (see OVS_NOTE).
+    let dpdk: Vec<System> = systems.iter().copied().filter(|s| matches!(s, System::Macvtap | System::Testpmd)).collect();
     let mut max = Vec::new();
     for &sys in &dpdk {
         eprint!("latency | {sys} | max: ");
         match one(env, sys, 0, secs) {
+            Ok(r) if r.rx_pps <= 0.0 => eprintln!("FAILED: nothing came back through the loop"),
             Ok(r) => {
                 eprintln!("{:.3} Mpps, p50 {} ns", r.rx_pps / 1e6, r.p50_ns);
                 max.push((sys, r.rx_pps));
@@ -116,6 +118,11 @@ fn one(env: &Env, sys: System, rate: u64, secs: u64) -> Result<LatencyResult> {
     })
 }
 
+/// Why OVS-DPDK has no latency row.
+pub const OVS_NOTE: &str = "OVS-DPDK is not in this table: its PMD thread transmits on tx queue 1 of the uplink \
+(queue 0 belongs to the non-PMD thread), and net_ring maps tx queue 1 to ring 1 while OVS polls rx queue 0, \
+so nothing comes back through the loop. The kernel macvtap has no vhost-user side for the generator.";
+
 pub fn report_section(res: &Results, o: &mut String) {
     if res.latency.is_empty() {
         return;
@@ -128,9 +135,10 @@ pub fn report_section(res: &Results, o: &mut String) {
 The generator's own queueing is included (it is a one-core sender and receiver). \"max\" is the loop's own maximum \
 (`--rate 0`, latency there is queueing-dominated); the loads are shares of each system's own max.\n"
     );
+    let _ = writeln!(o, "{OVS_NOTE}\n");
     let _ = writeln!(o, "| system | load | offered Mpps | received Mpps | p50 µs | p99 µs | p99.9 µs | max µs | lost |");
     let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &res.latency {
+    for r in res.latency.iter().filter(|r| r.rx_pps > 0.0) {
         let us = |n: u64| format!("{:.1}", n as f64 / 1000.0);
         let _ = writeln!(
             o,

@@ -35,9 +35,12 @@ struct Cli {
 enum Cmd {
     /// Runs the comparison and writes the report.
     Run(RunArgs),
-    /// Rewrites the report and plot from a saved raw.json.
+    /// Rewrites the report and plot from a saved raw .json, optionally replacing whole
+    /// cases with those of other runs (`--merge rerun.json`; the report says so).
     Report {
         raw: PathBuf,
+        #[arg(long)]
+        merge: Vec<PathBuf>,
     },
     /// Kernel macvtap helper: writes frames into a tap fd or reads them (see kernel.rs).
     Tap(kernel::TapArgs),
@@ -111,13 +114,16 @@ pub struct Results {
     pub skipped: Vec<(String, String, String)>,
     pub latency: Vec<latency::LatencyResult>,
     pub commands: Vec<(String, String)>,
+    /// Remarks added when a report is rebuilt (e.g. merged cases).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Run(a) => run(a),
-        Cmd::Report { raw } => rereport(&raw),
+        Cmd::Report { raw, merge } => rereport(&raw, &merge),
         Cmd::Tap(a) => kernel::tap_main(a),
     };
     if let Err(e) = r {
@@ -126,8 +132,28 @@ fn main() {
     }
 }
 
-fn rereport(raw: &std::path::Path) -> Result<()> {
-    let res: Results = serde_json::from_str(&std::fs::read_to_string(raw)?)?;
+fn rereport(raw: &std::path::Path, merge: &[PathBuf]) -> Result<()> {
+    let mut res: Results = serde_json::from_str(&std::fs::read_to_string(raw)?)?;
+    for m in merge {
+        let other: Results = serde_json::from_str(&std::fs::read_to_string(m)?)?;
+        let cases = report::cases(&other);
+        let labels: Vec<String> = cases.iter().map(|c| c.label()).collect();
+        res.samples.retain(|s| !cases.contains(&s.case));
+        res.skipped.retain(|(c, _, _)| !labels.contains(c));
+        res.samples.extend(other.samples.iter().cloned());
+        res.skipped.extend(other.skipped.iter().cloned());
+        for (k, v) in &other.commands {
+            if !res.commands.iter().any(|(k2, _)| k2 == k) {
+                res.commands.push((k.clone(), v.clone()));
+            }
+        }
+        res.notes.push(format!(
+            "Cases {} come from the run started {} ({}), which replaced this run's measurements of them.",
+            labels.join(", "),
+            other.started,
+            m.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+        ));
+    }
     let md = raw.with_extension("md");
     report::write(&res, &md, &raw.with_extension("png"))?;
     println!("wrote {}", md.display());
@@ -190,6 +216,7 @@ fn run(mut a: RunArgs) -> Result<()> {
         skipped: Vec::new(),
         latency: Vec::new(),
         commands: Vec::new(),
+        notes: Vec::new(),
     };
     let stem = a.out.join(format!("{}-{}", started.replace(':', "").replace(' ', "-"), host));
     let raw = stem.with_extension("json");
@@ -246,7 +273,7 @@ fn first_line(s: &str) -> String {
 fn not_applicable(sys: System, case: &Case) -> String {
     match (sys, case.path) {
         (System::Testpmd, Path::Fanout(_)) => "io-fwd pairs ports; it has no broadcast".into(),
-        (System::Kernel, _) => "see the kernel macvtap section".into(),
+        (System::Ovs, _) if case.jumbo() => "OVS refuses mtu_request=9000 on the net_null/net_pcap uplink (the PMDs report a 1500-byte maximum)".into(),
         _ => "not applicable".into(),
     }
 }

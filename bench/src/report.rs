@@ -121,6 +121,9 @@ pub fn write(res: &Results, md: &FsPath, png: &FsPath) -> Result<()> {
         a.duration
     );
     let _ = writeln!(o, "**Cores:** {CORES}\n");
+    for n in &res.notes {
+        let _ = writeln!(o, "**Note:** {n}\n");
+    }
     let _ = writeln!(o, "Rerun: `bash bench/run.sh{}{}`\n", if a.quick { " --quick" } else { "" }, if !a.quick && a.runs != 5 { format!(" --runs {}", a.runs) } else { String::new() });
     match &plot_ok {
         Ok(()) => {

@@ -125,7 +125,8 @@ impl Worker {
             self.links.pass_done(self.me);
             let dt = rdtsc().wrapping_sub(t0);
             if moved > 0 {
-                self.stats.add_cycles(dt, 0);
+                // add_loop counts the pass's cycles as busy; adding them here too would count
+                // them twice.
                 self.stats.add_loop(moved as u64, dt);
             } else {
                 self.stats.add_cycles(0, dt);
