@@ -39,8 +39,8 @@ impl Worker {
         }
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
-        let src_guest = self.table.lookup(&src);
         if dst.is_multicast() {
+            let src_guest = self.table.lookup(&src);
             // Tag before sharing: every reference sees the same header.
             m.set_tag(Tag::flood(src_guest).raw());
             self.flood(m, src_guest, true);
@@ -50,6 +50,7 @@ impl Worker {
             self.stats.uplink().drop(DropReason::UnknownDest, 1);
             return;
         };
+        let src_guest = if self.unicast_needs_source[g.index()] { self.table.lookup(&src) } else { None };
         if let Some(reason) = self.refuse(g, &m, src_guest, Cast::Unicast) {
             self.stats.guest(g).drop(reason, 1);
             return;

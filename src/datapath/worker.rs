@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::control::{DeliveryMap, GuestLinks};
 use crate::fib::{GuestId, MacTable};
+use crate::policy::{self, Mode};
 use crate::rte::eal::rdtsc;
 use crate::rte::ring::{Consumer, Producer};
 use crate::rte::{Burst, Mbuf, Mempool, RxQueue, TxQueue, BURST};
@@ -63,6 +64,9 @@ pub struct Worker {
     /// Rotates which guest queue is polled first, so a full uplink favours nobody.
     pub(super) next_guest: usize,
     pub(super) table: Arc<MacTable>,
+    /// Per guest: whether a unicast for it needs its source looked up (policy may refuse
+    /// by origin). False for VEPA guests when no guest is private, which saves a lookup.
+    pub(super) unicast_needs_source: Vec<bool>,
     pub(super) delivery: Arc<DeliveryMap>,
     pub(super) links: Arc<GuestLinks>,
     /// Buffers for frames dequeued from guests.
@@ -94,8 +98,11 @@ impl Worker {
         for (w, ring) in queues.to_peers {
             peers[w] = Some(PeerOut { ring, pending: Burst::new() });
         }
+        let modes: Vec<Mode> = table.guests().iter().map(|g| g.mode).collect();
+        let unicast_needs_source = modes.iter().map(|&m| policy::unicast_depends_on_origin(m, &modes)).collect();
         Worker {
             me: queues.index,
+            unicast_needs_source,
             uplink_rx: queues.uplink_rx,
             uplink_tx: queues.uplink_tx,
             guest_rx: queues.guest_queues,
@@ -154,6 +161,7 @@ impl Worker {
     #[inline]
     pub(super) fn take_received(&mut self, mut handle: impl FnMut(&mut Worker, Mbuf)) -> u64 {
         let mut rx = std::mem::take(&mut self.rx);
+        rx.prefetch_headers();
         let mut bytes = 0u64;
         for m in rx.drain() {
             bytes += m.pkt_len() as u64;

@@ -78,6 +78,15 @@ pub fn deliver_local(src_mode: Mode, dst_mode: Mode) -> bool {
     src_mode == Mode::Bridge && dst_mode == Mode::Bridge
 }
 
+/// Whether `deliver_from_uplink(dst_mode, origin, Unicast)` can differ between origins when
+/// the siblings' modes are among `sibling_modes`. When it cannot, the datapath may skip
+/// looking up a unicast frame's source. Derived from the table itself, so it cannot drift.
+pub fn unicast_depends_on_origin(dst_mode: Mode, sibling_modes: &[Mode]) -> bool {
+    let first = deliver_from_uplink(dst_mode, Origin::External, Cast::Unicast);
+    let mut origins = sibling_modes.iter().map(|&m| Origin::Sibling(m)).chain([Origin::Itself]);
+    origins.any(|o| deliver_from_uplink(dst_mode, o, Cast::Unicast) != first)
+}
+
 #[cfg(test)]
 mod tests {
     //! The complete truth tables. Row and column orders follow `Mode::ALL`
@@ -208,6 +217,35 @@ mod tests {
                 !(local && reflected),
                 "bridge -> {dst} would get two copies"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::*;
+
+    #[test]
+    fn vepa_among_vepa_does_not_need_the_source() {
+        assert!(!unicast_depends_on_origin(Mode::Vepa, &[Mode::Vepa]));
+        assert!(!unicast_depends_on_origin(Mode::Vepa, &[Mode::Vepa, Mode::Source]));
+    }
+
+    #[test]
+    fn a_private_guest_anywhere_makes_the_source_matter() {
+        assert!(unicast_depends_on_origin(Mode::Vepa, &[Mode::Vepa, Mode::Private]));
+        assert!(unicast_depends_on_origin(Mode::Private, &[Mode::Private]));
+    }
+
+    #[test]
+    fn agrees_with_the_table_for_every_mode_set() {
+        for dst in Mode::ALL {
+            for sib in Mode::ALL {
+                let origins = [Origin::External, Origin::Itself, Origin::Sibling(sib)];
+                let answers: Vec<bool> = origins.iter().map(|&o| deliver_from_uplink(dst, o, Cast::Unicast)).collect();
+                let varies = answers.iter().any(|&a| a != answers[0]);
+                assert_eq!(unicast_depends_on_origin(dst, &[sib]), varies, "{dst:?} with a {sib:?} sibling");
+            }
         }
     }
 }

@@ -153,3 +153,15 @@ impl Drop for Mbuf {
         unsafe { sys::shim_rte_pktmbuf_free(self.0.as_ptr()) };
     }
 }
+
+/// Hints the CPU to load the cache line at `p` (no effect on other architectures).
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch(p as *const i8, core::arch::x86_64::_MM_HINT_T0)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
