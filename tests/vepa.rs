@@ -319,3 +319,46 @@ fn a_private_guest_is_isolated_even_with_hairpin() {
     assert_eq!(vm2["tx_packets"], 1, "{v}");
     assert_eq!(drops(vm2, "policy_denied"), 1, "the reflected unicast was refused by policy: {v}");
 }
+
+/// mode = "bridge" (macvlan's bridge mode): bridge guests reach each other inside the host,
+/// with or without hairpin; a VEPA guest is still reached only through the external switch;
+/// a bridge guest's broadcast reaches its bridge sibling once (the reflected copy is not
+/// delivered again), the VEPA guest through the reflection, and the outside.
+#[test]
+fn bridge_mode_switches_between_bridge_guests_inside_the_host() {
+    let specs: [common::labswitch::GuestSpec<'_>; 3] =
+        [("vm1", A, "mode = \"bridge\""), ("vm2", B, "mode = \"bridge\""), ("vm3", C, "")];
+    let mut env = LabSwitch::start(&specs, LabOpts::default());
+    let (a, b, c) = (env.guest("vm1"), env.guest("vm2"), env.guest("vm3"));
+    let capture = env.lab.bridge_port_capture();
+    env.lab.set_hairpin(false);
+
+    let to_b = frame(mac(B), mac(A), TEST_ETHERTYPE, 64, 1);
+    assert_eq!(a.send(&to_b, 1), 1);
+    assert_eq!(b.recv(3000, 2), vec![to_b.clone()], "bridge to bridge, inside the host, once");
+    let to_c = frame(mac(C), mac(A), TEST_ETHERTYPE, 64, 2);
+    assert_eq!(a.send(&to_c, 1), 1);
+    assert!(c.recv(1000, 1).is_empty(), "a VEPA guest is reached only through the external switch");
+    let on_wire = only_incoming(capture.collect(Duration::from_millis(300)));
+    assert!(!on_wire.contains(&to_b), "the local unicast never went on the wire");
+    assert!(on_wire.contains(&to_c), "the unicast for the VEPA guest did");
+
+    env.lab.set_hairpin(true);
+    let ext = env.lab.ext_socket();
+    ext.drain();
+    let bcast = frame(BROADCAST, mac(A), TEST_ETHERTYPE, 64, 3);
+    assert_eq!(a.send(&bcast, 1), 1);
+    assert_eq!(b.recv(2000, 3), vec![bcast.clone()], "the bridge sibling gets the broadcast once");
+    assert_eq!(c.recv(2000, 3), vec![bcast.clone()], "the VEPA guest gets it once, reflected");
+    assert!(a.recv(QUIET, 1).is_empty(), "never back to the sender");
+    assert_eq!(only_incoming(ext.collect(Duration::from_millis(500))), vec![bcast], "the outside once");
+    a.quit();
+    b.quit();
+    c.quit();
+    let v = env.stop();
+    assert_eq!(guest_stats(&v, "vm2")["tx_packets"], 2, "{v}");
+    assert_eq!(guest_stats(&v, "vm3")["tx_packets"], 1, "{v}");
+    assert_eq!(guest_stats(&v, "vm1")["rx_packets"], 3, "{v}");
+    assert_eq!(v["uplink"]["tx_packets"], 2, "only the VEPA-bound unicast and the broadcast left: {v}");
+    assert_eq!(total_drops(guest_stats(&v, "vm2")), 0, "{v}");
+}

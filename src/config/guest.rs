@@ -288,11 +288,11 @@ fn macs(
 fn mode(cx: &GuestCx<'_>, e: &Entry<'_>) -> Result<Mode, ConfigError> {
     let text = cx.string(e)?;
     match text.parse::<Mode>() {
-        Ok(m @ (Mode::Vepa | Mode::Private)) => Ok(m),
+        Ok(m @ (Mode::Vepa | Mode::Private | Mode::Bridge)) => Ok(m),
         Ok(m) => Err(cx.bad(
             e,
             format!(
-                "mode {:?} is not implemented yet (supported: vepa, private)",
+                "mode {:?} is not implemented yet (supported: vepa, private, bridge)",
                 m.name()
             ),
         )),

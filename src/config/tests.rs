@@ -228,16 +228,12 @@ fn rejections() {
             "guests.toml:5: guest \"vm1\": mode = \"foo\": unknown mode \"foo\" (accepted: vepa, private, bridge, passthru, source)",
         ),
         (
-            vm1_with("mode = \"bridge\""),
-            "guests.toml:5: guest \"vm1\": mode = \"bridge\": mode \"bridge\" is not implemented yet (supported: vepa, private)",
-        ),
-        (
             vm1_with("mode = \"passthru\""),
-            "guests.toml:5: guest \"vm1\": mode = \"passthru\": mode \"passthru\" is not implemented yet (supported: vepa, private)",
+            "guests.toml:5: guest \"vm1\": mode = \"passthru\": mode \"passthru\" is not implemented yet (supported: vepa, private, bridge)",
         ),
         (
             vm1_with("mode = \"source\""),
-            "guests.toml:5: guest \"vm1\": mode = \"source\": mode \"source\" is not implemented yet (supported: vepa, private)",
+            "guests.toml:5: guest \"vm1\": mode = \"source\": mode \"source\" is not implemented yet (supported: vepa, private, bridge)",
         ),
         (
             vm1_with("vhost = \"both\""),

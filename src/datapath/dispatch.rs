@@ -48,8 +48,8 @@ impl Worker {
         }
         self.take_received(|w, m| {
             let tag = Tag::from_raw(m.tag());
-            match tag.flood_source() {
-                Some(src) => w.flood(m, src, false),
+            match tag.flood_of() {
+                Some(f) => w.flood(m, f, false),
                 None => {
                     let slot = tag.slot();
                     let g = GuestId(w.delivery.slot_guest(slot) as u16);

@@ -4,12 +4,22 @@
 //! Backpressure: a guest is polled only for as many frames as the uplink pending burst can
 //! hold, so when the uplink tx queue is full the frames stay in the guests' virtqueues.
 
+use super::tag::{Flood, Tag};
 use super::worker::Worker;
 use crate::fib::GuestId;
 use crate::policy::{self, Cast, Egress};
 use crate::rte::{vhost, Mbuf};
 use crate::stats::DropReason;
 use crate::wire::{MacAddr, ETHER_HDR_LEN};
+
+/// Where a guest's frame goes.
+enum Route {
+    Uplink,
+    /// To this sibling, inside the host.
+    Local(GuestId),
+    /// Out of the uplink and to the bridge-mode siblings.
+    UplinkAndLocal,
+}
 
 impl Worker {
     /// Polls the guests this worker owns, then transmits on the uplink; returns frames moved.
@@ -28,6 +38,9 @@ impl Worker {
                 moved += self.egress_guest((start + k) % n_guests, room);
             }
         }
+        // Frames switched locally (bridge mode) go out with the rest.
+        self.flush_slots();
+        self.flush_peers();
         self.flush_uplink();
         moved
     }
@@ -42,48 +55,75 @@ impl Worker {
         if n == 0 {
             return 0;
         }
-        let bytes = self.take_received(|w, m| match w.check_from_guest(g, &m) {
-            Some(reason) => {
+        let bytes = self.take_received(|w, mut m| match w.check_from_guest(g, &m) {
+            Err(reason) => {
                 w.stats.guest(g).drop(reason, 1);
                 drop(m);
             }
-            None => {
-                let len = m.pkt_len() as u64;
-                if let Err(m) = w.uplink_pending.push(m) {
-                    // room was checked above; kept for accounting should it ever change
+            Ok(Route::Uplink) => w.send_to_uplink(m),
+            // Bridge mode: a sibling in bridge mode is reached inside the host.
+            Ok(Route::Local(dst)) => match w.unfit(dst, &m) {
+                Some(reason) => {
+                    w.stats.guest(dst).drop(reason, 1);
                     drop(m);
-                    w.stats.uplink().drop(DropReason::UplinkFull, 1);
-                } else {
-                    w.uplink_pending_bytes += len;
                 }
+                None => w.deliver_unicast(dst, m),
+            },
+            Ok(Route::UplinkAndLocal) => {
+                let f = Flood { source: Some(g), local: true };
+                // Tag before sharing: every reference sees the same header.
+                m.set_tag(Tag::flood(f).raw());
+                w.flood(m.share(), f, true);
+                w.send_to_uplink(m);
             }
         });
         self.stats.guest(g).rx(n as u64, bytes);
         n
     }
 
+    /// The frame as room allows: the caller polled the guest for no more than fits.
     #[inline]
-    fn check_from_guest(&self, g: GuestId, m: &Mbuf) -> Option<DropReason> {
+    fn send_to_uplink(&mut self, m: Mbuf) {
+        let len = m.pkt_len() as u64;
+        if let Err(m) = self.uplink_pending.push(m) {
+            // room was checked before polling; kept for accounting should that ever change
+            drop(m);
+            self.stats.uplink().drop(DropReason::UplinkFull, 1);
+        } else {
+            self.uplink_pending_bytes += len;
+        }
+    }
+
+    /// What a tenant may not send (runt, oversize, a source MAC it does not own), then where
+    /// its mode sends the frame.
+    #[inline]
+    fn check_from_guest(&self, g: GuestId, m: &Mbuf) -> Result<Route, DropReason> {
         let head = m.data();
         if head.len() < ETHER_HDR_LEN {
-            return Some(DropReason::Runt);
+            return Err(DropReason::Runt);
         }
         let entry = self.table.guest(g);
         if m.pkt_len() > entry.max_frame_len as usize {
-            return Some(DropReason::Oversize);
+            return Err(DropReason::Oversize);
         }
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
         if !self.table.owns(g, &src) {
-            return Some(DropReason::SpoofedSource);
+            return Err(DropReason::SpoofedSource);
+        }
+        if !self.may_switch_locally[g.index()] {
+            return Ok(Route::Uplink);
         }
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         let cast = Cast::of(&dst);
-        let sibling = if cast == Cast::Unicast { self.table.lookup(&dst).map(|s| self.table.guest(s).mode) } else { None };
-        match policy::egress(entry.mode, cast, sibling) {
-            Egress::Uplink => None,
-            // Local switching (bridge mode) is refused by the config until the datapath has it.
-            Egress::Local | Egress::UplinkAndLocal => Some(DropReason::PolicyDenied),
-        }
+        let sibling = if cast == Cast::Unicast { self.table.lookup(&dst) } else { None };
+        Ok(match policy::egress(entry.mode, cast, sibling.map(|s| self.table.guest(s).mode)) {
+            Egress::Uplink => Route::Uplink,
+            Egress::Local => match sibling {
+                Some(s) => Route::Local(s),
+                None => Route::Uplink,
+            },
+            Egress::UplinkAndLocal => Route::UplinkAndLocal,
+        })
     }
 
     fn flush_uplink(&mut self) {

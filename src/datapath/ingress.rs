@@ -7,7 +7,7 @@
 //! with a counter. `TxQueue::tx` hands the accepted prefix to the vhost PMD, which copies into
 //! guest memory and frees its reference; what it refused is freed here as `GuestQueueFull`.
 
-use super::tag::Tag;
+use super::tag::{Flood, Tag};
 use super::worker::Worker;
 use crate::fib::GuestId;
 use crate::policy::{self, Cast, Origin};
@@ -40,10 +40,10 @@ impl Worker {
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
         if dst.is_multicast() {
-            let src_guest = self.table.lookup(&src);
+            let f = Flood { source: self.table.lookup(&src), local: false };
             // Tag before sharing: every reference sees the same header.
-            m.set_tag(Tag::flood(src_guest).raw());
-            self.flood(m, src_guest, true);
+            m.set_tag(Tag::flood(f).raw());
+            self.flood(m, f, true);
             return;
         }
         let Some(g) = self.table.lookup(&dst) else {
@@ -55,6 +55,13 @@ impl Worker {
             self.stats.guest(g).drop(reason, 1);
             return;
         }
+        self.deliver_unicast(g, m);
+    }
+
+    /// Sends an admitted unicast frame to guest `g`'s queue for its flow: directly when this
+    /// worker owns the queue, over a ring to its owner otherwise.
+    #[inline]
+    pub(super) fn deliver_unicast(&mut self, g: GuestId, mut m: Mbuf) {
         let q = self.queue_for(g, &m);
         let slot = self.delivery.slot(g.index(), q);
         let owner = self.delivery.slot_owner(slot);
@@ -77,7 +84,7 @@ impl Worker {
         }
     }
 
-    /// Why guest `g` must not get frame `m`, if it must not.
+    /// Why guest `g` must not get frame `m` from the uplink, if it must not.
     #[inline]
     pub(super) fn refuse(&self, g: GuestId, m: &Mbuf, src_guest: Option<GuestId>, cast: Cast) -> Option<DropReason> {
         let entry = self.table.guest(g);
@@ -89,7 +96,13 @@ impl Worker {
         if !policy::deliver_from_uplink(entry.mode, origin, cast) {
             return Some(DropReason::PolicyDenied);
         }
-        if m.pkt_len() > entry.max_frame_len as usize {
+        self.unfit(g, m)
+    }
+
+    /// Why guest `g` cannot take frame `m` whatever the policy: too big for it, or not there.
+    #[inline]
+    pub(super) fn unfit(&self, g: GuestId, m: &Mbuf) -> Option<DropReason> {
+        if m.pkt_len() > self.table.guest(g).max_frame_len as usize {
             return Some(DropReason::Oversize);
         }
         if !self.link_up(g) {
@@ -98,11 +111,21 @@ impl Worker {
         None
     }
 
+    /// Why sibling `g` must not get a multicast that guest `src` switched locally.
+    #[inline]
+    fn refuse_local(&self, g: GuestId, m: &Mbuf, src: Option<GuestId>) -> Option<DropReason> {
+        let Some(s) = src else { return Some(DropReason::PolicyDenied) };
+        if s == g || !policy::deliver_local(self.table.guest(s).mode, self.table.guest(g).mode) {
+            return Some(DropReason::PolicyDenied);
+        }
+        self.unfit(g, m)
+    }
+
     /// Broadcast/multicast: one reference to every guest the mode allows, never back to the
-    /// guest that sent it (a hairpin reflection of its own frame). On the worker that received
-    /// the frame (`first`), refusals are counted and one reference goes to each other worker
-    /// owning a destination queue; those workers deliver to their own queues.
-    pub(super) fn flood(&mut self, m: Mbuf, src_guest: Option<GuestId>, first: bool) {
+    /// guest that sent it (a hairpin reflection of its own frame, or its own local flood). On
+    /// the worker that received the frame (`first`), refusals are counted and one reference
+    /// goes to each other worker owning a destination queue; those deliver to their own.
+    pub(super) fn flood(&mut self, m: Mbuf, f: Flood, first: bool) {
         let hash = flow_hash(m.data());
         let mut delivered = 0u32;
         let mut peers: u64 = 0;
@@ -116,7 +139,8 @@ impl Worker {
             if !first && owner != self.me {
                 continue;
             }
-            match self.refuse(g, &m, src_guest, Cast::Multicast) {
+            let refusal = if f.local { self.refuse_local(g, &m, f.source) } else { self.refuse(g, &m, f.source, Cast::Multicast) };
+            match refusal {
                 None if owner == self.me => {
                     self.enqueue(slot, m.share());
                     delivered += 1;
@@ -134,7 +158,8 @@ impl Worker {
                 }
             }
         }
-        if first && delivered == 0 {
+        // A local flood also went to the uplink, so nobody local is not a drop.
+        if first && delivered == 0 && !f.local {
             self.stats.uplink().drop(last_reason, 1);
         }
         while peers != 0 {

@@ -1,21 +1,33 @@
 //! What a frame crossing to another worker carries in its mbuf tag: the destination queue
-//! slot of a unicast frame, or "flood" with the guest that sent it (for reflection checks).
+//! slot of a unicast frame, or "flood" with the guest that sent it (for reflection checks)
+//! and whether the flood is a bridge-mode guest's local one rather than one from the uplink.
 
 use crate::fib::GuestId;
 
 const FLOOD: u32 = 1 << 31;
+const LOCAL: u32 = 1 << 30;
+const SOURCE_MASK: u32 = LOCAL - 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tag(u32);
 
+/// A flood's origin, as the receiving worker needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flood {
+    pub source: Option<GuestId>,
+    /// Sent by a bridge-mode guest and switched inside the host (not received on the uplink).
+    pub local: bool,
+}
+
 impl Tag {
     pub fn unicast(slot: usize) -> Tag {
-        debug_assert!((slot as u32) < FLOOD);
+        debug_assert!((slot as u32) < LOCAL);
         Tag(slot as u32)
     }
 
-    pub fn flood(src: Option<GuestId>) -> Tag {
-        Tag(FLOOD | src.map_or(0, |g| u32::from(g.0) + 1))
+    pub fn flood(f: Flood) -> Tag {
+        let src = f.source.map_or(0, |g| u32::from(g.0) + 1);
+        Tag(FLOOD | if f.local { LOCAL } else { 0 } | src)
     }
 
     pub fn from_raw(raw: u32) -> Tag {
@@ -26,17 +38,17 @@ impl Tag {
         self.0
     }
 
-    /// Some(source guest, if any) for a flood, None for a unicast.
-    pub fn flood_source(self) -> Option<Option<GuestId>> {
+    /// Some for a flood, None for a unicast.
+    pub fn flood_of(self) -> Option<Flood> {
         if self.0 & FLOOD == 0 {
             return None;
         }
-        let s = self.0 & !FLOOD;
-        Some(if s == 0 { None } else { Some(GuestId((s - 1) as u16)) })
+        let s = self.0 & SOURCE_MASK;
+        Some(Flood { source: if s == 0 { None } else { Some(GuestId((s - 1) as u16)) }, local: self.0 & LOCAL != 0 })
     }
 
     pub fn slot(self) -> usize {
-        (self.0 & !FLOOD) as usize
+        (self.0 & SOURCE_MASK) as usize
     }
 }
 
@@ -46,10 +58,13 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        assert_eq!(Tag::from_raw(Tag::unicast(4095 * 8).raw()).flood_source(), None);
+        assert_eq!(Tag::from_raw(Tag::unicast(4095 * 8).raw()).flood_of(), None);
         assert_eq!(Tag::unicast(77).slot(), 77);
-        assert_eq!(Tag::flood(None).flood_source(), Some(None));
-        assert_eq!(Tag::flood(Some(GuestId(0))).flood_source(), Some(Some(GuestId(0))));
-        assert_eq!(Tag::flood(Some(GuestId(4095))).flood_source(), Some(Some(GuestId(4095))));
+        for local in [false, true] {
+            for source in [None, Some(GuestId(0)), Some(GuestId(4095))] {
+                let f = Flood { source, local };
+                assert_eq!(Tag::from_raw(Tag::flood(f).raw()).flood_of(), Some(f));
+            }
+        }
     }
 }

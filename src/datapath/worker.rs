@@ -67,6 +67,9 @@ pub struct Worker {
     /// Per guest: whether a unicast for it needs its source looked up (policy may refuse
     /// by origin). False for VEPA guests when no guest is private, which saves a lookup.
     pub(super) unicast_needs_source: Vec<bool>,
+    /// Per guest: whether its mode may keep a frame inside the host (bridge mode); only then
+    /// does egress look at the destination.
+    pub(super) may_switch_locally: Vec<bool>,
     pub(super) delivery: Arc<DeliveryMap>,
     pub(super) links: Arc<GuestLinks>,
     /// Buffers for frames dequeued from guests.
@@ -100,9 +103,11 @@ impl Worker {
         }
         let modes: Vec<Mode> = table.guests().iter().map(|g| g.mode).collect();
         let unicast_needs_source = modes.iter().map(|&m| policy::unicast_depends_on_origin(m, &modes)).collect();
+        let may_switch_locally = modes.iter().map(|&m| !policy::egress_always_uplink(m)).collect();
         Worker {
             me: queues.index,
             unicast_needs_source,
+            may_switch_locally,
             uplink_rx: queues.uplink_rx,
             uplink_tx: queues.uplink_tx,
             guest_rx: queues.guest_queues,

@@ -15,4 +15,4 @@ mod mode;
 mod table;
 
 pub use mode::{Cast, Egress, Mode, ModeParseError, Origin};
-pub use table::{deliver_from_uplink, deliver_local, egress, unicast_depends_on_origin};
+pub use table::{deliver_from_uplink, deliver_local, egress, egress_always_uplink, unicast_depends_on_origin};

@@ -78,6 +78,13 @@ pub fn deliver_local(src_mode: Mode, dst_mode: Mode) -> bool {
     src_mode == Mode::Bridge && dst_mode == Mode::Bridge
 }
 
+/// Whether every frame a guest in `src_mode` sends goes to the uplink and nowhere else, so
+/// the datapath need not look at its destinations. Derived from `egress` by enumeration.
+pub fn egress_always_uplink(src_mode: Mode) -> bool {
+    let siblings = Mode::ALL.iter().map(|&m| Some(m)).chain([None]);
+    siblings.flat_map(|d| [egress(src_mode, Cast::Unicast, d), egress(src_mode, Cast::Multicast, d)]).all(|e| e == Egress::Uplink)
+}
+
 /// Whether `deliver_from_uplink(dst_mode, origin, Unicast)` can differ between origins when
 /// the siblings' modes are among `sibling_modes`. When it cannot, the datapath may skip
 /// looking up a unicast frame's source. Derived from the table itself, so it cannot drift.
@@ -224,6 +231,12 @@ mod tests {
 #[cfg(test)]
 mod origin_tests {
     use super::*;
+
+    #[test]
+    fn only_bridge_mode_keeps_frames_in_the_host() {
+        let local: Vec<Mode> = Mode::ALL.into_iter().filter(|&m| !egress_always_uplink(m)).collect();
+        assert_eq!(local, vec![Mode::Bridge]);
+    }
 
     #[test]
     fn vepa_among_vepa_does_not_need_the_source() {
