@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// Frame sizes (FCS included) for guest->uplink and uplink->guest.
     #[arg(long, value_delimiter = ',', default_value = "64,512,1518,9000")]
     sizes: Vec<usize>,
+    /// Paths to measure: g2u (guest -> uplink), u2g (uplink -> guest), fanout.
+    #[arg(long, value_delimiter = ',', default_value = "g2u,u2g,fanout")]
+    #[serde(default)]
+    paths: Vec<String>,
     /// Broadcast fan-out guest counts.
     #[arg(long, value_delimiter = ',', default_value = "2,8")]
     fanout: Vec<usize>,
@@ -141,6 +145,10 @@ fn rereport(raw: &std::path::Path, merge: &[PathBuf]) -> Result<()> {
         res.samples.retain(|s| !cases.contains(&s.case));
         res.skipped.retain(|(c, _, _)| !labels.contains(c));
         res.samples.extend(other.samples.iter().cloned());
+        if !other.latency.is_empty() {
+            res.latency = other.latency.clone();
+            res.notes.push(format!("The latency table comes from the run started {}.", other.started));
+        }
         res.skipped.extend(other.skipped.iter().cloned());
         for (k, v) in &other.commands {
             if !res.commands.iter().any(|(k2, _)| k2 == k) {
@@ -191,12 +199,17 @@ fn run(mut a: RunArgs) -> Result<()> {
     let head = if a.sizes.contains(&64) { 64 } else { a.sizes.first().copied().unwrap_or(64) };
     let mut sizes = vec![head];
     sizes.extend(a.sizes.iter().copied().filter(|&s| s != head));
+    let want = |p: &str| a.paths.iter().any(|x| x == p);
     for &size in &sizes {
         let dst = if size == head { &mut first } else { &mut later };
-        dst.push(Case { path: Path::GuestToUplink, size });
-        dst.push(Case { path: Path::UplinkToGuest, size });
+        if want("g2u") {
+            dst.push(Case { path: Path::GuestToUplink, size });
+        }
+        if want("u2g") {
+            dst.push(Case { path: Path::UplinkToGuest, size });
+        }
     }
-    for &n in &a.fanout {
+    for &n in a.fanout.iter().filter(|_| want("fanout")) {
         for &size in &a.fanout_sizes {
             let dst = if size == head { &mut first } else { &mut later };
             dst.push(Case { path: Path::Fanout(n), size });

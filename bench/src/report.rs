@@ -196,11 +196,17 @@ Gbps = Mpps × frame size (FCS included) × 8, without preamble and gap. Switch 
 
     let x = stats(&res.samples.iter().filter_map(|s| s.switch.reported_busy_x).collect::<Vec<_>>());
     if let Some((m, lo, hi)) = x {
+        let why = if (0.9..=1.1).contains(&m) {
+            "which agrees with the worker's own `busy_cycles`".to_owned()
+        } else {
+            format!(
+                "because the worker's own `busy_cycles` were {m:.2}× that (min {lo:.2}, max {hi:.2}): the measured build adds a busy \
+iteration's cycles twice (`add_cycles(dt, 0)` and `add_loop(moved, dt)` in src/datapath/worker.rs, fixed in 6eaf967)"
+            )
+        };
         let _ = writeln!(
             o,
-            "\ndpdk-macvtap cycles/pkt and busy % above are computed as (window TSC cycles − the worker's reported idle cycles) / frames, \
-because its reported `busy_cycles` were {m:.2}× that (min {lo:.2}, max {hi:.2}): at the measured commit the worker loop adds a busy \
-iteration's cycles twice (`add_cycles(dt, 0)` and `add_loop(moved, dt)` in src/datapath/worker.rs both bump `busy_cycles`)."
+            "\ndpdk-macvtap cycles/pkt and busy % above are (window TSC cycles − the worker's reported idle cycles) / frames, {why}."
         );
     }
 

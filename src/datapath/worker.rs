@@ -131,11 +131,15 @@ impl Worker {
     /// Polls until told to stop. Frames still pending at the end are freed and counted.
     pub fn run(mut self) {
         self.links.worker_started(self.me);
+        // One TSC read per pass: a pass's end is the next one's start (the reads showed up as
+        // several percent of all samples on light passes).
+        let mut t0 = rdtsc();
         while !self.stop.load(Ordering::Relaxed) {
-            let t0 = rdtsc();
             let moved = self.poll_once();
             self.links.pass_done(self.me);
-            let dt = rdtsc().wrapping_sub(t0);
+            let t1 = rdtsc();
+            let dt = t1.wrapping_sub(t0);
+            t0 = t1;
             if moved > 0 {
                 // add_loop counts the pass's cycles as busy; adding them here too would count
                 // them twice.
