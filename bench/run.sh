@@ -74,6 +74,13 @@ cleanup() {
     for ns in $(ip netns list 2>/dev/null | awk '/^mvtbench-/ {print $1}'); do
         ip netns delete "$ns" 2>/dev/null || true
     done
+    # A DPDK process that was killed leaves its hugepage files (and runtime directory)
+    # behind, and they keep the pages reserved: remove those of this harness's file prefixes
+    # (its processes are gone by now), so the pages go back and the count can be restored.
+    for p in bguest blat bmvt btpm; do
+        rm -f /dev/hugepages/"$p"[0-9]*map_* 2>/dev/null || true
+        rm -rf /var/run/dpdk/"$p"[0-9]* 2>/dev/null || true
+    done
     if [ "$(cat "$HP" 2>/dev/null || echo 0)" != "$hp_before" ]; then
         echo "$hp_before" > "$HP" 2>/dev/null || true
     fi
