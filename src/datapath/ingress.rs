@@ -8,7 +8,7 @@
 //! guest memory and frees its reference; what it refused is freed here as `GuestQueueFull`.
 
 use super::tag::{Flood, Tag};
-use super::worker::Worker;
+use super::worker::{Worker, NO_SLOT};
 use crate::fib::GuestId;
 use crate::policy::{self, Cast, Origin};
 use crate::rte::{vhost, Mbuf};
@@ -60,8 +60,13 @@ impl Worker {
 
     /// Sends an admitted unicast frame to guest `g`'s queue for its flow: directly when this
     /// worker owns the queue, over a ring to its owner otherwise.
-    #[inline]
+    #[inline(always)]
     pub(super) fn deliver_unicast(&mut self, g: GuestId, mut m: Mbuf) {
+        let local = self.local_single_slot[g.index()];
+        if local != NO_SLOT {
+            self.enqueue(local as usize, m);
+            return;
+        }
         let q = self.queue_for(g, &m);
         let slot = self.delivery.slot(g.index(), q);
         let owner = self.delivery.slot_owner(slot);
@@ -170,7 +175,8 @@ impl Worker {
         drop(m); // the reference we were given; each shared one is freed by whoever takes it
     }
 
-    #[inline]
+    // Per frame on every delivery path: not worth a call.
+    #[inline(always)]
     pub(super) fn enqueue(&mut self, slot: usize, m: Mbuf) {
         let len = m.pkt_len() as u64;
         let Some(out) = self.slots[slot].as_mut() else {

@@ -16,6 +16,9 @@ use crate::stats::{DropReason, StatsShard};
 /// for what fits here, so the rest wait in their virtqueues (backpressure, not loss).
 pub(super) const UPLINK_PENDING: usize = 2 * BURST;
 
+/// See `Worker::local_single_slot`.
+pub(super) const NO_SLOT: u32 = u32::MAX;
+
 /// The queues one worker owns. Each queue token and ring end is in exactly one `WorkerQueues`.
 pub struct WorkerQueues {
     /// This worker's index in the assignment (what `DeliveryMap::owner` returns).
@@ -71,6 +74,9 @@ pub struct Worker {
     /// does egress look at the destination.
     pub(super) may_switch_locally: Vec<bool>,
     pub(super) delivery: Arc<DeliveryMap>,
+    /// Per guest: its queue slot when it has a single queue and this worker owns it (the
+    /// common case, resolved once here instead of per frame), else `NO_SLOT`.
+    pub(super) local_single_slot: Vec<u32>,
     pub(super) links: Arc<GuestLinks>,
     /// Buffers for frames dequeued from guests.
     pub(super) pool: Arc<Mempool>,
@@ -104,10 +110,15 @@ impl Worker {
         let modes: Vec<Mode> = table.guests().iter().map(|g| g.mode).collect();
         let unicast_needs_source = modes.iter().map(|&m| policy::unicast_depends_on_origin(m, &modes)).collect();
         let may_switch_locally = modes.iter().map(|&m| !policy::egress_always_uplink(m)).collect();
+        let me = queues.index;
+        let local_single_slot = (0..delivery.guests())
+            .map(|g| if delivery.queues(g) == 1 && delivery.owner(g, 0) == me { delivery.slot(g, 0) as u32 } else { NO_SLOT })
+            .collect();
         Worker {
             me: queues.index,
             unicast_needs_source,
             may_switch_locally,
+            local_single_slot,
             uplink_rx: queues.uplink_rx,
             uplink_tx: queues.uplink_tx,
             guest_rx: queues.guest_queues,
