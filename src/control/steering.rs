@@ -41,10 +41,6 @@ pub struct Steering {
 }
 
 impl Steering {
-    pub fn rules(&self) -> usize {
-        self.rules.len()
-    }
-
     /// For the stats export: outlives the rules, which go before the port closes.
     pub fn describe(&self) -> serde_json::Value {
         serde_json::json!({

@@ -4,8 +4,9 @@
 //!
 //! Ownership: a frame taken from a burst is either pushed (one reference per destination,
 //! extra references from `Mbuf::share`) into a slot's or a peer's pending burst, or dropped
-//! with a counter. `TxQueue::tx` hands the accepted prefix to the vhost PMD, which copies into
-//! guest memory and frees its reference; what it refused is freed here as `GuestQueueFull`.
+//! with a counter. `vhost::enqueue` copies the frames into guest memory and takes none of
+//! them: `flush_slots` frees every reference afterwards, counting the ones the guest had no
+//! room for as `GuestQueueFull`.
 
 use super::tag::{Flood, Tag};
 use super::worker::{Worker, NO_SLOT};

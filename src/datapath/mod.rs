@@ -1,8 +1,8 @@
 //! The forwarding workers: one per EAL worker lcore, each owning its queues outright.
 //!
 //! Hot-path rules here: no allocation after `Worker::new`, no locks, no syscalls, no logging,
-//! no `Result`; every frame that is not handed to a PMD is freed once and counted under a
-//! `DropReason`.
+//! no `Result`. A frame is either handed to the uplink PMD (which then owns it), copied into a
+//! guest by the vhost library and freed here, or freed once and counted under a `DropReason`.
 
 mod dispatch;
 mod egress;

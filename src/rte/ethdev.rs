@@ -341,14 +341,7 @@ impl RxQueue {
     /// owns them.
     #[inline]
     pub fn rx<const N: usize>(&mut self, burst: &mut Burst<N>) -> usize {
-        self.rx_at_most(burst, N)
-    }
-
-    /// As `rx`, but takes at most `max` frames (backpressure: only what the next stage can hold).
-    #[inline]
-    pub fn rx_at_most<const N: usize>(&mut self, burst: &mut Burst<N>, max: usize) -> usize {
         let (ptr, free) = burst.tail_mut();
-        let free = free.min(max);
         if free == 0 {
             return 0;
         }
