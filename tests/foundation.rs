@@ -23,19 +23,6 @@ fn two_guests(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-fn app_args(guests: &Path, json: &Path) -> Vec<String> {
-    vec![
-        "--port".into(),
-        "0".into(),
-        "--guests".into(),
-        guests.display().to_string(),
-        "--stats-interval".into(),
-        "1".into(),
-        "--stats-json".into(),
-        json.display().to_string(),
-    ]
-}
-
 #[test]
 fn help_and_version_work_without_eal() {
     let out = Command::new(BIN).arg("--help").output().expect("running --help");
@@ -90,7 +77,7 @@ fn null_uplink_guest_link_events_and_clean_exit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let guests = two_guests(dir.path());
     let json = dir.path().join("stats.json");
-    let sw = Switch::start(None, &["--vdev=net_null0".into()], &app_args(&guests, &json));
+    let sw = Switch::start(None, &["--vdev=net_null0".into()], &switch_args(&guests, &json, 1));
     let mode = std::fs::metadata(dir.path().join("vm2.sock")).expect("vm2 socket").permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "socket_mode applied to vm2's socket");
     let mode = std::fs::metadata(dir.path().join("vm1.sock")).expect("vm1 socket").permissions().mode();
@@ -112,9 +99,7 @@ fn null_uplink_guest_link_events_and_clean_exit() {
     g.quit();
     sw.proc.wait_line("guest vm1: link down", Duration::from_secs(30));
 
-    let (code, out) = sw.stop();
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("mempool in use at exit: 0 (at start: 0;"), "{out}");
+    sw.stop_clean();
     let v = stats_json(&json);
     assert_eq!(v["mempool_in_use_at_exit"], 0);
     assert!(v["uplink"]["rx_packets"].as_u64().unwrap_or(0) > 0, "net_null produced frames: {v}");
@@ -128,7 +113,7 @@ fn tap_uplink_starts_forwards_and_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let guests = two_guests(dir.path());
     let json = dir.path().join("stats.json");
-    let sw = Switch::start(Some(&ns), &["--vdev=net_tap0,iface=mvttap0".into()], &app_args(&guests, &json));
+    let sw = Switch::start(Some(&ns), &["--vdev=net_tap0,iface=mvttap0".into()], &switch_args(&guests, &json, 1));
     let g1 = Guest::start(&dir.path().join("vm1.sock"), "g1");
     let g2 = Guest::start(&dir.path().join("vm2.sock"), "g2");
     sw.proc.wait_line("guest vm2: link up", Duration::from_secs(30));
@@ -141,9 +126,7 @@ fn tap_uplink_starts_forwards_and_stops_cleanly() {
     std::thread::sleep(Duration::from_millis(500));
     g1.quit();
     g2.quit();
-    let (code, out) = sw.stop();
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("mempool in use at exit: 0 (at start: 0;"), "{out}");
+    sw.stop_clean();
     let v = stats_json(&json);
     assert_eq!(v["uplink"]["tx_packets"], 15, "{v}");
 }

@@ -191,10 +191,7 @@ fn every_vdev_here_reports_software_steering_and_forwards() {
         std::fs::write(dir.path().join("guests.toml"), toml).expect("guests.toml");
         let json = dir.path().join("stats.json");
         let ns = ns_needed.then(|| Netns::new(&format!("mvt-{}", unique("st"))));
-        let app: Vec<String> = ["--port", "0", "--guests", &dir.path().join("guests.toml").display().to_string(), "--stats-interval", "0", "--stats-json", &json.display().to_string()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let app = switch_args(&dir.path().join("guests.toml"), &json, 0);
         let sw = Switch::start(ns.as_ref(), &[format!("--vdev={vdev}")], &app);
         let out = sw.proc.stdout_text();
         let line = out.lines().find(|l| l.starts_with("uplink steering: ")).unwrap_or_else(|| panic!("{vdev}: no steering line\n{out}"));
@@ -207,9 +204,7 @@ fn every_vdev_here_reports_software_steering_and_forwards() {
         assert_eq!(g.send(&f, 8), 8);
         std::thread::sleep(Duration::from_millis(300));
         g.quit();
-        let (code, out) = sw.stop();
-        assert_eq!(code, 0, "{vdev}\n{out}");
-        assert!(out.contains("mempool in use at exit: 0 (at start: 0;"), "{vdev}\n{out}");
+        sw.stop_clean();
         let v = stats_json(&json);
         assert_eq!(v["uplink"]["tx_packets"], 8, "{vdev} forwarded the guest's frames: {v}");
         assert!(v["steering"]["guests"][0].as_str().unwrap_or("").starts_with("software (rte_flow_"), "{v}");

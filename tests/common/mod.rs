@@ -130,6 +130,12 @@ pub fn mac_str(m: [u8; 6]) -> String {
     m.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
 }
 
+/// The switch's own arguments (after `--`) for `--port 0`, a guests file and a stats export.
+pub fn switch_args(guests: &Path, json: &Path, stats_interval: u64) -> Vec<String> {
+    let args = ["--port", "0", "--guests", &guests.display().to_string(), "--stats-interval", &stats_interval.to_string(), "--stats-json", &json.display().to_string()];
+    args.iter().map(|s| s.to_string()).collect()
+}
+
 /// Reads a JSON file (e.g. a stats export), failing the test with its content if it is not JSON.
 pub fn stats_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));

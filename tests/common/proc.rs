@@ -456,6 +456,16 @@ impl Switch {
         Switch { proc, file_prefix }
     }
 
+    /// Stops the switch and fails the test unless it exited 0 with every mbuf back in its pool.
+    /// Returns all of its stdout.
+    pub fn stop_clean(self) -> String {
+        let name = self.proc.name.clone();
+        let (code, out) = self.stop();
+        assert_eq!(code, 0, "{name} exit status\n{out}");
+        assert!(out.contains("mempool in use at exit: 0 (at start: 0;"), "{name}: mbufs leaked at exit\n{out}");
+        out
+    }
+
     /// SIGINT, then waits up to 20 s: (exit code, all stdout).
     pub fn stop(mut self) -> (i32, String) {
         self.proc.signal(libc::SIGINT);
