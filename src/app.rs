@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::cli::{Cli, VERSION};
+use crate::cli::{AssignMode, Cli, VERSION};
 use crate::config::{self, Config, GuestConfig, VhostRole};
 use crate::control::steering::{self, Steering};
-use crate::control::{assign, Assignment, GuestEvents, GuestLinks, LinkWatch, Signals};
+use crate::control::rebalance::{Outcome, Rebalancer};
+use crate::control::{assign, Assignment, GuestEvents, GuestLinks, Handover, LinkWatch, Signals};
 use crate::datapath::{Worker, WorkerQueues, WorkerShared};
 use crate::fib::{GuestId, MacTable};
 use crate::rte::ring::{self, Consumer, Producer};
@@ -112,8 +113,10 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     print_summary(&cfg, &uplink, uplink_mtu, rx_queues, tx_queues, &pool, &steering);
     println!("{} guest sockets set up in {} ms", cfg.guests.len(), guests_took.as_millis());
 
-    // A ring from every worker to every other worker that owns guest queues.
-    let owners: Vec<bool> = (0..workers.len()).map(|w| !asg.workers[w].guest_queues.is_empty()).collect();
+    // A ring from every worker to every other worker that owns guest queues (or may come to,
+    // when queues move by load).
+    let measure = cli.assign == AssignMode::Cycles;
+    let owners: Vec<bool> = (0..workers.len()).map(|w| measure || !asg.workers[w].guest_queues.is_empty()).collect();
     let mut to_peers: Vec<Vec<(usize, Producer)>> = (0..workers.len()).map(|_| Vec::new()).collect();
     let mut from_peers: Vec<Vec<Consumer>> = (0..workers.len()).map(|_| Vec::new()).collect();
     for (a, outgoing) in to_peers.iter_mut().enumerate() {
@@ -127,7 +130,8 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     }
 
     let mut watch = LinkWatch::new(cfg.guests.len());
-    let mut registry = StatsRegistry::new(cfg.guests.iter().map(|g| g.name.clone()).collect());
+    let mut registry = StatsRegistry::new(cfg.guests.iter().map(|g| g.name.clone()).collect(), asg.delivery.slots());
+    let handover = Handover::new(workers.len());
     let stop = Arc::new(AtomicBool::new(false));
     let held_by_rings = pool.in_use() - mempool_at_start;
     let mut launched = Vec::with_capacity(workers.len());
@@ -150,6 +154,8 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
             links: Arc::clone(&links),
             pool: Arc::clone(&pool),
             stats: registry.add_shard(),
+            measure,
+            handover: Arc::clone(&handover),
             stop: Arc::clone(&stop),
         };
         let worker = Worker::new(queues, shared);
@@ -158,20 +164,46 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     println!("lcore {}: control plane", eal.main_lcore());
     println!("dpdk-macvtap: forwarding ({} guests, {} workers)", cfg.guests.len(), workers.len());
 
+    let mut steering = steering;
+    let pinned: Vec<bool> = pins.iter().map(Option::is_some).collect();
+    let mut rebalancer = Rebalancer::new(asg, &pinned, Arc::clone(&handover), &registry);
     let interval = Duration::from_secs(cli.stats_interval);
     let mut next_stats = Instant::now() + interval;
+    let rebalance_every = Duration::from_secs(cli.rebalance_interval);
+    let mut next_rebalance = Instant::now() + rebalance_every;
     while !signals.stop_requested() {
         for (g, up) in watch.poll(&links) {
             println!("guest {}: link {}", cfg.guests[g].name, if up { "up" } else { "down" });
         }
         if cli.stats_interval > 0 && Instant::now() >= next_stats {
             let snap = snapshot(&registry, &watch);
-            println!("stats: {}{}", snap.summary_line(), busy_line(&snap, &asg));
+            println!("stats: {}{}", snap.summary_line(), busy_line(&snap, rebalancer.assignment()));
             next_stats += interval;
+        }
+        let requested = signals.take_rebalance_request();
+        if requested && !measure {
+            println!("rebalance: queue load is not measured; start with --assign cycles");
+        }
+        if measure && (requested || Instant::now() >= next_rebalance) {
+            match rebalancer.run(&registry) {
+                Outcome::Moved { proposal, load, before } => {
+                    println!("rebalance: {}", describe_moves(&cfg, &before, &proposal, &load));
+                    for plan in &rebalancer.assignment().workers {
+                        println!("lcore {}: uplink rx {:?}, uplink tx q{}, guest queues [{}]", plan.lcore, plan.uplink_rx, plan.uplink_tx, queue_names(&cfg, &plan.guest_queues));
+                    }
+                    for line in steering.retarget(&uplink, &cfg, rebalancer.assignment()) {
+                        println!("rebalance: {line}");
+                    }
+                }
+                Outcome::Kept(why) if requested => println!("rebalance: nothing moved ({why})"),
+                Outcome::Kept(_) => {}
+            }
+            next_rebalance = Instant::now() + rebalance_every;
         }
         if signals.take_dump_request() {
             if let Some(path) = &cli.stats_json {
-                if let Err(e) = write_json(path, &snapshot(&registry, &watch), &steering.describe(), mempool_at_start, None) {
+                let s = snapshot(&registry, &watch);
+                if let Err(e) = write_json(path, &s, &report(&steering, &cfg, rebalancer.assignment()), mempool_at_start, None) {
                     eprintln!("dpdk-macvtap: stats dump: {e:#}");
                 }
             }
@@ -188,14 +220,14 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     // Ports' own counters, read before they close: what the PMDs saw, beside what we counted.
     println!("final port {} ({}): {:?}", uplink.id(), uplink.name(), uplink.stats());
     // Rules go before the port they are installed on.
-    let steering_desc = steering.describe();
+    let steering_desc = report(&steering, &cfg, rebalancer.assignment());
     drop(steering);
     // Unregistering a connected socket destroys its device; the workers have stopped, so
     // the handshake returns at once.
     drop(guest_sockets);
     drop(uplink);
     let mempool_at_exit = pool.in_use();
-    println!("final: {}{}", last.summary_line(), busy_line(&last, &asg));
+    println!("final: {}{}", last.summary_line(), busy_line(&last, rebalancer.assignment()));
     println!(
         "mempool in use at exit: {mempool_at_exit} (at start: {mempool_at_start}; held by port rx rings while running: {held_by_rings})"
     );
@@ -320,9 +352,48 @@ fn snapshot(reg: &StatsRegistry, links: &LinkWatch) -> StatsSnapshot {
     s
 }
 
-fn write_json(path: &Path, s: &StatsSnapshot, steering: &serde_json::Value, at_start: u32, at_exit: Option<u32>) -> Result<()> {
+/// Steering and queue assignment, for the JSON export.
+fn report(steering: &Steering, cfg: &Config, asg: &Assignment) -> serde_json::Value {
+    let lcores: Vec<serde_json::Value> = asg
+        .workers
+        .iter()
+        .map(|w| {
+            serde_json::json!({
+                "lcore": w.lcore,
+                "uplink_rx": w.uplink_rx,
+                "guest_queues": w.guest_queues.iter().map(|&(g, q)| format!("{}:{q}", cfg.guests[g].name)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "steering": steering.describe(), "assignment": lcores })
+}
+
+/// What a rebalance moved and the loads it expects, e.g. `vm3:0 lcore 1 -> 2; lcore 1 busy
+/// 97% -> ~49%, lcore 2 busy 3% -> ~51%`.
+fn describe_moves(cfg: &Config, before: &Assignment, p: &crate::control::balance::Proposal, load: &crate::control::balance::Load) -> String {
+    let moves: Vec<String> = p
+        .moves
+        .iter()
+        .map(|&(slot, from, to)| {
+            let (g, q) = before.delivery.slot_queue(slot);
+            let lc = |w: u16| before.workers[usize::from(w)].lcore;
+            format!("{}:{q} lcore {} -> {}", cfg.guests[g].name, lc(from), lc(to))
+        })
+        .collect();
+    let pct = |c: u64, w: usize| if load.total[w] == 0 { 0.0 } else { 100.0 * c as f64 / load.total[w] as f64 };
+    let loads: Vec<String> = before
+        .workers
+        .iter()
+        .enumerate()
+        .map(|(w, plan)| format!("lcore {} busy {:.0}% -> ~{:.0}%", plan.lcore, pct(p.before[w], w), pct(p.after[w], w)))
+        .collect();
+    format!("{}; {}", moves.join(", "), loads.join(", "))
+}
+
+fn write_json(path: &Path, s: &StatsSnapshot, control: &serde_json::Value, at_start: u32, at_exit: Option<u32>) -> Result<()> {
     let mut v = serde_json::to_value(s)?;
-    v["steering"] = steering.clone();
+    v["steering"] = control["steering"].clone();
+    v["assignment"] = control["assignment"].clone();
     v["mempool_in_use_at_start"] = serde_json::json!(at_start);
     v["mempool_in_use_at_exit"] = serde_json::json!(at_exit);
     let tmp = path.with_extension("tmp");

@@ -2,7 +2,17 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// How guest queues are given to worker lcores (`lcore = N` in guests.toml pins either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AssignMode {
+    /// In guest order, one queue per worker in turn.
+    Roundrobin,
+    /// Round-robin at start, then by the cycles each queue costs, measured while forwarding:
+    /// re-checked every --rebalance-interval seconds and on SIGHUP.
+    Cycles,
+}
 
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (built against DPDK ", env!("MACVTAP_DPDK_VERSION"), ")");
 
@@ -45,4 +55,13 @@ pub struct Cli {
     /// Descriptors per uplink rx/tx queue.
     #[arg(long, default_value_t = 1024)]
     pub descriptors: u16,
+
+    /// Guest queue to lcore assignment.
+    #[arg(long, value_enum, default_value_t = AssignMode::Roundrobin)]
+    pub assign: AssignMode,
+
+    /// With --assign cycles: seconds between load checks (queues move only when the busiest
+    /// lcore would get at least 25% lighter).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rebalance_interval: u64,
 }

@@ -36,8 +36,11 @@ fn flow_seq(f: &[u8]) -> (u16, u32) {
     (u16::from_be_bytes([f[34], f[35]]), u32::from_be_bytes([f[42], f[43], f[44], f[45]]))
 }
 
+/// (port, queue, frame) as a guest's `recvq` reports them.
+type Received = Vec<(usize, usize, Vec<u8>)>;
+
 /// Parses `frameq PORT QUEUE HEX` lines of a guest's `recvq`.
-fn recvq(g: &Guest, timeout_ms: u64, max: usize) -> Vec<(usize, usize, Vec<u8>)> {
+fn recvq(g: &Guest, timeout_ms: u64, max: usize) -> Received {
     g.proc.send_line(&format!("recvq {timeout_ms} {max}"));
     let mut out = Vec::new();
     loop {
@@ -261,4 +264,127 @@ fn two_hundred_fifty_six_guests() {
         assert_eq!(guest_stats(&v, n)["tx_packets"], 1, "{n}: {v}");
     }
     assert_eq!(total_drops(&v["uplink"]), 0);
+}
+
+/// `--assign cycles`: two busy guests that round-robin put on the same worker are split once
+/// their load is measured, while they keep sending (nothing lost across the move), and every
+/// guest is still served exactly once and in order afterwards.
+#[test]
+fn busy_queues_move_to_the_idle_worker_by_measured_load() {
+    const C: &str = "52:54:00:00:00:03";
+    const D: &str = "52:54:00:00:00:04";
+    const CHUNK: u32 = 20_000;
+    let mut env = LabSwitch::start(
+        &[("vm1", A, ""), ("vm2", B, ""), ("vm3", C, ""), ("vm4", D, "")],
+        LabOpts {
+            vdev_opts: "qpairs=2",
+            eal: &["--lcores=0@0,1@1,2@1"],
+            app: &["--assign", "cycles", "--rebalance-interval", "1"],
+            ..LabOpts::default()
+        },
+    );
+    let out = env.switch().proc.stdout_text();
+    assert!(out.contains("lcore 1: uplink rx [0], uplink tx q0, guest queues [vm1:0 vm3:0]"), "{out}");
+    assert!(out.contains("lcore 2: uplink rx [1], uplink tx q1, guest queues [vm2:0 vm4:0]"), "{out}");
+    let [g1, g2, g3, g4] = ["vm1", "vm2", "vm3", "vm4"].map(|n| env.guest(n));
+    let ext_mac = env.lab.ext_mac;
+    let moved = std::sync::atomic::AtomicBool::new(false);
+    // vm1 and vm3 (both on lcore 1) send as fast as they can until the switch moves a queue.
+    let (line, g1, g3, sent) = std::thread::scope(|s| {
+        let senders: Vec<_> = [(g1, A), (g3, C)]
+            .into_iter()
+            .map(|(g, src)| {
+                let moved = &moved;
+                s.spawn(move || {
+                    let mut sent = 0u64;
+                    // Keep going a little after the move, so frames flow across it.
+                    let mut after = 0;
+                    while after < 3 {
+                        sent += u64::from(g.stream(ext_mac, mac(src), 64, CHUNK));
+                        if moved.load(std::sync::atomic::Ordering::Relaxed) {
+                            after += 1;
+                        }
+                    }
+                    (g, sent)
+                })
+            })
+            .collect();
+        // Set on the way out too, so that a failed wait does not leave the senders looping.
+        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let done = Done(&moved);
+        let line = env.switch().proc.wait_line("rebalance: ", Duration::from_secs(60));
+        drop(done);
+        let mut done = senders.into_iter().map(|t| t.join().expect("sender"));
+        let (g1, s1) = done.next().expect("vm1");
+        let (g3, s3) = done.next().expect("vm3");
+        (line, g1, g3, s1 + s3)
+    });
+    let moved_guest = if line.starts_with("rebalance: vm1:0 lcore 1 -> 2;") {
+        "vm1"
+    } else {
+        assert!(line.starts_with("rebalance: vm3:0 lcore 1 -> 2;"), "one of the busy queues moves to lcore 2: {line}");
+        "vm3"
+    };
+    let kept = if moved_guest == "vm1" { "vm3" } else { "vm1" };
+    eprintln!("{line} ({sent} frames sent by vm1 and vm3 across it)");
+    let lcore1 = env.switch().proc.wait_line("lcore 1: ", Duration::from_secs(5));
+    let lcore2 = env.switch().proc.wait_line("lcore 2: ", Duration::from_secs(5));
+    assert_eq!(lcore1, format!("lcore 1: uplink rx [0], uplink tx q0, guest queues [{kept}:0]"));
+    // Each lcore's queues are listed in guest order.
+    let mut on2 = vec![format!("{moved_guest}:0"), "vm2:0".to_owned(), "vm4:0".to_owned()];
+    on2.sort();
+    assert_eq!(lcore2, format!("lcore 2: uplink rx [1], uplink tx q1, guest queues [{}]", on2.join(" ")));
+
+    // After the move: flows to every guest, each exactly once and in order.
+    const FLOWS: u16 = 8;
+    const PER_FLOW: u32 = 25;
+    let macs = [A, B, C, D];
+    let ext = env.lab.ext_socket();
+    let mut frames = Vec::new();
+    for seq in 0..PER_FLOW {
+        for (gi, m) in macs.iter().enumerate() {
+            for fl in 0..FLOWS {
+                frames.push(udp(mac(m), ext_mac, 1000 * (gi as u16 + 1) + fl, seq));
+            }
+        }
+    }
+    let want = (u32::from(FLOWS) * PER_FLOW) as usize;
+    let (guests, got): (Vec<Guest>, Vec<Received>) = std::thread::scope(|s| {
+        let readers: Vec<_> = [g1, g2, g3, g4].into_iter().map(|g| s.spawn(move || {
+            let got = recvq(&g, 6000, want);
+            (g, got)
+        })).collect();
+        paced(&ext, &frames);
+        readers.into_iter().map(|t| t.join().expect("reader")).unzip()
+    });
+    for (gi, got) in got.iter().enumerate() {
+        assert_eq!(got.len(), want, "guest {gi}: every frame once");
+        let base = 1000 * (gi as u16 + 1);
+        for (flow, (_, seqs)) in by_flow(got) {
+            assert!((base..base + FLOWS).contains(&flow), "guest {gi} got flow {flow}");
+            assert_eq!(seqs, (0..PER_FLOW).collect::<Vec<_>>(), "guest {gi} flow {flow}: in order");
+        }
+    }
+    // Asked again with everything idle: nothing worth moving, and it says why.
+    env.switch().proc.signal(libc::SIGHUP);
+    let again = env.switch().proc.wait_line("rebalance: ", Duration::from_secs(10));
+    assert!(again.starts_with("rebalance: nothing moved ("), "{again}");
+    for g in guests {
+        g.quit();
+    }
+    let v = env.stop();
+    assert_eq!(total_drops(&v["uplink"]), 0, "{v}");
+    for n in ["vm1", "vm2", "vm3", "vm4"] {
+        assert_eq!(total_drops(guest_stats(&v, n)), 0, "{n}: {v}");
+        assert_eq!(guest_stats(&v, n)["tx_packets"], want as u64, "{n}: {v}");
+    }
+    // Everything the busy guests sent left the uplink, across the move.
+    assert_eq!(v["uplink"]["tx_packets"], sent, "{v}");
+    assert_eq!(v["assignment"][1]["guest_queues"], serde_json::json!(on2), "{v}");
+    assert_eq!(v["assignment"][0]["guest_queues"], serde_json::json!([format!("{kept}:0")]), "{v}");
 }

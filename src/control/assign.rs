@@ -62,12 +62,49 @@ impl DeliveryMap {
     pub fn slot_guest(&self, slot: usize) -> usize {
         self.base.partition_point(|&b| b as usize <= slot) - 1
     }
+
+    /// (guest, queue) of a slot.
+    pub fn slot_queue(&self, slot: usize) -> (usize, u16) {
+        let g = self.slot_guest(slot);
+        (g, (slot - self.base[g] as usize) as u16)
+    }
+
+    /// Per guest: its slot when it has a single queue and worker `me` owns it, else
+    /// `u32::MAX`. Lets a worker deliver to its own single-queue guests without a hash or an
+    /// owner lookup per frame.
+    pub fn local_single_slots(&self, me: usize) -> Vec<u32> {
+        (0..self.guests())
+            .map(|g| if self.queues(g) == 1 && self.owner(g, 0) == me { self.slot(g, 0) as u32 } else { u32::MAX })
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assignment {
     pub workers: Vec<WorkerPlan>,
     pub delivery: DeliveryMap,
+}
+
+impl Assignment {
+    /// The same uplink queues with guest queue slots owned as `owners` says (one entry per
+    /// slot, a worker index each); every worker's list stays in slot order.
+    pub fn with_owners(&self, owners: &[u16]) -> Assignment {
+        assert_eq!(owners.len(), self.delivery.slots(), "one owner per slot");
+        let mut workers = self.workers.clone();
+        for w in &mut workers {
+            w.guest_queues.clear();
+        }
+        for (slot, &o) in owners.iter().enumerate() {
+            workers[usize::from(o)].guest_queues.push(self.delivery.slot_queue(slot));
+        }
+        let delivery = DeliveryMap { owner: owners.to_vec(), ..self.delivery.clone() };
+        Assignment { workers, delivery }
+    }
+
+    /// Each slot's owning worker.
+    pub fn owners(&self) -> &[u16] {
+        &self.delivery.owner
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -164,6 +201,20 @@ mod tests {
         assert_eq!(a.workers[1].guest_queues[..2], [(0, 0), (0, 1)]);
         assert_eq!(a.workers[0].guest_queues, vec![(1, 0)]);
         assert_eq!(a.workers[1].guest_queues[2..], [(1, 1)]);
+    }
+
+    #[test]
+    fn owners_can_be_changed_and_lists_follow() {
+        let a = assign(&[1, 2], 2, &[1, 2, 1], &[None, None, None]).expect("assign");
+        assert_eq!(a.owners(), &[0, 1, 0, 1]);
+        let b = a.with_owners(&[1, 1, 0, 0]);
+        assert_eq!(b.workers[0].guest_queues, vec![(1, 1), (2, 0)]);
+        assert_eq!(b.workers[1].guest_queues, vec![(0, 0), (1, 0)]);
+        assert_eq!(b.workers[0].uplink_rx, a.workers[0].uplink_rx);
+        assert_eq!(b.delivery.owner(0, 0), 1);
+        assert_eq!(b.delivery.slot_queue(2), (1, 1));
+        assert_eq!(b.delivery.local_single_slots(0), vec![u32::MAX, u32::MAX, 3]);
+        assert_eq!(b.delivery.local_single_slots(1), vec![0, u32::MAX, u32::MAX]);
     }
 
     #[test]

@@ -1,23 +1,27 @@
-//! SIGINT/SIGTERM ask for a clean stop; SIGUSR1 asks for a stats dump. Handlers only set flags.
+//! SIGINT/SIGTERM ask for a clean stop; SIGUSR1 asks for a stats dump; SIGHUP for a queue
+//! rebalance by measured load now. Handlers only set flags.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
 pub struct Signals {
     stop: Arc<AtomicBool>,
     dump: Arc<AtomicBool>,
+    rebalance: Arc<AtomicBool>,
 }
 
 impl Signals {
     pub fn install() -> std::io::Result<Signals> {
         let stop = Arc::new(AtomicBool::new(false));
         let dump = Arc::new(AtomicBool::new(false));
+        let rebalance = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(SIGINT, Arc::clone(&stop))?;
         signal_hook::flag::register(SIGTERM, Arc::clone(&stop))?;
         signal_hook::flag::register(SIGUSR1, Arc::clone(&dump))?;
-        Ok(Signals { stop, dump })
+        signal_hook::flag::register(SIGHUP, Arc::clone(&rebalance))?;
+        Ok(Signals { stop, dump, rebalance })
     }
 
     pub fn stop_requested(&self) -> bool {
@@ -26,5 +30,9 @@ impl Signals {
 
     pub fn take_dump_request(&self) -> bool {
         self.dump.swap(false, Ordering::Relaxed)
+    }
+
+    pub fn take_rebalance_request(&self) -> bool {
+        self.rebalance.swap(false, Ordering::Relaxed)
     }
 }

@@ -10,7 +10,7 @@
 //! Admission: guest MACs go into the port's MAC filters; a port without enough filters is
 //! made promiscuous instead, and the summary says so.
 
-use crate::config::Config;
+use crate::config::{Config, GuestConfig};
 use crate::control::Assignment;
 use crate::rte::flow::{self, EthDstMatch, FlowRule};
 use crate::rte::{Port, RteError};
@@ -36,8 +36,10 @@ pub struct Steering {
     /// One line for the port: which mechanism, and why.
     pub port_summary: String,
     pub admission: String,
-    /// Installed rules; dropping them removes them from the port (before it closes).
-    rules: Vec<FlowRule>,
+    /// Installed rules per guest, and the broadcast/multicast one; dropping them removes
+    /// them from the port (before it closes).
+    rules: Vec<Vec<FlowRule>>,
+    group: Option<FlowRule>,
 }
 
 impl Steering {
@@ -46,10 +48,38 @@ impl Steering {
         serde_json::json!({
             "port": self.port_summary,
             "admission": self.admission,
-            "rules": self.rules.len(),
+            "rules": self.rules.iter().map(Vec::len).sum::<usize>() + usize::from(self.group.is_some()),
             "guests": self.guests.iter().map(|g| g.to_string()).collect::<Vec<_>>(),
         })
     }
+
+    /// After guests moved to other workers: points their rules at the new owners' queues,
+    /// new rules first, so the guest is never without one. A refusal keeps the old rules
+    /// (the frames then cross a ring, as in software dispatch). Returns one line per change.
+    pub fn retarget(&mut self, uplink: &Port, cfg: &Config, asg: &Assignment) -> Vec<String> {
+        let mut changes = Vec::new();
+        for (gi, g) in cfg.guests.iter().enumerate() {
+            let GuestSteering::Flow { queue } = self.guests[gi] else { continue };
+            let Some(target) = target_queue(asg, gi) else { continue };
+            if target == queue {
+                continue;
+            }
+            match create_rules(uplink, g, target) {
+                Ok(made) => {
+                    self.rules[gi] = made;
+                    self.guests[gi] = GuestSteering::Flow { queue: target };
+                    changes.push(format!("guest {}: flow rules now to rx queue {target}", g.name));
+                }
+                Err(why) => changes.push(format!("guest {}: flow rules left on rx queue {queue} ({why})", g.name)),
+            }
+        }
+        changes
+    }
+}
+
+/// A rule per MAC of the guest, all or none: partial rules would split its traffic.
+fn create_rules(uplink: &Port, g: &GuestConfig, queue: u16) -> Result<Vec<FlowRule>, String> {
+    g.macs.iter().map(|mac| FlowRule::create(uplink.id(), EthDstMatch::exact(mac.octets()), queue).map_err(|e| short(&e))).collect()
 }
 
 /// The uplink rx queue a guest's frames should land on: the first one its queue-0 worker polls.
@@ -70,52 +100,32 @@ fn short(e: &RteError) -> String {
 pub fn install(uplink: &Port, cfg: &Config, asg: &Assignment) -> Steering {
     let n = cfg.guests.len();
     let mut guests = Vec::with_capacity(n);
-    let mut rules = Vec::new();
+    let mut rules: Vec<Vec<FlowRule>> = Vec::with_capacity(n);
     // Probe once with the first guest: a port without rte_flow refuses every rule alike.
     let probe = cfg
         .guests
         .first()
         .map(|g| flow::validate(uplink.id(), EthDstMatch::exact(g.primary_mac().octets()), target_queue(asg, 0).unwrap_or(0)));
     for (gi, g) in cfg.guests.iter().enumerate() {
-        let decided = match &probe {
-            Some(Err(e)) => GuestSteering::Software { reason: short(e) },
+        let (decided, made) = match &probe {
+            Some(Err(e)) => (GuestSteering::Software { reason: short(e) }, Vec::new()),
             _ => match target_queue(asg, gi) {
-                None => GuestSteering::Software { reason: "its worker polls no uplink rx queue".to_owned() },
-                Some(queue) => {
-                    let mut made = Vec::new();
-                    let mut failure = None;
-                    for mac in &g.macs {
-                        match FlowRule::create(uplink.id(), EthDstMatch::exact(mac.octets()), queue) {
-                            Ok(r) => made.push(r),
-                            Err(e) => {
-                                failure = Some(short(&e));
-                                break;
-                            }
-                        }
-                    }
-                    match failure {
-                        // Partial rules would split one guest's traffic; drop them all.
-                        Some(reason) => GuestSteering::Software { reason },
-                        None => {
-                            rules.extend(made);
-                            GuestSteering::Flow { queue }
-                        }
-                    }
-                }
+                None => (GuestSteering::Software { reason: "its worker polls no uplink rx queue".to_owned() }, Vec::new()),
+                Some(queue) => match create_rules(uplink, g, queue) {
+                    Ok(made) => (GuestSteering::Flow { queue }, made),
+                    Err(reason) => (GuestSteering::Software { reason }, Vec::new()),
+                },
             },
         };
         guests.push(decided);
+        rules.push(made);
     }
-    if !rules.is_empty() {
-        // Broadcast and multicast to the shared queue 0; if refused, RSS spreads them, which
-        // works as well (every worker can flood).
-        if let Ok(r) = FlowRule::create(uplink.id(), EthDstMatch::group(), 0) {
-            rules.push(r);
-        }
-    }
+    // Broadcast and multicast to the shared queue 0; if refused, RSS spreads them, which
+    // works as well (every worker can flood).
+    let group = if rules.iter().any(|r| !r.is_empty()) { FlowRule::create(uplink.id(), EthDstMatch::group(), 0).ok() } else { None };
     let port_summary = summarize(&guests);
     let admission = admit(uplink, cfg);
-    Steering { guests, port_summary, admission, rules }
+    Steering { guests, port_summary, admission, rules, group }
 }
 
 /// What the port ended up with: a port may validate rules and then refuse to create them.

@@ -8,6 +8,7 @@ use super::tag::{Flood, Tag};
 use super::worker::Worker;
 use crate::fib::GuestId;
 use crate::policy::{self, Cast, Egress};
+use crate::rte::eal::rdtsc;
 use crate::rte::{vhost, Mbuf};
 use crate::stats::DropReason;
 use crate::wire::{MacAddr, ETHER_HDR_LEN};
@@ -41,16 +42,35 @@ impl Worker {
         // Frames switched locally (bridge mode) go out with the rest.
         self.flush_slots();
         self.flush_peers();
-        self.flush_uplink();
+        if self.measure {
+            let t = rdtsc();
+            self.flush_uplink();
+            self.share_send_cycles(rdtsc().wrapping_sub(t));
+        } else {
+            self.flush_uplink();
+        }
         moved
     }
 
-    fn egress_guest(&mut self, slot: usize, room: usize) -> usize {
-        let (g, q) = self.guest_rx[slot];
+    /// Sending is part of what a guest queue costs (on a kernel-backed uplink, most of it):
+    /// the cycles of one uplink send are split over the queues polled in this pass, by frames.
+    fn share_send_cycles(&mut self, cycles: u64) {
+        let total: u64 = self.polled.iter().map(|&(_, n)| u64::from(n)).sum();
+        for &(slot, n) in &self.polled {
+            if let Some(share) = (cycles * u64::from(n)).checked_div(total) {
+                self.stats.add_slot_cycles(slot as usize, share);
+            }
+        }
+        self.polled.clear();
+    }
+
+    fn egress_guest(&mut self, i: usize, room: usize) -> usize {
+        let (g, q) = self.guest_rx[i];
         let Some(vid) = self.links.vid(g.index()) else { return 0 };
         if q >= self.links.active_queues(g.index()) {
             return 0;
         }
+        let t0 = if self.measure { rdtsc() } else { 0 };
         let n = vhost::dequeue(vid, q, &self.pool, &mut self.rx, room);
         if n == 0 {
             return 0;
@@ -78,6 +98,11 @@ impl Worker {
             }
         });
         self.stats.guest(g).rx(n as u64, bytes);
+        if self.measure {
+            let slot = self.delivery.slot(g.index(), q);
+            self.stats.add_slot_cycles(slot, rdtsc().wrapping_sub(t0));
+            self.polled.push((slot as u32, n as u32));
+        }
         n
     }
 

@@ -12,6 +12,7 @@ use super::tag::{Flood, Tag};
 use super::worker::{Worker, NO_SLOT};
 use crate::fib::GuestId;
 use crate::policy::{self, Cast, Origin};
+use crate::rte::eal::rdtsc;
 use crate::rte::{vhost, Mbuf};
 use crate::stats::DropReason;
 use crate::wire::flow::flow_hash;
@@ -203,6 +204,7 @@ impl Worker {
     /// vhost library copies; we keep ownership). What the guest has no room for is dropped on
     /// that guest alone: a guest that stops reading costs only itself.
     pub(super) fn flush_slots(&mut self) {
+        let mut t = if self.measure { rdtsc() } else { 0 };
         for d in 0..self.dirty.len() {
             let slot = self.dirty[d] as usize;
             let Some(out) = self.slots[slot].as_mut() else { continue };
@@ -221,6 +223,11 @@ impl Worker {
             }
             out.pending.free_all();
             out.bytes = 0;
+            if self.measure {
+                let now = rdtsc();
+                self.stats.add_slot_cycles(slot, now.wrapping_sub(t));
+                t = now;
+            }
         }
         self.dirty.clear();
     }

@@ -7,6 +7,7 @@
 mod dispatch;
 mod egress;
 mod ingress;
+mod reassign;
 mod tag;
 mod worker;
 

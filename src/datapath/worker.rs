@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::control::{DeliveryMap, GuestLinks};
+use crate::control::{DeliveryMap, GuestLinks, Handover};
 use crate::fib::{GuestId, MacTable};
 use crate::policy::{self, Mode};
 use crate::rte::eal::rdtsc;
@@ -16,7 +16,7 @@ use crate::stats::{DropReason, StatsShard};
 /// for what fits here, so the rest wait in their virtqueues (backpressure, not loss).
 pub(super) const UPLINK_PENDING: usize = 2 * BURST;
 
-/// See `Worker::local_single_slot`.
+/// See `Worker::local_single_slot` (the value `DeliveryMap::local_single_slots` uses).
 pub(super) const NO_SLOT: u32 = u32::MAX;
 
 /// The queues one worker owns. Each queue token and ring end is in exactly one `WorkerQueues`.
@@ -81,7 +81,16 @@ pub struct Worker {
     /// Buffers for frames dequeued from guests.
     pub(super) pool: Arc<Mempool>,
     pub(super) stats: Arc<StatsShard>,
-    stop: Arc<AtomicBool>,
+    /// Time each guest queue's work (for assignment by measured load); off by default, as
+    /// it costs TSC reads per queue.
+    pub(super) measure: bool,
+    /// While measuring: (slot, frames) of each guest queue polled in this pass, to share the
+    /// uplink send among them. Never longer than the slot count it was allocated for.
+    pub(super) polled: Vec<(u32, u32)>,
+    pub(super) handover: Arc<Handover>,
+    /// The assignment epoch this worker runs on.
+    pub(super) epoch: u64,
+    pub(super) stop: Arc<AtomicBool>,
 }
 
 /// What a worker shares with the control plane.
@@ -91,13 +100,15 @@ pub struct WorkerShared {
     pub links: Arc<GuestLinks>,
     pub pool: Arc<Mempool>,
     pub stats: Arc<StatsShard>,
+    pub measure: bool,
+    pub handover: Arc<Handover>,
     pub stop: Arc<AtomicBool>,
 }
 
 impl Worker {
     /// Built on the control thread: all allocation happens here.
     pub fn new(queues: WorkerQueues, shared: WorkerShared) -> Worker {
-        let WorkerShared { table, delivery, links, pool, stats, stop } = shared;
+        let WorkerShared { table, delivery, links, pool, stats, measure, handover, stop } = shared;
         let mut slots: Vec<Option<SlotOut>> = (0..delivery.slots()).map(|_| None).collect();
         for &(g, q) in &queues.guest_queues {
             slots[delivery.slot(g.index(), q)] = Some(SlotOut { guest: g, queue: q, pending: Burst::new(), bytes: 0 });
@@ -111,9 +122,8 @@ impl Worker {
         let unicast_needs_source = modes.iter().map(|&m| policy::unicast_depends_on_origin(m, &modes)).collect();
         let may_switch_locally = modes.iter().map(|&m| !policy::egress_always_uplink(m)).collect();
         let me = queues.index;
-        let local_single_slot = (0..delivery.guests())
-            .map(|g| if delivery.queues(g) == 1 && delivery.owner(g, 0) == me { delivery.slot(g, 0) as u32 } else { NO_SLOT })
-            .collect();
+        let local_single_slot = delivery.local_single_slots(me);
+        let n_slots = delivery.slots();
         Worker {
             me: queues.index,
             unicast_needs_source,
@@ -135,6 +145,10 @@ impl Worker {
             links,
             pool,
             stats,
+            measure,
+            polled: Vec::with_capacity(n_slots),
+            epoch: handover.published(),
+            handover,
             stop,
         }
     }
@@ -146,6 +160,9 @@ impl Worker {
         // several percent of all samples on light passes).
         let mut t0 = rdtsc();
         while !self.stop.load(Ordering::Relaxed) {
+            if self.handover.published() != self.epoch && !self.take_new_assignment() {
+                break;
+            }
             let moved = self.poll_once();
             self.links.pass_done(self.me);
             let t1 = rdtsc();
@@ -160,6 +177,7 @@ impl Worker {
             }
         }
         self.links.worker_stopped(self.me);
+        self.handover.worker_stopped(self.me);
         self.shutdown();
     }
 
@@ -174,6 +192,10 @@ impl Worker {
         }
         moved += self.egress_all();
         moved
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 
     /// Moves every frame of the worker's rx burst into `handle`, in order; returns their total

@@ -25,15 +25,20 @@ pub struct StatsShard {
     /// each other, and a cell must never share a line with another worker's.
     ports: Box<[CachePadded<PortCell>]>,
     looping: CachePadded<LoopCell>,
+    /// Busy cycles spent on each guest queue slot (`DeliveryMap::slot`), written only while
+    /// the switch measures load per queue. Cycles follow the work: a slot that moved between
+    /// workers has cycles in both shards, and the control plane sums them.
+    slot_cycles: Box<[AtomicU64]>,
 }
 
 impl StatsShard {
-    pub fn new(n_guests: usize) -> Self {
+    pub fn new(n_guests: usize, n_slots: usize) -> Self {
         StatsShard {
             ports: (0..n_guests + 2)
                 .map(|_| CachePadded::new(PortCell::default()))
                 .collect(),
             looping: CachePadded::new(LoopCell::default()),
+            slot_cycles: (0..n_slots + 1).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -72,6 +77,20 @@ impl StatsShard {
         bump(&self.looping.busy_cycles, busy_cycles);
     }
 
+    /// Busy cycles spent on guest queue `slot` (out-of-range slots land in a spare cell, as
+    /// unknown guests do).
+    #[inline]
+    pub fn add_slot_cycles(&self, slot: usize, cycles: u64) {
+        let spare = self.slot_cycles.len() - 1;
+        bump(&self.slot_cycles[slot.min(spare)], cycles);
+    }
+
+    /// Cycles this worker has spent on each slot so far.
+    pub fn slot_cycles(&self) -> Vec<u64> {
+        let n = self.slot_cycles.len() - 1;
+        self.slot_cycles[..n].iter().map(|c| c.load(Relaxed)).collect()
+    }
+
     fn load_worker(&self) -> WorkerStats {
         WorkerStats {
             busy_cycles: self.looping.busy_cycles.load(Relaxed),
@@ -91,23 +110,30 @@ fn bump(counter: &AtomicU64, n: u64) {
 #[derive(Debug, Default)]
 pub struct StatsRegistry {
     guest_names: Vec<String>,
+    slots: usize,
     shards: Vec<Arc<StatsShard>>,
 }
 
 impl StatsRegistry {
-    /// `guest_names[i]` labels `GuestId(i)`.
-    pub fn new(guest_names: Vec<String>) -> Self {
+    /// `guest_names[i]` labels `GuestId(i)`; `slots` is the number of guest queue slots.
+    pub fn new(guest_names: Vec<String>, slots: usize) -> Self {
         StatsRegistry {
             guest_names,
+            slots,
             shards: Vec::new(),
         }
     }
 
     /// A new shard for one worker; the registry keeps a handle to read it.
     pub fn add_shard(&mut self) -> Arc<StatsShard> {
-        let shard = Arc::new(StatsShard::new(self.guest_names.len()));
+        let shard = Arc::new(StatsShard::new(self.guest_names.len(), self.slots));
         self.shards.push(Arc::clone(&shard));
         shard
+    }
+
+    /// Per worker (shard order), the cycles it has spent on each guest queue slot.
+    pub fn slot_cycles(&self) -> Vec<Vec<u64>> {
+        self.shards.iter().map(|s| s.slot_cycles()).collect()
     }
 
     /// Sums every shard. `link_up` is left false for the caller to fill in.
@@ -143,7 +169,7 @@ mod tests {
 
     #[test]
     fn snapshot_sums_shards_written_from_other_threads() {
-        let mut reg = StatsRegistry::new(vec!["vm1".into(), "vm2".into()]);
+        let mut reg = StatsRegistry::new(vec!["vm1".into(), "vm2".into()], 2);
         let shards = [reg.add_shard(), reg.add_shard()];
         std::thread::scope(|s| {
             for (w, shard) in shards.iter().enumerate() {
@@ -157,6 +183,8 @@ mod tests {
                         .drop(DropReason::GuestQueueFull, w as u64 + 1);
                     shard.add_cycles(10, 5);
                     shard.add_loop(1000, 100);
+                    shard.add_slot_cycles(w, 7);
+                    shard.add_slot_cycles(99, 1);
                 });
             }
         });
@@ -172,6 +200,7 @@ mod tests {
             Some(3)
         );
         assert!(snap.guest("vm3").is_none());
+        assert_eq!(reg.slot_cycles(), vec![vec![7, 0], vec![0, 7]]);
         assert_eq!(snap.workers.len(), 2);
         assert_eq!(
             snap.workers[0],
@@ -185,7 +214,7 @@ mod tests {
 
     #[test]
     fn unknown_guest_ids_are_caught_in_debug_and_absorbed_in_release() {
-        let mut reg = StatsRegistry::new(vec!["vm1".into()]);
+        let mut reg = StatsRegistry::new(vec!["vm1".into()], 1);
         let shard = reg.add_shard();
         let counted = std::panic::catch_unwind(|| shard.guest(GuestId(5)).rx(1, 1));
         assert_eq!(counted.is_err(), cfg!(debug_assertions));
@@ -195,7 +224,7 @@ mod tests {
     #[test]
     fn shards_do_not_share_cache_lines() {
         assert!(std::mem::align_of::<CachePadded<PortCell>>() >= 64);
-        let shard = StatsShard::new(1);
+        let shard = StatsShard::new(1, 1);
         assert_eq!(shard.n_guests(), 1);
         let a = shard.uplink() as *const PortCell as usize;
         let b = shard.guest(GuestId(0)) as *const PortCell as usize;

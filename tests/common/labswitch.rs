@@ -17,6 +17,8 @@ pub struct LabOpts<'a> {
     pub vdev_opts: &'a str,
     /// Extra EAL arguments (`--lcores=...`).
     pub eal: &'a [&'a str],
+    /// Extra switch arguments (`--assign cycles`).
+    pub app: &'a [&'a str],
 }
 
 pub struct LabSwitch {
@@ -55,7 +57,8 @@ impl LabSwitch {
         let mut eal = vec![vdev];
         eal.extend(opts.eal.iter().map(|s| s.to_string()));
         let json = dir.path().join("stats.json");
-        let app = super::switch_args(&dir.path().join("guests.toml"), &json, 0);
+        let mut app = super::switch_args(&dir.path().join("guests.toml"), &json, 0);
+        app.extend(opts.app.iter().map(|s| s.to_string()));
         let sw = Switch::start(Some(&lab.sw), &eal, &app);
         LabSwitch { lab, dir, json, sw: Some(sw) }
     }
