@@ -17,7 +17,8 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cli::{AssignMode, Cli, VERSION};
 use crate::config::{self, Config, GuestConfig, VhostRole};
-use crate::control::steering::{self, Steering};
+use crate::control::steering::{self, GuestSteering, Steering};
+use crate::control::vmdq::RxScope;
 use crate::control::rebalance::{Outcome, Rebalancer};
 use crate::control::{assign, Assignment, GuestEvents, GuestLinks, Handover, LinkWatch, Signals};
 use crate::datapath::{Worker, WorkerQueues, WorkerShared};
@@ -32,6 +33,8 @@ const MEMPOOL_CACHE: u32 = 256;
 const CONTROL_TICK: Duration = Duration::from_millis(20);
 /// Frames in flight from one worker to another; a full ring drops (counted as dispatch_full).
 const PEER_RING: u32 = 1024;
+/// Descriptors for an uplink rx queue no worker polls.
+const IDLE_DESCRIPTORS: u16 = 64;
 /// Peers are tracked in a 64-bit mask per flooded frame.
 const MAX_WORKERS: usize = 64;
 
@@ -74,7 +77,36 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     // One rx queue per worker where the port has them, spread by the port's RSS (or, for
     // net_af_packet, the kernel's fanout hash).
     let rx_queues = tx_queues.min(info.max_rx_queues).max(1);
-    uplink.configure(&PortConf { rx_queues, tx_queues, mtu: None, rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 }, rx_offloads: 0 })?;
+    let rss = PortConf { rx_queues, tx_queues, mtu: None, rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 }, rx_offloads: 0, vmdq: None };
+    uplink.configure(&rss)?;
+
+    let lcore_ids: Vec<u32> = workers.iter().map(|l| l.0).collect();
+    let queue_counts: Vec<u16> = cfg.guests.iter().map(|g| g.queues).collect();
+    let pins: Vec<Option<u16>> = cfg.guests.iter().map(|g| g.lcore).collect();
+    let mut asg = assign(&lcore_ids, rx_queues, &queue_counts, &pins).map_err(|e| {
+        let g = &cfg.guests[e.guest];
+        anyhow!("{}:{}: guest {:?}: {e}", cfg.path.display(), g.line, g.name)
+    })?;
+    // VMDq changes the queue layout, so it is chosen before the queues are set up.
+    let mut vmdq = steering::plan_vmdq(&uplink, &info, &cfg, &asg);
+    let mut scopes: Vec<Vec<RxScope>> = asg.workers.iter().map(|w| vec![RxScope::All; w.uplink_rx.len()]).collect();
+    if let Ok((plan, _)) = &vmdq {
+        let conf = PortConf { rx_queues: plan.rx_queues, rss_hf: 0, vmdq: Some((plan.pools, plan.default_pool)), ..rss };
+        match uplink.configure(&conf) {
+            Ok(()) => {
+                for (w, plan_w) in asg.workers.iter_mut().enumerate() {
+                    let (queues, sc) = plan.queues_of(w).into_iter().unzip();
+                    plan_w.uplink_rx = queues;
+                    scopes[w] = sc;
+                }
+            }
+            Err(e) => {
+                vmdq = Err(format!("VMDq configuration refused: {e}"));
+                uplink.configure(&rss)?;
+            }
+        }
+    }
+    let configured_rx = vmdq.as_ref().map_or(rx_queues, |(p, _)| p.rx_queues);
     if uplink.mtu().ok() != Some(uplink_mtu) {
         // Some PMDs (net_af_packet) advertise a 1518-byte limit to ethdev yet carry whatever
         // the kernel interface's MTU allows; a refusal is a warning, and the per-guest MTU
@@ -83,18 +115,14 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
             eprintln!("dpdk-macvtap: warning: uplink refuses MTU {uplink_mtu} ({e}); frames up to the device's own limit still pass");
         }
     }
-    let mut uplink_rx: Vec<Option<rte::RxQueue>> =
-        (0..rx_queues).map(|q| uplink.rx_queue(q, cli.descriptors, &pool).map(Some)).collect::<Result<_, _>>()?;
+    // Every configured queue must be set up; one nobody polls (a VMDq pool's other queues)
+    // gets a small ring, since it holds its buffers for as long as the port runs.
+    let polled: Vec<bool> = (0..configured_rx).map(|q| asg.workers.iter().any(|w| w.uplink_rx.contains(&q))).collect();
+    let mut uplink_rx: Vec<Option<rte::RxQueue>> = (0..configured_rx)
+        .map(|q| uplink.rx_queue(q, if polled[usize::from(q)] { cli.descriptors } else { IDLE_DESCRIPTORS }, &pool).map(Some))
+        .collect::<Result<_, _>>()?;
     let mut uplink_tx: Vec<Option<rte::TxQueue>> =
         (0..tx_queues).map(|q| uplink.tx_queue(q, cli.descriptors).map(Some)).collect::<Result<_, _>>()?;
-
-    let lcore_ids: Vec<u32> = workers.iter().map(|l| l.0).collect();
-    let queue_counts: Vec<u16> = cfg.guests.iter().map(|g| g.queues).collect();
-    let pins: Vec<Option<u16>> = cfg.guests.iter().map(|g| g.lcore).collect();
-    let asg = assign(&lcore_ids, rx_queues, &queue_counts, &pins).map_err(|e| {
-        let g = &cfg.guests[e.guest];
-        anyhow!("{}:{}: guest {:?}: {e}", cfg.path.display(), g.line, g.name)
-    })?;
 
     let links = GuestLinks::new(cfg.guests.len(), workers.len());
     let sockets = cfg.guests.iter().map(|g| (g.socket.display().to_string(), g.queues)).collect();
@@ -109,8 +137,10 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     let delivery = Arc::new(asg.delivery.clone());
 
     uplink.start()?;
-    let steering = steering::install(&uplink, &cfg, &asg);
-    print_summary(&cfg, &uplink, uplink_mtu, rx_queues, tx_queues, &pool, &steering);
+    let steering = steering::install(&uplink, &cfg, &asg, &vmdq);
+    // Only guests whose filters went into their own pool get broadcast copies there.
+    let pooled: Vec<bool> = steering.guests.iter().map(|g| matches!(g, GuestSteering::Pool { .. })).collect();
+    print_summary(&cfg, &uplink, uplink_mtu, configured_rx, tx_queues, &pool, &steering);
     println!("{} guest sockets set up in {} ms", cfg.guests.len(), guests_took.as_millis());
 
     // A ring from every worker to every other worker that owns guest queues (or may come to,
@@ -142,6 +172,7 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
         let queues = WorkerQueues {
             index: wi,
             uplink_rx: plan.uplink_rx.iter().filter_map(|&q| uplink_rx[usize::from(q)].take()).collect(),
+            uplink_scope: std::mem::take(&mut scopes[wi]),
             uplink_tx: uplink_tx[usize::from(plan.uplink_tx)].take().context("uplink tx queue assigned twice")?,
             guest_queues: plan.guest_queues.iter().map(|&(g, q)| (GuestId(g as u16), q)).collect(),
             to_peers: std::mem::take(&mut to_peers[wi]),
@@ -155,6 +186,7 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
             pool: Arc::clone(&pool),
             stats: registry.add_shard(),
             measure,
+            pooled: pooled.clone(),
             handover: Arc::clone(&handover),
             stop: Arc::clone(&stop),
         };

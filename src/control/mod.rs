@@ -9,6 +9,7 @@ mod links;
 pub mod rebalance;
 mod signals;
 pub mod steering;
+pub mod vmdq;
 
 pub use assign::{assign, AssignError, Assignment, DeliveryMap, WorkerPlan};
 pub use handover::{Handover, WorkerUpdate};

@@ -90,7 +90,7 @@ impl Worker {
                 None => w.deliver_unicast(dst, m),
             },
             Ok(Route::UplinkAndLocal) => {
-                let f = Flood { source: Some(g), local: true };
+                let f = Flood { source: Some(g), local: true, unpooled_only: false };
                 // Tag before sharing: every reference sees the same header.
                 m.set_tag(Tag::flood(f).raw());
                 w.flood(m.share(), f, true);

@@ -10,6 +10,7 @@
 
 use super::tag::{Flood, Tag};
 use super::worker::{Worker, NO_SLOT};
+use crate::control::vmdq::RxScope;
 use crate::fib::GuestId;
 use crate::policy::{self, Cast, Origin};
 use crate::rte::eal::rdtsc;
@@ -25,7 +26,8 @@ impl Worker {
         if n == 0 {
             return 0;
         }
-        let bytes = self.take_received(Worker::classify);
+        let scope = self.uplink_scope[i];
+        let bytes = self.take_received(|w, m| w.classify(m, scope));
         self.stats.uplink().rx(n as u64, bytes);
         self.flush_slots();
         self.flush_peers();
@@ -33,7 +35,7 @@ impl Worker {
     }
 
     #[inline]
-    fn classify(&mut self, mut m: Mbuf) {
+    fn classify(&mut self, mut m: Mbuf, scope: RxScope) {
         let head = m.data();
         if head.len() < ETHER_HDR_LEN {
             self.stats.uplink().drop(DropReason::Runt, 1);
@@ -42,7 +44,13 @@ impl Worker {
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
         if dst.is_multicast() {
-            let f = Flood { source: self.table.lookup(&src), local: false };
+            let source = self.table.lookup(&src);
+            let unpooled_only = match scope {
+                RxScope::All => false,
+                RxScope::Unpooled => true,
+                RxScope::Guest(g) => return self.pool_copy(GuestId(g as u16), m, source),
+            };
+            let f = Flood { source, local: false, unpooled_only };
             // Tag before sharing: every reference sees the same header.
             m.set_tag(Tag::flood(f).raw());
             self.flood(m, f, true);
@@ -58,6 +66,18 @@ impl Worker {
             return;
         }
         self.deliver_unicast(g, m);
+    }
+
+    /// A broadcast/multicast copy the port put in guest `g`'s own VMDq pool: for `g` alone.
+    fn pool_copy(&mut self, g: GuestId, m: Mbuf, source: Option<GuestId>) {
+        if !self.pooled[g.index()] {
+            return; // a pool whose filters were refused: its guest is served from the default pool
+        }
+        match self.refuse(g, &m, source, Cast::Multicast) {
+            None => self.deliver_unicast(g, m),
+            Some(DropReason::PolicyDenied) => {}
+            Some(r) => self.stats.guest(g).drop(r, 1),
+        }
     }
 
     /// Sends an admitted unicast frame to guest `g`'s queue for its flow: directly when this
@@ -139,6 +159,9 @@ impl Worker {
         let mut last_reason = DropReason::PolicyDenied;
         for gi in 0..self.delivery.guests() {
             let g = GuestId(gi as u16);
+            if f.unpooled_only && self.pooled[gi] {
+                continue;
+            }
             let nq = u32::from(self.delivery.queues(gi).min(self.links.active_queues(gi)));
             let q = if nq <= 1 { 0 } else { (hash % nq) as u16 };
             let slot = self.delivery.slot(gi, q);
@@ -165,8 +188,9 @@ impl Worker {
                 }
             }
         }
-        // A local flood also went to the uplink, so nobody local is not a drop.
-        if first && delivered == 0 && !f.local {
+        // A local flood also went to the uplink, so nobody local is not a drop; nor is the
+        // default pool's copy when every guest had its own.
+        if first && delivered == 0 && !f.local && !f.unpooled_only {
             self.stats.uplink().drop(last_reason, 1);
         }
         while peers != 0 {

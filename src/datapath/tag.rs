@@ -1,12 +1,14 @@
 //! What a frame crossing to another worker carries in its mbuf tag: the destination queue
-//! slot of a unicast frame, or "flood" with the guest that sent it (for reflection checks)
-//! and whether the flood is a bridge-mode guest's local one rather than one from the uplink.
+//! slot of a unicast frame, or "flood" with the guest that sent it (for reflection checks),
+//! whether the flood is a bridge-mode guest's local one rather than one from the uplink, and
+//! whether it is only for the guests without a VMDq pool (the default pool's copy).
 
 use crate::fib::GuestId;
 
 const FLOOD: u32 = 1 << 31;
 const LOCAL: u32 = 1 << 30;
-const SOURCE_MASK: u32 = LOCAL - 1;
+const UNPOOLED: u32 = 1 << 29;
+const SOURCE_MASK: u32 = UNPOOLED - 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tag(u32);
@@ -17,17 +19,19 @@ pub struct Flood {
     pub source: Option<GuestId>,
     /// Sent by a bridge-mode guest and switched inside the host (not received on the uplink).
     pub local: bool,
+    /// For the guests without a VMDq pool only: the others got their own copy.
+    pub unpooled_only: bool,
 }
 
 impl Tag {
     pub fn unicast(slot: usize) -> Tag {
-        debug_assert!((slot as u32) < LOCAL);
+        debug_assert!((slot as u32) <= SOURCE_MASK);
         Tag(slot as u32)
     }
 
     pub fn flood(f: Flood) -> Tag {
         let src = f.source.map_or(0, |g| u32::from(g.0) + 1);
-        Tag(FLOOD | if f.local { LOCAL } else { 0 } | src)
+        Tag(FLOOD | if f.local { LOCAL } else { 0 } | if f.unpooled_only { UNPOOLED } else { 0 } | src)
     }
 
     pub fn from_raw(raw: u32) -> Tag {
@@ -44,7 +48,11 @@ impl Tag {
             return None;
         }
         let s = self.0 & SOURCE_MASK;
-        Some(Flood { source: if s == 0 { None } else { Some(GuestId((s - 1) as u16)) }, local: self.0 & LOCAL != 0 })
+        Some(Flood {
+            source: if s == 0 { None } else { Some(GuestId((s - 1) as u16)) },
+            local: self.0 & LOCAL != 0,
+            unpooled_only: self.0 & UNPOOLED != 0,
+        })
     }
 
     pub fn slot(self) -> usize {
@@ -61,9 +69,11 @@ mod tests {
         assert_eq!(Tag::from_raw(Tag::unicast(4095 * 8).raw()).flood_of(), None);
         assert_eq!(Tag::unicast(77).slot(), 77);
         for local in [false, true] {
-            for source in [None, Some(GuestId(0)), Some(GuestId(4095))] {
-                let f = Flood { source, local };
-                assert_eq!(Tag::from_raw(Tag::flood(f).raw()).flood_of(), Some(f));
+            for unpooled_only in [false, true] {
+                for source in [None, Some(GuestId(0)), Some(GuestId(4095))] {
+                    let f = Flood { source, local, unpooled_only };
+                    assert_eq!(Tag::from_raw(Tag::flood(f).raw()).flood_of(), Some(f));
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::control::vmdq::RxScope;
 use crate::control::{DeliveryMap, GuestLinks, Handover};
 use crate::fib::{GuestId, MacTable};
 use crate::policy::{self, Mode};
@@ -25,6 +26,8 @@ pub struct WorkerQueues {
     pub index: usize,
     /// Uplink rx queues this worker polls (frames towards guests).
     pub uplink_rx: Vec<RxQueue>,
+    /// For each of those, which guests its broadcast/multicast frames are for.
+    pub uplink_scope: Vec<RxScope>,
     /// This worker's own uplink tx queue.
     pub uplink_tx: TxQueue,
     /// Guest queue pairs this worker serves, both directions (from the assignment).
@@ -52,6 +55,9 @@ pub(super) struct PeerOut {
 pub struct Worker {
     pub(super) me: usize,
     pub(super) uplink_rx: Vec<RxQueue>,
+    pub(super) uplink_scope: Vec<RxScope>,
+    /// Per guest: it has a VMDq pool of its own, whose queue gets its broadcast copies.
+    pub(super) pooled: Vec<bool>,
     pub(super) uplink_tx: TxQueue,
     pub(super) guest_rx: Vec<(GuestId, u16)>,
     /// Indexed by `DeliveryMap::slot`; Some for the slots this worker owns.
@@ -101,6 +107,7 @@ pub struct WorkerShared {
     pub pool: Arc<Mempool>,
     pub stats: Arc<StatsShard>,
     pub measure: bool,
+    pub pooled: Vec<bool>,
     pub handover: Arc<Handover>,
     pub stop: Arc<AtomicBool>,
 }
@@ -108,7 +115,7 @@ pub struct WorkerShared {
 impl Worker {
     /// Built on the control thread: all allocation happens here.
     pub fn new(queues: WorkerQueues, shared: WorkerShared) -> Worker {
-        let WorkerShared { table, delivery, links, pool, stats, measure, handover, stop } = shared;
+        let WorkerShared { table, delivery, links, pool, stats, measure, pooled, handover, stop } = shared;
         let mut slots: Vec<Option<SlotOut>> = (0..delivery.slots()).map(|_| None).collect();
         for &(g, q) in &queues.guest_queues {
             slots[delivery.slot(g.index(), q)] = Some(SlotOut { guest: g, queue: q, pending: Burst::new(), bytes: 0 });
@@ -130,6 +137,8 @@ impl Worker {
             may_switch_locally,
             local_single_slot,
             uplink_rx: queues.uplink_rx,
+            uplink_scope: queues.uplink_scope,
+            pooled,
             uplink_tx: queues.uplink_tx,
             guest_rx: queues.guest_queues,
             dirty: Vec::with_capacity(slots.len()),

@@ -47,6 +47,10 @@ pub struct PortInfo {
     pub max_mtu: u16,
     pub max_mac_addrs: u32,
     pub max_vmdq_pools: u16,
+    /// First rx queue of the VMDq pools, their total queue count, and the first pool number.
+    pub vmdq_queue_base: u16,
+    pub vmdq_queue_num: u16,
+    pub vmdq_pool_base: u16,
     pub rss_offloads: u64,
 }
 
@@ -79,6 +83,9 @@ pub struct PortConf {
     pub rss_hf: u64,
     /// `RTE_ETH_RX_OFFLOAD_*` bits, e.g. `RX_OFFLOAD_SCATTER`.
     pub rx_offloads: u64,
+    /// VMDq instead of RSS: (pools, default pool). Pools are chosen by MAC alone (untagged
+    /// frames accepted) and take broadcast and multicast copies.
+    pub vmdq: Option<(u16, u16)>,
 }
 
 /// `RTE_ETH_RX_OFFLOAD_SCATTER` (a function-like macro bindgen cannot evaluate): frames larger
@@ -86,6 +93,11 @@ pub struct PortConf {
 pub const RX_OFFLOAD_SCATTER: u64 = 1 << 13;
 /// `RTE_ETH_TX_OFFLOAD_MULTI_SEGS`: the port may be given chained frames to send.
 pub const TX_OFFLOAD_MULTI_SEGS: u64 = 1 << 15;
+/// `RTE_ETH_VMDQ_ACCEPT_UNTAG`, `_BROADCAST`, `_MULTICAST` (`RTE_BIT32(0)`, `(3)`, `(4)` in
+/// rte_ethdev.h): pool selection by MAC without a VLAN, and copies of broadcast/multicast.
+const VMDQ_ACCEPT_UNTAG: u32 = 1 << 0;
+const VMDQ_ACCEPT_BROADCAST: u32 = 1 << 3;
+const VMDQ_ACCEPT_MULTICAST: u32 = 1 << 4;
 
 pub struct Port {
     handle: Arc<PortHandle>,
@@ -161,6 +173,9 @@ impl Port {
             max_mtu: di.max_mtu,
             max_mac_addrs: di.max_mac_addrs,
             max_vmdq_pools: di.max_vmdq_pools,
+            vmdq_queue_base: di.vmdq_queue_base,
+            vmdq_queue_num: di.vmdq_queue_num,
+            vmdq_pool_base: di.vmdq_pool_base,
             rss_offloads: di.flow_type_rss_offloads,
         })
     }
@@ -174,7 +189,14 @@ impl Port {
         if conf.rx_offloads & RX_OFFLOAD_SCATTER != 0 {
             ec.txmode.offloads |= TX_OFFLOAD_MULTI_SEGS;
         }
-        if conf.rss_hf != 0 {
+        if let Some((pools, default_pool)) = conf.vmdq {
+            ec.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_VMDQ_ONLY;
+            let v = &mut ec.rx_adv_conf.vmdq_rx_conf;
+            v.nb_queue_pools = sys::rte_eth_nb_pools::from(pools);
+            v.enable_default_pool = 1;
+            v.default_pool = default_pool as u8;
+            v.rx_mode = VMDQ_ACCEPT_UNTAG | VMDQ_ACCEPT_BROADCAST | VMDQ_ACCEPT_MULTICAST;
+        } else if conf.rss_hf != 0 {
             ec.rxmode.mq_mode = sys::RTE_ETH_MQ_RX_RSS;
             ec.rx_adv_conf.rss_conf.rss_hf = conf.rss_hf;
         }
