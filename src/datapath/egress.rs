@@ -22,6 +22,15 @@ enum Route {
     UplinkAndLocal,
 }
 
+/// What the checks on one guest's frames need, read once per burst rather than per frame.
+struct Sender {
+    g: GuestId,
+    max_len: usize,
+    /// The guest's only MAC, when it has one (the common case: a compare, not a lookup).
+    only_mac: Option<MacAddr>,
+    may_switch_locally: bool,
+}
+
 impl Worker {
     /// Polls the guests this worker owns, then transmits on the uplink; returns frames moved.
     pub(super) fn egress_all(&mut self) -> usize {
@@ -75,7 +84,14 @@ impl Worker {
         if n == 0 {
             return 0;
         }
-        let bytes = self.take_received(|w, mut m| match w.check_from_guest(g, &m) {
+        let entry = self.table.guest(g);
+        let sender = Sender {
+            g,
+            max_len: entry.max_frame_len as usize,
+            only_mac: if entry.macs.len() == 1 { Some(entry.macs[0]) } else { None },
+            may_switch_locally: self.may_switch_locally[g.index()],
+        };
+        let bytes = self.take_received(|w, mut m| match w.check_from_guest(&sender, &m) {
             Err(reason) => {
                 w.stats.guest(g).drop(reason, 1);
                 drop(m);
@@ -122,22 +138,27 @@ impl Worker {
     /// What a tenant may not send (runt, oversize, a source MAC it does not own), then where
     /// its mode sends the frame.
     #[inline]
-    fn check_from_guest(&self, g: GuestId, m: &Mbuf) -> Result<Route, DropReason> {
+    fn check_from_guest(&self, s: &Sender, m: &Mbuf) -> Result<Route, DropReason> {
         let head = m.data();
         if head.len() < ETHER_HDR_LEN {
             return Err(DropReason::Runt);
         }
-        let entry = self.table.guest(g);
-        if m.pkt_len() > entry.max_frame_len as usize {
+        if m.pkt_len() > s.max_len {
             return Err(DropReason::Oversize);
         }
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
-        if !self.table.owns(g, &src) {
+        let owned = match s.only_mac {
+            Some(mac) => src == mac,
+            None => self.table.owns(s.g, &src),
+        };
+        if !owned {
             return Err(DropReason::SpoofedSource);
         }
-        if !self.may_switch_locally[g.index()] {
+        if !s.may_switch_locally {
             return Ok(Route::Uplink);
         }
+        let g = s.g;
+        let entry = self.table.guest(g);
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         let cast = Cast::of(&dst);
         let sibling = if cast == Cast::Unicast { self.table.lookup(&dst) } else { None };
