@@ -60,7 +60,22 @@ impl Worker {
             self.stats.uplink().drop(DropReason::UnknownDest, 1);
             return;
         };
-        let src_guest = if self.unicast_needs_source[g.index()] { self.table.lookup(&src) } else { None };
+        let to = self.to_guest[g.index()];
+        if !to.needs_source && to.local_slot != NO_SLOT {
+            // The common case, without the general checks' lookups: the answer does not depend
+            // on the sender, and the guest's only queue is ours. (A guest that is down is
+            // counted when the slot is flushed.)
+            let refusal = if !to.takes_unicast {
+                DropReason::PolicyDenied
+            } else if m.pkt_len() > to.max_len as usize {
+                DropReason::Oversize
+            } else {
+                return self.enqueue(to.local_slot as usize, m);
+            };
+            self.stats.guest(g).drop(refusal, 1);
+            return;
+        }
+        let src_guest = if to.needs_source { self.table.lookup(&src) } else { None };
         if let Some(reason) = self.refuse(g, &m, src_guest, Cast::Unicast) {
             self.stats.guest(g).drop(reason, 1);
             return;
@@ -84,7 +99,7 @@ impl Worker {
     /// worker owns the queue, over a ring to its owner otherwise.
     #[inline(always)]
     pub(super) fn deliver_unicast(&mut self, g: GuestId, mut m: Mbuf) {
-        let local = self.local_single_slot[g.index()];
+        let local = self.to_guest[g.index()].local_slot;
         if local != NO_SLOT {
             self.enqueue(local as usize, m);
             return;

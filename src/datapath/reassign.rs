@@ -67,6 +67,8 @@ impl Worker {
         }
         self.guest_rx = u.guest_queues;
         self.delivery = u.delivery;
-        self.local_single_slot = u.local_single_slots;
+        for (to, slot) in self.to_guest.iter_mut().zip(&u.local_single_slots) {
+            to.local_slot = *slot;
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::control::vmdq::RxScope;
 use crate::control::{DeliveryMap, GuestLinks, Handover};
 use crate::fib::{GuestId, MacTable};
-use crate::policy::{self, Mode};
+use crate::policy::{self, Cast, Mode, Origin};
 use crate::rte::eal::rdtsc;
 use crate::rte::ring::{Consumer, Producer};
 use crate::rte::{Burst, Mbuf, Mempool, RxQueue, TxQueue, BURST};
@@ -20,8 +20,23 @@ pub(super) const UPLINK_PENDING: usize = 2 * BURST;
 /// Worker passes per TSC read and per end-of-pass publication (see `Worker::run`).
 const PASSES_PER_TICK: u64 = 8;
 
-/// See `Worker::local_single_slot` (the value `DeliveryMap::local_single_slots` uses).
+/// See `ToGuest::local_slot` (the value `DeliveryMap::local_single_slots` uses).
 pub(super) const NO_SLOT: u32 = u32::MAX;
+
+/// Per guest: what delivering a unicast from the uplink needs, packed so that a frame
+/// touches one small entry (the per-guest lookups were a visible share of a 64-byte frame).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct ToGuest {
+    /// Frames longer than this are oversize for the guest.
+    pub(super) max_len: u32,
+    /// Its queue slot when it has a single queue and this worker owns it, else `NO_SLOT`.
+    pub(super) local_slot: u32,
+    /// The policy may refuse a unicast by who sent it (a private guest exists), so the source
+    /// must be looked up.
+    pub(super) needs_source: bool,
+    /// When it need not: whether the guest's mode takes unicast from the uplink at all.
+    pub(super) takes_unicast: bool,
+}
 
 /// The queues one worker owns. Each queue token and ring end is in exactly one `WorkerQueues`.
 pub struct WorkerQueues {
@@ -76,16 +91,12 @@ pub struct Worker {
     /// Rotates which guest queue is polled first, so a full uplink favours nobody.
     pub(super) next_guest: usize,
     pub(super) table: Arc<MacTable>,
-    /// Per guest: whether a unicast for it needs its source looked up (policy may refuse
-    /// by origin). False for VEPA guests when no guest is private, which saves a lookup.
-    pub(super) unicast_needs_source: Vec<bool>,
+    /// Per guest: what a unicast from the uplink needs, in one entry per guest.
+    pub(super) to_guest: Vec<ToGuest>,
     /// Per guest: whether its mode may keep a frame inside the host (bridge mode); only then
     /// does egress look at the destination.
     pub(super) may_switch_locally: Vec<bool>,
     pub(super) delivery: Arc<DeliveryMap>,
-    /// Per guest: its queue slot when it has a single queue and this worker owns it (the
-    /// common case, resolved once here instead of per frame), else `NO_SLOT`.
-    pub(super) local_single_slot: Vec<u32>,
     pub(super) links: Arc<GuestLinks>,
     /// Buffers for frames dequeued from guests.
     pub(super) pool: Arc<Mempool>,
@@ -129,16 +140,24 @@ impl Worker {
             peers[w] = Some(PeerOut { ring, pending: Burst::new() });
         }
         let modes: Vec<Mode> = table.guests().iter().map(|g| g.mode).collect();
-        let unicast_needs_source = modes.iter().map(|&m| policy::unicast_depends_on_origin(m, &modes)).collect();
         let may_switch_locally = modes.iter().map(|&m| !policy::egress_always_uplink(m)).collect();
         let me = queues.index;
-        let local_single_slot = delivery.local_single_slots(me);
+        let to_guest = table
+            .guests()
+            .iter()
+            .zip(delivery.local_single_slots(me))
+            .map(|(e, local_slot)| ToGuest {
+                max_len: e.max_frame_len,
+                local_slot,
+                needs_source: policy::unicast_depends_on_origin(e.mode, &modes),
+                takes_unicast: policy::deliver_from_uplink(e.mode, Origin::External, Cast::Unicast),
+            })
+            .collect();
         let n_slots = delivery.slots();
         Worker {
             me: queues.index,
-            unicast_needs_source,
+            to_guest,
             may_switch_locally,
-            local_single_slot,
             uplink_rx: queues.uplink_rx,
             uplink_scope: queues.uplink_scope,
             pooled,
