@@ -77,7 +77,7 @@ cleanup() {
     # A DPDK process that was killed leaves its hugepage files (and runtime directory)
     # behind, and they keep the pages reserved: remove those of this harness's file prefixes
     # (its processes are gone by now), so the pages go back and the count can be restored.
-    for p in bguest blat bmvt btpm; do
+    for p in bguest blat bmvt btpm bovs; do
         rm -f /dev/hugepages/"$p"[0-9]*map_* 2>/dev/null || true
         rm -rf /var/run/dpdk/"$p"[0-9]* 2>/dev/null || true
     done
