@@ -20,9 +20,9 @@ use crate::config::{self, Config, GuestConfig, VhostRole};
 use crate::control::steering::{self, GuestSteering, Steering};
 use crate::control::vmdq::RxScope;
 use crate::control::rebalance::{Outcome, Rebalancer};
-use crate::control::{assign, Assignment, GuestEvents, GuestLinks, Handover, LinkWatch, Signals};
+use crate::control::{assign, Assignment, GuestEvents, GuestLinks, Handover, LinkWatch, Signals, WorkerPlan};
 use crate::datapath::{Worker, WorkerQueues, WorkerShared};
-use crate::fib::{GuestId, MacTable};
+use crate::fib::MacTable;
 use crate::rte::ring::{self, Consumer, Producer};
 use crate::rte::vhost::VhostSocket;
 use crate::rte::{self, lcore, Eal, LcoreId, Mempool, Port, PortConf, PortId};
@@ -77,7 +77,7 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     // One rx queue per worker where the port has them, spread by the port's RSS (or, for
     // net_af_packet, the kernel's fanout hash).
     let rx_queues = tx_queues.min(info.max_rx_queues).max(1);
-    let rss = PortConf { rx_queues, tx_queues, mtu: None, rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 }, rx_offloads: 0, vmdq: None };
+    let rss = PortConf { rx_queues, tx_queues, rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 }, ..PortConf::default() };
     uplink.configure(&rss)?;
 
     let lcore_ids: Vec<u32> = workers.iter().map(|l| l.0).collect();
@@ -174,11 +174,11 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
             uplink_rx: plan.uplink_rx.iter().filter_map(|&q| uplink_rx[usize::from(q)].take()).collect(),
             uplink_scope: std::mem::take(&mut scopes[wi]),
             uplink_tx: uplink_tx[usize::from(plan.uplink_tx)].take().context("uplink tx queue assigned twice")?,
-            guest_queues: plan.guest_queues.iter().map(|&(g, q)| (GuestId(g as u16), q)).collect(),
+            guest_queues: plan.guest_ids(),
             to_peers: std::mem::take(&mut to_peers[wi]),
             from_peers: std::mem::take(&mut from_peers[wi]),
         };
-        println!("lcore {}: uplink rx {:?}, uplink tx q{}, guest queues [{}]", plan.lcore, plan.uplink_rx, plan.uplink_tx, queue_names(&cfg, &plan.guest_queues));
+        println!("{}", lcore_line(&cfg, plan));
         let shared = WorkerShared {
             table: Arc::clone(&table),
             delivery: Arc::clone(&delivery),
@@ -221,7 +221,7 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
                 Outcome::Moved { proposal, load, before } => {
                     println!("rebalance: {}", describe_moves(&cfg, &before, &proposal, &load));
                     for plan in &rebalancer.assignment().workers {
-                        println!("lcore {}: uplink rx {:?}, uplink tx q{}, guest queues [{}]", plan.lcore, plan.uplink_rx, plan.uplink_tx, queue_names(&cfg, &plan.guest_queues));
+                        println!("{}", lcore_line(&cfg, plan));
                     }
                     for line in steering.retarget(&uplink, &cfg, rebalancer.assignment()) {
                         println!("rebalance: {line}");
@@ -348,8 +348,10 @@ fn set_socket_access(g: &GuestConfig) -> Result<()> {
     Ok(())
 }
 
-fn queue_names(cfg: &Config, queues: &[(usize, u16)]) -> String {
-    queues.iter().map(|&(g, q)| format!("{}:{q}", cfg.guests[g].name)).collect::<Vec<_>>().join(" ")
+/// `lcore 1: uplink rx [0], uplink tx q0, guest queues [vm1:0 vm3:0]`
+fn lcore_line(cfg: &Config, plan: &WorkerPlan) -> String {
+    let queues = plan.guest_queues.iter().map(|&(g, q)| format!("{}:{q}", cfg.guests[g].name)).collect::<Vec<_>>().join(" ");
+    format!("lcore {}: uplink rx {:?}, uplink tx q{}, guest queues [{queues}]", plan.lcore, plan.uplink_rx, plan.uplink_tx)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -412,12 +414,11 @@ fn describe_moves(cfg: &Config, before: &Assignment, p: &crate::control::balance
             format!("{}:{q} lcore {} -> {}", cfg.guests[g].name, lc(from), lc(to))
         })
         .collect();
-    let pct = |c: u64, w: usize| if load.total[w] == 0 { 0.0 } else { 100.0 * c as f64 / load.total[w] as f64 };
     let loads: Vec<String> = before
         .workers
         .iter()
         .enumerate()
-        .map(|(w, plan)| format!("lcore {} busy {:.0}% -> ~{:.0}%", plan.lcore, pct(p.before[w], w), pct(p.after[w], w)))
+        .map(|(w, plan)| format!("lcore {} busy {:.0}% -> ~{:.0}%", plan.lcore, 100.0 * load.share(p.before[w], w), 100.0 * load.share(p.after[w], w)))
         .collect();
     format!("{}; {}", moves.join(", "), loads.join(", "))
 }

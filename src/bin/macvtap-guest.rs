@@ -189,7 +189,7 @@ fn open_port(i: usize, cli: &Cli, pool: &Mempool) -> Result<GuestPort> {
         devargs.push_str(&format!(",mac={mac}"));
     }
     let port = Port::probe(&devargs)?;
-    let conf = PortConf { rx_queues: cli.queues, tx_queues: cli.queues, mtu: Some(9000), rss_hf: 0, rx_offloads: RX_OFFLOAD_SCATTER, vmdq: None };
+    let conf = PortConf { rx_queues: cli.queues, tx_queues: cli.queues, mtu: Some(9000), rx_offloads: RX_OFFLOAD_SCATTER, ..PortConf::default() };
     port.configure(&conf).or_else(|_| port.configure(&PortConf { mtu: None, rx_offloads: 0, ..conf }))?;
     let rx = (0..cli.queues).map(|q| port.rx_queue(q, QUEUE_SIZE as u16, pool)).collect::<Result<Vec<_>, _>>()?;
     let tx = port.tx_queue(0, QUEUE_SIZE as u16)?;

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::fib::GuestId;
+
 /// The queues of one worker, as indexes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerPlan {
@@ -17,6 +19,13 @@ pub struct WorkerPlan {
     pub uplink_tx: u16,
     /// (guest index, queue) pairs this worker serves in both directions.
     pub guest_queues: Vec<(usize, u16)>,
+}
+
+impl WorkerPlan {
+    /// `guest_queues` with guest ids, as the datapath names guests.
+    pub fn guest_ids(&self) -> Vec<(GuestId, u16)> {
+        self.guest_queues.iter().map(|&(g, q)| (GuestId(g as u16), q)).collect()
+    }
 }
 
 /// For every guest queue, the worker that owns it. Immutable once built; shared by workers.

@@ -18,6 +18,17 @@ pub struct Load {
     pub total: Vec<u64>,
 }
 
+impl Load {
+    /// `cycles` (an estimate for worker `w`) as a share of that worker's interval.
+    pub fn share(&self, cycles: u64, w: usize) -> f64 {
+        if self.total[w] == 0 {
+            0.0
+        } else {
+            cycles as f64 / self.total[w] as f64
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Proposal {
     /// New owner per slot.
@@ -74,8 +85,7 @@ pub fn hold_back(p: &Proposal, load: &Load) -> Option<String> {
     if p.moves.is_empty() {
         return Some("no queue would move".to_owned());
     }
-    let share = |cycles: &[u64], w: usize| if load.total[w] == 0 { 0.0 } else { cycles[w] as f64 / load.total[w] as f64 };
-    let busiest = |cycles: &[u64]| (0..cycles.len()).map(|w| share(cycles, w)).fold(0.0, f64::max);
+    let busiest = |cycles: &[u64]| (0..cycles.len()).map(|w| load.share(cycles[w], w)).fold(0.0, f64::max);
     let (now, then) = (busiest(&p.before), busiest(&p.after));
     if now < MIN_BUSY {
         return Some(format!("busiest lcore at {:.0}%, below {:.0}%", now * 100.0, MIN_BUSY * 100.0));

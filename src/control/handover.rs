@@ -120,7 +120,7 @@ mod tests {
     fn update(a: &crate::control::Assignment, w: usize) -> WorkerUpdate {
         WorkerUpdate {
             delivery: Arc::new(a.delivery.clone()),
-            guest_queues: a.workers[w].guest_queues.iter().map(|&(g, q)| (GuestId(g as u16), q)).collect(),
+            guest_queues: a.workers[w].guest_ids(),
             local_single_slots: a.delivery.local_single_slots(w),
         }
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::balance::{self, Load, Proposal};
 use super::{Assignment, Handover, WorkerUpdate};
-use crate::fib::GuestId;
 use crate::stats::{StatsRegistry, WorkerStats};
 
 pub enum Outcome {
@@ -29,7 +28,7 @@ impl Rebalancer {
     /// `pins[g]`: guest g is pinned to an lcore.
     pub fn new(current: Assignment, pins: &[bool], handover: Arc<Handover>, stats: &StatsRegistry) -> Rebalancer {
         let pinned = (0..current.delivery.slots()).map(|s| pins[current.delivery.slot_guest(s)]).collect();
-        Rebalancer { current, pinned, handover, last_slots: stats.slot_cycles(), last_workers: stats.snapshot().workers }
+        Rebalancer { current, pinned, handover, last_slots: stats.slot_cycles(), last_workers: stats.workers() }
     }
 
     pub fn assignment(&self) -> &Assignment {
@@ -39,7 +38,7 @@ impl Rebalancer {
     /// The load since the previous call.
     fn sample(&mut self, stats: &StatsRegistry) -> Load {
         let slots = stats.slot_cycles();
-        let workers = stats.snapshot().workers;
+        let workers = stats.workers();
         let n_slots = self.current.delivery.slots();
         let mut load = Load { slot: vec![0; n_slots], base: Vec::new(), total: Vec::new() };
         for (w, (now, last)) in slots.iter().zip(&self.last_slots).enumerate() {
@@ -75,7 +74,7 @@ impl Rebalancer {
             .enumerate()
             .map(|(w, plan)| WorkerUpdate {
                 delivery: Arc::clone(&delivery),
-                guest_queues: plan.guest_queues.iter().map(|&(g, q)| (GuestId(g as u16), q)).collect(),
+                guest_queues: plan.guest_ids(),
                 local_single_slots: delivery.local_single_slots(w),
             })
             .collect();

@@ -72,7 +72,8 @@ pub struct EthStats {
     pub rx_nombuf: u64,
 }
 
-/// Configuration applied by `Port::configure`.
+/// Configuration applied by `Port::configure`. The default: one rx and one tx queue, the
+/// driver's MTU, no RSS, no offloads, no VMDq.
 #[derive(Clone, Copy, Debug)]
 pub struct PortConf {
     pub rx_queues: u16,
@@ -86,6 +87,12 @@ pub struct PortConf {
     /// VMDq instead of RSS: (pools, default pool). Pools are chosen by MAC alone (untagged
     /// frames accepted) and take broadcast and multicast copies.
     pub vmdq: Option<(u16, u16)>,
+}
+
+impl Default for PortConf {
+    fn default() -> Self {
+        PortConf { rx_queues: 1, tx_queues: 1, mtu: None, rss_hf: 0, rx_offloads: 0, vmdq: None }
+    }
 }
 
 /// `RTE_ETH_RX_OFFLOAD_SCATTER` (a function-like macro bindgen cannot evaluate): frames larger

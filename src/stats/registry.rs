@@ -136,6 +136,11 @@ impl StatsRegistry {
         self.shards.iter().map(|s| s.slot_cycles()).collect()
     }
 
+    /// Every worker's loop accounting, in shard order.
+    pub fn workers(&self) -> Vec<WorkerStats> {
+        self.shards.iter().map(|s| s.load_worker()).collect()
+    }
+
     /// Sums every shard. `link_up` is left false for the caller to fill in.
     pub fn snapshot(&self) -> StatsSnapshot {
         let mut uplink = PortCounters::default();
@@ -157,7 +162,7 @@ impl StatsRegistry {
         StatsSnapshot {
             uplink,
             guests,
-            workers: self.shards.iter().map(|s| s.load_worker()).collect(),
+            workers: self.workers(),
         }
     }
 }

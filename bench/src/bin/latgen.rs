@@ -77,7 +77,7 @@ fn main() {
 
 fn open(id: u16, pool: &Mempool) -> Result<(Port, dpdk_macvtap::rte::RxQueue, dpdk_macvtap::rte::TxQueue)> {
     let p = Port::from_id(PortId(id)).with_context(|| format!("port {id} (give two --vdev net_virtio_user)"))?;
-    p.configure(&PortConf { rx_queues: 1, tx_queues: 1, mtu: None, rss_hf: 0, rx_offloads: 0, vmdq: None })?;
+    p.configure(&PortConf::default())?;
     let rx = p.rx_queue(0, DESCRIPTORS, pool)?;
     let tx = p.tx_queue(0, DESCRIPTORS)?;
     p.start()?;
