@@ -8,6 +8,7 @@ mod handover;
 mod links;
 pub mod rebalance;
 mod signals;
+pub mod socket;
 pub mod steering;
 pub mod vmdq;
 

@@ -12,6 +12,7 @@ pub mod lcore;
 pub mod mbuf;
 pub mod mempool;
 pub mod ring;
+pub mod telemetry;
 pub mod vhost;
 
 pub use burst::{Burst, BURST};

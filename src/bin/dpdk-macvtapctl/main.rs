@@ -1,0 +1,2 @@
+//! `dpdk-macvtapctl`: the control client (placeholder until the client lands).
+fn main() {}

@@ -1,0 +1,1 @@
+//! DPDK telemetry commands (placeholder).
