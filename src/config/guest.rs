@@ -6,6 +6,7 @@
 //! ends the parse: one precise message beats a page of consequential ones.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
@@ -17,8 +18,9 @@ use super::{GuestConfig, VhostRole, MAX_MTU, MAX_QUEUES, MIN_MTU};
 use crate::policy::Mode;
 use crate::wire::MacAddr;
 
-/// Every key a guest table may hold, in the order error messages list them.
-const KEYS: [&str; 11] = [
+/// Every key a guest table may hold, in the order error messages list them (and `dump`
+/// writes them).
+pub(super) const KEYS: [&str; 11] = [
     "name",
     "mac",
     "socket",
@@ -41,26 +43,91 @@ const DEFAULT_SOCKET_MODE: u32 = 0o660;
 /// DPDK's RTE_MAX_LCORE in Debian's build is 128; larger ids cannot name an lcore.
 const MAX_LCORE_ID: u16 = 127;
 
-/// The file being parsed, for turning byte offsets into `FILE:LINE`.
+/// The text being parsed, for turning byte offsets into `FILE:LINE`.
 pub(super) struct Source<'a> {
     pub text: &'a str,
+    /// What messages name as the file (a path, or e.g. `guest-add` for control requests).
     pub path: &'a Path,
+    /// False when `text` was generated (`guest-set`): its line numbers would mean nothing to
+    /// the operator, so messages leave them out.
+    pub lines: bool,
 }
 
-/// What earlier guests (and earlier MACs of the same guest) already took, with the owner's
-/// name and header line for the "already used by" message.
+impl Source<'_> {
+    /// A problem not tied to one key.
+    pub fn problem(
+        &self,
+        line: Option<usize>,
+        guest: Option<String>,
+        reason: String,
+    ) -> ConfigError {
+        Problem {
+            path: self.path.to_path_buf(),
+            line: line.filter(|_| self.lines),
+            guest,
+            key: None,
+            value: None,
+            reason,
+        }
+        .into()
+    }
+}
+
+/// Who holds a name, MAC or socket path, for the "already used by" messages.
+#[derive(Clone, Debug)]
+enum Holder {
+    /// A guest of the text under validation, with its header line if lines are shown.
+    Text { name: String, line: Option<usize> },
+    /// A guest the switch is running (`guest-add`, `guest-set`); its line is in another text.
+    Running { name: String },
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Holder::Text {
+                name,
+                line: Some(line),
+            } => write!(f, "guest {name:?} (line {line})"),
+            Holder::Text { name, line: None } => write!(f, "guest {name:?}"),
+            Holder::Running { name } => write!(f, "running guest {name:?}"),
+        }
+    }
+}
+
+/// What earlier guests (and earlier MACs of the same guest) already took, with who took it
+/// for the "already used by" message. Seeded from the running guests when a change to the
+/// running switch is validated, so that one duplicate check serves files and changes alike.
 #[derive(Default)]
 pub(super) struct Claims {
-    names: HashMap<String, usize>,
-    macs: HashMap<MacAddr, (String, usize)>,
-    sockets: HashMap<PathBuf, (String, usize)>,
+    names: HashMap<String, Holder>,
+    macs: HashMap<MacAddr, Holder>,
+    sockets: HashMap<PathBuf, Holder>,
+}
+
+impl Claims {
+    /// Everything `running` holds, claimed in the running guests' names.
+    pub fn running(running: &[GuestConfig]) -> Self {
+        let mut claims = Claims::default();
+        for g in running {
+            let holder = Holder::Running {
+                name: g.name.clone(),
+            };
+            for mac in &g.macs {
+                claims.macs.insert(*mac, holder.clone());
+            }
+            claims.sockets.insert(g.socket.clone(), holder.clone());
+            claims.names.insert(g.name.clone(), holder);
+        }
+        claims
+    }
 }
 
 /// One guest table under validation.
 struct GuestCx<'a> {
     src: &'a Source<'a>,
     line: usize,
-    /// The raw `name` string if there is one, valid or not: it is the best label for messages.
+    /// The raw `name` string if there is one, valid or not (see [`raw_name`]).
     name: Option<String>,
 }
 
@@ -74,13 +141,21 @@ impl GuestCx<'_> {
     ) -> ConfigError {
         Problem {
             path: self.src.path.to_path_buf(),
-            line: Some(line_of(self.src.text, offset)),
+            line: Some(line_of(self.src.text, offset)).filter(|_| self.src.lines),
             guest: self.name.clone(),
             key: Some(key.to_owned()),
             value,
             reason,
         }
         .into()
+    }
+
+    /// Who this guest is, as a holder of what it claims.
+    fn holder(&self, name: &str) -> Holder {
+        Holder::Text {
+            name: name.to_owned(),
+            line: Some(self.line).filter(|_| self.src.lines),
+        }
     }
 
     /// An error about a whole key's value.
@@ -94,15 +169,11 @@ impl GuestCx<'_> {
     }
 
     fn missing(&self, key: &str) -> ConfigError {
-        Problem {
-            path: self.src.path.to_path_buf(),
-            line: Some(self.line),
-            guest: self.name.clone(),
-            key: None,
-            value: None,
-            reason: format!("missing required key {key:?}"),
-        }
-        .into()
+        self.src.problem(
+            Some(self.line),
+            self.name.clone(),
+            format!("missing required key {key:?}"),
+        )
     }
 
     fn string<'e>(&self, e: &Entry<'e>) -> Result<&'e str, ConfigError> {
@@ -137,9 +208,7 @@ pub(super) fn validate(
     let cx = GuestCx {
         src,
         line: line_of(src.text, table.span().start),
-        name: find("name")
-            .and_then(|e| e.value.value.as_str())
-            .map(str::to_owned),
+        name: raw_name(table),
     };
 
     if let Some(e) = entries.iter().find(|e| !KEYS.contains(&e.key)) {
@@ -152,22 +221,23 @@ pub(super) fn validate(
 
     let name = cx.string(name_e)?.to_owned();
     check_name(&name).map_err(|r| cx.bad(name_e, r))?;
-    if let Some(first) = claims.names.get(&name) {
-        return Err(cx.bad(
-            name_e,
-            format!("name already used by the guest at line {first}"),
-        ));
+    if let Some(holder) = claims.names.get(&name) {
+        let reason = match holder {
+            Holder::Text {
+                line: Some(line), ..
+            } => format!("name already used by the guest at line {line}"),
+            Holder::Text { line: None, .. } => "name already used by another guest".into(),
+            Holder::Running { .. } => "name already used by a running guest".into(),
+        };
+        return Err(cx.bad(name_e, reason));
     }
 
     let macs = macs(&cx, mac_e, &name, claims)?;
 
     let socket = PathBuf::from(cx.string(socket_e)?);
     check_socket(&socket).map_err(|r| cx.bad(socket_e, r))?;
-    if let Some((other, line)) = claims.sockets.get(&socket) {
-        return Err(cx.bad(
-            socket_e,
-            format!("already used by guest {other:?} (line {line})"),
-        ));
+    if let Some(holder) = claims.sockets.get(&socket) {
+        return Err(cx.bad(socket_e, format!("already used by {holder}")));
     }
 
     let queues = match find("queues") {
@@ -211,12 +281,12 @@ pub(super) fn validate(
 
     // Pinning a guest's queues to one forwarding lcore (like Open vSwitch's pmd-rxq-affinity);
     // whether that lcore is a worker is checked at start-up, when the lcores are known.
-    let lcore = find("lcore").map(|e| cx.integer_in(e, 0, MAX_LCORE_ID)).transpose()?;
+    let lcore = find("lcore")
+        .map(|e| cx.integer_in(e, 0, MAX_LCORE_ID))
+        .transpose()?;
 
-    claims.names.insert(name.clone(), cx.line);
-    claims
-        .sockets
-        .insert(socket.clone(), (name.clone(), cx.line));
+    claims.names.insert(name.clone(), cx.holder(&name));
+    claims.sockets.insert(socket.clone(), cx.holder(&name));
     Ok(GuestConfig {
         name,
         macs,
@@ -231,6 +301,16 @@ pub(super) fn validate(
         lcore,
         line: cx.line,
     })
+}
+
+/// The table's `name` if it is a string, valid or not: the best label for messages.
+pub(super) fn raw_name(table: &Spanned<RawTable>) -> Option<String> {
+    table
+        .get_ref()
+        .iter()
+        .find(|(k, _)| k.get_ref() == "name")
+        .and_then(|(_, v)| v.get_ref().value.as_str())
+        .map(str::to_owned)
 }
 
 /// `mac` is one string or a non-empty list of them; each must be a fresh unicast address.
@@ -274,12 +354,10 @@ fn macs(
         if mac.is_zero() {
             return Err(bad("the all-zero address cannot be a guest's MAC".into()));
         }
-        if let Some((other, line)) = claims.macs.get(&mac) {
-            return Err(bad(format!(
-                "already used by guest {other:?} (line {line})"
-            )));
+        if let Some(holder) = claims.macs.get(&mac) {
+            return Err(bad(format!("already used by {holder}")));
         }
-        claims.macs.insert(mac, (name.to_owned(), cx.line));
+        claims.macs.insert(mac, cx.holder(name));
         macs.push(mac);
     }
     Ok(macs)

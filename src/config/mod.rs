@@ -7,15 +7,26 @@
 //! Errors say where and what: `FILE:LINE: guest "NAME": KEY = VALUE: reason` (parts that are
 //! unknown are left out). The first problem found stops the parse.
 //!
-//! Thread: the control thread, at start-up and on reload. Allocates and reads files freely.
+//! It also validates changes to the running switch (the control socket's `guest-add`,
+//! `guest-set` and `reload`), with the very same validator and messages as the file, so a
+//! guest accepted at run time is one the file would have accepted: see `runtime.rs`
+//! ([`parse_addition`], [`apply_settings`], [`diff`]) and `dump.rs` ([`dump`], the running
+//! guests written back as a guests file for `config-dump`).
+//!
+//! Thread: the control thread, at start-up, on reload and on control requests. Allocates
+//! and reads files freely.
 //!
 //! Owner/group names are resolved from `/etc/passwd` and `/etc/group` only (see `ids.rs`):
 //! NSS/LDAP accounts must be given as numeric ids.
 
+mod dump;
 mod error;
 mod guest;
 mod ids;
 mod raw;
+mod runtime;
+#[cfg(test)]
+mod runtime_tests;
 #[cfg(test)]
 mod tests;
 
@@ -24,9 +35,15 @@ use std::path::{Path, PathBuf};
 use crate::policy::Mode;
 use crate::wire::{MacAddr, ETHER_HDR_LEN, VLAN_TAG_LEN};
 
+pub use dump::dump;
 pub use error::{ConfigError, Problem};
+pub use runtime::{apply_changes, apply_settings, diff, parse_addition, ConfigDiff, LIVE_KEYS};
 
-pub const MAX_GUESTS: usize = 4096;
+/// At most this many guests, in a file or running. Each guest is one vhost-user socket, and
+/// DPDK's vhost library as Debian builds it keeps its sockets in a fixed array of
+/// `MAX_VHOST_DEVICE` (1024) entries: `rte_vhost_driver_register` fails for the 1025th.
+/// Refusing it here gives the reason at the guest's line instead of a failure at start-up.
+pub const MAX_GUESTS: usize = 1024;
 pub const MAX_QUEUES: u16 = 8;
 /// The IPv4 minimum (RFC 791).
 pub const MIN_MTU: u16 = 68;
@@ -56,8 +73,20 @@ pub enum VhostRole {
     Client,
 }
 
+impl VhostRole {
+    /// The name the guests file uses.
+    pub fn name(&self) -> &'static str {
+        match self {
+            VhostRole::Server => "server",
+            VhostRole::Client => "client",
+        }
+    }
+}
+
 /// One validated guest.
-#[derive(Clone, Debug)]
+///
+/// `==` compares `line` too; [`GuestConfig::changed_keys`] compares the settings only.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestConfig {
     pub name: String,
     /// Never empty; the first is the primary.
@@ -75,7 +104,8 @@ pub struct GuestConfig {
     pub socket_mode: u32,
     /// EAL lcore whose worker serves all of this guest's queues; None: assigned round-robin.
     pub lcore: Option<u16>,
-    /// 1-based line of this guest's `[[guest]]` header, for later messages.
+    /// 1-based line of this guest's `[[guest]]` header, for later messages (in the guests
+    /// file, or in the `guest-add` text for a guest added at run time).
     pub line: usize,
 }
 
@@ -122,36 +152,25 @@ pub fn parse_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
 }
 
 fn parse_with(text: &str, path: &Path, ids: &dyn ids::IdLookup) -> Result<Config, ConfigError> {
-    let problem = |line: Option<usize>, reason: String| -> ConfigError {
-        Problem {
-            path: path.to_path_buf(),
-            line,
-            guest: None,
-            key: None,
-            value: None,
-            reason,
-        }
-        .into()
+    let src = guest::Source {
+        text,
+        path,
+        lines: true,
     };
-    let file: raw::RawFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| raw::line_of(text, s.start));
-        // toml's messages can span lines (a hint below the summary); keep one line.
-        problem(line, e.message().trim().replace('\n', "; "))
-    })?;
-    if file.guest.is_empty() {
-        return Err(problem(None, "no [[guest]] entries".into()));
+    let tables = read_tables(&src)?;
+    if tables.is_empty() {
+        return Err(src.problem(None, None, "no [[guest]] entries".into()));
     }
-    if let Some(extra) = file.guest.get(MAX_GUESTS) {
+    if let Some(extra) = tables.get(MAX_GUESTS) {
         let line = raw::line_of(text, extra.span().start);
-        return Err(problem(
+        return Err(src.problem(
             Some(line),
-            format!("more than {MAX_GUESTS} guests"),
+            None,
+            format!("more than {MAX_GUESTS} guests: {}", max_guests_why()),
         ));
     }
-    let src = guest::Source { text, path };
     let mut claims = guest::Claims::default();
-    let guests = file
-        .guest
+    let guests = tables
         .iter()
         .map(|table| guest::validate(&src, table, &mut claims, ids))
         .collect::<Result<Vec<_>, _>>()?;
@@ -159,4 +178,19 @@ fn parse_with(text: &str, path: &Path, ids: &dyn ids::IdLookup) -> Result<Config
         path: path.to_path_buf(),
         guests,
     })
+}
+
+/// Why there is a [`MAX_GUESTS`], for the messages that enforce it.
+fn max_guests_why() -> String {
+    format!("DPDK's vhost library serves at most {MAX_GUESTS} vhost-user sockets")
+}
+
+/// The `[[guest]]` tables of `src`, after TOML syntax and the top-level shape are checked.
+fn read_tables(src: &guest::Source<'_>) -> Result<Vec<toml::Spanned<raw::RawTable>>, ConfigError> {
+    let file: raw::RawFile = toml::from_str(src.text).map_err(|e| {
+        let line = e.span().map(|s| raw::line_of(src.text, s.start));
+        // toml's messages can span lines (a hint below the summary); keep one line.
+        src.problem(line, None, e.message().trim().replace('\n', "; "))
+    })?;
+    Ok(file.guest)
 }

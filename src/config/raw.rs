@@ -64,13 +64,10 @@ impl RawValue {
 }
 
 impl fmt::Display for RawValue {
-    /// TOML syntax, so the message shows the value the way it was (or could have been) written.
+    /// TOML syntax, so the message shows the value the way it was (or could have been)
+    /// written, and the way `dump` writes it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.value {
-            // toml 0.8.23 prints a bare datetime value as its internal marker table.
-            toml::Value::Datetime(d) => fmt::Display::fmt(d, f),
-            other => fmt::Display::fmt(other, f),
-        }
+        fmt::Display::fmt(&super::dump::TomlText(&self.value), f)
     }
 }
 
