@@ -1,2 +1,87 @@
-//! `dpdk-macvtapctl`: the control client (placeholder until the client lands).
-fn main() {}
+//! `dpdk-macvtapctl`: the control client of a running dpdk-macvtap switch, like `ovs-appctl`
+//! or `vppctl`.
+//!
+//! Role: parse the command line (`args`), turn it into one JSON-RPC request (`request`),
+//! exchange it over the switch's UNIX control socket (`rpc`), and print the result as text
+//! (`show`) or, with `--json`, as pretty JSON in the server's key order (`ordered`).
+//! Protocol: `/work/notes/control-protocol.md`.
+//!
+//! It deliberately uses nothing from the switch's library: it must run (and be built into
+//! scripts) without DPDK, EAL or hugepages, and talks to the switch only through the socket.
+//!
+//! Exit status: 0 success; 1 the switch returned an error, or the exchange failed after
+//! connecting; 2 bad usage or the socket could not be connected.
+
+mod args;
+mod ordered;
+mod request;
+mod rpc;
+mod show;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+
+use args::{Cli, Command};
+use request::BuildError;
+
+/// One request per connection, so any fixed id identifies the reply.
+const REQUEST_ID: u64 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let request = match request::build(&cli.command) {
+        Ok(r) => r,
+        Err(BuildError::Usage { command, message }) => usage_error(command, message),
+        Err(BuildError::Local(m)) => return fail(1, &m),
+    };
+    let path = cli.control_path();
+    let reply = match rpc::call(
+        &path,
+        &request.method,
+        request.params.as_ref(),
+        REQUEST_ID,
+        Duration::from_secs(cli.timeout),
+    ) {
+        Ok(r) => r,
+        Err(e) => return fail(e.exit_code(), &e.to_string()),
+    };
+    // `call` is the raw escape hatch: its result has no known shape, so it is always JSON.
+    let text = if cli.json || matches!(cli.command, Command::Call { .. }) {
+        ordered::pretty_result(&reply.line).unwrap_or_else(|| show::json(&reply.result))
+    } else {
+        show::human(&request.method, &reply.result)
+    };
+    print(&text)
+}
+
+/// Reported like clap's own usage errors (same format and usage line, exit status 2).
+fn usage_error(command: &str, message: String) -> ! {
+    let kind = clap::error::ErrorKind::ValueValidation;
+    let mut cli = Cli::command();
+    // Building fills in the subcommands' full names for their usage lines.
+    cli.build();
+    let err = match cli.find_subcommand_mut(command) {
+        Some(sub) => sub.error(kind, message),
+        None => cli.error(kind, message),
+    };
+    err.exit()
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("dpdk-macvtapctl: {message}");
+    ExitCode::from(code)
+}
+
+/// Writes the output without `println!`, which panics when stdout is a closed pipe
+/// (`dpdk-macvtapctl stats | head -1`). A reader that stopped early is not a failure.
+fn print(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => fail(1, &format!("cannot write the output: {e}")),
+    }
+}
