@@ -13,4 +13,5 @@
 #include <rte_ethdev.h>
 #include <rte_flow.h>
 #include <rte_vhost.h>
+#include <rte_telemetry.h>
 #include "shim.h"
