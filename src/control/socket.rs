@@ -1,1 +1,0 @@
-//! The control socket server (placeholder).
