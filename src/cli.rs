@@ -61,7 +61,37 @@ pub struct Cli {
     pub assign: AssignMode,
 
     /// With --assign cycles: seconds between load checks (queues move only when the busiest
-    /// lcore would get at least 25% lighter).
+    /// lcore would get at least 25% lighter); `dpdk-macvtapctl rebalance` checks now.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub rebalance_interval: u64,
+
+    /// The control socket (`dpdk-macvtapctl --control PATH`).
+    #[arg(long, default_value = DEFAULT_CONTROL)]
+    pub control: PathBuf,
+
+    /// No control socket (the switch then runs with the guests file's guests only).
+    #[arg(long, conflicts_with = "control")]
+    pub no_control: bool,
+
+    /// Owner of the control socket (user name or uid; default: the switch's own).
+    #[arg(long)]
+    pub control_owner: Option<String>,
+
+    /// Group of the control socket (group name or gid).
+    #[arg(long)]
+    pub control_group: Option<String>,
+
+    /// Permission bits of the control socket, in octal: who may change the switch.
+    #[arg(long, default_value = "0660", value_parser = parse_octal_mode)]
+    pub control_mode: u32,
+}
+
+/// Where the control socket is unless `--control` says otherwise.
+pub const DEFAULT_CONTROL: &str = "/run/dpdk-macvtap/control.sock";
+
+fn parse_octal_mode(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("{s:?} is not a permission mode (octal, 0000..0777)")),
+    }
 }

@@ -4,7 +4,7 @@
 //! Layers, dependencies pointing one way:
 //! - `sys`: generated bindings plus a C shim for DPDK's static-inline functions; no logic.
 //! - `rte`: safe wrappers; the only hand-written `unsafe` in the crate.
-//! - domain modules (`wire`, `fib`, `policy`, `config`, `stats`, `datapath`, `control`, `app`):
+//! - domain modules (`wire`, `fib`, `policy`, `config`, `stats`, `view`, `datapath`, `control`, `app`):
 //!   safe Rust. `wire`, `fib`, `policy`, `config` and `stats` never touch DPDK.
 
 pub mod args;
@@ -16,6 +16,7 @@ pub mod config;
 pub mod fib;
 pub mod policy;
 pub mod stats;
+pub mod view;
 pub mod datapath;
 pub mod control;
 pub mod cli;

@@ -61,7 +61,7 @@ fn a_single_lcore_is_refused_with_advice() {
     let mut cmd = Command::new(BIN);
     cmd.args(eal_test_args())
         .arg(format!("--file-prefix={}", unique("one")))
-        .args(["-l", "0", "--vdev=net_null0", "--", "--port", "0", "--guests"])
+        .args(["-l", "0", "--vdev=net_null0", "--", "--port", "0", "--no-control", "--guests"])
         .arg(&guests);
     let out = cmd.output().expect("running the binary");
     assert_eq!(out.status.code(), Some(1));
@@ -140,7 +140,7 @@ fn pinning_a_guest_to_a_non_worker_lcore_is_refused_with_its_line() {
     let mut cmd = Command::new(BIN);
     cmd.args(eal_test_args())
         .arg(format!("--file-prefix={}", unique("pin")))
-        .args(["-l", "0-1", "--vdev=net_null0", "--", "--port", "0", "--guests"])
+        .args(["-l", "0-1", "--vdev=net_null0", "--", "--port", "0", "--no-control", "--guests"])
         .arg(&path);
     let out = cmd.output().expect("running the binary");
     assert_eq!(out.status.code(), Some(1));

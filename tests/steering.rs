@@ -374,8 +374,11 @@ fn busy_queues_move_to_the_idle_worker_by_measured_load() {
             assert_eq!(seqs, (0..PER_FLOW).collect::<Vec<_>>(), "guest {gi} flow {flow}: in order");
         }
     }
-    // Asked again with everything idle: nothing worth moving, and it says why.
-    env.switch().proc.signal(libc::SIGHUP);
+    // Asked again (`dpdk-macvtapctl rebalance`) with everything idle: nothing worth moving,
+    // and it says why, to the client and in the log.
+    let r = env.ctl().json(&["rebalance"]);
+    assert_eq!(r["moved"], false, "{r}");
+    assert!(r["message"].as_str().is_some_and(|m| m.starts_with("nothing moved (")), "{r}");
     let again = env.switch().proc.wait_line("rebalance: ", Duration::from_secs(10));
     assert!(again.starts_with("rebalance: nothing moved ("), "{again}");
     for g in guests {

@@ -135,6 +135,7 @@ fn start_macvtap(env: &Env, topo: &Topology) -> Result<Running> {
     cmd.arg("--vdev").arg(topo.uplink.devargs(0));
     cmd.args(["--", "--port", "0", "--guests"]).arg(&guests);
     cmd.args(["--stats-interval", "0", "--stats-json"]).arg(&json);
+    cmd.arg("--control").arg(dir.join("control.sock"));
     let log = dir.join("switch.log");
     let mut p = Proc::spawn("dpdk-macvtap", cmd, &log)?;
     env.record(&format!("macvtap/switch ({})", topo.tag), &p.cmdline);

@@ -5,10 +5,14 @@
 //! prints `ready mac=<mac of port 0>` once every port's link is up, then answers one command
 //! per stdin line:
 //! - `send HEX [COUNT]`, `sendp PORT HEX [COUNT]` -> `sent N`
-//! - `stream DST SRC LEN COUNT` -> `sent N` (ethertype 0x88b5, 4-byte sequence number)
+//! - `stream DST SRC LEN COUNT [FIRST]` -> `sent N` (ethertype 0x88b5, 4-byte sequence number
+//!   counting from FIRST, 0 by default)
 //! - `recv TIMEOUT_MS [MAX]` -> `frame HEX` per frame (any port), then `done N`
 //! - `recvq TIMEOUT_MS [MAX]` -> `frameq PORT QUEUE HEX` per frame, then `done N`
 //! - `count IDLE_MS` -> `counted N bytes=B`
+//! - `seqcheck IDLE_MS` -> `checked N flows=F gaps=G late=L`: receives until idle and checks
+//!   the `stream` sequence numbers per source MAC (each flow from 0, every number once, in
+//!   order: `gaps` numbers skipped, `late` frames older than one already seen)
 //! - `stats` -> `stats rx=N tx=N`; `quit` -> `bye`; failures -> `error MESSAGE`
 //!
 //! Between commands it reports `link up`/`link down` of port 0 (`link P up|down` of others).
@@ -325,6 +329,7 @@ fn command(g: &mut Guest, words: &[&str], out: &mut impl Write) -> Result<()> {
             let src: MacAddr = words.get(2).ok_or_else(|| anyhow!("stream DST SRC LEN COUNT"))?.parse()?;
             let len: usize = number(words, 3, "LEN", None)?;
             let count: u64 = number(words, 4, "COUNT", None)?;
+            let first: u32 = number(words, 5, "FIRST", Some(0))?;
             if !(18..=MAX_FRAME).contains(&len) {
                 bail!("LEN must be 18..={MAX_FRAME}");
             }
@@ -333,7 +338,7 @@ fn command(g: &mut Guest, words: &[&str], out: &mut impl Write) -> Result<()> {
                 buf[0..6].copy_from_slice(&dst.octets());
                 buf[6..12].copy_from_slice(&src.octets());
                 buf[12..14].copy_from_slice(&STREAM_ETHERTYPE.to_be_bytes());
-                buf[14..18].copy_from_slice(&(seq as u32).to_be_bytes());
+                buf[14..18].copy_from_slice(&first.wrapping_add(seq as u32).to_be_bytes());
                 len
             })?;
             writeln!(out, "sent {sent}")?;
@@ -368,6 +373,37 @@ fn command(g: &mut Guest, words: &[&str], out: &mut impl Write) -> Result<()> {
                 }
             }
             writeln!(out, "counted {n} bytes={bytes}")?;
+        }
+        "seqcheck" => {
+            let idle: u64 = number(words, 1, "IDLE_MS", None)?;
+            // Per source MAC: the next sequence number expected.
+            let mut next: std::collections::HashMap<[u8; 6], u32> = std::collections::HashMap::new();
+            let (mut n, mut gaps, mut late) = (0u64, 0u64, 0u64);
+            let mut last = Instant::now();
+            while last.elapsed() < Duration::from_millis(idle) {
+                let got = g.poll(|_, _, m| {
+                    n += 1;
+                    if m.len() < 18 || m[12..14] != STREAM_ETHERTYPE.to_be_bytes() {
+                        return;
+                    }
+                    let mut src = [0u8; 6];
+                    src.copy_from_slice(&m[6..12]);
+                    let seq = u32::from_be_bytes([m[14], m[15], m[16], m[17]]);
+                    let want = next.entry(src).or_insert(0);
+                    if seq < *want {
+                        late += 1;
+                    } else {
+                        gaps += u64::from(seq - *want);
+                        *want = seq + 1;
+                    }
+                });
+                if got > 0 {
+                    last = Instant::now();
+                } else {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+            writeln!(out, "checked {n} flows={} gaps={gaps} late={late}", next.len())?;
         }
         "stats" => writeln!(out, "stats rx={} tx={}", g.rx_frames, g.tx_frames)?,
         other => bail!("unknown command {other:?}"),

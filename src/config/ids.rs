@@ -122,3 +122,13 @@ libvirt-qemu:x:64055:108::/var/lib/libvirt:/usr/sbin/nologin
         );
     }
 }
+
+/// A user given on the command line: a numeric uid, or a name from `/etc/passwd`.
+pub fn resolve_user(text: &str) -> Result<u32, String> {
+    numeric_id(text).map_or_else(|| EtcFiles::default().uid(text), Ok)
+}
+
+/// A group given on the command line: a numeric gid, or a name from `/etc/group`.
+pub fn resolve_group(text: &str) -> Result<u32, String> {
+    numeric_id(text).map_or_else(|| EtcFiles::default().gid(text), Ok)
+}

@@ -37,6 +37,7 @@ use crate::wire::{MacAddr, ETHER_HDR_LEN, VLAN_TAG_LEN};
 
 pub use dump::dump;
 pub use error::{ConfigError, Problem};
+pub use ids::{resolve_group, resolve_user};
 pub use runtime::{apply_changes, apply_settings, diff, parse_addition, ConfigDiff, LIVE_KEYS};
 
 /// At most this many guests, in a file or running. Each guest is one vhost-user socket, and

@@ -9,6 +9,7 @@
 use std::fmt;
 
 use crate::fib::GuestId;
+use crate::view::DeliveryMap;
 
 /// The queues of one worker, as indexes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,77 +18,12 @@ pub struct WorkerPlan {
     pub lcore: u32,
     pub uplink_rx: Vec<u16>,
     pub uplink_tx: u16,
-    /// (guest index, queue) pairs this worker serves in both directions.
+    /// (guest id, queue) pairs this worker serves in both directions, in slot order
+    /// (derived from the delivery map).
     pub guest_queues: Vec<(usize, u16)>,
 }
 
-impl WorkerPlan {
-    /// `guest_queues` with guest ids, as the datapath names guests.
-    pub fn guest_ids(&self) -> Vec<(GuestId, u16)> {
-        self.guest_queues.iter().map(|&(g, q)| (GuestId(g as u16), q)).collect()
-    }
-}
-
-/// For every guest queue, the worker that owns it. Immutable once built; shared by workers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeliveryMap {
-    /// Index of guest g's queue 0 in `owner`.
-    base: Vec<u32>,
-    queues: Vec<u16>,
-    owner: Vec<u16>,
-}
-
-impl DeliveryMap {
-    #[inline]
-    pub fn queues(&self, guest: usize) -> u16 {
-        self.queues[guest]
-    }
-
-    /// A dense index for (guest, queue), usable as an array index and as a ring tag.
-    #[inline]
-    pub fn slot(&self, guest: usize, queue: u16) -> usize {
-        self.base[guest] as usize + usize::from(queue)
-    }
-
-    #[inline]
-    pub fn owner(&self, guest: usize, queue: u16) -> usize {
-        usize::from(self.owner[self.slot(guest, queue)])
-    }
-
-    #[inline]
-    pub fn slot_owner(&self, slot: usize) -> usize {
-        usize::from(self.owner[slot])
-    }
-
-    pub fn slots(&self) -> usize {
-        self.owner.len()
-    }
-
-    pub fn guests(&self) -> usize {
-        self.queues.len()
-    }
-
-    /// The guest a slot belongs to (slots are dense, in guest order).
-    pub fn slot_guest(&self, slot: usize) -> usize {
-        self.base.partition_point(|&b| b as usize <= slot) - 1
-    }
-
-    /// (guest, queue) of a slot.
-    pub fn slot_queue(&self, slot: usize) -> (usize, u16) {
-        let g = self.slot_guest(slot);
-        (g, (slot - self.base[g] as usize) as u16)
-    }
-
-    /// Per guest: its slot when it has a single queue and worker `me` owns it, else
-    /// `u32::MAX`. Lets a worker deliver to its own single-queue guests without a hash or an
-    /// owner lookup per frame.
-    pub fn local_single_slots(&self, me: usize) -> Vec<u32> {
-        (0..self.guests())
-            .map(|g| if self.queues(g) == 1 && self.owner(g, 0) == me { self.slot(g, 0) as u32 } else { u32::MAX })
-            .collect()
-    }
-}
-
+/// Which worker serves what: the uplink queues (fixed for the run) and every guest queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Assignment {
     pub workers: Vec<WorkerPlan>,
@@ -95,24 +31,91 @@ pub struct Assignment {
 }
 
 impl Assignment {
-    /// The same uplink queues with guest queue slots owned as `owners` says (one entry per
-    /// slot, a worker index each); every worker's list stays in slot order.
-    pub fn with_owners(&self, owners: &[u16]) -> Assignment {
-        assert_eq!(owners.len(), self.delivery.slots(), "one owner per slot");
-        let mut workers = self.workers.clone();
-        for w in &mut workers {
-            w.guest_queues.clear();
+    /// No guests yet: uplink rx queues spread over the workers, one tx queue each.
+    pub fn empty(worker_lcores: &[u32], uplink_rx_queues: u16) -> Assignment {
+        let w = worker_lcores.len();
+        let mut workers: Vec<WorkerPlan> = worker_lcores
+            .iter()
+            .enumerate()
+            .map(|(i, &lcore)| WorkerPlan { lcore, uplink_rx: Vec::new(), uplink_tx: i as u16, guest_queues: Vec::new() })
+            .collect();
+        for q in 0..uplink_rx_queues {
+            if w > 0 {
+                workers[usize::from(q) % w].uplink_rx.push(q);
+            }
         }
-        for (slot, &o) in owners.iter().enumerate() {
-            workers[usize::from(o)].guest_queues.push(self.delivery.slot_queue(slot));
-        }
-        let delivery = DeliveryMap { owner: owners.to_vec(), ..self.delivery.clone() };
-        Assignment { workers, delivery }
+        Assignment { workers, delivery: DeliveryMap::default() }
     }
 
-    /// Each slot's owning worker.
-    pub fn owners(&self) -> &[u16] {
-        &self.delivery.owner
+    /// The worker index of lcore `lcore`, if it is a worker.
+    fn worker_of(&self, guest: usize, lcore: u16) -> Result<usize, AssignError> {
+        self.workers.iter().position(|w| w.lcore == u32::from(lcore)).ok_or_else(|| AssignError {
+            guest,
+            lcore,
+            workers: self.workers.iter().map(|w| w.lcore).collect(),
+        })
+    }
+
+    /// Adds guest `id` with `queues` queue pairs: all on `pin`'s worker when pinned, else each
+    /// queue on the worker serving the fewest guest queues (a runtime add must not move
+    /// anyone else's queues, so this only fills in). The id must not be in use.
+    pub fn add_guest(&mut self, id: GuestId, queues: u16, pin: Option<u16>) -> Result<(), AssignError> {
+        let pinned = pin.map(|l| self.worker_of(id.index(), l)).transpose()?;
+        let mut load: Vec<usize> = self.workers.iter().map(|w| w.guest_queues.len()).collect();
+        let mut owners = Vec::with_capacity(usize::from(queues));
+        for _ in 0..queues.max(1) {
+            let w = match pinned {
+                Some(w) => w,
+                None => (0..load.len()).min_by_key(|&w| (load[w], w)).unwrap_or(0),
+            };
+            if let Some(l) = load.get_mut(w) {
+                *l += 1;
+            }
+            owners.push(w as u16);
+        }
+        self.delivery.insert(id, &owners);
+        self.rebuild_lists();
+        Ok(())
+    }
+
+    /// Removes guest `id`'s queues.
+    pub fn remove_guest(&mut self, id: GuestId) {
+        self.delivery.remove(id);
+        self.rebuild_lists();
+    }
+
+    /// Moves guest `id`'s queues to lcore `pin`'s worker, or (None) leaves them where they are.
+    pub fn pin_guest(&mut self, id: GuestId, pin: Option<u16>) -> Result<(), AssignError> {
+        let Some(lcore) = pin else { return Ok(()) };
+        let w = self.worker_of(id.index(), lcore)?;
+        for q in 0..self.delivery.queues(id.index()) {
+            let s = self.delivery.slot(id.index(), q);
+            self.delivery.set_owner(s, w as u16);
+        }
+        self.rebuild_lists();
+        Ok(())
+    }
+
+    /// The same assignment with each (slot, worker) of `moves` applied.
+    pub fn with_moves(&self, moves: &[(usize, u16)]) -> Assignment {
+        let mut next = self.clone();
+        for &(slot, w) in moves {
+            next.delivery.set_owner(slot, w);
+        }
+        next.rebuild_lists();
+        next
+    }
+
+    /// Each worker's `guest_queues`, from the delivery map.
+    fn rebuild_lists(&mut self) {
+        for w in &mut self.workers {
+            w.guest_queues.clear();
+        }
+        for slot in self.delivery.used_slots().collect::<Vec<_>>() {
+            if let Some(w) = self.workers.get_mut(self.delivery.slot_owner(slot)) {
+                w.guest_queues.push(self.delivery.slot_queue(slot));
+            }
+        }
     }
 }
 
@@ -130,50 +133,28 @@ impl fmt::Display for AssignError {
     }
 }
 
-/// Round-robin over the workers for every unpinned guest queue, in guest order; a guest with
-/// `pin` has all of its queues on that lcore's worker.
+/// The start-up assignment of guests 0..n: round-robin over the workers for every unpinned
+/// guest queue, in guest order; a guest with `pin` has all of its queues on that lcore's
+/// worker.
 pub fn assign(worker_lcores: &[u32], uplink_rx_queues: u16, guest_queues: &[u16], pins: &[Option<u16>]) -> Result<Assignment, AssignError> {
-    let w = worker_lcores.len();
-    let mut workers: Vec<WorkerPlan> = worker_lcores
-        .iter()
-        .enumerate()
-        .map(|(i, &lcore)| WorkerPlan { lcore, uplink_rx: Vec::new(), uplink_tx: i as u16, guest_queues: Vec::new() })
-        .collect();
-    for q in 0..uplink_rx_queues {
-        if w > 0 {
-            workers[usize::from(q) % w].uplink_rx.push(q);
-        }
-    }
-    let mut base = Vec::with_capacity(guest_queues.len());
-    let mut owner = Vec::new();
+    let mut a = Assignment::empty(worker_lcores, uplink_rx_queues);
+    let w = worker_lcores.len().max(1);
     let mut next = 0usize;
     for (g, &nq) in guest_queues.iter().enumerate() {
-        base.push(owner.len() as u32);
-        let pinned = match pins.get(g).copied().flatten() {
-            Some(lcore) => Some(
-                worker_lcores
-                    .iter()
-                    .position(|&l| l == u32::from(lcore))
-                    .ok_or_else(|| AssignError { guest: g, lcore, workers: worker_lcores.to_vec() })?,
-            ),
-            None => None,
-        };
-        for q in 0..nq {
-            let wi = match pinned {
-                Some(wi) => wi,
+        let pinned = pins.get(g).copied().flatten().map(|l| a.worker_of(g, l)).transpose()?;
+        let owners: Vec<u16> = (0..nq)
+            .map(|_| match pinned {
+                Some(wi) => wi as u16,
                 None => {
-                    let wi = next % w.max(1);
                     next += 1;
-                    wi
+                    ((next - 1) % w) as u16
                 }
-            };
-            owner.push(wi as u16);
-            if let Some(plan) = workers.get_mut(wi) {
-                plan.guest_queues.push((g, q));
-            }
-        }
+            })
+            .collect();
+        a.delivery.insert(GuestId(g as u16), &owners);
     }
-    Ok(Assignment { workers, delivery: DeliveryMap { base, queues: guest_queues.to_vec(), owner } })
+    a.rebuild_lists();
+    Ok(a)
 }
 
 #[cfg(test)]
@@ -194,14 +175,13 @@ mod tests {
         assert_eq!(a.workers[1].uplink_rx, vec![1]);
         assert_eq!(a.workers[0].guest_queues, vec![(0, 0), (1, 1), (1, 3)]);
         assert_eq!(a.workers[1].guest_queues, vec![(1, 0), (1, 2), (2, 0)]);
-        assert_eq!(a.delivery.slots(), 6);
+        assert_eq!(a.delivery.used_slots().count(), 6);
         for (wi, plan) in a.workers.iter().enumerate() {
             for &(g, q) in &plan.guest_queues {
                 assert_eq!(a.delivery.owner(g, q), wi);
             }
         }
-        assert_eq!(a.delivery.slot(1, 3), 4);
-        assert_eq!((0..6).map(|s| a.delivery.slot_guest(s)).collect::<Vec<_>>(), vec![0, 1, 1, 1, 1, 2]);
+        assert_eq!(a.delivery.slot_queue(a.delivery.slot(1, 3)), (1, 3));
     }
 
     #[test]
@@ -215,15 +195,32 @@ mod tests {
     #[test]
     fn owners_can_be_changed_and_lists_follow() {
         let a = assign(&[1, 2], 2, &[1, 2, 1], &[None, None, None]).expect("assign");
-        assert_eq!(a.owners(), &[0, 1, 0, 1]);
-        let b = a.with_owners(&[1, 1, 0, 0]);
+        let d = &a.delivery;
+        assert_eq!(d.used_slots().map(|s| d.slot_owner(s)).collect::<Vec<_>>(), vec![0, 1, 0, 1]);
+        let b = a.with_moves(&[(d.slot(0, 0), 1), (d.slot(1, 1), 0), (d.slot(2, 0), 0)]);
         assert_eq!(b.workers[0].guest_queues, vec![(1, 1), (2, 0)]);
         assert_eq!(b.workers[1].guest_queues, vec![(0, 0), (1, 0)]);
         assert_eq!(b.workers[0].uplink_rx, a.workers[0].uplink_rx);
         assert_eq!(b.delivery.owner(0, 0), 1);
-        assert_eq!(b.delivery.slot_queue(2), (1, 1));
-        assert_eq!(b.delivery.local_single_slots(0), vec![u32::MAX, u32::MAX, 3]);
+        let s2 = b.delivery.slot(2, 0) as u32;
+        assert_eq!(b.delivery.local_single_slots(0), vec![u32::MAX, u32::MAX, s2]);
         assert_eq!(b.delivery.local_single_slots(1), vec![0, u32::MAX, u32::MAX]);
+    }
+
+    #[test]
+    fn a_runtime_add_fills_the_least_loaded_worker_and_moves_nobody() {
+        let mut a = assign(&[1, 2], 1, &[1, 1, 1], &[None, None, None]).expect("assign");
+        let before: Vec<usize> = a.delivery.used_slots().map(|s| a.delivery.slot_owner(s)).collect();
+        a.add_guest(GuestId(3), 2, None).expect("add");
+        assert_eq!(a.delivery.owner(3, 0), 1, "worker 1 had one queue, worker 0 two");
+        assert_eq!(a.delivery.owner(3, 1), 0);
+        a.remove_guest(GuestId(1));
+        let after: Vec<usize> = [0usize, 2].iter().map(|&g| a.delivery.owner(g, 0)).collect();
+        assert_eq!(after, vec![before[0], before[2]]);
+        assert_eq!(a.workers[1].guest_queues, vec![(3, 0)]);
+        a.pin_guest(GuestId(3), Some(2)).expect("pin");
+        assert_eq!(a.workers[1].guest_queues, vec![(3, 0), (3, 1)]);
+        assert!(a.add_guest(GuestId(4), 1, Some(7)).is_err());
     }
 
     #[test]

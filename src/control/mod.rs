@@ -1,18 +1,17 @@
-//! The control plane, on the main lcore: guest link tracking, queue assignment and moves,
-//! periodic stats, signals.
-//! It never touches a queue; it talks to workers only through atomics and shared snapshots.
+//! The control plane, on the main lcore: guest lifecycle (vhost events, links), queue
+//! assignment and moves by load, steering on the uplink, signals, and the control socket.
+//! It never touches a queue; it changes what the workers see only by publishing a new
+//! `view::WorkerView` through `view::Handover`.
 
 mod assign;
 pub mod balance;
-mod handover;
-mod links;
+mod guest_events;
 pub mod rebalance;
 mod signals;
 pub mod socket;
 pub mod steering;
 pub mod vmdq;
 
-pub use assign::{assign, AssignError, Assignment, DeliveryMap, WorkerPlan};
-pub use handover::{Handover, WorkerUpdate};
-pub use links::{GuestEvents, GuestLinks, LinkWatch};
+pub use assign::{assign, AssignError, Assignment, WorkerPlan};
+pub use guest_events::{EventsHandle, GuestEvents, LinkWatch};
 pub use signals::Signals;

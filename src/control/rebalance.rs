@@ -1,51 +1,41 @@
 //! Assignment by measured load on a running switch: samples the cycles each guest queue cost
-//! since the last look, asks `balance` for better owners, and moves the queues through the
-//! `Handover` protocol when that is worth a pause.
-
-use std::sync::Arc;
+//! since the last look and asks `balance` for better owners. The caller publishes the result
+//! the way it publishes every change.
 
 use super::balance::{self, Load, Proposal};
-use super::{Assignment, Handover, WorkerUpdate};
+use super::Assignment;
 use crate::stats::{StatsRegistry, WorkerStats};
 
-pub enum Outcome {
-    /// Queues moved: the proposal that was applied and the load it was based on.
-    Moved { proposal: Proposal, load: Load, before: Box<Assignment> },
-    /// Nothing moved, and why.
-    Kept(String),
+/// A rebalance worth applying: the moves (slot, new worker), for the assignment it was
+/// computed on, with what it expects.
+pub struct Plan {
+    pub moves: Vec<(usize, u16)>,
+    /// Per move, in the same order: (slot, from worker, to worker), for messages.
+    pub described: Vec<(usize, u16, u16)>,
+    pub proposal: Proposal,
+    pub load: Load,
 }
 
 pub struct Rebalancer {
-    current: Assignment,
-    /// Per slot: the guest is pinned to an lcore in the config.
-    pinned: Vec<bool>,
-    handover: Arc<Handover>,
     last_slots: Vec<Vec<u64>>,
     last_workers: Vec<WorkerStats>,
 }
 
 impl Rebalancer {
-    /// `pins[g]`: guest g is pinned to an lcore.
-    pub fn new(current: Assignment, pins: &[bool], handover: Arc<Handover>, stats: &StatsRegistry) -> Rebalancer {
-        let pinned = (0..current.delivery.slots()).map(|s| pins[current.delivery.slot_guest(s)]).collect();
-        Rebalancer { current, pinned, handover, last_slots: stats.slot_cycles(), last_workers: stats.workers() }
+    pub fn new(stats: &StatsRegistry) -> Rebalancer {
+        Rebalancer { last_slots: stats.slot_cycles(), last_workers: stats.workers() }
     }
 
-    pub fn assignment(&self) -> &Assignment {
-        &self.current
-    }
-
-    /// The load since the previous call.
-    fn sample(&mut self, stats: &StatsRegistry) -> Load {
+    /// The load since the previous call, over the slots in use (in `used` order).
+    fn sample(&mut self, stats: &StatsRegistry, used: &[usize]) -> Load {
         let slots = stats.slot_cycles();
         let workers = stats.workers();
-        let n_slots = self.current.delivery.slots();
-        let mut load = Load { slot: vec![0; n_slots], base: Vec::new(), total: Vec::new() };
+        let mut load = Load { slot: vec![0; used.len()], base: Vec::new(), total: Vec::new() };
         for (w, (now, last)) in slots.iter().zip(&self.last_slots).enumerate() {
             let mut on_slots = 0u64;
-            for s in 0..n_slots {
+            for (i, &s) in used.iter().enumerate() {
                 let d = now[s].wrapping_sub(last[s]);
-                load.slot[s] += d;
+                load.slot[i] += d;
                 on_slots += d;
             }
             let busy = workers[w].busy_cycles.wrapping_sub(self.last_workers[w].busy_cycles);
@@ -58,31 +48,25 @@ impl Rebalancer {
         load
     }
 
-    /// Measures, and moves queues if a better assignment is clearly better. Returns once
-    /// every worker runs on the new one.
-    pub fn run(&mut self, stats: &StatsRegistry) -> Outcome {
-        let load = self.sample(stats);
-        let proposal = balance::propose(self.current.owners(), &self.pinned, &load);
+    /// Forgets the load so far (after a pause or a change, which is not the new state's load).
+    pub fn restart(&mut self, stats: &StatsRegistry) {
+        self.last_slots = stats.slot_cycles();
+        self.last_workers = stats.workers();
+    }
+
+    /// Measures, and proposes moves if a better assignment is clearly better; Err says why
+    /// nothing should move. `pinned(slot)`: the slot's guest is pinned to an lcore.
+    pub fn propose(&mut self, stats: &StatsRegistry, current: &Assignment, pinned: impl Fn(usize) -> bool) -> Result<Plan, String> {
+        let used: Vec<usize> = current.delivery.used_slots().collect();
+        let load = self.sample(stats, &used);
+        let owners: Vec<u16> = used.iter().map(|&s| current.delivery.slot_owner(s) as u16).collect();
+        let pins: Vec<bool> = used.iter().map(|&s| pinned(s)).collect();
+        let proposal = balance::propose(&owners, &pins, &load);
         if let Some(why) = balance::hold_back(&proposal, &load) {
-            return Outcome::Kept(why);
+            return Err(why);
         }
-        let next = self.current.with_owners(&proposal.owners);
-        let delivery = Arc::new(next.delivery.clone());
-        let updates = next
-            .workers
-            .iter()
-            .enumerate()
-            .map(|(w, plan)| WorkerUpdate {
-                delivery: Arc::clone(&delivery),
-                guest_queues: plan.guest_ids(),
-                local_single_slots: delivery.local_single_slots(w),
-            })
-            .collect();
-        let epoch = self.handover.publish(updates);
-        self.handover.wait_adopted(epoch);
-        let before = Box::new(std::mem::replace(&mut self.current, next));
-        // The pause and the move itself are not the new assignment's load.
-        self.sample(stats);
-        Outcome::Moved { proposal, load, before }
+        let described: Vec<(usize, u16, u16)> = proposal.moves.iter().map(|&(i, from, to)| (used[i], from, to)).collect();
+        let moves = described.iter().map(|&(s, _, to)| (s, to)).collect();
+        Ok(Plan { moves, described, proposal, load })
     }
 }

@@ -11,12 +11,20 @@
 //!
 //! Admission: guest MACs go into the port's MAC filters (their pool's, with VMDq); a port
 //! without enough filters is made promiscuous instead, and the summary says so.
+//!
+//! Guests come and go at run time: `add` and `remove` install and take away one guest's
+//! rules and filters, without touching the others'. A guest added at run time on a VMDq port
+//! is served from the default pool (pools are laid out when the port is configured).
+
+use std::collections::BTreeMap;
 
 use super::vmdq::{self, VmdqCaps, VmdqPlan};
-use crate::config::{Config, GuestConfig};
+use crate::config::GuestConfig;
 use crate::control::Assignment;
+use crate::fib::GuestId;
 use crate::rte::flow::{self, EthDstMatch, FlowRule};
 use crate::rte::{Port, PortInfo, RteError};
+use crate::wire::MacAddr;
 
 /// How one guest is steered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,49 +44,165 @@ impl std::fmt::Display for GuestSteering {
     }
 }
 
+/// What the port can do, decided once at start.
+enum PortMode {
+    /// rte_flow rules are accepted (the probe validated one).
+    Flow,
+    /// VMDq pools; MACs of guests without a pool go into the default pool's filters.
+    Pools { default_pool: u32 },
+    /// Neither: every guest is software-dispatched, for this reason.
+    Software(String),
+}
+
+/// One guest's steering and what it installed on the port; dropping the rules removes them.
+struct Installed {
+    how: GuestSteering,
+    rules: Vec<FlowRule>,
+    /// MACs this guest put into the port's filters, and the pool they went into.
+    filtered: Vec<(MacAddr, u32)>,
+}
+
 pub struct Steering {
-    pub guests: Vec<GuestSteering>,
+    mode: PortMode,
     /// One line for the port: which mechanism, and why.
     pub port_summary: String,
     pub admission: String,
-    /// Installed rules per guest, and the broadcast/multicast one; dropping them removes
-    /// them from the port (before it closes).
-    rules: Vec<Vec<FlowRule>>,
+    /// The port is promiscuous (its filters ran out or it has none): new MACs need no filter.
+    promiscuous: bool,
+    guests: BTreeMap<GuestId, Installed>,
+    /// The broadcast/multicast rule, if any guest has flow rules.
     group: Option<FlowRule>,
 }
 
 impl Steering {
-    /// For the stats export: outlives the rules, which go before the port closes.
-    pub fn describe(&self) -> serde_json::Value {
+    /// Guest `g`'s steering, if it is installed.
+    pub fn guest(&self, g: GuestId) -> Option<&GuestSteering> {
+        self.guests.get(&g).map(|i| &i.how)
+    }
+
+    /// Whether guest `g` has a VMDq pool of its own.
+    pub fn pooled(&self, g: GuestId) -> bool {
+        matches!(self.guest(g), Some(GuestSteering::Pool { .. }))
+    }
+
+    /// For the stats export.
+    pub fn describe(&self, name: impl Fn(GuestId) -> String) -> serde_json::Value {
         serde_json::json!({
             "port": self.port_summary,
             "admission": self.admission,
-            "rules": self.rules.iter().map(Vec::len).sum::<usize>() + usize::from(self.group.is_some()),
-            "guests": self.guests.iter().map(|g| g.to_string()).collect::<Vec<_>>(),
+            "rules": self.guests.values().map(|i| i.rules.len()).sum::<usize>() + usize::from(self.group.is_some()),
+            "guests": self.guests.iter().map(|(&g, i)| format!("{}: {}", name(g), i.how)).collect::<Vec<_>>(),
         })
+    }
+
+    /// Steers guest `id` (just added to `asg`) and admits its MACs; returns how it is steered.
+    pub fn add(&mut self, uplink: &Port, id: GuestId, g: &GuestConfig, asg: &Assignment) -> GuestSteering {
+        let (how, rules) = match &self.mode {
+            PortMode::Software(why) => (GuestSteering::Software { reason: why.clone() }, Vec::new()),
+            PortMode::Pools { .. } => (GuestSteering::Software { reason: "added at run time: served from the default VMDq pool".to_owned() }, Vec::new()),
+            PortMode::Flow => flow_steering(uplink, g, asg, id),
+        };
+        if !rules.is_empty() && self.group.is_none() {
+            self.group = FlowRule::create(uplink.id(), EthDstMatch::group(), 0).ok();
+        }
+        let pool = match self.mode {
+            PortMode::Pools { default_pool } => default_pool,
+            _ => 0,
+        };
+        let filtered = self.admit_macs(uplink, &g.macs, pool);
+        self.guests.insert(id, Installed { how: how.clone(), rules, filtered });
+        how
+    }
+
+    /// Takes guest `id`'s rules and filters off the port.
+    pub fn remove(&mut self, uplink: &Port, id: GuestId) {
+        if let Some(gone) = self.guests.remove(&id) {
+            drop(gone.rules);
+            for (mac, _) in gone.filtered {
+                // A filter the port no longer has is no reason to stop removing the others.
+                let _ = uplink.remove_mac(mac.octets());
+            }
+        }
+        if self.guests.values().all(|i| i.rules.is_empty()) {
+            self.group = None;
+        }
+    }
+
+    /// Guest `id`'s MACs changed: its rules and filters are replaced (new ones first, so
+    /// its frames never find the port without them).
+    pub fn change_macs(&mut self, uplink: &Port, id: GuestId, g: &GuestConfig, asg: &Assignment) -> GuestSteering {
+        let old = self.guests.remove(&id);
+        let how = self.add(uplink, id, g, asg);
+        if let Some(old) = old {
+            drop(old.rules);
+            for (mac, _) in old.filtered {
+                if !g.macs.contains(&mac) {
+                    let _ = uplink.remove_mac(mac.octets());
+                }
+            }
+        }
+        how
     }
 
     /// After guests moved to other workers: points their rules at the new owners' queues,
     /// new rules first, so the guest is never without one. A refusal keeps the old rules
     /// (the frames then cross a ring, as in software dispatch). Returns one line per change.
-    pub fn retarget(&mut self, uplink: &Port, cfg: &Config, asg: &Assignment) -> Vec<String> {
+    pub fn retarget<'a>(&mut self, uplink: &Port, guests: impl IntoIterator<Item = (GuestId, &'a GuestConfig)>, asg: &Assignment) -> Vec<String> {
         let mut changes = Vec::new();
-        for (gi, g) in cfg.guests.iter().enumerate() {
-            let GuestSteering::Flow { queue } = self.guests[gi] else { continue };
-            let Some(target) = target_queue(asg, gi) else { continue };
+        for (id, g) in guests {
+            let Some(inst) = self.guests.get_mut(&id) else { continue };
+            let GuestSteering::Flow { queue } = inst.how else { continue };
+            let Some(target) = target_queue(asg, id) else { continue };
             if target == queue {
                 continue;
             }
             match create_rules(uplink, g, target) {
                 Ok(made) => {
-                    self.rules[gi] = made;
-                    self.guests[gi] = GuestSteering::Flow { queue: target };
+                    inst.rules = made;
+                    inst.how = GuestSteering::Flow { queue: target };
                     changes.push(format!("guest {}: flow rules now to rx queue {target}", g.name));
                 }
                 Err(why) => changes.push(format!("guest {}: flow rules left on rx queue {queue} ({why})", g.name)),
             }
         }
         changes
+    }
+
+    /// Puts `macs` into the port's filters (of `pool`) unless it is promiscuous already; the
+    /// first refusal makes it promiscuous. Returns the MACs that went in.
+    fn admit_macs(&mut self, uplink: &Port, macs: &[MacAddr], pool: u32) -> Vec<(MacAddr, u32)> {
+        let mut added = Vec::new();
+        if self.promiscuous {
+            return added;
+        }
+        for mac in macs {
+            match uplink.add_mac(mac.octets(), pool) {
+                Ok(()) => added.push((*mac, pool)),
+                Err(e) => {
+                    let why = format!("MAC filter for {mac}: {}", short(&e));
+                    self.admission = match uplink.set_promiscuous(true) {
+                        Ok(()) => {
+                            self.promiscuous = true;
+                            format!("promiscuous ({why})")
+                        }
+                        Err(e) => format!("none: promiscuous mode refused too ({}); only frames the port admits by itself arrive ({why})", short(&e)),
+                    };
+                    break;
+                }
+            }
+        }
+        added
+    }
+}
+
+/// Flow rules for guest `id` to its worker's rx queue, or software and why not.
+fn flow_steering(uplink: &Port, g: &GuestConfig, asg: &Assignment, id: GuestId) -> (GuestSteering, Vec<FlowRule>) {
+    match target_queue(asg, id) {
+        None => (GuestSteering::Software { reason: "its worker polls no uplink rx queue".to_owned() }, Vec::new()),
+        Some(queue) => match create_rules(uplink, g, queue) {
+            Ok(made) => (GuestSteering::Flow { queue }, made),
+            Err(reason) => (GuestSteering::Software { reason }, Vec::new()),
+        },
     }
 }
 
@@ -88,8 +212,8 @@ fn create_rules(uplink: &Port, g: &GuestConfig, queue: u16) -> Result<Vec<FlowRu
 }
 
 /// The uplink rx queue a guest's frames should land on: the first one its queue-0 worker polls.
-fn target_queue(asg: &Assignment, guest: usize) -> Option<u16> {
-    let owner = asg.delivery.owner(guest, 0);
+fn target_queue(asg: &Assignment, guest: GuestId) -> Option<u16> {
+    let owner = asg.delivery.owner(guest.index(), 0);
     asg.workers.get(owner).and_then(|w| w.uplink_rx.first().copied())
 }
 
@@ -103,9 +227,9 @@ fn short(e: &RteError) -> String {
 
 /// Whether the port can steer by VMDq pools: decided once the port is configured and before
 /// its queues are set up (pools change the queue layout), and only for a port that has no
-/// rte_flow at all. Err says why not, for the summary.
-pub fn plan_vmdq(uplink: &Port, info: &PortInfo, cfg: &Config, asg: &Assignment) -> Result<(VmdqPlan, VmdqCaps), String> {
-    let Some(first) = cfg.guests.first() else { return Err("no guests".to_owned()) };
+/// rte_flow at all. `guests` are the start-up guests, ids 0..n. Err says why not.
+pub fn plan_vmdq(uplink: &Port, info: &PortInfo, guests: &[GuestConfig], asg: &Assignment) -> Result<(VmdqPlan, VmdqCaps), String> {
+    let Some(first) = guests.first() else { return Err("no guests".to_owned()) };
     match flow::validate(uplink.id(), EthDstMatch::exact(first.primary_mac().octets()), 0) {
         Err(e) if e.is_unsupported() => {}
         Err(_) | Ok(()) => return Err("the port has rte_flow".to_owned()),
@@ -116,7 +240,7 @@ pub fn plan_vmdq(uplink: &Port, info: &PortInfo, cfg: &Config, asg: &Assignment)
         queue_num: info.vmdq_queue_num,
         pool_base: info.vmdq_pool_base,
     };
-    let owners: Vec<usize> = (0..cfg.guests.len()).map(|g| asg.delivery.owner(g, 0)).collect();
+    let owners: Vec<usize> = (0..guests.len()).map(|g| asg.delivery.owner(g, 0)).collect();
     let plan = vmdq::plan(&caps, &owners)?;
     if plan.rx_queues > info.max_rx_queues {
         return Err(format!("{} rx queues needed, the port has {}", plan.rx_queues, info.max_rx_queues));
@@ -124,69 +248,73 @@ pub fn plan_vmdq(uplink: &Port, info: &PortInfo, cfg: &Config, asg: &Assignment)
     Ok((plan, caps))
 }
 
-/// Installs flow rules or pool filters where the port takes them, after the port started.
-/// `vmdq` is what `plan_vmdq` decided (and the port was configured with).
-pub fn install(uplink: &Port, cfg: &Config, asg: &Assignment, vmdq: &Result<(VmdqPlan, VmdqCaps), String>) -> Steering {
+/// Installs flow rules or pool filters where the port takes them, after the port started,
+/// for the start-up guests (ids 0..n). `vmdq` is what `plan_vmdq` decided (and the port was
+/// configured with).
+pub fn install(uplink: &Port, guests: &[GuestConfig], asg: &Assignment, vmdq: &Result<(VmdqPlan, VmdqCaps), String>) -> Steering {
+    // Multicast must reach the guests whatever their filters.
+    let _ = uplink.set_allmulticast(true);
     if let Ok((plan, caps)) = vmdq {
-        return install_pools(uplink, cfg, plan, caps);
+        return install_pools(uplink, guests, plan, caps);
     }
-    let n = cfg.guests.len();
-    let mut guests = Vec::with_capacity(n);
-    let mut rules: Vec<Vec<FlowRule>> = Vec::with_capacity(n);
-    // Probe once with the first guest: a port without rte_flow refuses every rule alike.
-    let probe = cfg
-        .guests
-        .first()
-        .map(|g| flow::validate(uplink.id(), EthDstMatch::exact(g.primary_mac().octets()), target_queue(asg, 0).unwrap_or(0)));
-    for (gi, g) in cfg.guests.iter().enumerate() {
-        let (decided, made) = match &probe {
-            Some(Err(e)) => (GuestSteering::Software { reason: short(e) }, Vec::new()),
-            _ => match target_queue(asg, gi) {
-                None => (GuestSteering::Software { reason: "its worker polls no uplink rx queue".to_owned() }, Vec::new()),
-                Some(queue) => match create_rules(uplink, g, queue) {
-                    Ok(made) => (GuestSteering::Flow { queue }, made),
-                    Err(reason) => (GuestSteering::Software { reason }, Vec::new()),
-                },
-            },
-        };
-        guests.push(decided);
-        rules.push(made);
+    // Probe once: a port without rte_flow refuses every rule alike.
+    let probe_mac = guests.first().map_or([0x02, 0, 0, 0, 0, 1], |g| g.primary_mac().octets());
+    let mode = match flow::validate(uplink.id(), EthDstMatch::exact(probe_mac), target_queue(asg, GuestId(0)).unwrap_or(0)) {
+        Ok(()) => PortMode::Flow,
+        Err(e) => PortMode::Software(short(&e)),
+    };
+    let mut st = Steering { mode, port_summary: String::new(), admission: String::new(), promiscuous: false, guests: BTreeMap::new(), group: None };
+    for (i, g) in guests.iter().enumerate() {
+        st.add(uplink, GuestId(i as u16), g, asg);
     }
-    // Broadcast and multicast to the shared queue 0; if refused, RSS spreads them, which
-    // works as well (every worker can flood).
-    let group = if rules.iter().any(|r| !r.is_empty()) { FlowRule::create(uplink.id(), EthDstMatch::group(), 0).ok() } else { None };
-    let mut port_summary = summarize(&guests);
+    let hows: Vec<GuestSteering> = st.guests.values().map(|i| i.how.clone()).collect();
+    st.port_summary = summarize(&hows);
     if let Err(why) = vmdq {
-        if port_summary.starts_with("software") {
-            port_summary.push_str(&format!("; no VMDq pools: {why}"));
+        if st.port_summary.starts_with("software") {
+            st.port_summary.push_str(&format!("; no VMDq pools: {why}"));
         }
     }
-    let admission = admit(uplink, &cfg.guests.iter().collect::<Vec<_>>(), 0);
-    Steering { guests, port_summary, admission, rules, group }
+    if !st.promiscuous && st.admission.is_empty() {
+        st.admission = format!("{} guest MACs in the port's filters", guests.iter().map(|g| g.macs.len()).sum::<usize>());
+    }
+    st
 }
 
 /// Each guest's MACs into its own pool; a guest whose filter is refused, or who got no pool,
 /// goes to the default pool and software dispatch.
-fn install_pools(uplink: &Port, cfg: &Config, plan: &VmdqPlan, caps: &VmdqCaps) -> Steering {
-    let guests: Vec<GuestSteering> = cfg
-        .guests
-        .iter()
-        .zip(&plan.guest_pool)
-        .map(|(g, pool)| {
-            let Some(pool) = *pool else {
-                return GuestSteering::Software { reason: format!("all {} VMDq pools in use", plan.pools - 1) };
-            };
-            for mac in &g.macs {
-                if let Err(e) = uplink.add_mac(mac.octets(), plan.mac_pool(caps, pool)) {
-                    // The MACs already added stay: they still land on the guest's own queue.
-                    return GuestSteering::Software { reason: format!("VMDq pool {pool} for {mac}: {}", short(&e)) };
+fn install_pools(uplink: &Port, guests: &[GuestConfig], plan: &VmdqPlan, caps: &VmdqCaps) -> Steering {
+    let default_pool = plan.mac_pool(caps, plan.default_pool);
+    let mut st = Steering { mode: PortMode::Pools { default_pool }, port_summary: String::new(), admission: String::new(), promiscuous: false, guests: BTreeMap::new(), group: None };
+    let mut unpooled_macs = 0;
+    for (i, (g, pool)) in guests.iter().zip(&plan.guest_pool).enumerate() {
+        let id = GuestId(i as u16);
+        let mut filtered = Vec::new();
+        let how = match *pool {
+            None => GuestSteering::Software { reason: format!("all {} VMDq pools in use", plan.pools - 1) },
+            Some(pool) => {
+                let mut how = GuestSteering::Pool { pool, queue: plan.first_queue(caps, pool) };
+                for mac in &g.macs {
+                    match uplink.add_mac(mac.octets(), plan.mac_pool(caps, pool)) {
+                        Ok(()) => filtered.push((*mac, plan.mac_pool(caps, pool))),
+                        Err(e) => {
+                            // The MACs already added stay: they still land on the guest's own queue.
+                            how = GuestSteering::Software { reason: format!("VMDq pool {pool} for {mac}: {}", short(&e)) };
+                            break;
+                        }
+                    }
                 }
+                how
             }
-            GuestSteering::Pool { pool, queue: plan.first_queue(caps, pool) }
-        })
-        .collect();
-    let pooled = guests.iter().filter(|g| matches!(g, GuestSteering::Pool { .. })).count();
-    let port_summary = format!(
+        };
+        if !matches!(how, GuestSteering::Pool { .. }) {
+            // Guests without a pool are admitted through the default pool.
+            filtered.extend(st.admit_macs(uplink, &g.macs, default_pool));
+            unpooled_macs += g.macs.len();
+        }
+        st.guests.insert(id, Installed { how, rules: Vec::new(), filtered });
+    }
+    let pooled = st.guests.values().filter(|i| matches!(i.how, GuestSteering::Pool { .. })).count();
+    st.port_summary = format!(
         "VMDq pools ({} of {} pools, {} queues each; default pool {} for the rest{})",
         pooled,
         plan.pools,
@@ -194,10 +322,9 @@ fn install_pools(uplink: &Port, cfg: &Config, plan: &VmdqPlan, caps: &VmdqCaps) 
         plan.default_pool,
         if pooled < guests.len() { format!(", software dispatch for {}", guests.len() - pooled) } else { String::new() }
     );
-    // Guests without a pool are admitted through the default pool.
-    let unpooled: Vec<&GuestConfig> = cfg.guests.iter().zip(&guests).filter(|(_, s)| !matches!(s, GuestSteering::Pool { .. })).map(|(g, _)| g).collect();
-    let admission = format!("guest MACs in their pools; {}", admit(uplink, &unpooled, plan.mac_pool(caps, plan.default_pool)));
-    Steering { guests, port_summary, admission, rules: (0..cfg.guests.len()).map(|_| Vec::new()).collect(), group: None }
+    let rest = if st.promiscuous { st.admission.clone() } else { format!("{unpooled_macs} guest MACs in the port's filters") };
+    st.admission = format!("guest MACs in their pools; {rest}");
+    st
 }
 
 /// What the port ended up with: a port may validate rules and then refuse to create them.
@@ -212,28 +339,6 @@ fn summarize(guests: &[GuestSteering]) -> String {
         (_, None) => "rte_flow (eth dst -> the owning worker's rx queue)".to_owned(),
         (0, Some(why)) => format!("software dispatch: {why}"),
         (n, Some(why)) => format!("rte_flow for {n} guests, software dispatch for {} ({why})", guests.len() - n),
-    }
-}
-
-/// Puts every guest MAC into the port's filters (of `pool`); falls back to promiscuous mode.
-fn admit(uplink: &Port, guests: &[&GuestConfig], pool: u32) -> String {
-    let mut failure = None;
-    'outer: for g in guests {
-        for mac in &g.macs {
-            if let Err(e) = uplink.add_mac(mac.octets(), pool) {
-                failure = Some(format!("MAC filter for {mac}: {}", short(&e)));
-                break 'outer;
-            }
-        }
-    }
-    // Multicast must reach the guests whatever their filters.
-    let _ = uplink.set_allmulticast(true);
-    match failure {
-        None => format!("{} guest MACs in the port's filters", guests.iter().map(|g| g.macs.len()).sum::<usize>()),
-        Some(why) => match uplink.set_promiscuous(true) {
-            Ok(()) => format!("promiscuous ({why})"),
-            Err(e) => format!("none: promiscuous mode refused too ({}); only frames the port admits by itself arrive ({why})", short(&e)),
-        },
     }
 }
 

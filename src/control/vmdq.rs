@@ -19,17 +19,6 @@ pub struct VmdqCaps {
     pub pool_base: u16,
 }
 
-/// Which guests a frame received on one uplink rx queue may be flooded to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RxScope {
-    /// Any guest (a port without pools).
-    All,
-    /// The one guest whose pool this queue serves.
-    Guest(usize),
-    /// The guests that have no pool (the default pool's queue).
-    Unpooled,
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VmdqPlan {
     /// Pools to configure (a size the API takes: 8, 16, 32 or 64).
@@ -61,6 +50,8 @@ impl VmdqPlan {
         self.polled.iter().filter(|&&(_, o, _)| o == w).map(|&(q, _, s)| (q, s)).collect()
     }
 }
+
+pub use crate::view::RxScope;
 
 /// Pool counts the ethdev API can configure.
 const POOL_SIZES: [u16; 4] = [8, 16, 32, 64];

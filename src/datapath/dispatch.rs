@@ -52,7 +52,7 @@ impl Worker {
                 Some(f) => w.flood(m, f, false),
                 None => {
                     let slot = tag.slot();
-                    let g = GuestId(w.delivery.slot_guest(slot) as u16);
+                    let g = GuestId(w.delivery().slot_guest(slot) as u16);
                     // The link may have dropped since the receiving worker looked.
                     if w.link_up(g) {
                         w.enqueue(slot, m);

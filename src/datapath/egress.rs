@@ -84,12 +84,12 @@ impl Worker {
         if n == 0 {
             return 0;
         }
-        let entry = self.table.guest(g);
+        let entry = self.tables.fib.guest(g);
         let sender = Sender {
             g,
             max_len: entry.max_frame_len as usize,
             only_mac: if entry.macs.len() == 1 { Some(entry.macs[0]) } else { None },
-            may_switch_locally: self.may_switch_locally[g.index()],
+            may_switch_locally: self.tables.flags(g).may_switch_locally,
         };
         let bytes = self.take_received(|w, mut m| match w.check_from_guest(&sender, &m) {
             Err(reason) => {
@@ -115,7 +115,7 @@ impl Worker {
         });
         self.stats.guest(g).rx(n as u64, bytes);
         if self.measure {
-            let slot = self.delivery.slot(g.index(), q);
+            let slot = self.delivery().slot(g.index(), q);
             self.stats.add_slot_cycles(slot, rdtsc().wrapping_sub(t0));
             self.polled.push((slot as u32, n as u32));
         }
@@ -149,7 +149,7 @@ impl Worker {
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
         let owned = match s.only_mac {
             Some(mac) => src == mac,
-            None => self.table.owns(s.g, &src),
+            None => self.tables.fib.owns(s.g, &src),
         };
         if !owned {
             return Err(DropReason::SpoofedSource);
@@ -158,11 +158,11 @@ impl Worker {
             return Ok(Route::Uplink);
         }
         let g = s.g;
-        let entry = self.table.guest(g);
+        let entry = self.tables.fib.guest(g);
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         let cast = Cast::of(&dst);
-        let sibling = if cast == Cast::Unicast { self.table.lookup(&dst) } else { None };
-        Ok(match policy::egress(entry.mode, cast, sibling.map(|s| self.table.guest(s).mode)) {
+        let sibling = if cast == Cast::Unicast { self.tables.fib.lookup(&dst) } else { None };
+        Ok(match policy::egress(entry.mode, cast, sibling.map(|s| self.tables.fib.guest(s).mode)) {
             Egress::Uplink => Route::Uplink,
             Egress::Local => match sibling {
                 Some(s) => Route::Local(s),

@@ -10,7 +10,7 @@
 
 use super::tag::{Flood, Tag};
 use super::worker::{Worker, NO_SLOT};
-use crate::control::vmdq::RxScope;
+use crate::view::RxScope;
 use crate::fib::GuestId;
 use crate::policy::{self, Cast, Origin};
 use crate::rte::eal::rdtsc;
@@ -44,7 +44,7 @@ impl Worker {
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
         if dst.is_multicast() {
-            let source = self.table.lookup(&src);
+            let source = self.tables.fib.lookup(&src);
             let unpooled_only = match scope {
                 RxScope::All => false,
                 RxScope::Unpooled => true,
@@ -56,7 +56,7 @@ impl Worker {
             self.flood(m, f, true);
             return;
         }
-        let Some(g) = self.table.lookup(&dst) else {
+        let Some(g) = self.tables.fib.lookup(&dst) else {
             self.stats.uplink().drop(DropReason::UnknownDest, 1);
             return;
         };
@@ -75,7 +75,7 @@ impl Worker {
             self.stats.guest(g).drop(refusal, 1);
             return;
         }
-        let src_guest = if to.needs_source { self.table.lookup(&src) } else { None };
+        let src_guest = if to.needs_source { self.tables.fib.lookup(&src) } else { None };
         if let Some(reason) = self.refuse(g, &m, src_guest, Cast::Unicast) {
             self.stats.guest(g).drop(reason, 1);
             return;
@@ -85,7 +85,7 @@ impl Worker {
 
     /// A broadcast/multicast copy the port put in guest `g`'s own VMDq pool: for `g` alone.
     fn pool_copy(&mut self, g: GuestId, m: Mbuf, source: Option<GuestId>) {
-        if !self.pooled[g.index()] {
+        if !self.tables.flags(g).pooled {
             return; // a pool whose filters were refused: its guest is served from the default pool
         }
         match self.refuse(g, &m, source, Cast::Multicast) {
@@ -105,8 +105,8 @@ impl Worker {
             return;
         }
         let q = self.queue_for(g, &m);
-        let slot = self.delivery.slot(g.index(), q);
-        let owner = self.delivery.slot_owner(slot);
+        let slot = self.delivery().slot(g.index(), q);
+        let owner = self.delivery().slot_owner(slot);
         if owner == self.me {
             self.enqueue(slot, m);
         } else {
@@ -118,7 +118,7 @@ impl Worker {
     /// The guest's queue for this frame: one flow always maps to one queue.
     #[inline]
     pub(super) fn queue_for(&self, g: GuestId, m: &Mbuf) -> u16 {
-        let n = self.delivery.queues(g.index()).min(self.links.active_queues(g.index()));
+        let n = self.delivery().queues(g.index()).min(self.links.active_queues(g.index()));
         if n <= 1 {
             0
         } else {
@@ -129,11 +129,11 @@ impl Worker {
     /// Why guest `g` must not get frame `m` from the uplink, if it must not.
     #[inline]
     pub(super) fn refuse(&self, g: GuestId, m: &Mbuf, src_guest: Option<GuestId>, cast: Cast) -> Option<DropReason> {
-        let entry = self.table.guest(g);
+        let entry = self.tables.fib.guest(g);
         let origin = match src_guest {
             None => Origin::External,
             Some(s) if s == g => Origin::Itself,
-            Some(s) => Origin::Sibling(self.table.guest(s).mode),
+            Some(s) => Origin::Sibling(self.tables.fib.guest(s).mode),
         };
         if !policy::deliver_from_uplink(entry.mode, origin, cast) {
             return Some(DropReason::PolicyDenied);
@@ -144,7 +144,7 @@ impl Worker {
     /// Why guest `g` cannot take frame `m` whatever the policy: too big for it, or not there.
     #[inline]
     pub(super) fn unfit(&self, g: GuestId, m: &Mbuf) -> Option<DropReason> {
-        if m.pkt_len() > self.table.guest(g).max_frame_len as usize {
+        if m.pkt_len() > self.tables.fib.guest(g).max_frame_len as usize {
             return Some(DropReason::Oversize);
         }
         if !self.link_up(g) {
@@ -157,7 +157,7 @@ impl Worker {
     #[inline]
     fn refuse_local(&self, g: GuestId, m: &Mbuf, src: Option<GuestId>) -> Option<DropReason> {
         let Some(s) = src else { return Some(DropReason::PolicyDenied) };
-        if s == g || !policy::deliver_local(self.table.guest(s).mode, self.table.guest(g).mode) {
+        if s == g || !policy::deliver_local(self.tables.fib.guest(s).mode, self.tables.fib.guest(g).mode) {
             return Some(DropReason::PolicyDenied);
         }
         self.unfit(g, m)
@@ -172,15 +172,17 @@ impl Worker {
         let mut delivered = 0u32;
         let mut peers: u64 = 0;
         let mut last_reason = DropReason::PolicyDenied;
-        for gi in 0..self.delivery.guests() {
-            let g = GuestId(gi as u16);
-            if f.unpooled_only && self.pooled[gi] {
+        // Indexed rather than iterated: the loop body needs `self` mutably.
+        for i in 0..self.delivery().guests().len() {
+            let g = self.delivery().guests()[i];
+            let gi = g.index();
+            if f.unpooled_only && self.tables.flags(g).pooled {
                 continue;
             }
-            let nq = u32::from(self.delivery.queues(gi).min(self.links.active_queues(gi)));
+            let nq = u32::from(self.delivery().queues(gi).min(self.links.active_queues(gi)));
             let q = if nq <= 1 { 0 } else { (hash % nq) as u16 };
-            let slot = self.delivery.slot(gi, q);
-            let owner = self.delivery.slot_owner(slot);
+            let slot = self.delivery().slot(gi, q);
+            let owner = self.delivery().slot_owner(slot);
             if !first && owner != self.me {
                 continue;
             }

@@ -1,13 +1,15 @@
-//! A worker's side of moving guest queues between workers (the protocol is described in
-//! `control::handover`). Runs between two passes, rarely: the only place in a worker that
-//! yields its core or frees memory, both while it forwards nothing anyway.
+//! A worker's side of a publication (the protocol is described in `view::handover`): every
+//! change of what the worker sees, guests added, removed or changed and queues moved, comes
+//! this way. Runs between two passes, rarely: the only place in a worker that yields its
+//! core, while it forwards nothing anyway. It frees nothing: the view it lets go of goes
+//! back to the control thread.
 
 use super::worker::{SlotOut, Worker};
-use crate::control::WorkerUpdate;
 use crate::rte::Burst;
+use crate::view::WorkerView;
 
 impl Worker {
-    /// Takes the newest assignment; false if told to stop on the way.
+    /// Takes the newest publication; false if told to stop on the way.
     pub(super) fn take_new_assignment(&mut self) -> bool {
         let epoch = self.handover.published();
         // 1. Nothing new comes in; what peers already sent is still delivered.
@@ -56,19 +58,22 @@ impl Worker {
         std::thread::yield_now();
     }
 
-    fn adopt(&mut self, u: WorkerUpdate) {
+    /// Takes `new` and hands the view it replaces back for the control thread to free.
+    fn adopt(&mut self, new: WorkerView) {
         // Every pending burst is empty here (flushed after each burst), so the slots can be
-        // rebuilt from scratch; slot numbers do not change with the owners.
+        // rebuilt from scratch; a queue's slot number is the same in every publication.
         for &(g, q) in &self.guest_rx {
-            self.slots[self.delivery.slot(g.index(), q)] = None;
+            self.slots[self.tables.delivery.slot(g.index(), q)] = None;
         }
-        for &(g, q) in &u.guest_queues {
-            self.slots[u.delivery.slot(g.index(), q)] = Some(SlotOut { guest: g, queue: q, pending: Burst::new(), bytes: 0 });
+        for &(g, q) in &new.guest_queues {
+            self.slots[new.tables.delivery.slot(g.index(), q)] = Some(SlotOut { guest: g, queue: q, pending: Burst::new(), bytes: 0 });
         }
-        self.guest_rx = u.guest_queues;
-        self.delivery = u.delivery;
-        for (to, slot) in self.to_guest.iter_mut().zip(&u.local_single_slots) {
-            to.local_slot = *slot;
-        }
+        let WorkerView { tables, guest_queues, to_guest } = new;
+        let old = WorkerView {
+            tables: std::mem::replace(&mut self.tables, tables),
+            guest_queues: std::mem::replace(&mut self.guest_rx, guest_queues),
+            to_guest: std::mem::replace(&mut self.to_guest, to_guest),
+        };
+        self.handover.retire(old);
     }
 }

@@ -4,14 +4,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::control::vmdq::RxScope;
-use crate::control::{DeliveryMap, GuestLinks, Handover};
-use crate::fib::{GuestId, MacTable};
-use crate::policy::{self, Cast, Mode, Origin};
+use crate::fib::GuestId;
 use crate::rte::eal::rdtsc;
 use crate::rte::ring::{Consumer, Producer};
 use crate::rte::{Burst, Mbuf, Mempool, RxQueue, TxQueue, BURST};
 use crate::stats::{DropReason, StatsShard};
+use crate::view::{DeliveryMap, GuestLinks, Handover, RxScope, Tables, ToGuest, WorkerView, MAX_SLOTS};
 
 /// Uplink frames a worker may hold while the uplink tx queue is full. Guests are only polled
 /// for what fits here, so the rest wait in their virtqueues (backpressure, not loss).
@@ -20,23 +18,7 @@ pub(super) const UPLINK_PENDING: usize = 2 * BURST;
 /// Worker passes per TSC read and per end-of-pass publication (see `Worker::run`).
 const PASSES_PER_TICK: u64 = 8;
 
-/// See `ToGuest::local_slot` (the value `DeliveryMap::local_single_slots` uses).
-pub(super) const NO_SLOT: u32 = u32::MAX;
-
-/// Per guest: what delivering a unicast from the uplink needs, packed so that a frame
-/// touches one small entry (the per-guest lookups were a visible share of a 64-byte frame).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct ToGuest {
-    /// Frames longer than this are oversize for the guest.
-    pub(super) max_len: u32,
-    /// Its queue slot when it has a single queue and this worker owns it, else `NO_SLOT`.
-    pub(super) local_slot: u32,
-    /// The policy may refuse a unicast by who sent it (a private guest exists), so the source
-    /// must be looked up.
-    pub(super) needs_source: bool,
-    /// When it need not: whether the guest's mode takes unicast from the uplink at all.
-    pub(super) takes_unicast: bool,
-}
+pub(super) use crate::view::NO_SLOT;
 
 /// The queues one worker owns. Each queue token and ring end is in exactly one `WorkerQueues`.
 pub struct WorkerQueues {
@@ -48,8 +30,6 @@ pub struct WorkerQueues {
     pub uplink_scope: Vec<RxScope>,
     /// This worker's own uplink tx queue.
     pub uplink_tx: TxQueue,
-    /// Guest queue pairs this worker serves, both directions (from the assignment).
-    pub guest_queues: Vec<(GuestId, u16)>,
     /// Rings towards other workers, by their index.
     pub to_peers: Vec<(usize, Producer)>,
     /// Rings from other workers.
@@ -74,11 +54,11 @@ pub struct Worker {
     pub(super) me: usize,
     pub(super) uplink_rx: Vec<RxQueue>,
     pub(super) uplink_scope: Vec<RxScope>,
-    /// Per guest: it has a VMDq pool of its own, whose queue gets its broadcast copies.
-    pub(super) pooled: Vec<bool>,
     pub(super) uplink_tx: TxQueue,
+    /// Guest queue pairs this worker serves (from its view).
     pub(super) guest_rx: Vec<(GuestId, u16)>,
-    /// Indexed by `DeliveryMap::slot`; Some for the slots this worker owns.
+    /// Indexed by `DeliveryMap::slot` (all `MAX_SLOTS`, so a change never reallocates it);
+    /// Some for the slots this worker owns.
     pub(super) slots: Vec<Option<SlotOut>>,
     /// Slots with pending frames, flushed after each burst.
     pub(super) dirty: Vec<u32>,
@@ -90,13 +70,10 @@ pub struct Worker {
     pub(super) rx: Burst,
     /// Rotates which guest queue is polled first, so a full uplink favours nobody.
     pub(super) next_guest: usize,
-    pub(super) table: Arc<MacTable>,
-    /// Per guest: what a unicast from the uplink needs, in one entry per guest.
+    /// The tables of the publication this worker runs on.
+    pub(super) tables: Arc<Tables>,
+    /// Per guest id: what a unicast from the uplink needs, in one entry per guest.
     pub(super) to_guest: Vec<ToGuest>,
-    /// Per guest: whether its mode may keep a frame inside the host (bridge mode); only then
-    /// does egress look at the destination.
-    pub(super) may_switch_locally: Vec<bool>,
-    pub(super) delivery: Arc<DeliveryMap>,
     pub(super) links: Arc<GuestLinks>,
     /// Buffers for frames dequeued from guests.
     pub(super) pool: Arc<Mempool>,
@@ -115,13 +92,12 @@ pub struct Worker {
 
 /// What a worker shares with the control plane.
 pub struct WorkerShared {
-    pub table: Arc<MacTable>,
-    pub delivery: Arc<DeliveryMap>,
+    /// Its part of the first publication.
+    pub view: WorkerView,
     pub links: Arc<GuestLinks>,
     pub pool: Arc<Mempool>,
     pub stats: Arc<StatsShard>,
     pub measure: bool,
-    pub pooled: Vec<bool>,
     pub handover: Arc<Handover>,
     pub stop: Arc<AtomicBool>,
 }
@@ -129,41 +105,25 @@ pub struct WorkerShared {
 impl Worker {
     /// Built on the control thread: all allocation happens here.
     pub fn new(queues: WorkerQueues, shared: WorkerShared) -> Worker {
-        let WorkerShared { table, delivery, links, pool, stats, measure, pooled, handover, stop } = shared;
-        let mut slots: Vec<Option<SlotOut>> = (0..delivery.slots()).map(|_| None).collect();
-        for &(g, q) in &queues.guest_queues {
-            slots[delivery.slot(g.index(), q)] = Some(SlotOut { guest: g, queue: q, pending: Burst::new(), bytes: 0 });
+        let WorkerShared { view, links, pool, stats, measure, handover, stop } = shared;
+        let mut slots: Vec<Option<SlotOut>> = (0..MAX_SLOTS).map(|_| None).collect();
+        for &(g, q) in &view.guest_queues {
+            slots[view.tables.delivery.slot(g.index(), q)] = Some(SlotOut { guest: g, queue: q, pending: Burst::new(), bytes: 0 });
         }
         let n_workers = queues.to_peers.iter().map(|(w, _)| w + 1).max().unwrap_or(0).max(queues.index + 1);
         let mut peers: Vec<Option<PeerOut>> = (0..n_workers).map(|_| None).collect();
         for (w, ring) in queues.to_peers {
             peers[w] = Some(PeerOut { ring, pending: Burst::new() });
         }
-        let modes: Vec<Mode> = table.guests().iter().map(|g| g.mode).collect();
-        let may_switch_locally = modes.iter().map(|&m| !policy::egress_always_uplink(m)).collect();
-        let me = queues.index;
-        let to_guest = table
-            .guests()
-            .iter()
-            .zip(delivery.local_single_slots(me))
-            .map(|(e, local_slot)| ToGuest {
-                max_len: e.max_frame_len,
-                local_slot,
-                needs_source: policy::unicast_depends_on_origin(e.mode, &modes),
-                takes_unicast: policy::deliver_from_uplink(e.mode, Origin::External, Cast::Unicast),
-            })
-            .collect();
-        let n_slots = delivery.slots();
+        let WorkerView { tables, guest_queues, to_guest } = view;
         Worker {
             me: queues.index,
             to_guest,
-            may_switch_locally,
             uplink_rx: queues.uplink_rx,
             uplink_scope: queues.uplink_scope,
-            pooled,
             uplink_tx: queues.uplink_tx,
-            guest_rx: queues.guest_queues,
-            dirty: Vec::with_capacity(slots.len()),
+            guest_rx: guest_queues,
+            dirty: Vec::with_capacity(MAX_SLOTS),
             slots,
             peers,
             from_peers: queues.from_peers,
@@ -171,17 +131,22 @@ impl Worker {
             uplink_pending_bytes: 0,
             rx: Burst::new(),
             next_guest: 0,
-            table,
-            delivery,
+            tables,
             links,
             pool,
             stats,
             measure,
-            polled: Vec::with_capacity(n_slots),
+            polled: Vec::with_capacity(MAX_SLOTS),
             epoch: handover.published(),
             handover,
             stop,
         }
+    }
+
+    /// The delivery map of the publication this worker runs on.
+    #[inline]
+    pub(super) fn delivery(&self) -> &DeliveryMap {
+        &self.tables.delivery
     }
 
     /// Polls until told to stop. Frames still pending at the end are freed and counted.

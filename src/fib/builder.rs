@@ -17,11 +17,12 @@ use crate::wire::MacAddr;
 #[derive(Debug, Default)]
 pub struct MacTableBuilder {
     by_mac: HashMap<u64, GuestId, FxBuildHasher>,
-    guests: Vec<GuestEntry>,
+    /// Indexed by id; None for an id not in use.
+    guests: Vec<Option<GuestEntry>>,
 }
 
 impl MacTableBuilder {
-    /// Adds a guest owning `macs`; its id is the number of guests added before it.
+    /// Adds a guest owning `macs`, with the lowest id not yet taken.
     pub fn add_guest(
         &mut self,
         name: &str,
@@ -29,13 +30,28 @@ impl MacTableBuilder {
         mode: Mode,
         max_frame_len: u32,
     ) -> Result<GuestId, FibError> {
-        if self.guests.len() >= MAX_GUESTS {
+        let free = self.guests.iter().position(Option::is_none).unwrap_or(self.guests.len());
+        // MAX_GUESTS fits in a u16, so the conversion only fails past it.
+        let id = u16::try_from(free).map(GuestId).map_err(|_| FibError::TooManyGuests)?;
+        self.add_guest_as(id, name, macs, mode, max_frame_len)
+    }
+
+    /// Adds a guest owning `macs` under id `id` (the switch keeps a guest's id for its whole
+    /// life, so a table built after a change names every other guest as before).
+    pub fn add_guest_as(
+        &mut self,
+        id: GuestId,
+        name: &str,
+        macs: &[MacAddr],
+        mode: Mode,
+        max_frame_len: u32,
+    ) -> Result<GuestId, FibError> {
+        if id.index() >= MAX_GUESTS {
             return Err(FibError::TooManyGuests);
         }
-        // MAX_GUESTS fits in a u16, so this only fails if that constant is raised too far.
-        let id = u16::try_from(self.guests.len())
-            .map(GuestId)
-            .map_err(|_| FibError::TooManyGuests)?;
+        if let Some(Some(other)) = self.guests.get(id.index()) {
+            return Err(FibError::IdTaken { id, first: other.name.to_string(), second: name.to_owned() });
+        }
         if macs.is_empty() {
             return Err(FibError::NoMac {
                 guest: name.to_owned(),
@@ -50,7 +66,7 @@ impl MacTableBuilder {
                 });
             }
             let first = match self.by_mac.get(&key(mac)) {
-                Some(owner) => Some(self.guests[owner.index()].name.to_string()),
+                Some(owner) => self.guests[owner.index()].as_ref().map(|g| g.name.to_string()),
                 None if macs[..i].contains(mac) => Some(name.to_owned()),
                 None => None,
             };
@@ -65,7 +81,10 @@ impl MacTableBuilder {
         for mac in macs {
             self.by_mac.insert(key(mac), id);
         }
-        self.guests.push(GuestEntry {
+        if self.guests.len() <= id.index() {
+            self.guests.resize(id.index() + 1, None);
+        }
+        self.guests[id.index()] = Some(GuestEntry {
             id,
             name: name.into(),
             macs: macs.into(),
@@ -121,7 +140,7 @@ mod tests {
         );
         assert_eq!(&*t.guest(vm1).macs, &[mac(1), mac(0x11)]);
         assert_eq!(t.get(GuestId(2)), None);
-        assert_eq!(t.guests().len(), 2);
+        assert_eq!(t.guests().count(), 2);
     }
 
     #[test]

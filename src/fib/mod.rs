@@ -4,8 +4,9 @@
 //! for every frame, in O(1) and without allocating, however many guests there are.
 //!
 //! Invariants: a [`MacTable`] is immutable once built. Every MAC maps to exactly one guest,
-//! every MAC is unicast and non-zero, and `GuestId(i)` is the i-th entry of `guests()`.
-//! Changes are made by building a new table (with a higher epoch) and publishing it.
+//! every MAC is unicast and non-zero, and a guest keeps its `GuestId` across tables (ids of
+//! removed guests are holes until reused). A change is a new table, published to the
+//! workers through `view::Handover` like every other change.
 //!
 //! Threads: the control thread builds tables with [`MacTableBuilder`] (which allocates);
 //! workers read a shared snapshot (`Arc<MacTable>`) with no locks, since nothing mutates it.
@@ -18,8 +19,9 @@ pub use table::{GuestEntry, MacTable};
 
 use crate::wire::MacAddr;
 
-/// A guest's index in the table that issued it. Valid only for that table's generation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+/// A guest's id: stable for the guest's whole life on the switch, below `MAX_GUESTS`, and
+/// the index of every per-guest array (tables, stats cells, vhost links).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct GuestId(pub u16);
 
 impl GuestId {
@@ -45,4 +47,6 @@ pub enum FibError {
     NoMac { guest: String },
     #[error("more than {} guests", crate::config::MAX_GUESTS)]
     TooManyGuests,
+    #[error("guest id {} is held by guest {first:?}, so guest {second:?} cannot take it", id.0)]
+    IdTaken { id: GuestId, first: String, second: String },
 }

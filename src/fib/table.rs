@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use rustc_hash::FxBuildHasher;
 
 use super::{FibError, GuestId, MacTableBuilder};
-use crate::config::Config;
+use crate::config::{Config, GuestConfig};
 use crate::policy::Mode;
 use crate::wire::MacAddr;
 
@@ -27,7 +27,8 @@ pub struct MacTable {
     /// Keyed by the MAC packed into a u64: hashing one integer with Fx is a multiply and a
     /// rotate, cheaper than feeding six bytes (plus a length) through `Hash for [u8; 6]`.
     by_mac: HashMap<u64, GuestId, FxBuildHasher>,
-    guests: Box<[GuestEntry]>,
+    /// Indexed by id; None for an id not in use.
+    guests: Box<[Option<GuestEntry>]>,
     epoch: u64,
 }
 
@@ -41,7 +42,7 @@ pub(super) fn key(mac: &MacAddr) -> u64 {
 impl MacTable {
     pub(super) fn from_parts(
         by_mac: HashMap<u64, GuestId, FxBuildHasher>,
-        guests: Vec<GuestEntry>,
+        guests: Vec<Option<GuestEntry>>,
         epoch: u64,
     ) -> Self {
         MacTable {
@@ -64,28 +65,37 @@ impl MacTable {
     }
 
     /// # Panics
-    /// If `id` was not issued by this table (e.g. kept from an older snapshot with more
-    /// guests). Workers that cannot rule that out use [`MacTable::get`].
+    /// If no guest has `id` in this table. Workers only ask for ids this table returned or
+    /// that the same publication's delivery map lists; others use [`MacTable::get`].
     #[inline]
     pub fn guest(&self, id: GuestId) -> &GuestEntry {
-        &self.guests[id.index()]
+        match self.get(id) {
+            Some(g) => g,
+            None => panic!("guest id {} is not in this table", id.0),
+        }
     }
 
     #[inline]
     pub fn get(&self, id: GuestId) -> Option<&GuestEntry> {
-        self.guests.get(id.index())
+        self.guests.get(id.index()).and_then(Option::as_ref)
     }
 
-    pub fn guests(&self) -> &[GuestEntry] {
-        &self.guests
+    /// The guests, by id.
+    pub fn guests(&self) -> impl Iterator<Item = &GuestEntry> {
+        self.guests.iter().flatten()
     }
 
-    pub fn len(&self) -> usize {
+    /// One past the highest id in use: the length per-guest arrays need.
+    pub fn id_bound(&self) -> usize {
         self.guests.len()
     }
 
+    pub fn len(&self) -> usize {
+        self.guests().count()
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.guests.is_empty()
+        self.len() == 0
     }
 
     /// Generation number given at build time; workers acknowledge the epoch they run with so
@@ -96,11 +106,17 @@ impl MacTable {
 
     /// The table for a validated config, at epoch 0. `GuestId(i)` is `cfg.guests[i]`.
     pub fn from_config(cfg: &Config) -> Result<MacTable, FibError> {
+        let ids: Vec<GuestId> = (0..cfg.guests.len()).map(|i| GuestId(i as u16)).collect();
+        Self::from_guests(ids.iter().copied().zip(&cfg.guests), 0)
+    }
+
+    /// The table for guests under the ids given.
+    pub fn from_guests<'a>(guests: impl IntoIterator<Item = (GuestId, &'a GuestConfig)>, epoch: u64) -> Result<MacTable, FibError> {
         let mut builder = MacTableBuilder::default();
-        for g in &cfg.guests {
+        for (id, g) in guests {
             let max_frame_len = u32::try_from(g.max_frame_len()).unwrap_or(u32::MAX);
-            builder.add_guest(&g.name, &g.macs, g.mode, max_frame_len)?;
+            builder.add_guest_as(id, &g.name, &g.macs, g.mode, max_frame_len)?;
         }
-        Ok(builder.build(0))
+        Ok(builder.build(epoch))
     }
 }

@@ -348,6 +348,14 @@ impl Port {
         check("rte_eth_dev_mac_addr_add", unsafe { sys::rte_eth_dev_mac_addr_add(self.raw(), &mut a, pool) })?;
         Ok(())
     }
+
+    /// Takes `mac` out of the port's filters (a guest left or changed its addresses).
+    pub fn remove_mac(&self, mac: [u8; 6]) -> Result<()> {
+        let mut a = sys::rte_ether_addr { addr_bytes: mac };
+        // SAFETY: a is a valid address.
+        check("rte_eth_dev_mac_addr_remove", unsafe { sys::rte_eth_dev_mac_addr_remove(self.raw(), &mut a) })?;
+        Ok(())
+    }
 }
 
 /// The right to poll one rx queue: moved into exactly one worker (`Send`, not `Sync`).

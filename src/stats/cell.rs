@@ -1,7 +1,7 @@
 //! One port's live counters (`PortCell`, written by one worker) and their plain-value copy
 //! (`PortCounters`, what readers sum and print).
 
-use std::ops::{Add, AddAssign};
+use std::ops::{Add, AddAssign, Sub};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::{DropCounts, DropReason};
@@ -102,6 +102,22 @@ impl Add for PortCounters {
     fn add(mut self, o: Self) -> PortCounters {
         self += o;
         self
+    }
+}
+
+/// Counts since a baseline (see `DropCounts`'s `Sub`).
+impl Sub for PortCounters {
+    type Output = PortCounters;
+
+    fn sub(self, o: Self) -> PortCounters {
+        PortCounters {
+            rx_packets: self.rx_packets.wrapping_sub(o.rx_packets),
+            rx_bytes: self.rx_bytes.wrapping_sub(o.rx_bytes),
+            tx_packets: self.tx_packets.wrapping_sub(o.tx_packets),
+            tx_bytes: self.tx_bytes.wrapping_sub(o.tx_bytes),
+            drops: self.drops - o.drops,
+            stalls: self.stalls.wrapping_sub(o.stalls),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Why a frame was dropped: one named counter per reason, never a bare free.
 
-use std::ops::{Add, AddAssign, Index};
+use std::ops::{Add, AddAssign, Index, Sub};
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -104,6 +104,19 @@ impl Add for DropCounts {
 
     fn add(mut self, rhs: Self) -> DropCounts {
         self += rhs;
+        self
+    }
+}
+
+/// Counts since a baseline (counters only grow, so this never underflows; wrapping keeps a
+/// wrapped counter's difference right).
+impl Sub for DropCounts {
+    type Output = DropCounts;
+
+    fn sub(mut self, rhs: Self) -> DropCounts {
+        for (a, b) in self.0.iter_mut().zip(rhs.0) {
+            *a = a.wrapping_sub(b);
+        }
         self
     }
 }

@@ -106,19 +106,26 @@ fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
-/// Every shard plus the guest names, on the control thread.
+/// Every shard plus the guests' names, on the control thread.
+///
+/// A guest id is reused after its guest left, and the workers' cells are never reset (only
+/// their own worker writes them); so each guest's counters are reported relative to what
+/// its id's cells held when the guest arrived.
 #[derive(Debug, Default)]
 pub struct StatsRegistry {
-    guest_names: Vec<String>,
+    /// Indexed by guest id: the name of the guest holding it, and the cells' sum when it came.
+    guests: Vec<Option<(String, PortCounters)>>,
+    ids: usize,
     slots: usize,
     shards: Vec<Arc<StatsShard>>,
 }
 
 impl StatsRegistry {
-    /// `guest_names[i]` labels `GuestId(i)`; `slots` is the number of guest queue slots.
-    pub fn new(guest_names: Vec<String>, slots: usize) -> Self {
+    /// Room for `ids` guest ids and `slots` guest queue slots in every shard.
+    pub fn new(ids: usize, slots: usize) -> Self {
         StatsRegistry {
-            guest_names,
+            guests: (0..ids).map(|_| None).collect(),
+            ids,
             slots,
             shards: Vec::new(),
         }
@@ -126,9 +133,43 @@ impl StatsRegistry {
 
     /// A new shard for one worker; the registry keeps a handle to read it.
     pub fn add_shard(&mut self) -> Arc<StatsShard> {
-        let shard = Arc::new(StatsShard::new(self.guest_names.len(), self.slots));
+        let shard = Arc::new(StatsShard::new(self.ids, self.slots));
         self.shards.push(Arc::clone(&shard));
         shard
+    }
+
+    /// The cells of id `g`, summed over the shards.
+    fn cells(&self, g: GuestId) -> PortCounters {
+        let mut sum = PortCounters::default();
+        for shard in &self.shards {
+            if g.index() < shard.n_guests() {
+                sum += shard.guest(g).load();
+            }
+        }
+        sum
+    }
+
+    /// Guest `g` (named `name`) starts counting from zero now.
+    pub fn add_guest(&mut self, g: GuestId, name: &str) {
+        let base = self.cells(g);
+        if let Some(slot) = self.guests.get_mut(g.index()) {
+            *slot = Some((name.to_owned(), base));
+        }
+    }
+
+    /// Guest `g`'s counters since it was added (None if no guest holds the id).
+    pub fn guest(&self, g: GuestId) -> Option<GuestStats> {
+        let (name, base) = self.guests.get(g.index())?.as_ref()?;
+        Some(GuestStats { id: g, name: name.clone(), counters: self.cells(g) - *base, link_up: false })
+    }
+
+    /// Guest `g` left: its final counters. Call once no worker can count for it any more.
+    pub fn remove_guest(&mut self, g: GuestId) -> Option<GuestStats> {
+        let last = self.guest(g);
+        if let Some(slot) = self.guests.get_mut(g.index()) {
+            *slot = None;
+        }
+        last
     }
 
     /// Per worker (shard order), the cycles it has spent on each guest queue slot.
@@ -141,24 +182,13 @@ impl StatsRegistry {
         self.shards.iter().map(|s| s.load_worker()).collect()
     }
 
-    /// Sums every shard. `link_up` is left false for the caller to fill in.
+    /// Sums every shard, guests in id order. `link_up` is left false for the caller to fill in.
     pub fn snapshot(&self) -> StatsSnapshot {
         let mut uplink = PortCounters::default();
-        let mut guests: Vec<GuestStats> = self
-            .guest_names
-            .iter()
-            .map(|name| GuestStats {
-                name: name.clone(),
-                counters: PortCounters::default(),
-                link_up: false,
-            })
-            .collect();
         for shard in &self.shards {
             uplink += shard.uplink().load();
-            for (i, g) in guests.iter_mut().enumerate().take(shard.n_guests()) {
-                g.counters += shard.ports[i + 1].load();
-            }
         }
+        let guests = (0..self.guests.len()).filter_map(|i| self.guest(GuestId(i as u16))).collect();
         StatsSnapshot {
             uplink,
             guests,
@@ -174,8 +204,10 @@ mod tests {
 
     #[test]
     fn snapshot_sums_shards_written_from_other_threads() {
-        let mut reg = StatsRegistry::new(vec!["vm1".into(), "vm2".into()], 2);
+        let mut reg = StatsRegistry::new(2, 2);
         let shards = [reg.add_shard(), reg.add_shard()];
+        reg.add_guest(GuestId(0), "vm1");
+        reg.add_guest(GuestId(1), "vm2");
         std::thread::scope(|s| {
             for (w, shard) in shards.iter().enumerate() {
                 s.spawn(move || {
@@ -219,11 +251,28 @@ mod tests {
 
     #[test]
     fn unknown_guest_ids_are_caught_in_debug_and_absorbed_in_release() {
-        let mut reg = StatsRegistry::new(vec!["vm1".into()], 1);
+        let mut reg = StatsRegistry::new(1, 1);
         let shard = reg.add_shard();
+        reg.add_guest(GuestId(0), "vm1");
         let counted = std::panic::catch_unwind(|| shard.guest(GuestId(5)).rx(1, 1));
         assert_eq!(counted.is_err(), cfg!(debug_assertions));
         assert_eq!(reg.snapshot().guests[0].counters, PortCounters::default());
+    }
+
+    #[test]
+    fn a_reused_id_counts_from_zero_and_a_removed_guest_keeps_its_totals() {
+        let mut reg = StatsRegistry::new(2, 1);
+        let shard = reg.add_shard();
+        reg.add_guest(GuestId(1), "old");
+        shard.guest(GuestId(1)).tx(5, 300);
+        let last = reg.remove_guest(GuestId(1)).expect("was there");
+        assert_eq!((last.name.as_str(), last.counters.tx_packets), ("old", 5));
+        assert!(reg.snapshot().guests.is_empty());
+        reg.add_guest(GuestId(1), "new");
+        shard.guest(GuestId(1)).tx(2, 100);
+        let snap = reg.snapshot();
+        assert_eq!(snap.guests.len(), 1);
+        assert_eq!((snap.guests[0].name.as_str(), snap.guests[0].counters.tx_packets, snap.guests[0].counters.tx_bytes), ("new", 2, 100));
     }
 
     #[test]

@@ -7,6 +7,9 @@ use super::{DropCounts, DropReason, PortCounters};
 /// One guest's totals.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct GuestStats {
+    /// The guest's id (not exported: names are what users know).
+    #[serde(skip)]
+    pub id: crate::fib::GuestId,
     pub name: String,
     #[serde(flatten)]
     pub counters: PortCounters,
@@ -102,11 +105,13 @@ mod tests {
             uplink,
             guests: vec![
                 GuestStats {
+                    id: Default::default(),
                     name: "vm1".into(),
                     counters: vm1,
                     link_up: true,
                 },
                 GuestStats {
+                    id: Default::default(),
                     name: "vm2".into(),
                     counters: PortCounters {
                         rx_packets: 4,

@@ -78,6 +78,16 @@ impl LabSwitch {
         g
     }
 
+    /// The control client for this switch's socket.
+    pub fn ctl(&self) -> super::Ctl {
+        super::Ctl::new(&super::control_socket(&self.dir.path().join("guests.toml")))
+    }
+
+    /// The guests file the switch was started with (a reload re-reads it).
+    pub fn guests_file(&self) -> PathBuf {
+        self.dir.path().join("guests.toml")
+    }
+
     pub fn switch(&self) -> &Switch {
         self.sw.as_ref().expect("switch running")
     }

@@ -13,6 +13,7 @@
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+mod ctl;
 pub mod labswitch;
 mod netns;
 mod proc;
@@ -23,7 +24,9 @@ pub use labswitch::{drops, guest_stats, total_drops, LabOpts, LabSwitch};
 #[allow(unused_imports)]
 pub use netns::{HairpinLab, Netns};
 #[allow(unused_imports)]
-pub use proc::{Guest, Proc, Switch};
+pub use ctl::{Ctl, CtlRun};
+#[allow(unused_imports)]
+pub use proc::{Guest, Proc, SeqCheck, Switch};
 #[allow(unused_imports)]
 pub use rawsock::RawSocket;
 
@@ -130,10 +133,28 @@ pub fn mac_str(m: [u8; 6]) -> String {
     m.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
 }
 
-/// The switch's own arguments (after `--`) for `--port 0`, a guests file and a stats export.
+/// The switch's own arguments (after `--`) for `--port 0`, a guests file, a stats export, and
+/// a control socket beside the guests file (`control_socket`), so tests never share one.
 pub fn switch_args(guests: &Path, json: &Path, stats_interval: u64) -> Vec<String> {
-    let args = ["--port", "0", "--guests", &guests.display().to_string(), "--stats-interval", &stats_interval.to_string(), "--stats-json", &json.display().to_string()];
+    let control = control_socket(guests);
+    let args = [
+        "--port",
+        "0",
+        "--guests",
+        &guests.display().to_string(),
+        "--stats-interval",
+        &stats_interval.to_string(),
+        "--stats-json",
+        &json.display().to_string(),
+        "--control",
+        &control.display().to_string(),
+    ];
     args.iter().map(|s| s.to_string()).collect()
+}
+
+/// The control socket `switch_args` gives a switch whose guests file is `guests`.
+pub fn control_socket(guests: &Path) -> PathBuf {
+    guests.with_file_name("control.sock")
 }
 
 /// Reads a JSON file (e.g. a stats export), failing the test with its content if it is not JSON.

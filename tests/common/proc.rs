@@ -357,6 +357,24 @@ impl Guest {
         self.number(&r, &r)
     }
 
+    /// Like [`Guest::stream`], numbering the frames from `first` (so that several streams
+    /// make one sequence per source MAC).
+    pub fn stream_from(&self, dst: [u8; 6], src: [u8; 6], len: usize, count: u32, first: u32) -> u32 {
+        let cmd = format!("stream {} {} {len} {count} {first}", super::mac_str(dst), super::mac_str(src));
+        let r = self.ask(&cmd, "sent", GUEST_REPLY);
+        self.number(&r, &r)
+    }
+
+    /// Receives until `idle_ms` pass without a frame and checks the sequence numbers of
+    /// stream frames per source MAC: (frames, flows, numbers skipped, frames out of order).
+    pub fn seqcheck(&self, idle_ms: u64) -> SeqCheck {
+        let r = self.ask(&format!("seqcheck {idle_ms}"), "checked", Duration::from_secs(600));
+        let mut w = r.split_whitespace();
+        let frames = self.number(w.next().unwrap_or(""), &r);
+        let mut field = |k: &str| -> u64 { self.number(w.next().and_then(|x| x.strip_prefix(k)).unwrap_or(""), &r) };
+        SeqCheck { frames, flows: field("flows="), gaps: field("gaps="), late: field("late=") }
+    }
+
     /// Frames received within `timeout_ms`, at most `max`.
     pub fn recv(&self, timeout_ms: u64, max: usize) -> Vec<Vec<u8>> {
         self.proc.send_line(&format!("recv {timeout_ms} {max}"));
@@ -405,6 +423,15 @@ impl Guest {
         let code = self.proc.wait_exit(Duration::from_secs(20));
         assert_eq!(code, 0, "{} exited with {code} after quit\n{}", self.proc.name, self.proc.report());
     }
+}
+
+/// What `Guest::seqcheck` found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqCheck {
+    pub frames: u64,
+    pub flows: u64,
+    pub gaps: u64,
+    pub late: u64,
 }
 
 /// A command for messages, without kilobytes of hex.

@@ -1,12 +1,14 @@
-//! Moving guest queues between running workers without two of them ever touching one
-//! virtqueue, and without losing or reordering a frame.
+//! The one way a change reaches the workers: guests added, removed or changed, and guest
+//! queues moved between workers, all go through here, without two workers ever touching
+//! one virtqueue and without losing or reordering a frame of a guest the change leaves alone.
 //!
-//! The control plane hands each worker its part of the new assignment, then bumps `epoch`.
+//! The control plane hands each worker its [`WorkerView`] of the new tables, then bumps
+//! `epoch`.
 //! Each worker, between two passes:
 //! 1. stops taking frames in (uplink, guests) and says so (`quiet`); until every worker is
 //!    quiet it keeps delivering what peers send it, under the old assignment;
 //! 2. once all are quiet nobody sends on a ring any more: it empties its rings (still the old
-//!    assignment), takes the new one, and says so (`adopted`);
+//!    view), takes the new one, hands the old one back, and says so (`adopted`);
 //! 3. waits until every worker has adopted, so that the previous owner of a queue it gained
 //!    has finished with it, and goes back to forwarding.
 //!
@@ -16,6 +18,10 @@
 //!
 //! Ordering: a worker's last use of a queue comes before its Release store of `adopted`; the
 //! new owner's first use comes after its Acquire loads of every `adopted`.
+//!
+//! Freeing: the old views come back to the control thread (`retired`), which drops them once
+//! every worker has adopted the new one: nothing is freed on a worker, and nothing a worker
+//! may still read is freed at all.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,26 +30,18 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 
-use super::DeliveryMap;
-use crate::fib::GuestId;
+use super::WorkerView;
 
 /// What a worker has acknowledged once it has stopped for good: every epoch.
 const STOPPED: u64 = u64::MAX;
-
-/// One worker's share of a new assignment, built (and allocated) on the control thread.
-pub struct WorkerUpdate {
-    pub delivery: Arc<DeliveryMap>,
-    /// (guest, queue) pairs the worker serves from now on.
-    pub guest_queues: Vec<(GuestId, u16)>,
-    /// `DeliveryMap::local_single_slots` for this worker.
-    pub local_single_slots: Vec<u32>,
-}
 
 pub struct Handover {
     epoch: CachePadded<AtomicU64>,
     quiet: Box<[CachePadded<AtomicU64>]>,
     adopted: Box<[CachePadded<AtomicU64>]>,
-    updates: Box<[(Sender<WorkerUpdate>, Receiver<WorkerUpdate>)]>,
+    updates: Box<[(Sender<WorkerView>, Receiver<WorkerView>)]>,
+    /// Views the workers have let go of, for the control thread to free.
+    retired: (Sender<WorkerView>, Receiver<WorkerView>),
 }
 
 impl Handover {
@@ -54,6 +52,9 @@ impl Handover {
             quiet: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
             adopted: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
             updates: (0..workers).map(|_| crossbeam_channel::bounded(1)).collect(),
+            // Room for one view per worker: a worker hands back one per publication, and the
+            // control thread empties it before the next.
+            retired: crossbeam_channel::bounded(workers.max(1)),
         })
     }
 
@@ -71,9 +72,19 @@ impl Handover {
         self.quiet.iter().all(|q| q.load(Ordering::Acquire) >= epoch)
     }
 
-    /// The worker's part of the newest assignment (sent before the epoch was bumped).
-    pub fn take(&self, worker: usize) -> Option<WorkerUpdate> {
+    /// The worker's part of the newest publication (sent before the epoch was bumped).
+    pub fn take(&self, worker: usize) -> Option<WorkerView> {
         self.updates[worker].1.try_recv().ok()
+    }
+
+    /// A worker gives back the view it ran on; the control thread frees it. Never blocks:
+    /// the channel has room for every worker's (see `retired`).
+    pub fn retire(&self, old: WorkerView) {
+        if let Err(e) = self.retired.0.try_send(old) {
+            // Unreachable while each worker retires at most one view per publication; keep the
+            // memory rather than free it here.
+            std::mem::forget(e.into_inner());
+        }
     }
 
     pub fn adopted(&self, worker: usize, epoch: u64) {
@@ -90,9 +101,10 @@ impl Handover {
         self.adopted[worker].store(STOPPED, Ordering::Release);
     }
 
-    /// Hands every worker its update and starts the move; returns the new epoch.
-    /// Control thread only, and only once the previous move has completed.
-    pub fn publish(&self, updates: Vec<WorkerUpdate>) -> u64 {
+    /// Hands every worker its view and starts the change; returns the new epoch.
+    /// Control thread only, and only once the previous change has completed
+    /// (`wait_adopted`).
+    pub fn publish(&self, updates: Vec<WorkerView>) -> u64 {
         assert_eq!(updates.len(), self.updates.len(), "one update per worker");
         for (u, (tx, rx)) in updates.into_iter().zip(self.updates.iter()) {
             // Only a worker that stopped leaves its previous update behind: replace it.
@@ -104,10 +116,14 @@ impl Handover {
         self.epoch.fetch_add(1, Ordering::AcqRel) + 1
     }
 
-    /// Waits until every worker runs on `epoch` (or has stopped).
+    /// Waits until every worker runs on `epoch` (or has stopped), then frees the views they
+    /// let go of.
     pub fn wait_adopted(&self, epoch: u64) {
         while !self.all_adopted(epoch) {
             std::thread::sleep(Duration::from_micros(100));
+        }
+        while let Ok(old) = self.retired.1.try_recv() {
+            drop(old);
         }
     }
 }
@@ -116,20 +132,20 @@ impl Handover {
 mod tests {
     use super::*;
     use crate::control::assign;
+    use crate::fib::{GuestId, MacTable};
+    use crate::view::Tables;
 
-    fn update(a: &crate::control::Assignment, w: usize) -> WorkerUpdate {
-        WorkerUpdate {
-            delivery: Arc::new(a.delivery.clone()),
-            guest_queues: a.workers[w].guest_ids(),
-            local_single_slots: a.delivery.local_single_slots(w),
-        }
+    fn update(a: &crate::control::Assignment, w: usize) -> WorkerView {
+        let cfg = crate::config::parse_str(crate::config::DEMO_GUESTS_TOML, std::path::Path::new("demo.toml")).expect("demo");
+        let fib = MacTable::from_config(&cfg).expect("table");
+        WorkerView::new(&Arc::new(Tables::new(fib, a.delivery.clone(), |_| false)), w)
     }
 
     /// Two threads play the workers' side of the protocol against the real control side.
     #[test]
     fn workers_move_through_the_phases_together() {
         let a = assign(&[1, 2], 1, &[1, 1], &[None, None]).expect("assign");
-        let b = a.with_owners(&[1, 0]);
+        let b = a.with_moves(&[(a.delivery.slot(0, 0), 1), (a.delivery.slot(1, 0), 0)]);
         let h = Handover::new(2);
         assert_eq!(h.published(), 0);
         let epoch = h.publish(vec![update(&b, 0), update(&b, 1)]);
@@ -145,6 +161,7 @@ mod tests {
                     }
                     let u = h.take(w).expect("update");
                     assert_eq!(u.guest_queues, vec![(GuestId(1 - w as u16), 0)]);
+                    h.retire(u);
                     h.adopted(w, e);
                     while !h.all_adopted(e) {
                         std::thread::yield_now();
@@ -154,6 +171,7 @@ mod tests {
             h.wait_adopted(epoch);
         });
         assert!(h.take(0).is_none());
+        assert!(h.retired.1.try_recv().is_err(), "the control thread freed both old views");
     }
 
     #[test]

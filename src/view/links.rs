@@ -8,14 +8,11 @@
 //! and publishes the end of each pass with a sequentially consistent store, so that its next
 //! read of the vid cannot be ordered before that store.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
-
-use crate::rte::vhost::VhostEvents;
 
 /// A worker's pass counter once it has stopped for good.
 const STOPPED: u64 = u64::MAX;
@@ -96,66 +93,6 @@ impl GuestLinks {
     }
 }
 
-/// Routes the vhost library's device events to the guest whose socket they came on.
-pub struct GuestEvents {
-    by_path: HashMap<String, (usize, u16)>,
-    links: Arc<GuestLinks>,
-}
-
-impl GuestEvents {
-    /// `sockets[i]` is guest i's socket path and configured queue pairs.
-    pub fn new(sockets: Vec<(String, u16)>, links: Arc<GuestLinks>) -> GuestEvents {
-        let by_path = sockets.into_iter().enumerate().map(|(i, (p, q))| (p, (i, q))).collect();
-        GuestEvents { by_path, links }
-    }
-}
-
-impl VhostEvents for GuestEvents {
-    fn new_device(&self, path: &str, vid: i32, queue_pairs: u16) -> bool {
-        match self.by_path.get(path) {
-            Some(&(g, configured)) => {
-                self.links.attach(g, vid, queue_pairs.min(configured).max(1));
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn destroy_device(&self, path: &str, vid: i32) {
-        if let Some(&(g, _)) = self.by_path.get(path) {
-            self.links.detach(g, vid);
-        }
-    }
-}
-
-/// The control thread's view: which links changed since it last looked.
-pub struct LinkWatch {
-    last: Vec<bool>,
-}
-
-impl LinkWatch {
-    pub fn new(n: usize) -> LinkWatch {
-        LinkWatch { last: vec![false; n] }
-    }
-
-    pub fn is_up(&self, guest: usize) -> bool {
-        self.last[guest]
-    }
-
-    /// (guest, up) for every guest whose link changed.
-    pub fn poll(&mut self, links: &GuestLinks) -> Vec<(usize, bool)> {
-        let mut changes = Vec::new();
-        for (g, last) in self.last.iter_mut().enumerate() {
-            let up = links.is_up(g);
-            if up != *last {
-                *last = up;
-                changes.push((g, up));
-            }
-        }
-        changes
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,19 +125,5 @@ mod tests {
         links.detach(0, 2);
         assert_eq!(links.vid(0), Some(3));
         assert_eq!(links.active_queues(0), 2);
-    }
-
-    #[test]
-    fn watch_reports_changes_once() {
-        let links = GuestLinks::new(2, 1);
-        links.worker_started(0);
-        let mut w = LinkWatch::new(2);
-        assert!(w.poll(&links).is_empty());
-        links.attach(1, 0, 1);
-        assert_eq!(w.poll(&links), vec![(1, true)]);
-        assert!(w.poll(&links).is_empty());
-        links.worker_stopped(0);
-        links.detach(1, 0);
-        assert_eq!(w.poll(&links), vec![(1, false)]);
     }
 }

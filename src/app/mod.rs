@@ -1,0 +1,80 @@
+//! The application: a running [`Switch`] and the control loop that serves it.
+//!
+//! - `switch`: what the running switch holds, start-up, teardown order, and `publish`, the
+//!   one way its state reaches the workers;
+//! - `change`: applying a batch of guest changes (reload, add, remove, set) whole or not at all;
+//! - `requests`: the control socket's methods;
+//! - `tick`: periodic jobs and signals; `telemetry`: DPDK telemetry commands;
+//! - `guests`, `uplink`, `workers`, `report`: the running guests and their sockets, the
+//!   uplink's set-up, the workers' launch and stop, and what is printed and exported.
+
+mod change;
+mod guests;
+mod report;
+mod requests;
+mod switch;
+mod telemetry;
+mod tick;
+mod uplink;
+mod workers;
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::cli::Cli;
+use crate::config;
+use crate::control::socket::{ControlServer, SocketAccess};
+use crate::control::Signals;
+
+pub use requests::METHODS;
+pub use switch::{ExitReport, Switch};
+
+/// How long the control thread waits for a request before looking at links, timers and
+/// signals again.
+const CONTROL_TICK: Duration = Duration::from_millis(20);
+
+pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
+    let cfg = config::load(&cli.guests)?;
+    let access = control_access(&cli)?;
+    let signals = Signals::install().context("installing signal handlers")?;
+    // Bound before the switch starts: a second switch on the same socket is refused before it
+    // touches EAL, and a client that connects early is answered once the switch runs.
+    let mut server = match access {
+        Some(a) => Some(ControlServer::bind(&cli.control, &a)?),
+        None => None,
+    };
+    if let Some(s) = &server {
+        println!("control socket: {}", s.path().display());
+    }
+    let mut switch = Switch::start(&cli, &eal_args, cfg)?;
+    let requests = telemetry::register(server.as_ref().map(ControlServer::waker));
+    let mut timers = tick::Timers::new(&switch);
+    while !signals.stop_requested() {
+        match &mut server {
+            Some(s) => s.serve(CONTROL_TICK, &mut |method, params| switch.call(method, params)),
+            None => std::thread::sleep(CONTROL_TICK),
+        }
+        if let Some(rx) = &requests {
+            while let Ok(req) = rx.try_recv() {
+                let answer = switch.call(req.method, &req.params).unwrap_or_else(|e| serde_json::json!({ "error": e.message }));
+                req.answer(answer);
+            }
+        }
+        switch.tick(&mut timers, &signals);
+    }
+    // The socket goes first: nobody can ask for a change of a switch that is stopping.
+    drop(server);
+    switch.stop()
+}
+
+/// The control socket's owner, group and mode, resolved before anything starts (None: no
+/// socket).
+fn control_access(cli: &Cli) -> Result<Option<SocketAccess>> {
+    if cli.no_control {
+        return Ok(None);
+    }
+    let owner = cli.control_owner.as_deref().map(config::resolve_user).transpose().map_err(|e| anyhow!("--control-owner: {e}"))?;
+    let group = cli.control_group.as_deref().map(config::resolve_group).transpose().map_err(|e| anyhow!("--control-group: {e}"))?;
+    Ok(Some(SocketAccess { owner, group, mode: cli.control_mode }))
+}

@@ -1,0 +1,246 @@
+//! The running switch: what it holds, in the order it lets go of it, and the one path by
+//! which its guests' state reaches the workers (`publish`).
+//!
+//! Up: EAL -> pool -> uplink queues -> start-up assignment -> guest sockets -> tables ->
+//! uplink start -> steering -> workers.
+//! Down (`stop`, or dropping a half-started switch): workers stop -> flow rules and filters
+//! go -> guest sockets are unregistered -> the uplink closes (returning the buffers its
+//! rings hold) -> the pool is checked for leaks and freed -> EAL cleans up. The order is the
+//! field order of `Running`, then `pool`, then `eal`: written once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::guests::{GuestSet, RunningGuest};
+use super::uplink;
+use super::workers::{Launch, Workers};
+use crate::cli::{AssignMode, Cli, VERSION};
+use crate::config::{Config, GuestConfig, MAX_GUESTS};
+use crate::control::rebalance::Rebalancer;
+use crate::control::steering::{self, Steering};
+use crate::control::{assign, Assignment, EventsHandle, GuestEvents, LinkWatch};
+use crate::fib::{GuestId, MacTable};
+use crate::rte::{self, Eal, Mempool, Port};
+use crate::stats::{StatsRegistry, StatsSnapshot};
+use crate::view::{DeliveryMap, GuestLinks, Handover, Tables, WorkerView, MAX_SLOTS};
+
+const MEMPOOL_CACHE: u32 = 256;
+/// Peers are tracked in a 64-bit mask per flooded frame.
+const MAX_WORKERS: usize = 64;
+
+/// What the process reports at exit (also used by tests through the JSON file).
+pub struct ExitReport {
+    pub mempool_in_use_at_start: u32,
+    pub mempool_in_use_at_exit: u32,
+}
+
+/// Everything that holds packet buffers, flow rules or guest devices, in teardown order.
+pub(super) struct Running {
+    pub workers: Workers,
+    /// Rules and filters go before the port they are installed on.
+    pub steering: Steering,
+    /// Unregistering a connected socket destroys its device; with the workers stopped, the
+    /// handshake returns at once.
+    pub guests: GuestSet,
+    pub uplink: Port,
+}
+
+/// Settings from the command line the running switch keeps using.
+pub(super) struct Settings {
+    pub guests_file: std::path::PathBuf,
+    pub stats_interval: Duration,
+    pub stats_json: Option<std::path::PathBuf>,
+    pub measure: bool,
+    pub rebalance_every: Duration,
+}
+
+pub struct Switch {
+    pub(super) running: Running,
+    /// Checked for leaks once `running` is gone, freed before EAL.
+    pub(super) pool: Arc<Mempool>,
+    pub(super) eal: Eal,
+    pub(super) settings: Settings,
+    /// Which worker serves which queue, as last published.
+    pub(super) asg: Assignment,
+    /// The tables the workers run on (the control thread's own reference).
+    pub(super) tables: Arc<Tables>,
+    pub(super) handover: Arc<Handover>,
+    pub(super) links: Arc<GuestLinks>,
+    pub(super) events: Arc<GuestEvents>,
+    pub(super) registry: StatsRegistry,
+    pub(super) watch: LinkWatch,
+    pub(super) rebalancer: Rebalancer,
+    pub(super) uplink_mtu: u16,
+    pub(super) mempool_at_start: u32,
+    pub(super) held_by_rings: u32,
+    /// How long the workers paused for the last publication.
+    pub(super) last_pause: Duration,
+    pub(super) epoch: u64,
+}
+
+impl Switch {
+    pub fn start(cli: &Cli, eal_args: &[String], cfg: Config) -> Result<Switch> {
+        let eal = Eal::init(eal_args).context("initialising EAL (options before `--`)")?;
+        let lcores = eal.worker_lcores();
+        if lcores.is_empty() {
+            bail!("no worker lcore: give EAL at least two (e.g. -l 0-1); the main lcore runs the control plane, the others forward");
+        }
+        if lcores.len() > MAX_WORKERS {
+            bail!("{} worker lcores: at most {MAX_WORKERS} are supported", lcores.len());
+        }
+        println!("dpdk-macvtap {VERSION}, running on {}", rte::eal::version());
+
+        let max_mtu = cli.uplink_mtu.unwrap_or(1500).max(cfg.max_mtu());
+        let pool = Arc::new(Mempool::pktmbuf("mvt_pool", cli.mbufs, MEMPOOL_CACHE, mbuf_data_room(max_mtu), eal.socket_id())?);
+        // The baseline every buffer must return to once the ports are closed.
+        let mempool_at_start = pool.in_use();
+
+        let port = uplink::open(&cli.port)?;
+        let (info, rx_queues, tx_queues) = uplink::queue_counts(&port, lcores.len())?;
+        let lcore_ids: Vec<u32> = lcores.iter().map(|l| l.0).collect();
+        let queue_counts: Vec<u16> = cfg.guests.iter().map(|g| g.queues).collect();
+        let pins: Vec<Option<u16>> = cfg.guests.iter().map(|g| g.lcore).collect();
+        let mut asg = assign(&lcore_ids, rx_queues, &queue_counts, &pins).map_err(|e| {
+            let g = &cfg.guests[e.guest];
+            anyhow!("{}:{}: guest {:?}: {e}", cfg.path.display(), g.line, g.name)
+        })?;
+        let uplink_mtu = cli.uplink_mtu.unwrap_or(cfg.max_mtu());
+        let up = uplink::configure(port, &info, rx_queues, tx_queues, &cfg.guests, &mut asg, uplink_mtu, cli.descriptors, &pool)?;
+
+        let links = GuestLinks::new(MAX_GUESTS, lcores.len());
+        let events = GuestEvents::new(Arc::clone(&links));
+        rte::vhost::set_events(Box::new(EventsHandle(Arc::clone(&events))))?;
+        let mut registry = StatsRegistry::new(MAX_GUESTS, MAX_SLOTS);
+        let started = Instant::now();
+        let mut guests = GuestSet::default();
+        for (i, g) in cfg.guests.iter().enumerate() {
+            let id = GuestId(i as u16);
+            let running = RunningGuest::start(g, id, &events).with_context(|| format!("guest {:?} ({}:{})", g.name, cfg.path.display(), g.line))?;
+            guests.insert(id, running);
+            registry.add_guest(id, &g.name);
+        }
+        let guests_took = started.elapsed();
+
+        up.port.start()?;
+        let steering = steering::install(&up.port, &cfg.guests, &asg, &up.vmdq);
+        let fib = MacTable::from_config(&cfg)?;
+        let tables = Arc::new(Tables::new(fib, asg.delivery.clone(), |g| steering.pooled(g)));
+        super::report::print_summary(&guests, &up.port, uplink_mtu, up.rx_queues, up.tx_queues, &pool, &steering);
+        println!("{} guest sockets set up in {} ms", cfg.guests.len(), guests_took.as_millis());
+
+        let measure = cli.assign == AssignMode::Cycles;
+        let handover = Handover::new(lcores.len());
+        let uplink::Uplink { port, rx, tx, scopes, .. } = up;
+        let workers = Workers::launch(
+            &asg,
+            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, socket_id: eal.socket_id() },
+        )?;
+        let held_by_rings = pool.in_use() - mempool_at_start;
+        for plan in &asg.workers {
+            println!("{}", super::report::lcore_line(&guests, plan));
+        }
+        println!("lcore {}: control plane", eal.main_lcore());
+        println!("dpdk-macvtap: forwarding ({} guests, {} workers)", cfg.guests.len(), lcores.len());
+        let rebalancer = Rebalancer::new(&registry);
+        Ok(Switch {
+            running: Running { workers, steering, guests, uplink: port },
+            pool,
+            eal,
+            settings: Settings {
+                guests_file: cli.guests.clone(),
+                stats_interval: Duration::from_secs(cli.stats_interval),
+                stats_json: cli.stats_json.clone(),
+                measure,
+                rebalance_every: Duration::from_secs(cli.rebalance_interval),
+            },
+            asg,
+            tables,
+            handover,
+            links,
+            events,
+            registry,
+            watch: LinkWatch::new(MAX_GUESTS),
+            rebalancer,
+            uplink_mtu,
+            mempool_at_start,
+            held_by_rings,
+            last_pause: Duration::ZERO,
+            epoch: 0,
+        })
+    }
+
+    /// Tables for `guests` (id, config) over `delivery`; fails only on a conflict the
+    /// validation should have caught, before anything changed.
+    pub(super) fn build_tables<'a>(&self, guests: impl IntoIterator<Item = (GuestId, &'a GuestConfig)>, delivery: DeliveryMap) -> Result<Arc<Tables>> {
+        let fib = MacTable::from_guests(guests, self.epoch + 1)?;
+        let steering = &self.running.steering;
+        Ok(Arc::new(Tables::new(fib, delivery, |g| steering.pooled(g))))
+    }
+
+    /// The one way a change reaches the workers: each gets its view of `tables` (under
+    /// `self.asg`) between two passes; returns once all run on it, and frees the old ones.
+    pub(super) fn publish(&mut self, tables: Arc<Tables>) {
+        let views = (0..self.asg.workers.len()).map(|w| WorkerView::new(&tables, w)).collect();
+        let t0 = Instant::now();
+        let epoch = self.handover.publish(views);
+        self.handover.wait_adopted(epoch);
+        self.last_pause = t0.elapsed();
+        self.epoch = epoch;
+        // The control thread's reference was the last one to the old tables: freed here.
+        self.tables = tables;
+    }
+
+    /// Counters now, with link states.
+    pub(super) fn snapshot(&self) -> StatsSnapshot {
+        let mut s = self.registry.snapshot();
+        for g in s.guests.iter_mut() {
+            g.link_up = self.watch.is_up(g.id);
+        }
+        s
+    }
+
+    /// Link changes since the last look, as lines.
+    pub(super) fn poll_links(&mut self) -> Vec<String> {
+        let ids = self.running.guests.ids();
+        self.watch
+            .poll(&self.links, &ids)
+            .into_iter()
+            .filter_map(|(g, up)| self.running.guests.get(g).map(|r| format!("guest {}: link {}", r.cfg.name, if up { "up" } else { "down" })))
+            .collect()
+    }
+
+    /// Stops the workers, reports, and lets go of everything in order.
+    pub fn stop(self) -> Result<ExitReport> {
+        println!("dpdk-macvtap: stopping");
+        let Switch { mut running, pool, eal, settings, asg, registry, watch, mempool_at_start, held_by_rings, .. } = self;
+        running.workers.stop();
+        let mut last = registry.snapshot();
+        for g in last.guests.iter_mut() {
+            g.link_up = watch.is_up(g.id);
+        }
+        // Ports' own counters, read before they close: what the PMDs saw, beside what we counted.
+        println!("final port {} ({}): {:?}", running.uplink.id(), running.uplink.name(), running.uplink.stats());
+        let control = super::report::control_json(&running.steering, &running.guests, &asg);
+        drop(running);
+        let mempool_at_exit = pool.in_use();
+        println!("final: {}{}", last.summary_line(), super::report::busy_line(&last, &asg));
+        println!("mempool in use at exit: {mempool_at_exit} (at start: {mempool_at_start}; held by port rx rings while running: {held_by_rings})");
+        if let Some(path) = &settings.stats_json {
+            super::report::write_json(path, &last, &control, mempool_at_start, Some(mempool_at_exit))?;
+        }
+        drop(pool);
+        drop(eal);
+        println!("dpdk-macvtap: stopped");
+        Ok(ExitReport { mempool_in_use_at_start: mempool_at_start, mempool_in_use_at_exit: mempool_at_exit })
+    }
+}
+
+/// Big enough for the largest frame in one segment: net_af_packet copies a whole frame into
+/// one mbuf without checking its size.
+fn mbuf_data_room(mtu: u16) -> u16 {
+    let frame = usize::from(mtu) + crate::wire::ETHER_HDR_LEN + crate::wire::VLAN_TAG_LEN + crate::wire::ETHER_CRC_LEN;
+    let room = frame.max(2048).next_multiple_of(1024);
+    (room + rte::sys_headroom()) as u16
+}

@@ -1,0 +1,98 @@
+//! What the control thread does between requests: link messages, the periodic stats line,
+//! periodic rebalancing by load, and the signals' requests (reload, stats dump).
+
+use std::time::Instant;
+
+use super::report::{busy_line, control_json, describe_moves, lcore_line, write_json};
+use super::switch::Switch;
+use crate::control::Signals;
+
+/// When the periodic jobs are next due.
+pub struct Timers {
+    next_stats: Instant,
+    next_rebalance: Instant,
+}
+
+impl Timers {
+    pub fn new(s: &Switch) -> Timers {
+        let now = Instant::now();
+        Timers { next_stats: now + s.settings.stats_interval, next_rebalance: now + s.settings.rebalance_every }
+    }
+}
+
+impl Switch {
+    pub fn tick(&mut self, t: &mut Timers, signals: &Signals) {
+        for line in self.poll_links() {
+            println!("{line}");
+        }
+        let now = Instant::now();
+        if !self.settings.stats_interval.is_zero() && now >= t.next_stats {
+            let snap = self.snapshot();
+            println!("stats: {}{}", snap.summary_line(), busy_line(&snap, &self.asg));
+            t.next_stats += self.settings.stats_interval;
+        }
+        if self.settings.measure && now >= t.next_rebalance {
+            // Periodic: only moves are worth a line.
+            let _ = self.rebalance(false);
+            t.next_rebalance = Instant::now() + self.settings.rebalance_every;
+        }
+        if signals.take_reload_request() {
+            // systemd's ExecReload sends SIGHUP: the same as `dpdk-macvtapctl reload`.
+            if let Err(e) = self.reload() {
+                eprintln!("dpdk-macvtap: reload refused, nothing changed: {e:#}");
+            }
+        }
+        if signals.take_dump_request() {
+            if let Some(path) = &self.settings.stats_json {
+                let control = control_json(&self.running.steering, &self.running.guests, &self.asg);
+                if let Err(e) = write_json(path, &self.snapshot(), &control, self.mempool_at_start, None) {
+                    eprintln!("dpdk-macvtap: stats dump: {e:#}");
+                }
+            }
+        }
+    }
+
+    /// Moves guest queues to other workers if the measured load says it is worth a pause;
+    /// Ok says what moved, Err why nothing did. `asked`: a user asked (the answer is printed).
+    pub fn rebalance(&mut self, asked: bool) -> Result<String, String> {
+        if !self.settings.measure {
+            let why = "queue load is not measured; start with --assign cycles".to_owned();
+            if asked {
+                println!("rebalance: {why}");
+            }
+            return Err(why);
+        }
+        let guests = &self.running.guests;
+        let d = &self.asg.delivery;
+        let pinned = |slot: usize| guests.get(crate::fib::GuestId(d.slot_guest(slot) as u16)).is_some_and(|g| g.cfg.lcore.is_some());
+        let plan = match self.rebalancer.propose(&self.registry, &self.asg, pinned) {
+            Ok(p) => p,
+            Err(why) => {
+                if asked {
+                    println!("rebalance: nothing moved ({why})");
+                }
+                return Err(why);
+            }
+        };
+        let before = self.asg.clone();
+        let next = self.asg.with_moves(&plan.moves);
+        let configs: Vec<_> = self.running.guests.iter().map(|(id, r)| (id, r.cfg.clone())).collect();
+        let tables = match self.build_tables(configs.iter().map(|(id, g)| (*id, g)), next.delivery.clone()) {
+            Ok(t) => t,
+            Err(e) => return Err(format!("{e:#}")),
+        };
+        self.asg = next;
+        self.publish(tables);
+        let msg = describe_moves(&self.running.guests, &before, &plan.described, &plan.proposal, &plan.load);
+        println!("rebalance: {msg}");
+        for plan in &self.asg.workers {
+            println!("{}", lcore_line(&self.running.guests, plan));
+        }
+        for line in self.running.steering.retarget(&self.running.uplink, configs.iter().map(|(id, g)| (*id, g)), &self.asg) {
+            println!("rebalance: {line}");
+        }
+        // The pause and the move itself are not the new assignment's load.
+        self.rebalancer.restart(&self.registry);
+        Ok(msg)
+    }
+}

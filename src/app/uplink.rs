@@ -1,0 +1,93 @@
+//! The uplink port at start: opened (or probed), configured with a queue pair per worker
+//! (or VMDq pools where the port steers that way), its MTU set and its queues set up.
+
+use anyhow::{bail, Result};
+
+use crate::config::GuestConfig;
+use crate::control::steering;
+use crate::control::vmdq::{VmdqCaps, VmdqPlan};
+use crate::control::Assignment;
+use crate::rte::{Mempool, Port, PortConf, PortId, PortInfo, RxQueue, TxQueue};
+use crate::view::RxScope;
+
+/// Descriptors for an uplink rx queue no worker polls.
+const IDLE_DESCRIPTORS: u16 = 64;
+
+/// The uplink, configured, with its queues ready to hand to the workers.
+pub struct Uplink {
+    pub port: Port,
+    pub rx: Vec<Option<RxQueue>>,
+    pub tx: Vec<Option<TxQueue>>,
+    /// Per worker, the flood scope of each rx queue it polls.
+    pub scopes: Vec<Vec<RxScope>>,
+    pub vmdq: Result<(VmdqPlan, VmdqCaps), String>,
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+}
+
+pub fn open(spec: &str) -> Result<Port> {
+    match spec.parse::<u16>() {
+        Ok(id) => Ok(Port::from_id(PortId(id))?),
+        Err(_) => Ok(Port::probe(spec)?),
+    }
+}
+
+/// The queue pairs the uplink gets for `workers` workers: a tx queue each, and an rx queue
+/// each where the port has them (spread by the port's RSS, or for net_af_packet the
+/// kernel's fanout hash).
+pub fn queue_counts(port: &Port, workers: usize) -> Result<(PortInfo, u16, u16)> {
+    let info = port.info()?;
+    let tx_queues = workers as u16;
+    if info.max_tx_queues < tx_queues {
+        bail!(
+            "uplink {} ({}) has {} tx queue(s) but {} workers need one each: use fewer lcores or give the port more queues (e.g. qpairs=N for net_af_packet, queues=N for net_tap)",
+            port.name(), info.driver, info.max_tx_queues, workers
+        );
+    }
+    let rx_queues = tx_queues.min(info.max_rx_queues).max(1);
+    Ok((info, rx_queues, tx_queues))
+}
+
+/// Configures `port` with the queues `queue_counts` gave, for the start-up guests (ids
+/// 0..n); fills in each worker plan's uplink rx queues when VMDq changes them.
+#[allow(clippy::too_many_arguments)]
+pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, guests: &[GuestConfig], asg: &mut Assignment, mtu: u16, descriptors: u16, pool: &Mempool) -> Result<Uplink> {
+    let rss = PortConf { rx_queues, tx_queues, rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 }, ..PortConf::default() };
+    port.configure(&rss)?;
+    // VMDq changes the queue layout, so it is chosen before the queues are set up.
+    let mut vmdq = steering::plan_vmdq(&port, info, guests, asg);
+    let mut scopes: Vec<Vec<RxScope>> = asg.workers.iter().map(|w| vec![RxScope::All; w.uplink_rx.len()]).collect();
+    if let Ok((plan, _)) = &vmdq {
+        let conf = PortConf { rx_queues: plan.rx_queues, rss_hf: 0, vmdq: Some((plan.pools, plan.default_pool)), ..rss };
+        match port.configure(&conf) {
+            Ok(()) => {
+                for (w, plan_w) in asg.workers.iter_mut().enumerate() {
+                    let (queues, sc) = plan.queues_of(w).into_iter().unzip();
+                    plan_w.uplink_rx = queues;
+                    scopes[w] = sc;
+                }
+            }
+            Err(e) => {
+                vmdq = Err(format!("VMDq configuration refused: {e}"));
+                port.configure(&rss)?;
+            }
+        }
+    }
+    let configured_rx = vmdq.as_ref().map_or(rx_queues, |(p, _)| p.rx_queues);
+    if port.mtu().ok() != Some(mtu) {
+        // Some PMDs (net_af_packet) advertise a 1518-byte limit to ethdev yet carry whatever
+        // the kernel interface's MTU allows; a refusal is a warning, and the per-guest MTU
+        // checks still apply.
+        if let Err(e) = port.set_mtu(mtu) {
+            eprintln!("dpdk-macvtap: warning: uplink refuses MTU {mtu} ({e}); frames up to the device's own limit still pass");
+        }
+    }
+    // Every configured queue must be set up; one nobody polls (a VMDq pool's other queues)
+    // gets a small ring, since it holds its buffers for as long as the port runs.
+    let polled: Vec<bool> = (0..configured_rx).map(|q| asg.workers.iter().any(|w| w.uplink_rx.contains(&q))).collect();
+    let rx = (0..configured_rx)
+        .map(|q| port.rx_queue(q, if polled[usize::from(q)] { descriptors } else { IDLE_DESCRIPTORS }, pool).map(Some))
+        .collect::<Result<_, _>>()?;
+    let tx = (0..tx_queues).map(|q| port.tx_queue(q, descriptors).map(Some)).collect::<Result<_, _>>()?;
+    Ok(Uplink { port, rx, tx, scopes, vmdq, rx_queues: configured_rx, tx_queues })
+}

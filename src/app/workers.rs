@@ -1,0 +1,93 @@
+//! The forwarding workers as the control thread holds them: the rings between them, their
+//! launch on the EAL worker lcores, and their stop. Dropping `Workers` stops and waits for
+//! every launched worker, so an error anywhere after the launch cannot leave one running.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::control::Assignment;
+use crate::datapath::{Worker, WorkerQueues, WorkerShared};
+use crate::rte::lcore::{self, Launched};
+use crate::rte::ring::{self, Consumer, Producer};
+use crate::rte::{LcoreId, Mempool, RxQueue, TxQueue};
+use crate::stats::StatsRegistry;
+use crate::view::{GuestLinks, Handover, RxScope, Tables, WorkerView};
+
+/// Frames in flight from one worker to another; a full ring drops (counted as dispatch_full).
+const PEER_RING: u32 = 1024;
+
+/// What the launch needs beside the assignment.
+pub struct Launch<'a> {
+    pub uplink_rx: Vec<Option<RxQueue>>,
+    pub uplink_tx: Vec<Option<TxQueue>>,
+    pub scopes: Vec<Vec<RxScope>>,
+    pub tables: &'a Arc<Tables>,
+    pub links: &'a Arc<GuestLinks>,
+    pub pool: &'a Arc<Mempool>,
+    pub handover: &'a Arc<Handover>,
+    pub registry: &'a mut StatsRegistry,
+    pub measure: bool,
+    pub socket_id: i32,
+}
+
+pub struct Workers {
+    stop: Arc<AtomicBool>,
+    launched: Vec<Launched<()>>,
+}
+
+impl Workers {
+    /// Rings between every pair of workers (guests may land on any worker at run time), then
+    /// one worker per plan of `asg`, each with its queues and its view of `tables`.
+    pub fn launch(asg: &Assignment, mut l: Launch<'_>) -> Result<Workers> {
+        let n = asg.workers.len();
+        let mut to_peers: Vec<Vec<(usize, Producer)>> = (0..n).map(|_| Vec::new()).collect();
+        let mut from_peers: Vec<Vec<Consumer>> = (0..n).map(|_| Vec::new()).collect();
+        for (a, outgoing) in to_peers.iter_mut().enumerate() {
+            for b in (0..n).filter(|&b| b != a) {
+                let (p, c) = ring::spsc(&format!("mvt_r{a}_{b}"), PEER_RING, l.socket_id)?;
+                outgoing.push((b, p));
+                from_peers[b].push(c);
+            }
+        }
+        let mut workers = Workers { stop: Arc::new(AtomicBool::new(false)), launched: Vec::with_capacity(n) };
+        for (wi, plan) in asg.workers.iter().enumerate() {
+            let queues = WorkerQueues {
+                index: wi,
+                uplink_rx: plan.uplink_rx.iter().filter_map(|&q| l.uplink_rx[usize::from(q)].take()).collect(),
+                uplink_scope: std::mem::take(&mut l.scopes[wi]),
+                uplink_tx: l.uplink_tx[usize::from(plan.uplink_tx)].take().context("uplink tx queue assigned twice")?,
+                to_peers: std::mem::take(&mut to_peers[wi]),
+                from_peers: std::mem::take(&mut from_peers[wi]),
+            };
+            let shared = WorkerShared {
+                view: WorkerView::new(l.tables, wi),
+                links: Arc::clone(l.links),
+                pool: Arc::clone(l.pool),
+                stats: l.registry.add_shard(),
+                measure: l.measure,
+                handover: Arc::clone(l.handover),
+                stop: Arc::clone(&workers.stop),
+            };
+            let worker = Worker::new(queues, shared);
+            // On an error, `workers` drops: the ones launched so far are stopped and waited for.
+            workers.launched.push(lcore::launch(LcoreId(plan.lcore), move || worker.run())?);
+        }
+        Ok(workers)
+    }
+
+    /// Tells every worker to stop and waits for them.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for l in self.launched.drain(..) {
+            l.join();
+        }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

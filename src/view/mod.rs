@@ -1,0 +1,31 @@
+//! What the workers see: the state they read per frame, built by the control plane and
+//! published to them between passes. The control plane builds and publishes; the datapath
+//! only reads. Nothing here touches a queue or a frame.
+//!
+//! - [`Tables`]: the immutable per-publication tables every worker shares (MAC table,
+//!   queue ownership, per-guest flags), and [`WorkerView`], one worker's part of it (its
+//!   queues, its per-guest delivery entries).
+//! - [`Handover`]: the one way a new `WorkerView` reaches the workers, for every kind of
+//!   change (guests added, removed or changed, queues moved by load): built and allocated on
+//!   the control thread, taken by each worker between two passes, and the previous one
+//!   handed back so that it is freed on the control thread after every worker let go.
+//! - [`GuestLinks`]: which guests have a live vhost device, written by the vhost library's
+//!   thread, with the handshake that keeps a device usable until no worker can touch it.
+//! - [`DeliveryMap`], [`RxScope`]: which worker owns each guest queue; which guests an uplink
+//!   rx queue's floods are for.
+//!
+//! Guest ids ([`GuestId`](crate::fib::GuestId)) are stable for a guest's whole life on the
+//! switch and below `MAX_GUESTS`, so every per-guest array a worker or a stats shard holds
+//! is sized once, at start, and never reallocated.
+
+mod delivery;
+mod handover;
+mod links;
+mod scope;
+mod tables;
+
+pub use delivery::{DeliveryMap, MAX_SLOTS, NO_OWNER};
+pub use handover::Handover;
+pub use links::GuestLinks;
+pub use scope::RxScope;
+pub use tables::{GuestFlags, Tables, ToGuest, WorkerView, NO_SLOT};
