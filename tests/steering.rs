@@ -209,12 +209,18 @@ fn every_vdev_here_reports_software_steering_and_forwards() {
         sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
         let f = frame(BROADCAST, mac(A), TEST_ETHERTYPE, 46, 1);
         assert_eq!(g.send(&f, 8), 8);
-        std::thread::sleep(Duration::from_millis(300));
+        // The guest quits once the switch has sent all 8 out of the uplink.
+        let ctl = Ctl::new(&control_socket(&dir.path().join("guests.toml")));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ctl.json(&["stats"])["uplink"]["tx_packets"] != 8 {
+            assert!(Instant::now() < deadline, "{vdev}: the 8 frames did not leave the uplink: {}", ctl.json(&["stats"]));
+            std::thread::sleep(Duration::from_millis(20));
+        }
         g.quit();
         sw.stop_clean();
         let v = stats_json(&json);
         assert_eq!(v["uplink"]["tx_packets"], 8, "{vdev} forwarded the guest's frames: {v}");
-        assert!(v["steering"]["guests"][0].as_str().unwrap_or("").starts_with("software (rte_flow_"), "{v}");
+        assert!(v["steering"]["guests"][0].as_str().unwrap_or("").starts_with("vm1: software (rte_flow_"), "{v}");
     }
 }
 

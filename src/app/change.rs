@@ -41,16 +41,24 @@ pub struct Batch {
 /// What a batch did.
 #[derive(Default)]
 pub struct Applied {
+    /// How long the whole change took on the control thread, and how long the workers
+    /// paused for its publication(s) (the time from handing them the new view to the last
+    /// of them running on it).
+    pub took: std::time::Duration,
+    pub paused: std::time::Duration,
     /// Final counters of each removed guest.
     pub removed: Vec<GuestStats>,
     pub added: Vec<String>,
     pub changed: Vec<String>,
+    /// Guests removed and added again (a reload changed a key that needs a reconnect).
+    pub recreated: Vec<String>,
     /// New guests left out after the rest applied (see the module doc), with why.
     pub failed: Vec<String>,
 }
 
 impl Switch {
     pub(super) fn apply(&mut self, b: Batch) -> Result<Applied> {
+        let t0 = std::time::Instant::now();
         // 1. Plan.
         for g in b.add.iter().chain(b.change.iter().map(|(_, g)| g)) {
             if g.mtu > self.uplink_mtu {
@@ -119,7 +127,7 @@ impl Switch {
         self.publish(tables);
 
         // 4. The removed guests go.
-        let mut out = Applied::default();
+        let mut out = Applied { paused: self.last_pause, ..Applied::default() };
         for &id in &b.remove {
             if let Some(r) = self.running.guests.take(id) {
                 let name = r.cfg.name.clone();
@@ -171,9 +179,11 @@ impl Switch {
             let tables = self.build_tables(keep.iter().map(|(id, g)| (*id, g)), asg.delivery.clone())?;
             self.asg = asg;
             self.publish(tables);
+            out.paused += self.last_pause;
         }
         // The pause and the change are not the new state's load.
         self.rebalancer.restart(&self.registry);
+        out.took = t0.elapsed();
         Ok(out)
     }
 

@@ -33,7 +33,9 @@ impl Switch {
                 let (id, _) = self.named(params)?;
                 let done = self.apply(Batch { remove: vec![id], ..Batch::default() }).map_err(refused)?;
                 let last = done.removed.first();
-                Ok(json!({ "removed": last.map(|s| s.name.clone()), "counters": last.map(|s| counters_json(&s.counters)) }))
+                let mut v = json!({ "removed": last.map(|s| s.name.clone()), "counters": last.map(|s| counters_json(&s.counters)) });
+                timings(&mut v, &done);
+                Ok(v)
             }
             "guest-set" => self.guest_set(params),
             "stats" => match params.get("name") {
@@ -82,8 +84,10 @@ impl Switch {
         };
         let g = config::parse_addition(&text, Path::new("guest-add"), &self.running.guests.configs()).map_err(refused)?;
         let name = g.name.clone();
-        self.apply(Batch { add: vec![g], ..Batch::default() }).map_err(refused)?;
-        Ok(json!({ "added": name }))
+        let done = self.apply(Batch { add: vec![g], ..Batch::default() }).map_err(refused)?;
+        let mut v = json!({ "added": name });
+        timings(&mut v, &done);
+        Ok(v)
     }
 
     fn guest_set(&mut self, params: &Value) -> Result<Value, RpcError> {
@@ -109,10 +113,12 @@ impl Switch {
                 LIVE_KEYS.join(", ")
             )));
         }
+        let mut v = json!({ "changed": current.name, "keys": keys });
         if !keys.is_empty() {
-            self.apply(Batch { change: vec![(id, next)], ..Batch::default() }).map_err(refused)?;
+            let done = self.apply(Batch { change: vec![(id, next)], ..Batch::default() }).map_err(refused)?;
+            timings(&mut v, &done);
         }
-        Ok(json!({ "changed": current.name, "keys": keys }))
+        Ok(v)
     }
 
     /// Re-reads the guests file and applies the difference, whole or not at all.
@@ -143,7 +149,7 @@ impl Switch {
         done.added.retain(|n| !recreated.contains(n));
         done.removed.retain(|s| !recreated.contains(&s.name));
         println!("{summary}");
-        done.changed.extend(recreated.iter().map(|n| format!("{n} (re-created)")));
+        done.recreated = recreated;
         Ok(done)
     }
 
@@ -213,12 +219,21 @@ pub fn counters_json(c: &PortCounters) -> Value {
 }
 
 fn applied_json(d: &Applied) -> Value {
-    json!({
+    let mut v = json!({
         "added": d.added,
         "removed": d.removed.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
         "changed": d.changed,
+        "recreated": d.recreated,
         "failed": d.failed,
-    })
+    });
+    timings(&mut v, d);
+    v
+}
+
+/// How long a change took and how long the workers paused for it, in microseconds.
+fn timings(v: &mut Value, d: &Applied) {
+    v["took_us"] = json!(d.took.as_micros() as u64);
+    v["workers_paused_us"] = json!(d.paused.as_micros() as u64);
 }
 
 /// A refusal: the error's whole chain, on one line.
