@@ -10,7 +10,8 @@
 # busybox initramfs whose /init loads the virtio-net modules, sets a static IP, pings the
 # external host and prints `VM-RESULT: ...`. With two VMs, vm1 then pings vm2 twice, once with
 # hairpin on (must work) and once with hairpin off (must fail: VEPA isolation); the VMs take
-# these commands over their serial consoles.
+# these commands over their serial consoles. The kernel, the initramfs and its /init, the QEMU
+# command line and the waiting helpers are in qemu-common.sh (shared with qemu-hotplug.sh).
 #
 # Exits 0 only if every expectation held. Logs stay in $DIR (switch.log, vm1.console, ...);
 # processes, namespaces, sockets and DPDK runtime files are removed on exit.
@@ -21,7 +22,6 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT=$PWD
 ME=qemu-vm
 VMS=${VMS:-2}
 PREFIX=${PREFIX:-qvm}
@@ -76,7 +76,9 @@ lab_up "$PREFIX"
 lab_hairpin "$PREFIX" on
 ip -n "$PREFIX-ext" addr add "$EXT_IP/24" dev ext0
 
-rm -f "$DIR"/*.sock "$DIR"/*.console "$DIR/stats.json"
+# The old log goes first: the background job below truncates it only some time after it
+# forks, and wait_line must not find the previous run's "forwarding" line meanwhile.
+rm -f "$DIR"/*.sock "$DIR"/*.console "$DIR/stats.json" "$DIR/switch.log"
 {
     for name in $(seq -f 'vm%g' 1 "$VMS"); do
         printf '[[guest]]\nname = "%s"\nmac = "%s"\nsocket = "%s"\n\n' "$name" "${VM_MAC[$name]}" "$DIR/$name.sock"

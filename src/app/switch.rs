@@ -75,7 +75,7 @@ pub struct Switch {
     pub(super) uplink_mtu: u16,
     pub(super) mempool_at_start: u32,
     pub(super) held_by_rings: u32,
-    /// How long the workers paused for the last publication.
+    /// The longest a worker went without forwarding for the last publication.
     pub(super) last_pause: Duration,
     pub(super) epoch: u64,
 }
@@ -183,10 +183,11 @@ impl Switch {
     /// `self.asg`) between two passes; returns once all run on it, and frees the old ones.
     pub(super) fn publish(&mut self, tables: Arc<Tables>) {
         let views = (0..self.asg.workers.len()).map(|w| WorkerView::new(&tables, w)).collect();
-        let t0 = Instant::now();
         let epoch = self.handover.publish(views);
         self.handover.wait_adopted(epoch);
-        self.last_pause = t0.elapsed();
+        let cycles = self.handover.wait_resumed(epoch);
+        let hz = self.eal.tsc_hz().max(1);
+        self.last_pause = Duration::from_nanos((u128::from(cycles) * 1_000_000_000 / u128::from(hz)).min(u128::from(u64::MAX)) as u64);
         self.epoch = epoch;
         // The control thread's reference was the last one to the old tables: freed here.
         self.tables = tables;

@@ -77,6 +77,16 @@ pub(super) fn numeric_id(text: &str) -> Option<u32> {
     text.parse::<u32>().ok().filter(|&id| id != u32::MAX)
 }
 
+/// A user given on the command line: a numeric uid, or a name from `/etc/passwd`.
+pub fn resolve_user(text: &str) -> Result<u32, String> {
+    numeric_id(text).map_or_else(|| EtcFiles::default().uid(text), Ok)
+}
+
+/// A group given on the command line: a numeric gid, or a name from `/etc/group`.
+pub fn resolve_group(text: &str) -> Result<u32, String> {
+    numeric_id(text).map_or_else(|| EtcFiles::default().gid(text), Ok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,12 +133,3 @@ libvirt-qemu:x:64055:108::/var/lib/libvirt:/usr/sbin/nologin
     }
 }
 
-/// A user given on the command line: a numeric uid, or a name from `/etc/passwd`.
-pub fn resolve_user(text: &str) -> Result<u32, String> {
-    numeric_id(text).map_or_else(|| EtcFiles::default().uid(text), Ok)
-}
-
-/// A group given on the command line: a numeric gid, or a name from `/etc/group`.
-pub fn resolve_group(text: &str) -> Result<u32, String> {
-    numeric_id(text).map_or_else(|| EtcFiles::default().gid(text), Ok)
-}

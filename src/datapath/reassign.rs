@@ -5,12 +5,14 @@
 //! back to the control thread.
 
 use super::worker::{SlotOut, Worker};
+use crate::rte::eal::rdtsc;
 use crate::rte::Burst;
 use crate::view::WorkerView;
 
 impl Worker {
     /// Takes the newest publication; false if told to stop on the way.
     pub(super) fn take_new_assignment(&mut self) -> bool {
+        let t0 = rdtsc();
         let epoch = self.handover.published();
         // 1. Nothing new comes in; what peers already sent is still delivered.
         self.handover.quiet(self.me, epoch);
@@ -35,6 +37,7 @@ impl Worker {
             self.pause();
         }
         self.epoch = epoch;
+        self.handover.resumed(self.me, epoch, rdtsc().wrapping_sub(t0));
         true
     }
 

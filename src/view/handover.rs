@@ -34,11 +34,17 @@ use super::WorkerView;
 
 /// What a worker has acknowledged once it has stopped for good: every epoch.
 const STOPPED: u64 = u64::MAX;
+/// How long the control thread yields, rather than sleeps, waiting for the workers to adopt.
+const SPIN_FOR: Duration = Duration::from_millis(2);
 
 pub struct Handover {
     epoch: CachePadded<AtomicU64>,
     quiet: Box<[CachePadded<AtomicU64>]>,
     adopted: Box<[CachePadded<AtomicU64>]>,
+    /// Per worker: the last epoch it resumed forwarding on, and how long (TSC cycles) it
+    /// forwarded nothing for that publication (written before `resumed`).
+    resumed: Box<[CachePadded<AtomicU64>]>,
+    paused_cycles: Box<[CachePadded<AtomicU64>]>,
     updates: Box<[(Sender<WorkerView>, Receiver<WorkerView>)]>,
     /// Views the workers have let go of, for the control thread to free.
     retired: (Sender<WorkerView>, Receiver<WorkerView>),
@@ -51,6 +57,8 @@ impl Handover {
             epoch: CachePadded::new(AtomicU64::new(0)),
             quiet: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
             adopted: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
+            resumed: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
+            paused_cycles: (0..workers).map(|_| CachePadded::new(AtomicU64::new(0))).collect(),
             updates: (0..workers).map(|_| crossbeam_channel::bounded(1)).collect(),
             // Room for one view per worker: a worker hands back one per publication, and the
             // control thread empties it before the next.
@@ -95,10 +103,27 @@ impl Handover {
         self.adopted.iter().all(|a| a.load(Ordering::Acquire) >= epoch)
     }
 
+    /// The worker forwards again on `epoch`, after `cycles` TSC cycles without forwarding.
+    pub fn resumed(&self, worker: usize, epoch: u64, cycles: u64) {
+        self.paused_cycles[worker].store(cycles, Ordering::Relaxed);
+        self.resumed[worker].store(epoch, Ordering::Release);
+    }
+
     /// The worker has left its loop: nobody waits for it again.
     pub fn worker_stopped(&self, worker: usize) {
+        self.paused_cycles[worker].store(0, Ordering::Relaxed);
         self.quiet[worker].store(STOPPED, Ordering::Release);
         self.adopted[worker].store(STOPPED, Ordering::Release);
+        self.resumed[worker].store(STOPPED, Ordering::Release);
+    }
+
+    /// Once every worker resumed on `epoch` (or stopped): the longest any of them went
+    /// without forwarding for it, in TSC cycles. What a publication costs the traffic.
+    pub fn wait_resumed(&self, epoch: u64) -> u64 {
+        while !self.resumed.iter().all(|r| r.load(Ordering::Acquire) >= epoch) {
+            std::thread::yield_now();
+        }
+        self.paused_cycles.iter().map(|c| c.load(Ordering::Relaxed)).max().unwrap_or(0)
     }
 
     /// Hands every worker its view and starts the change; returns the new epoch.
@@ -119,8 +144,16 @@ impl Handover {
     /// Waits until every worker runs on `epoch` (or has stopped), then frees the views they
     /// let go of.
     pub fn wait_adopted(&self, epoch: u64) {
+        // Workers adopt within a pass or two: yield (which also hands the core to a worker
+        // sharing it) rather than sleep, whose timer slack would be most of the wait; fall
+        // back to sleeping only if a worker takes long.
+        let t0 = std::time::Instant::now();
         while !self.all_adopted(epoch) {
-            std::thread::sleep(Duration::from_micros(100));
+            if t0.elapsed() < SPIN_FOR {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
         }
         while let Ok(old) = self.retired.1.try_recv() {
             drop(old);
