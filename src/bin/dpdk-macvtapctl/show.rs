@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 /// Drop reasons in the protocol's order; reasons the server adds later follow these.
-const DROP_REASONS: [&str; 10] = [
+const DROP_REASONS: [&str; 9] = [
     "runt",
     "oversize",
     "unknown_dest",
@@ -20,7 +20,6 @@ const DROP_REASONS: [&str; 10] = [
     "uplink_full",
     "policy_denied",
     "dispatch_full",
-    "guest_removed",
 ];
 
 /// Counter keys in display order (drops are summarised separately).
@@ -285,18 +284,14 @@ fn guest_list(result: &Value) -> Option<String> {
     Some(table.render())
 }
 
+/// `guest-show`'s plain fields, in the order they are printed.
+const GUEST_FIELDS: [&str; 8] = ["name", "macs", "socket", "vhost", "mode", "mtu", "queues", "active_queues"];
+/// Fields `guest-show` prints in a way of its own.
+const GUEST_SPECIAL: [&str; 5] = ["lcore", "link", "steering", "queue_lcores", "counters"];
+
 fn guest_show(obj: &Map<String, Value>) -> String {
     let mut lines = Lines::default();
-    for key in [
-        "name",
-        "macs",
-        "socket",
-        "vhost",
-        "mode",
-        "mtu",
-        "queues",
-        "active_queues",
-    ] {
+    for key in GUEST_FIELDS {
         if let Some(v) = obj.get(key) {
             lines.push(key, text(v));
         }
@@ -318,24 +313,8 @@ fn guest_show(obj: &Map<String, Value>) -> String {
         Some(other) => lines.push("counters", text(other)),
         None => {}
     }
-    lines.extras(
-        obj,
-        &[
-            "name",
-            "macs",
-            "socket",
-            "vhost",
-            "mode",
-            "mtu",
-            "queues",
-            "active_queues",
-            "lcore",
-            "link",
-            "steering",
-            "queue_lcores",
-            "counters",
-        ],
-    );
+    let known: Vec<&str> = GUEST_FIELDS.iter().chain(&GUEST_SPECIAL).copied().collect();
+    lines.extras(obj, &known);
     lines.render()
 }
 
