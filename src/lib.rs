@@ -7,8 +7,13 @@
 //! - domain modules (`wire`, `fib`, `policy`, `config`, `stats`, `view`, `datapath`, `control`, `app`):
 //!   safe Rust. `wire`, `fib`, `policy`, `config` and `stats` never touch DPDK.
 
+// The compiler holds the layering: `unsafe` only in the FFI (`sys`) and its wrappers (`rte`).
+#![deny(unsafe_code)]
+
 pub mod args;
+#[allow(unsafe_code)]
 pub mod sys;
+#[allow(unsafe_code)]
 pub mod rte;
 
 pub mod wire;

@@ -27,7 +27,7 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 unsafe extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the Box<Job> leaked by `launch`, handed to exactly one lcore.
     let job = unsafe { Box::from_raw(arg as *mut Job) };
-    job();
+    super::boundary::no_unwind("a worker lcore", job);
     0
 }
 

@@ -3,6 +3,7 @@
 //! a DPDK failure, logs per packet, or allocates on the fast path (`RxQueue::rx`, `TxQueue::tx`,
 //! `Burst`).
 
+mod boundary;
 pub mod burst;
 pub mod eal;
 pub mod error;

@@ -57,8 +57,6 @@
 
 use std::collections::HashSet;
 use std::ffi::{c_char, c_int, CStr, CString};
-use std::io::Write;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::{Mutex, OnceLock};
 
@@ -711,7 +709,7 @@ unsafe fn c_str<'a>(p: *const c_char) -> std::borrow::Cow<'a, str> {
 
 /// The one callback of every command registered here.
 extern "C" fn on_command(cmd: *const c_char, params: *const c_char, info: *mut sys::rte_tel_data) -> c_int {
-    let answer = catch_unwind(AssertUnwindSafe(|| {
+    super::boundary::no_unwind("telemetry handler", || {
         let (Some(handler), Some(info)) = (HANDLER.get(), NonNull::new(info)) else {
             return -1; // DPDK replies {"<cmd>": null}
         };
@@ -722,24 +720,13 @@ extern "C" fn on_command(cmd: *const c_char, params: *const c_char, info: *mut s
         // SAFETY: info is the data DPDK passed to this running callback.
         unsafe { emit_top(info, &top) };
         0 // never negative once containers are attached: DPDK frees them only when writing
-    }));
-    match answer {
-        Ok(ret) => ret,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("(no message)");
-            let _ = writeln!(std::io::stderr(), "dpdk-macvtap: telemetry handler panicked: {msg}; aborting");
-            std::process::abort();
-        }
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use serde_json::json;
 
     /// The JSON DPDK writes for a plan (what a client reads under the command's name).

@@ -75,21 +75,25 @@ fn suppress_kicks(vid: c_int, vring: u16) {
 }
 
 extern "C" fn on_new_device(vid: c_int) -> c_int {
-    // SAFETY: vid names a device the library is setting up.
-    let vrings = unsafe { sys::rte_vhost_get_vring_num(vid) };
-    for v in 0..vrings {
-        suppress_kicks(vid, v);
-    }
-    match EVENTS.get() {
-        Some(h) if h.new_device(&ifname(vid), vid, vrings / 2) => 0,
-        _ => -1,
-    }
+    super::boundary::no_unwind("the vhost new_device callback", || {
+        // SAFETY: vid names a device the library is setting up.
+        let vrings = unsafe { sys::rte_vhost_get_vring_num(vid) };
+        for v in 0..vrings {
+            suppress_kicks(vid, v);
+        }
+        match EVENTS.get() {
+            Some(h) if h.new_device(&ifname(vid), vid, vrings / 2) => 0,
+            _ => -1,
+        }
+    })
 }
 
 extern "C" fn on_destroy_device(vid: c_int) {
-    if let Some(h) = EVENTS.get() {
-        h.destroy_device(&ifname(vid), vid);
-    }
+    super::boundary::no_unwind("the vhost destroy_device callback", || {
+        if let Some(h) = EVENTS.get() {
+            h.destroy_device(&ifname(vid), vid);
+        }
+    })
 }
 
 struct Ops(sys::rte_vhost_device_ops);
