@@ -65,6 +65,12 @@ pub struct Cli {
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub rebalance_interval: u64,
 
+    /// Longest sleep, in microseconds, of a worker that found nothing to do for a while (it
+    /// polls flat out again from the first frame); 0: never sleep (pure polling, for the
+    /// lowest latency at the cost of a core per worker).
+    #[arg(long, default_value_t = DEFAULT_IDLE_SLEEP_MAX_US, value_parser = clap::value_parser!(u32).range(0..=MAX_IDLE_SLEEP_US))]
+    pub idle_sleep_max: u32,
+
     /// The control socket (`dpdk-macvtapctl --control PATH`).
     #[arg(long, default_value = DEFAULT_CONTROL)]
     pub control: PathBuf,
@@ -85,6 +91,11 @@ pub struct Cli {
     #[arg(long, default_value = "0660", value_parser = parse_octal_mode)]
     pub control_mode: u32,
 }
+
+/// The default bound of a worker's idle sleep (see bench/README.md for how it was chosen).
+pub const DEFAULT_IDLE_SLEEP_MAX_US: u32 = 250;
+/// Above this, frames would wait longer than any rx ring holds them at line rate.
+pub const MAX_IDLE_SLEEP_US: i64 = 10_000;
 
 /// Where the control socket is unless `--control` says otherwise.
 pub const DEFAULT_CONTROL: &str = "/run/dpdk-macvtap/control.sock";

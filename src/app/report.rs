@@ -52,24 +52,26 @@ pub fn print_summary(guests: &GuestSet, uplink: &Port, mtu: u16, rxq: u16, txq: 
     println!("mempool: {} mbufs of {} bytes", pool.available() + pool.in_use(), pool.data_room());
 }
 
-/// Each worker's busy share since start, from its own TSC accounting (0 when it has none).
-pub fn busy_percent(s: &StatsSnapshot, w: usize) -> f64 {
-    s.workers.get(w).map_or(0.0, |w| {
-        let total = w.busy_cycles + w.idle_cycles;
+/// Worker `w`'s share of its time (since start) spent moving frames and spent asleep, in
+/// percent, from its own TSC accounting (0 when it has none).
+pub fn busy_sleep_percent(s: &StatsSnapshot, w: usize) -> (f64, f64) {
+    s.workers.get(w).map_or((0.0, 0.0), |w| {
+        let total = w.busy_cycles + w.idle_cycles + w.sleep_cycles;
         if total == 0 {
-            0.0
+            (0.0, 0.0)
         } else {
-            100.0 * w.busy_cycles as f64 / total as f64
+            (100.0 * w.busy_cycles as f64 / total as f64, 100.0 * w.sleep_cycles as f64 / total as f64)
         }
     })
 }
 
-/// ` | lcore 1 busy 12% 80 cyc/frame | ...`
+/// ` | lcore 1 busy 12% sleep 80% 80 cyc/frame | ...`
 pub fn busy_line(s: &StatsSnapshot, asg: &Assignment) -> String {
     let mut out = String::new();
     for (i, (w, plan)) in s.workers.iter().zip(&asg.workers).enumerate() {
         let cpp = w.busy_cycles.checked_div(w.frames).unwrap_or(0);
-        out.push_str(&format!(" | lcore {} busy {:.0}% {cpp} cyc/frame", plan.lcore, busy_percent(s, i)));
+        let (busy, sleep) = busy_sleep_percent(s, i);
+        out.push_str(&format!(" | lcore {} busy {busy:.0}% sleep {sleep:.0}% {cpp} cyc/frame", plan.lcore));
     }
     out
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::change::{Applied, Batch};
-use super::report::{busy_percent, control_json, guest_name, stats_json};
+use super::report::{busy_sleep_percent, control_json, guest_name, stats_json};
 use super::switch::Switch;
 use crate::cli::VERSION;
 use crate::config::{self, GuestConfig, VhostRole, LIVE_KEYS};
@@ -186,9 +186,11 @@ impl Switch {
                 .iter()
                 .enumerate()
                 .map(|(w, plan)| {
+                    let (busy, sleep) = busy_sleep_percent(&snap, w);
                     json!({
                         "lcore": plan.lcore,
-                        "busy_percent": (busy_percent(&snap, w) * 10.0).round() / 10.0,
+                        "busy_percent": (busy * 10.0).round() / 10.0,
+                        "sleep_percent": (sleep * 10.0).round() / 10.0,
                         "uplink_rx": plan.uplink_rx,
                         "uplink_tx": plan.uplink_tx,
                         "guest_queues": plan.guest_queues.iter().map(|&(g, q)| json!({ "guest": guest_name(&self.running.guests, g), "queue": q })).collect::<Vec<_>>(),

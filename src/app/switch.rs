@@ -135,7 +135,7 @@ impl Switch {
         let uplink::Uplink { port, rx, tx, scopes, .. } = up;
         let workers = Workers::launch(
             &asg,
-            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, socket_id: eal.socket_id() },
+            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, socket_id: eal.socket_id() },
         )?;
         let held_by_rings = pool.in_use() - mempool_at_start;
         for plan in &asg.workers {

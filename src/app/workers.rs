@@ -29,6 +29,7 @@ pub struct Launch<'a> {
     pub handover: &'a Arc<Handover>,
     pub registry: &'a mut StatsRegistry,
     pub measure: bool,
+    pub idle_sleep_max_us: u32,
     pub socket_id: i32,
 }
 
@@ -69,6 +70,7 @@ impl Workers {
                 measure: l.measure,
                 handover: Arc::clone(l.handover),
                 stop: Arc::clone(&workers.stop),
+                idle_sleep_max_us: l.idle_sleep_max_us,
             };
             let worker = Worker::new(queues, shared);
             // On an error, `workers` drops: the ones launched so far are stopped and waited for.

@@ -39,7 +39,8 @@ impl Rebalancer {
                 on_slots += d;
             }
             let busy = workers[w].busy_cycles.wrapping_sub(self.last_workers[w].busy_cycles);
-            let idle = workers[w].idle_cycles.wrapping_sub(self.last_workers[w].idle_cycles);
+            let idle = workers[w].idle_cycles.wrapping_sub(self.last_workers[w].idle_cycles)
+                + workers[w].sleep_cycles.wrapping_sub(self.last_workers[w].sleep_cycles);
             load.base.push(busy.saturating_sub(on_slots));
             load.total.push(busy + idle);
         }

@@ -1,14 +1,16 @@
 //! The forwarding workers: one per EAL worker lcore, each owning its queues outright.
 //!
-//! Hot-path rules here: no allocation after `Worker::new`, no locks, no syscalls, no logging,
-//! no `Result`. A frame is either handed to the uplink PMD (which then owns it), copied into a
+//! Hot-path rules here: no allocation after `Worker::new`, no locks, no syscalls (an idle
+//! worker's sleep aside, `idle.rs`), no logging, no `Result`. A frame is either handed to the uplink PMD (which then owns it), copied into a
 //! guest by the vhost library and freed here, or freed once and counted under a `DropReason`.
 
 mod dispatch;
 mod egress;
+mod idle;
 mod ingress;
 mod reassign;
 mod tag;
 mod worker;
 
+pub use idle::IdleBackoff;
 pub use worker::{Worker, WorkerQueues, WorkerShared};

@@ -13,6 +13,8 @@ use crate::fib::GuestId;
 struct LoopCell {
     busy_cycles: AtomicU64,
     idle_cycles: AtomicU64,
+    /// Cycles spent asleep (idle sleep), apart from the idle ones spent polling.
+    sleep_cycles: AtomicU64,
     frames: AtomicU64,
 }
 
@@ -70,6 +72,12 @@ impl StatsShard {
         bump(&self.looping.idle_cycles, idle);
     }
 
+    /// TSC cycles the worker slept for (idle sleep).
+    #[inline]
+    pub fn add_sleep(&self, cycles: u64) {
+        bump(&self.looping.sleep_cycles, cycles);
+    }
+
     /// One poll iteration that moved `frames` frames in `busy_cycles` TSC cycles.
     #[inline]
     pub fn add_loop(&self, frames: u64, busy_cycles: u64) {
@@ -95,6 +103,7 @@ impl StatsShard {
         WorkerStats {
             busy_cycles: self.looping.busy_cycles.load(Relaxed),
             idle_cycles: self.looping.idle_cycles.load(Relaxed),
+            sleep_cycles: self.looping.sleep_cycles.load(Relaxed),
             frames: self.looping.frames.load(Relaxed),
         }
     }
@@ -244,6 +253,7 @@ mod tests {
             WorkerStats {
                 busy_cycles: 110,
                 idle_cycles: 5,
+                sleep_cycles: 0,
                 frames: 1000
             }
         );

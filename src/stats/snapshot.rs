@@ -21,7 +21,10 @@ pub struct GuestStats {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WorkerStats {
     pub busy_cycles: u64,
+    /// Polling that found nothing.
     pub idle_cycles: u64,
+    /// Asleep (idle sleep): not polling at all.
+    pub sleep_cycles: u64,
     pub frames: u64,
 }
 
@@ -124,6 +127,7 @@ mod tests {
             workers: vec![WorkerStats {
                 busy_cycles: 100,
                 idle_cycles: 900,
+                sleep_cycles: 0,
                 frames: 18,
             }],
         }
@@ -170,7 +174,7 @@ mod tests {
         assert_eq!(v["uplink"]["drops"]["unknown_dest"], 2);
         assert_eq!(
             v["workers"][0],
-            serde_json::json!({"busy_cycles": 100, "idle_cycles": 900, "frames": 18})
+            serde_json::json!({"busy_cycles": 100, "idle_cycles": 900, "sleep_cycles": 0, "frames": 18})
         );
     }
 

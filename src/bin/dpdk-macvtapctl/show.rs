@@ -467,16 +467,23 @@ fn drops_cell(c: &Map<String, Value>) -> String {
     )
 }
 
-/// `busy 10.0%, 18 frames` from a worker's cycle counters.
+/// `busy 10.0%, asleep 85.0%, 18 frames` from a worker's cycle counters.
 fn worker(w: &Value) -> String {
     let Some(o) = w.as_object() else {
         return text(w);
     };
     let busy = o.get("busy_cycles").and_then(Value::as_u64);
     let idle = o.get("idle_cycles").and_then(Value::as_u64);
+    // A switch without the sleep counter: its workers never sleep, and nothing is shown.
+    let sleep = o.get("sleep_cycles").and_then(Value::as_u64);
     let share = match (busy, idle) {
-        (Some(b), Some(i)) if b.saturating_add(i) > 0 => {
-            format!("{:.1}%", b as f64 * 100.0 / b.saturating_add(i) as f64)
+        (Some(b), Some(i)) if b.saturating_add(i).saturating_add(sleep.unwrap_or(0)) > 0 => {
+            let total = b.saturating_add(i).saturating_add(sleep.unwrap_or(0)) as f64;
+            let mut s = format!("{:.1}%", b as f64 * 100.0 / total);
+            if let Some(z) = sleep {
+                let _ = write!(s, ", asleep {:.1}%", z as f64 * 100.0 / total);
+            }
+            s
         }
         _ => "-".into(),
     };
@@ -497,7 +504,11 @@ fn lcore_show(result: &Value) -> Option<String> {
             Some(p) => format!("{p:.0}%"),
             None => "-".into(),
         };
-        let _ = writeln!(out, "lcore {}: busy {busy}", field(l, "lcore"));
+        let asleep = match l.get("sleep_percent").and_then(Value::as_f64) {
+            Some(p) => format!(", asleep {p:.0}%"),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "lcore {}: busy {busy}{asleep}", field(l, "lcore"));
         let rx = l.get("uplink_rx").filter(|v| !v.is_null());
         let tx = l.get("uplink_tx").filter(|v| !v.is_null());
         let rx_empty = rx.map_or(true, |v| v.as_array().is_some_and(Vec::is_empty));
@@ -541,6 +552,7 @@ fn lcore_show(result: &Value) -> Option<String> {
             if ![
                 "lcore",
                 "busy_percent",
+                "sleep_percent",
                 "uplink_rx",
                 "uplink_tx",
                 "guest_queues",
