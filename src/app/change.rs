@@ -59,8 +59,10 @@ pub struct Applied {
 impl Switch {
     pub(super) fn apply(&mut self, b: Batch) -> Result<Applied> {
         let t0 = std::time::Instant::now();
-        // 1. Plan.
-        for g in b.add.iter().chain(b.change.iter().map(|(_, g)| g)) {
+        // 1. Plan. Only an MTU the batch sets is checked against the buffers' size: a guest
+        // the switch started with keeps the MTU it started with.
+        let new_mtus = b.add.iter().chain(b.change.iter().filter(|(id, g)| self.running.guests.get(*id).is_some_and(|r| r.cfg.mtu != g.mtu)).map(|(_, g)| g));
+        for g in new_mtus {
             if g.mtu > self.uplink_mtu {
                 return Err(anyhow!(
                     "guest {:?}: mtu {} is above the uplink MTU {} this switch was started with (packet buffers are sized for it): restart with --uplink-mtu {}",
@@ -142,22 +144,32 @@ impl Switch {
             }
         }
 
-        // 5. The new and changed guests are steered.
-        for (id, r) in started {
-            self.add_running(id, r, &mut out);
-        }
-        for (id, g) in b.change {
-            let Some(old) = self.running.guests.get(id).map(|r| r.cfg.clone()) else { continue };
-            self.running.guests.set_config(id, g.clone());
+        // 5. The changed and new guests are steered: every MAC a changed guest gave up goes
+        // first, then what changed guests gained, then the new guests' (a MAC may pass from
+        // one guest to another in one batch).
+        let mut olds = Vec::with_capacity(b.change.len());
+        for (id, g) in &b.change {
+            let Some(old) = self.running.guests.get(*id).map(|r| r.cfg.clone()) else { continue };
+            self.running.guests.set_config(*id, g.clone());
             if old.macs != g.macs {
-                self.running.steering.change_macs(&self.running.uplink, id, &g, &self.asg);
-            } else if old.lcore != g.lcore {
-                for line in self.running.steering.retarget(&self.running.uplink, [(id, &g)], &self.asg) {
+                self.running.steering.drop_macs(&self.running.uplink, *id, &g.macs);
+            }
+            olds.push(old);
+        }
+        for ((id, g), old) in b.change.iter().zip(&olds) {
+            if old.macs != g.macs {
+                self.running.steering.gain_macs(&self.running.uplink, *id, g);
+            }
+            if old.lcore != g.lcore {
+                for line in self.running.steering.retarget(&self.running.uplink, [(*id, g)], &self.asg) {
                     println!("guest {}: {line}", g.name);
                 }
             }
-            println!("guest {}: changed ({})", g.name, old.changed_keys(&g).join(", "));
+            println!("guest {}: changed ({})", g.name, old.changed_keys(g).join(", "));
             out.changed.push(g.name.clone());
+        }
+        for (id, r) in started {
+            self.add_running(id, r, &mut out);
         }
         let mut left_out = Vec::new();
         for (id, g) in deferred {
@@ -176,10 +188,17 @@ impl Switch {
                 self.registry.remove_guest(id);
             }
             let keep: Vec<(GuestId, GuestConfig)> = self.running.guests.iter().map(|(id, r)| (id, r.cfg.clone())).collect();
-            let tables = self.build_tables(keep.iter().map(|(id, g)| (*id, g)), asg.delivery.clone())?;
-            self.asg = asg;
-            self.publish(tables);
-            out.paused += self.last_pause;
+            // The running guests passed validation together, so their table builds; should it
+            // not, the published tables stay (`Tables::new` keeps a map and a table that
+            // disagree from reaching the workers).
+            match self.build_tables(keep.iter().map(|(id, g)| (*id, g)), asg.delivery.clone()) {
+                Ok(tables) => {
+                    self.asg = asg;
+                    self.publish(tables);
+                    out.paused += self.last_pause;
+                }
+                Err(e) => eprintln!("dpdk-macvtap: internal error: the guests left out stay in the tables: {e:#}"),
+            }
         }
         // The pause and the change are not the new state's load.
         self.rebalancer.restart(&self.registry);

@@ -95,7 +95,8 @@ impl Switch {
         let Some(Value::Object(set)) = params.get("set") else {
             return Err(RpcError::invalid_params("expected {\"name\": GUEST, \"set\": {KEY: VALUE, ...}}"));
         };
-        // null unsets a key (its default applies: `lcore` back to round-robin).
+        // null unsets a key (its default applies: `lcore` unpins the guest, whose queues stay
+        // where they are until a rebalance moves them).
         let mut changes = Vec::with_capacity(set.len());
         for (k, v) in set {
             let v: Option<toml::Value> = serde_json::from_value(v.clone()).map_err(|e| RpcError::invalid_params(format!("{k}: {e}")))?;
@@ -126,6 +127,10 @@ impl Switch {
         let new = config::load(&self.settings.guests_file)?;
         let running = self.running.guests.configs();
         let d = config::diff(&running, &new);
+        if d.is_empty() {
+            println!("reload {}: no change", self.settings.guests_file.display());
+            return Ok(Applied::default());
+        }
         let id = |name: &str| self.running.guests.id_of(name);
         let mut b = Batch::default();
         b.remove.extend(d.removed.iter().filter_map(|n| id(n)));
@@ -144,8 +149,10 @@ impl Switch {
             d.recreated.len()
         );
         let mut done = self.apply(b)?;
-        // The guests re-created are reported as such, not as added and removed.
-        let recreated: Vec<String> = d.recreated.iter().map(|(n, _)| n.clone()).collect();
+        // The guests re-created are reported as such, not as added and removed; one whose new
+        // socket could not start (see `change`) stays among the removed, with its reason in
+        // `failed`.
+        let recreated: Vec<String> = d.recreated.iter().map(|(n, _)| n.clone()).filter(|n| done.added.contains(n)).collect();
         done.added.retain(|n| !recreated.contains(n));
         done.removed.retain(|s| !recreated.contains(&s.name));
         println!("{summary}");

@@ -38,8 +38,13 @@ impl Switch {
         }
         if signals.take_reload_request() {
             // systemd's ExecReload sends SIGHUP: the same as `dpdk-macvtapctl reload`.
-            if let Err(e) = self.reload() {
-                eprintln!("dpdk-macvtap: reload refused, nothing changed: {e:#}");
+            match self.reload() {
+                Err(e) => eprintln!("dpdk-macvtap: reload refused, nothing changed: {e:#}"),
+                Ok(done) => {
+                    for f in &done.failed {
+                        eprintln!("dpdk-macvtap: reload: {f}");
+                    }
+                }
             }
         }
         if signals.take_dump_request() {

@@ -95,8 +95,8 @@ pub fn apply_settings(
 }
 
 /// [`apply_settings`] where a key may also be unset (`None`): the key is removed from the
-/// table, so the file's default applies (e.g. `lcore` back to round-robin, as `"lcore": null`
-/// asks in a `guest-set` request; `owner` back to "leave as created"). Unsetting `name`,
+/// table, so the file's default applies (e.g. `lcore` unset: the guest is no longer pinned, as
+/// `"lcore": null` asks in a `guest-set` request; `owner` back to "leave as created"). Unsetting `name`,
 /// `mac` or `socket` gets the file's missing-key error. A JSON request's values convert with
 /// `serde_json::from_value::<Option<toml::Value>>` (null is `None`).
 pub fn apply_changes(

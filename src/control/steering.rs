@@ -57,9 +57,12 @@ enum PortMode {
 /// One guest's steering and what it installed on the port; dropping the rules removes them.
 struct Installed {
     how: GuestSteering,
-    rules: Vec<FlowRule>,
+    /// A rule per MAC (all of them, or none: partial rules would split its traffic).
+    rules: Vec<(MacAddr, FlowRule)>,
     /// MACs this guest put into the port's filters, and the pool they went into.
     filtered: Vec<(MacAddr, u32)>,
+    /// The filter pool its MACs go into (its own VMDq pool, the default one, or 0).
+    pool: u32,
 }
 
 pub struct Steering {
@@ -110,7 +113,7 @@ impl Steering {
             _ => 0,
         };
         let filtered = self.admit_macs(uplink, &g.macs, pool);
-        self.guests.insert(id, Installed { how: how.clone(), rules, filtered });
+        self.guests.insert(id, Installed { how: how.clone(), rules, filtered, pool });
         how
     }
 
@@ -128,20 +131,43 @@ impl Steering {
         }
     }
 
-    /// Guest `id`'s MACs changed: its rules and filters are replaced (new ones first, so
-    /// its frames never find the port without them).
-    pub fn change_macs(&mut self, uplink: &Port, id: GuestId, g: &GuestConfig, asg: &Assignment) -> GuestSteering {
-        let old = self.guests.remove(&id);
-        let how = self.add(uplink, id, g, asg);
-        if let Some(old) = old {
-            drop(old.rules);
-            for (mac, _) in old.filtered {
-                if !g.macs.contains(&mac) {
-                    let _ = uplink.remove_mac(mac.octets());
+    /// Guest `id` keeps only `keep` of its MACs: the rules and filters of the others go. In a
+    /// batch, call this for every changed guest before `gain_macs` for any, and before adding
+    /// new guests: a MAC may pass from one guest to another, and the port must end with the
+    /// new owner's rule and filter, not without them.
+    pub fn drop_macs(&mut self, uplink: &Port, id: GuestId, keep: &[MacAddr]) {
+        let Some(inst) = self.guests.get_mut(&id) else { return };
+        inst.rules.retain(|(mac, _)| keep.contains(mac));
+        inst.filtered.retain(|&(mac, _)| {
+            let stays = keep.contains(&mac);
+            if !stays {
+                let _ = uplink.remove_mac(mac.octets());
+            }
+            stays
+        });
+    }
+
+    /// Guest `id` (now with `g.macs`) gets rules and filters for the MACs it did not have,
+    /// in its own pool or towards its own queue; the ones it kept are left as they are (a
+    /// PMD may refuse a second rule with the same pattern). Returns how it is steered.
+    pub fn gain_macs(&mut self, uplink: &Port, id: GuestId, g: &GuestConfig) -> Option<GuestSteering> {
+        let mut inst = self.guests.remove(&id)?;
+        let new: Vec<MacAddr> = g.macs.iter().copied().filter(|m| !inst.filtered.iter().any(|(f, _)| f == m) && !inst.rules.iter().any(|(r, _)| r == m)).collect();
+        if let GuestSteering::Flow { queue } = inst.how {
+            let missing: Vec<MacAddr> = g.macs.iter().copied().filter(|m| !inst.rules.iter().any(|(r, _)| r == m)).collect();
+            match create_rules(uplink, &missing, queue) {
+                Ok(made) => inst.rules.extend(made),
+                Err(reason) => {
+                    inst.rules.clear();
+                    inst.how = GuestSteering::Software { reason };
                 }
             }
         }
-        how
+        let filtered = self.admit_macs(uplink, &new, inst.pool);
+        inst.filtered.extend(filtered);
+        let how = inst.how.clone();
+        self.guests.insert(id, inst);
+        Some(how)
     }
 
     /// After guests moved to other workers: points their rules at the new owners' queues,
@@ -156,7 +182,7 @@ impl Steering {
             if target == queue {
                 continue;
             }
-            match create_rules(uplink, g, target) {
+            match create_rules(uplink, &g.macs, target) {
                 Ok(made) => {
                     inst.rules = made;
                     inst.how = GuestSteering::Flow { queue: target };
@@ -196,19 +222,19 @@ impl Steering {
 }
 
 /// Flow rules for guest `id` to its worker's rx queue, or software and why not.
-fn flow_steering(uplink: &Port, g: &GuestConfig, asg: &Assignment, id: GuestId) -> (GuestSteering, Vec<FlowRule>) {
+fn flow_steering(uplink: &Port, g: &GuestConfig, asg: &Assignment, id: GuestId) -> (GuestSteering, Vec<(MacAddr, FlowRule)>) {
     match target_queue(asg, id) {
         None => (GuestSteering::Software { reason: "its worker polls no uplink rx queue".to_owned() }, Vec::new()),
-        Some(queue) => match create_rules(uplink, g, queue) {
+        Some(queue) => match create_rules(uplink, &g.macs, queue) {
             Ok(made) => (GuestSteering::Flow { queue }, made),
             Err(reason) => (GuestSteering::Software { reason }, Vec::new()),
         },
     }
 }
 
-/// A rule per MAC of the guest, all or none: partial rules would split its traffic.
-fn create_rules(uplink: &Port, g: &GuestConfig, queue: u16) -> Result<Vec<FlowRule>, String> {
-    g.macs.iter().map(|mac| FlowRule::create(uplink.id(), EthDstMatch::exact(mac.octets()), queue).map_err(|e| short(&e))).collect()
+/// A rule per MAC, all or none: partial rules would split a guest's traffic.
+fn create_rules(uplink: &Port, macs: &[MacAddr], queue: u16) -> Result<Vec<(MacAddr, FlowRule)>, String> {
+    macs.iter().map(|&mac| FlowRule::create(uplink.id(), EthDstMatch::exact(mac.octets()), queue).map(|r| (mac, r)).map_err(|e| short(&e))).collect()
 }
 
 /// The uplink rx queue a guest's frames should land on: the first one its queue-0 worker polls.
@@ -306,12 +332,16 @@ fn install_pools(uplink: &Port, guests: &[GuestConfig], plan: &VmdqPlan, caps: &
                 how
             }
         };
-        if !matches!(how, GuestSteering::Pool { .. }) {
-            // Guests without a pool are admitted through the default pool.
-            filtered.extend(st.admit_macs(uplink, &g.macs, default_pool));
-            unpooled_macs += g.macs.len();
-        }
-        st.guests.insert(id, Installed { how, rules: Vec::new(), filtered });
+        let pool = match (&how, *pool) {
+            (GuestSteering::Pool { .. }, Some(p)) => plan.mac_pool(caps, p),
+            _ => {
+                // Guests without a pool are admitted through the default pool.
+                filtered.extend(st.admit_macs(uplink, &g.macs, default_pool));
+                unpooled_macs += g.macs.len();
+                default_pool
+            }
+        };
+        st.guests.insert(id, Installed { how, rules: Vec::new(), filtered, pool });
     }
     let pooled = st.guests.values().filter(|i| matches!(i.how, GuestSteering::Pool { .. })).count();
     st.port_summary = format!(

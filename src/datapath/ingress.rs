@@ -222,14 +222,15 @@ impl Worker {
     #[inline(always)]
     pub(super) fn enqueue(&mut self, slot: usize, m: Mbuf) {
         let len = m.pkt_len() as u64;
-        let Some(out) = self.slots[slot].as_mut() else {
+        let li = self.slot_index[slot];
+        let Some(out) = self.slots.get_mut(usize::from(li)) else {
             // Only reachable if the delivery map and this worker's slots disagree; the frame
             // is still accounted for.
             self.stats.uplink().drop(DropReason::DispatchFull, 1);
             return;
         };
         if out.pending.is_empty() {
-            self.dirty.push(slot as u32);
+            self.dirty.push(u32::from(li));
         }
         match out.pending.push(m) {
             Ok(()) => out.bytes += len,
@@ -247,8 +248,8 @@ impl Worker {
     pub(super) fn flush_slots(&mut self) {
         let mut t = if self.measure { rdtsc() } else { 0 };
         for d in 0..self.dirty.len() {
-            let slot = self.dirty[d] as usize;
-            let Some(out) = self.slots[slot].as_mut() else { continue };
+            let Some(out) = self.slots.get_mut(self.dirty[d] as usize) else { continue };
+            let slot = out.slot as usize;
             let cell = self.stats.guest(out.guest);
             let queued = out.pending.len();
             match self.links.vid(out.guest.index()) {

@@ -4,9 +4,8 @@
 //! core, while it forwards nothing anyway. It frees nothing: the view it lets go of goes
 //! back to the control thread.
 
-use super::worker::{SlotOut, Worker};
+use super::worker::{fill_slots, Worker, NOT_MINE};
 use crate::rte::eal::rdtsc;
-use crate::rte::Burst;
 use crate::view::WorkerView;
 
 impl Worker {
@@ -65,12 +64,10 @@ impl Worker {
     fn adopt(&mut self, new: WorkerView) {
         // Every pending burst is empty here (flushed after each burst), so the slots can be
         // rebuilt from scratch; a queue's slot number is the same in every publication.
-        for &(g, q) in &self.guest_rx {
-            self.slots[self.tables.delivery.slot(g.index(), q)] = None;
+        for s in self.slots.drain(..) {
+            self.slot_index[s.slot as usize] = NOT_MINE;
         }
-        for &(g, q) in &new.guest_queues {
-            self.slots[new.tables.delivery.slot(g.index(), q)] = Some(SlotOut { guest: g, queue: q, pending: Burst::new(), bytes: 0 });
-        }
+        fill_slots(&mut self.slots, &mut self.slot_index, &new);
         let WorkerView { tables, guest_queues, to_guest } = new;
         let old = WorkerView {
             tables: std::mem::replace(&mut self.tables, tables),

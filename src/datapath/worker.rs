@@ -37,8 +37,13 @@ pub struct WorkerQueues {
     pub from_peers: Vec<Consumer>,
 }
 
+/// `Worker::slot_index` of a slot this worker does not own.
+pub(super) const NOT_MINE: u16 = u16::MAX;
+
 /// Delivery state of one guest queue this worker owns.
 pub(super) struct SlotOut {
+    /// Its slot (`DeliveryMap::slot`).
+    pub(super) slot: u32,
     pub(super) guest: GuestId,
     pub(super) queue: u16,
     pub(super) pending: Burst,
@@ -58,10 +63,13 @@ pub struct Worker {
     pub(super) uplink_tx: TxQueue,
     /// Guest queue pairs this worker serves (from its view).
     pub(super) guest_rx: Vec<(GuestId, u16)>,
-    /// Indexed by `DeliveryMap::slot` (all `MAX_SLOTS`, so a change never reallocates it);
-    /// Some for the slots this worker owns.
-    pub(super) slots: Vec<Option<SlotOut>>,
-    /// Slots with pending frames, flushed after each burst.
+    /// The guest queues this worker owns, densely (their pending bursts are what a flood
+    /// touches, so they sit together rather than spread over every possible slot).
+    /// Capacity `MAX_SLOTS`, so a publication never reallocates it.
+    pub(super) slots: Vec<SlotOut>,
+    /// Indexed by `DeliveryMap::slot`: the slot's index in `slots`, or `NOT_MINE`.
+    pub(super) slot_index: Box<[u16]>,
+    /// Indexes in `slots` with pending frames, flushed after each burst.
     pub(super) dirty: Vec<u32>,
     /// Indexed by worker.
     pub(super) peers: Vec<Option<PeerOut>>,
@@ -92,6 +100,16 @@ pub struct Worker {
     pub(super) idle: IdleBackoff,
 }
 
+/// The slots of `view`'s guest queues, in `slots` and `slot_index` (both empty and unmarked
+/// on entry). No allocation: `slots` has room for every slot.
+pub(super) fn fill_slots(slots: &mut Vec<SlotOut>, slot_index: &mut [u16], view: &WorkerView) {
+    for &(g, q) in &view.guest_queues {
+        let slot = view.tables.delivery.slot(g.index(), q);
+        slot_index[slot] = slots.len() as u16;
+        slots.push(SlotOut { slot: slot as u32, guest: g, queue: q, pending: Burst::new(), bytes: 0 });
+    }
+}
+
 /// What a worker shares with the control plane.
 pub struct WorkerShared {
     /// Its part of the first publication.
@@ -110,10 +128,9 @@ impl Worker {
     /// Built on the control thread: all allocation happens here.
     pub fn new(queues: WorkerQueues, shared: WorkerShared) -> Worker {
         let WorkerShared { view, links, pool, stats, measure, handover, stop, idle_sleep_max_us } = shared;
-        let mut slots: Vec<Option<SlotOut>> = (0..MAX_SLOTS).map(|_| None).collect();
-        for &(g, q) in &view.guest_queues {
-            slots[view.tables.delivery.slot(g.index(), q)] = Some(SlotOut { guest: g, queue: q, pending: Burst::new(), bytes: 0 });
-        }
+        let mut slots = Vec::with_capacity(MAX_SLOTS);
+        let mut slot_index: Box<[u16]> = vec![NOT_MINE; MAX_SLOTS].into_boxed_slice();
+        fill_slots(&mut slots, &mut slot_index, &view);
         let n_workers = queues.to_peers.iter().map(|(w, _)| w + 1).max().unwrap_or(0).max(queues.index + 1);
         let mut peers: Vec<Option<PeerOut>> = (0..n_workers).map(|_| None).collect();
         for (w, ring) in queues.to_peers {
@@ -129,6 +146,7 @@ impl Worker {
             guest_rx: guest_queues,
             dirty: Vec::with_capacity(MAX_SLOTS),
             slots,
+            slot_index,
             peers,
             from_peers: queues.from_peers,
             uplink_pending: Burst::new(),
@@ -244,7 +262,7 @@ impl Worker {
             self.stats.uplink().drop(DropReason::UplinkFull, n);
             self.uplink_pending.free_all();
         }
-        for s in self.slots.iter_mut().flatten() {
+        for s in self.slots.iter_mut() {
             s.pending.free_all();
         }
         for p in self.peers.iter_mut().flatten() {

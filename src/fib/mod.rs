@@ -9,7 +9,8 @@
 //! workers through `view::Handover` like every other change.
 //!
 //! Threads: the control thread builds tables with [`MacTableBuilder`] (which allocates);
-//! workers read a shared snapshot (`Arc<MacTable>`) with no locks, since nothing mutates it.
+//! workers read it inside the published `view::Tables` (an `Arc`) with no locks, since
+//! nothing mutates it.
 
 mod builder;
 mod table;

@@ -98,8 +98,8 @@ impl MacTable {
         self.len() == 0
     }
 
-    /// Generation number given at build time; workers acknowledge the epoch they run with so
-    /// the control thread knows when an older snapshot is no longer in use.
+    /// Generation number given at build time (the publication it was built for), for
+    /// messages and tests; the handover's own epoch is what workers acknowledge.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }

@@ -19,8 +19,9 @@ struct LoopCell {
 }
 
 /// One worker's counters. Index 0 is the uplink, guest g is at g+1, and one extra cell at
-/// the end absorbs ids the shard was not sized for (a guest added after the shard was
-/// created), so counting can never panic on the datapath; the registry ignores that cell.
+/// the end absorbs an id the shard was not sized for (none should be: shards are sized for
+/// every possible guest id), so counting can never panic on the datapath; the registry
+/// ignores that cell.
 #[derive(Debug)]
 pub struct StatsShard {
     /// Each cell padded separately: shards live in separate allocations that may sit next to

@@ -31,7 +31,17 @@ pub struct Tables {
 
 impl Tables {
     /// `pooled(id)`: whether the guest has a VMDq pool of its own.
-    pub fn new(fib: MacTable, delivery: DeliveryMap, pooled: impl Fn(GuestId) -> bool) -> Tables {
+    ///
+    /// Every guest the delivery map lists must be in the MAC table: workers look a listed
+    /// guest's entry up without checking (a flood walks the list). A listed guest the table
+    /// lacks is a bug in the caller; it is taken out of the map rather than left for a worker
+    /// to trip on.
+    pub fn new(fib: MacTable, mut delivery: DeliveryMap, pooled: impl Fn(GuestId) -> bool) -> Tables {
+        let strays: Vec<GuestId> = delivery.guests().iter().copied().filter(|&g| fib.get(g).is_none()).collect();
+        debug_assert!(strays.is_empty(), "guests {strays:?} have queues but no MAC table entry");
+        for g in strays {
+            delivery.remove(g);
+        }
         let flags = (0..fib.id_bound())
             .map(|i| {
                 let id = GuestId(i as u16);

@@ -54,7 +54,18 @@ fn main() -> ExitCode {
     } else {
         show::human(&request.method, &reply.result)
     };
-    print(&text)
+    let code = print(&text);
+    // A reload that applied but could not bring back a guest it re-created says so in
+    // `failed`: that is a failure for whoever asked.
+    match reply.result.get("failed").and_then(|f| f.as_array()) {
+        Some(failed) if !failed.is_empty() => {
+            for f in failed {
+                eprintln!("dpdk-macvtapctl: {}", f.as_str().unwrap_or_default());
+            }
+            ExitCode::from(1)
+        }
+        _ => code,
+    }
 }
 
 /// Reported like clap's own usage errors (same format and usage line, exit status 2).

@@ -579,21 +579,30 @@ fn rebalance(obj: &Map<String, Value>) -> Option<String> {
     Some(out)
 }
 
+/// What a reload did; `failed` goes to stderr (see main), timings after the changes.
 fn reload(obj: &Map<String, Value>) -> String {
+    const LISTS: [&str; 5] = ["added", "removed", "changed", "recreated", "failed"];
+    const TIMES: [&str; 2] = ["took_us", "workers_paused_us"];
     let mut lines = Lines::default();
-    for key in ["added", "removed", "changed", "recreated"] {
+    for key in LISTS {
         match obj.get(key) {
             Some(Value::Array(names)) if names.is_empty() => {}
-            Some(v) => lines.push(key, text(v)),
-            None => {}
+            Some(v) if key != "failed" => lines.push(key, text(v)),
+            _ => {}
         }
     }
-    lines.extras(obj, &["added", "removed", "changed", "recreated"]);
-    if lines.0.is_empty() {
-        "no changes\n".into()
-    } else {
-        lines.render()
+    let changed = !lines.0.is_empty();
+    let known: Vec<&str> = LISTS.iter().chain(&TIMES).copied().collect();
+    lines.extras(obj, &known);
+    if !changed {
+        return "no changes\n".into();
     }
+    for key in TIMES {
+        if let Some(v) = obj.get(key) {
+            lines.push(key, text(v));
+        }
+    }
+    lines.render()
 }
 
 #[cfg(test)]
@@ -756,14 +765,14 @@ lcore 2: busy -
         assert_eq!(
             human(
                 "reload",
-                &json!({"added": ["vm3"], "removed": [], "changed": ["vm1", "vm2"], "recreated": []})
+                &json!({"added": ["vm3"], "removed": [], "changed": ["vm1", "vm2"], "recreated": [], "failed": [], "took_us": 310, "workers_paused_us": 4})
             ),
-            "added:   vm3\nchanged: vm1, vm2\n"
+            "added:             vm3\nchanged:           vm1, vm2\ntook_us:           310\nworkers_paused_us: 4\n"
         );
         assert_eq!(
             human(
                 "reload",
-                &json!({"added": [], "removed": [], "changed": [], "recreated": []})
+                &json!({"added": [], "removed": [], "changed": [], "recreated": [], "failed": [], "took_us": 0, "workers_paused_us": 0})
             ),
             "no changes\n"
         );
