@@ -306,25 +306,43 @@ step_5() {
 step_6() {
     step 6 "power off, stop the switch (exit 0, mempool in use at exit: 0), clean up"
     local off qrc=0 ok=1 leftovers=
-    if kill -0 "${qemu_pid[$VM]:-0}" 2>/dev/null; then
+    local pid=${qemu_pid[$VM]:-}
+    if [ -z "$pid" ]; then
+        fail "QEMU was never started"
+        ok=
+    elif ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid" 2>/dev/null || qrc=$?
+        fail "QEMU had already exited (status $qrc; see $DIR/$VM.console)"
+        ok=
+    else
         off=$(size "$DIR/switch.log")
-        vm_cmd "$VM" off
-        wait_line "$DIR/$VM.console" 0 "VM-DONE: $VM" 60 "${qemu_pid[$VM]}" >/dev/null || {
-            fail "$VM did not power off"
+        # A command only reaches the init once it reads its console (VM-READY): the serial
+        # port drops what arrives while the kernel boots.
+        if tr -d '\r' <"$DIR/$VM.console" | grep -q "^VM-READY: $VM"; then
+            vm_cmd "$VM" off
+            wait_line "$DIR/$VM.console" 0 "VM-DONE: $VM" 60 "$pid" >/dev/null || {
+                fail "$VM did not power off"
+                ok=
+            }
+            local deadline=$((SECONDS + 30))
+            while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+        else
+            echo "   $VM never reached its command loop: stopping QEMU"
+        fi
+        if kill -0 "$pid" 2>/dev/null; then
+            qvm_kill_all
+            fail "QEMU did not exit by itself (killed)"
             ok=
-        }
-        local deadline=$((SECONDS + 30))
-        while kill -0 "${qemu_pid[$VM]}" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
-        wait "${qemu_pid[$VM]}" 2>/dev/null || qrc=$?
-        unset "qemu_pid[$VM]"
+        fi
+        wait "$pid" 2>/dev/null || qrc=$?
         echo "   QEMU exited with status $qrc"
         [ "$qrc" -eq 0 ] || { fail "QEMU exited with status $qrc"; ok=; }
         # The switch reports the disconnect; the final counters then include everything.
-        wait_line "$DIR/switch.log" "$off" "guest $VM: link down" 30 "$switch_pid" | sed 's/^/   switch| /' || true
-    else
-        fail "QEMU was no longer running"
-        ok=
+        if grep -q "^guest $VM: link up" "$DIR/switch.log"; then
+            wait_line "$DIR/switch.log" "$off" "guest $VM: link down" 30 "$switch_pid" | sed 's/^/   switch| /' || true
+        fi
     fi
+    unset "qemu_pid[$VM]"
     off=$(size "$DIR/switch.log")
     stop_switch
     tail -c +"$((off + 1))" "$DIR/switch.log" | grep -vE '^stats:|VHOST_CONFIG' | sed 's/^/   switch| /'
