@@ -15,9 +15,11 @@ die() { echo "setup: error: $*" >&2; exit 1; }
 # Build: libdpdk-dev (headers + pkg-config file), clang/libclang-dev (bindgen), pkg-config.
 # Run: dpdk, and the PMDs the project loads as plugins; they are only Recommends of `dpdk`,
 # so a machine with Recommends turned off would build fine and then find no af_packet/vhost/
-# virtio driver at run time. Tests: iproute2 (ip, bridge), procps (sysctl).
+# virtio driver at run time. Tests: iproute2 (ip, bridge), procps (sysctl), and Prometheus's
+# own Python parser for the metrics endpoint (python3-prometheus-client).
 REQUIRED=(libdpdk-dev dpdk pkg-config clang libclang-dev iproute2 procps
-    librte-net-af-packet23 librte-net-vhost23 librte-net-virtio23 librte-net-tap23 librte-mempool-ring23)
+    librte-net-af-packet23 librte-net-vhost23 librte-net-virtio23 librte-net-tap23 librte-mempool-ring23
+    python3-prometheus-client)
 # dpdk-testpmd ships in Debian's dpdk-dev ("dev tools"); only the benchmarks need it.
 OPTIONAL=(dpdk-dev)
 

@@ -71,6 +71,11 @@ pub struct Cli {
     #[arg(long, default_value_t = DEFAULT_IDLE_SLEEP_MAX_US, value_parser = clap::value_parser!(u32).range(0..=MAX_IDLE_SLEEP_US))]
     pub idle_sleep_max: u32,
 
+    /// Serve the counters for Prometheus (OpenMetrics text, `GET /metrics`) on HOST:PORT
+    /// (e.g. 127.0.0.1:9479) or unix:PATH; off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<crate::control::metrics_http::MetricsAddr>,
+
     /// The control socket (`dpdk-macvtapctl --control PATH`).
     #[arg(long, default_value = DEFAULT_CONTROL)]
     pub control: PathBuf,

@@ -203,6 +203,7 @@ impl Switch {
         // The pause and the change are not the new state's load.
         self.rebalancer.restart(&self.registry);
         out.took = t0.elapsed();
+        self.guests_changed = true;
         Ok(out)
     }
 

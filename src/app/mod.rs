@@ -10,6 +10,7 @@
 
 mod change;
 mod guests;
+mod metrics;
 mod report;
 mod requests;
 mod switch;
@@ -24,6 +25,7 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::cli::Cli;
 use crate::config;
+use crate::control::metrics_http::MetricsServer;
 use crate::control::socket::{ControlServer, SocketAccess};
 use crate::control::Signals;
 
@@ -47,7 +49,13 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     if let Some(s) = &server {
         println!("control socket: {}", s.path().display());
     }
+    let mut metrics = cli.metrics.as_ref().map(MetricsServer::bind).transpose()?;
+    if let Some(m) = &metrics {
+        println!("metrics: {}", m.url());
+    }
     let mut switch = Switch::start(&cli, &eal_args, cfg)?;
+    // systemd (Type=notify): the guests' sockets exist and the workers forward.
+    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&switch.status_line())]);
     let requests = telemetry::register(server.as_ref().map(ControlServer::waker));
     let mut timers = tick::Timers::new(&switch);
     while !signals.stop_requested() {
@@ -55,17 +63,32 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
             Some(s) => s.serve(CONTROL_TICK, &mut |method, params| switch.call(method, params)),
             None => std::thread::sleep(CONTROL_TICK),
         }
+        if let Some(m) = &mut metrics {
+            m.serve(&mut || switch.metrics_text());
+        }
         if let Some(rx) = &requests {
             while let Ok(req) = rx.try_recv() {
                 let answer = switch.call(req.method, &req.params).unwrap_or_else(|e| serde_json::json!({ "error": e.message }));
                 req.answer(answer);
             }
         }
-        switch.tick(&mut timers, &signals);
+        if switch.tick(&mut timers, &signals) {
+            notify(&[sd_notify::NotifyState::Status(&switch.status_line())]);
+        }
     }
-    // The socket goes first: nobody can ask for a change of a switch that is stopping.
+    notify(&[sd_notify::NotifyState::Stopping]);
+    // The sockets go first: nobody can ask for a change of a switch that is stopping.
     drop(server);
+    drop(metrics);
     switch.stop()
+}
+
+/// Tells systemd (when it started us with `Type=notify`: `$NOTIFY_SOCKET` is set); a failure
+/// to tell it is not the switch's failure.
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, state) {
+        eprintln!("dpdk-macvtap: warning: notifying systemd: {e}");
+    }
 }
 
 /// The control socket's owner, group and mode, resolved before anything starts (None: no

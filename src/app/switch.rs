@@ -78,6 +78,8 @@ pub struct Switch {
     /// The longest a worker went without forwarding for the last publication.
     pub(super) last_pause: Duration,
     pub(super) epoch: u64,
+    /// A change of the guest set since the control loop last looked (for its status line).
+    pub(super) guests_changed: bool,
 }
 
 impl Switch {
@@ -168,6 +170,7 @@ impl Switch {
             held_by_rings,
             last_pause: Duration::ZERO,
             epoch: 0,
+            guests_changed: false,
         })
     }
 

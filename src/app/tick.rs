@@ -21,8 +21,12 @@ impl Timers {
 }
 
 impl Switch {
-    pub fn tick(&mut self, t: &mut Timers, signals: &Signals) {
-        for line in self.poll_links() {
+    /// Returns whether the switch's state changed in a way its status line shows (links, the
+    /// guest set).
+    pub fn tick(&mut self, t: &mut Timers, signals: &Signals) -> bool {
+        let links = self.poll_links();
+        let mut changed = !links.is_empty() || std::mem::take(&mut self.guests_changed);
+        for line in links {
             println!("{line}");
         }
         let now = Instant::now();
@@ -41,6 +45,7 @@ impl Switch {
             match self.reload() {
                 Err(e) => eprintln!("dpdk-macvtap: reload refused, nothing changed: {e:#}"),
                 Ok(done) => {
+                    changed = true;
                     for f in &done.failed {
                         eprintln!("dpdk-macvtap: reload: {f}");
                     }
@@ -55,6 +60,14 @@ impl Switch {
                 }
             }
         }
+        changed
+    }
+
+    /// A short summary for systemd's `STATUS=` (what `systemctl status` shows).
+    pub fn status_line(&self) -> String {
+        let ids = self.running.guests.ids();
+        let up = ids.iter().filter(|&&g| self.watch.is_up(g)).count();
+        format!("forwarding: {} guests ({up} up), {} workers", ids.len(), self.asg.workers.len())
     }
 
     /// Moves guest queues to other workers if the measured load says it is worth a pause;

@@ -6,6 +6,7 @@
 mod assign;
 pub mod balance;
 mod guest_events;
+pub mod metrics_http;
 pub mod rebalance;
 mod signals;
 pub mod socket;

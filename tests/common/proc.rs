@@ -462,6 +462,11 @@ impl Switch {
 
     /// Like [`Switch::start`] without waiting, for tests that expect start-up to fail.
     pub fn spawn(netns: Option<&Netns>, eal: &[String], app: &[String]) -> Switch {
+        Switch::spawn_env(netns, eal, app, &[])
+    }
+
+    /// Like [`Switch::spawn`], with extra environment variables (`NOTIFY_SOCKET`).
+    pub fn spawn_env(netns: Option<&Netns>, eal: &[String], app: &[String], env: &[(&str, &str)]) -> Switch {
         let file_prefix = unique("sw");
         let bin = env!("CARGO_BIN_EXE_dpdk-macvtap");
         // `ip netns exec` execs the program in place, so the pid (and signals) are the switch's.
@@ -477,7 +482,8 @@ impl Switch {
         }
         cmd.args(eal)
             .arg("--")
-            .args(app);
+            .args(app)
+            .envs(env.iter().copied());
         let mut proc = Proc::spawn(cmd, &format!("dpdk-macvtap {file_prefix}"));
         proc.cleanup_after(dpdk_runtime_dir(&file_prefix));
         Switch { proc, file_prefix }
@@ -486,8 +492,16 @@ impl Switch {
     /// Stops the switch and fails the test unless it exited 0 with every mbuf back in its pool.
     /// Returns all of its stdout.
     pub fn stop_clean(self) -> String {
+        self.proc.signal(libc::SIGINT);
+        self.stop_clean_after_signal()
+    }
+
+    /// For a switch already told to stop (SIGTERM, SIGINT): waits, and fails the test unless
+    /// it exited 0 with every mbuf back in its pool. Returns all of its stdout.
+    pub fn stop_clean_after_signal(mut self) -> String {
         let name = self.proc.name.clone();
-        let (code, out) = self.stop();
+        let code = self.proc.wait_exit(Duration::from_secs(20));
+        let out = self.proc.stdout_text();
         assert_eq!(code, 0, "{name} exit status\n{out}");
         assert!(out.contains("mempool in use at exit: 0 (at start: 0;"), "{name}: mbufs leaked at exit\n{out}");
         out

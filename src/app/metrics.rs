@@ -1,0 +1,167 @@
+//! The switch's counters in the OpenMetrics text format (`--metrics ADDR`, `GET /metrics`),
+//! built on the control thread at each scrape from the same sums as the stats JSON.
+//!
+//! Names follow Prometheus conventions: the `dpdk_macvtap_` prefix, base units (bytes,
+//! seconds), `_total` on counters, and labels for what varies (`guest`, `reason`, `lcore`).
+//! Counters are per guest (the switch does not count per queue).
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::switch::Switch;
+use crate::cli::VERSION;
+use crate::stats::{DropReason, PortCounters};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GuestLabel {
+    guest: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GuestReason {
+    guest: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PortLabel {
+    port: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LcoreLabel {
+    lcore: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: String,
+    dpdk: String,
+}
+
+type Counters<L> = Family<L, Counter>;
+type FloatCounters<L> = Family<L, Counter<f64, std::sync::atomic::AtomicU64>>;
+type Gauges<L> = Family<L, Gauge>;
+
+/// One port's counters (a guest's or the uplink's) as metric families, registered once.
+struct PortFamilies<L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static> {
+    rx_packets: Counters<L>,
+    rx_bytes: Counters<L>,
+    tx_packets: Counters<L>,
+    tx_bytes: Counters<L>,
+    stalls: Counters<L>,
+    link_up: Gauges<L>,
+}
+
+impl<L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static> PortFamilies<L> {
+    /// `what`: "guest" or "uplink"; `rx_is`/`tx_is`: what the directions mean for it.
+    fn register(r: &mut Registry, what: &str, rx_is: &str, tx_is: &str) -> Self {
+        let f = PortFamilies {
+            rx_packets: Family::default(),
+            rx_bytes: Family::default(),
+            tx_packets: Family::default(),
+            tx_bytes: Family::default(),
+            stalls: Family::default(),
+            link_up: Family::default(),
+        };
+        r.register(format!("{what}_rx_packets"), format!("Frames {rx_is}"), f.rx_packets.clone());
+        r.register_with_unit(format!("{what}_rx"), format!("Bytes {rx_is}"), Unit::Bytes, f.rx_bytes.clone());
+        r.register(format!("{what}_tx_packets"), format!("Frames {tx_is}"), f.tx_packets.clone());
+        r.register_with_unit(format!("{what}_tx"), format!("Bytes {tx_is}"), Unit::Bytes, f.tx_bytes.clone());
+        r.register(format!("{what}_stalls"), "Passes that left frames waiting because the uplink was full", f.stalls.clone());
+        r.register(format!("{what}_link_up"), "1 while the link is up", f.link_up.clone());
+        f
+    }
+
+    fn set(&self, l: &L, c: &PortCounters, up: bool) {
+        self.rx_packets.get_or_create(l).inc_by(c.rx_packets);
+        self.rx_bytes.get_or_create(l).inc_by(c.rx_bytes);
+        self.tx_packets.get_or_create(l).inc_by(c.tx_packets);
+        self.tx_bytes.get_or_create(l).inc_by(c.tx_bytes);
+        self.stalls.get_or_create(l).inc_by(c.stalls);
+        self.link_up.get_or_create(l).set(i64::from(up));
+    }
+}
+
+impl Switch {
+    /// The metrics document, now.
+    pub fn metrics_text(&self) -> String {
+        let snap = self.snapshot();
+        let mut r = Registry::with_prefix("dpdk_macvtap");
+        let dpdk = crate::rte::eal::version();
+        // A gauge of 1 rather than an OpenMetrics info metric, whose encoder would name it
+        // `..._info_info`: the conventional `dpdk_macvtap_info{version=...}`.
+        let info: Gauges<VersionLabels> = Family::default();
+        info.get_or_create(&VersionLabels { version: VERSION.to_owned(), dpdk }).set(1);
+        r.register("info", "The switch's version and the DPDK it runs on", info);
+
+        let guests = PortFamilies::<GuestLabel>::register(&mut r, "guest", "received from the guest", "delivered to the guest");
+        let guest_drops: Counters<GuestReason> = Family::default();
+        r.register("guest_drops", "Frames to or from the guest dropped, by reason", guest_drops.clone());
+        let queues: Gauges<GuestLabel> = Family::default();
+        r.register("guest_queues", "Queue pairs configured for the guest", queues.clone());
+        let active: Gauges<GuestLabel> = Family::default();
+        r.register("guest_active_queues", "Queue pairs the connected guest set up", active.clone());
+        for g in &snap.guests {
+            let l = GuestLabel { guest: g.name.clone() };
+            guests.set(&l, &g.counters, g.link_up);
+            for (reason, n) in g.counters.drops.iter() {
+                guest_drops.get_or_create(&GuestReason { guest: g.name.clone(), reason: reason.name() }).inc_by(n);
+            }
+            if let Some(rg) = self.running.guests.get(g.id) {
+                queues.get_or_create(&l).set(i64::from(rg.cfg.queues));
+            }
+            active.get_or_create(&l).set(i64::from(self.links.active_queues(g.id.index())));
+        }
+
+        let uplink = PortFamilies::<PortLabel>::register(&mut r, "uplink", "received from the uplink", "sent out of the uplink");
+        let port = &self.running.uplink;
+        uplink.set(&PortLabel { port: port.name().to_owned() }, &snap.uplink, port.link().up);
+        let uplink_drops: Counters<ReasonLabel> = Family::default();
+        r.register("uplink_drops", "Frames from the uplink (or for it) dropped, by reason", uplink_drops.clone());
+        for reason in DropReason::ALL {
+            uplink_drops.get_or_create(&ReasonLabel { reason: reason.name() }).inc_by(snap.uplink.drops[reason]);
+        }
+
+        let hz = self.eal.tsc_hz().max(1) as f64;
+        let busy: FloatCounters<LcoreLabel> = Family::default();
+        let idle: FloatCounters<LcoreLabel> = Family::default();
+        let sleep: FloatCounters<LcoreLabel> = Family::default();
+        let frames: Counters<LcoreLabel> = Family::default();
+        r.register_with_unit("lcore_busy", "Time a forwarding lcore spent moving frames", Unit::Seconds, busy.clone());
+        r.register_with_unit("lcore_idle", "Time a forwarding lcore spent polling empty queues", Unit::Seconds, idle.clone());
+        r.register_with_unit("lcore_sleep", "Time a forwarding lcore slept (idle sleep)", Unit::Seconds, sleep.clone());
+        r.register("lcore_frames", "Frames a forwarding lcore moved", frames.clone());
+        for (w, plan) in snap.workers.iter().zip(&self.asg.workers) {
+            let l = LcoreLabel { lcore: plan.lcore };
+            busy.get_or_create(&l).inc_by(w.busy_cycles as f64 / hz);
+            idle.get_or_create(&l).inc_by(w.idle_cycles as f64 / hz);
+            sleep.get_or_create(&l).inc_by(w.sleep_cycles as f64 / hz);
+            frames.get_or_create(&l).inc_by(w.frames);
+        }
+
+        let in_use: Gauge = Gauge::default();
+        in_use.set(i64::from(self.pool.in_use()));
+        r.register("mempool_in_use", "Packet buffers in use (in rings, queues and in flight)", in_use);
+        let size: Gauge = Gauge::default();
+        size.set(i64::from(self.pool.in_use() + self.pool.available()));
+        r.register("mempool_size", "Packet buffers in the pool", size);
+        let count: Gauge = Gauge::default();
+        count.set(snap.guests.len() as i64);
+        r.register("guests", "Guests configured on the running switch", count);
+
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &r);
+        out
+    }
+}

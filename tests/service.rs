@@ -1,0 +1,175 @@
+//! Running the switch as a host service: the metrics endpoint read by Prometheus's own parser,
+//! and the systemd notification protocol (`Type=notify`) on a socket the test owns.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{guest_stats, mac, switch_args, Guest, LabOpts, LabSwitch, Switch, TEST_ETHERTYPE};
+
+const A: &str = "52:54:00:00:00:01";
+const B: &str = "52:54:00:00:00:02";
+
+fn frame(dst: [u8; 6], src: [u8; 6], len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len];
+    f[0..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f[12..14].copy_from_slice(&TEST_ETHERTYPE.to_be_bytes());
+    f
+}
+
+/// One HTTP request on a fresh connection to `path`: the whole answer.
+fn http(path: &std::path::Path, request: &[u8]) -> String {
+    let mut s = UnixStream::connect(path).expect("connect to the metrics socket");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    // The server may answer and close before taking all of an oversized request: the
+    // unread rest then resets the connection, after the answer.
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !out.is_empty() => {}
+        Err(e) => panic!("reading the answer: {e}"),
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every sample of an OpenMetrics document, as Prometheus's Python parser reads it:
+/// `name{label=value,...} value` lines, labels sorted.
+fn parse(body: &str) -> Vec<String> {
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+        print(f"{s.name}{{{labels}}} {s.value!r}")
+"#;
+    // Debian's interpreter, where python3-prometheus-client installs the parser.
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("parser");
+    assert!(out.status.success(), "the parser refused the document: {}\n{body}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+fn sample(samples: &[String], key: &str) -> f64 {
+    let line = samples.iter().find(|l| l.rsplit_once(' ').is_some_and(|(k, _)| k == key)).unwrap_or_else(|| panic!("no sample {key} in\n{}", samples.join("\n")));
+    line.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()).unwrap_or_else(|| panic!("bad value in {line}"))
+}
+
+#[test]
+fn metrics_parse_and_equal_the_switchs_own_counters() {
+    let dir_metrics = tempfile::tempdir().expect("tempdir");
+    let sock = dir_metrics.path().join("metrics.sock");
+    let metrics_arg = format!("unix:{}", sock.display());
+    let mut env = LabSwitch::start(&[("vm1", A, ""), ("vm2", B, "")], LabOpts { app: &["--metrics", &metrics_arg], ..LabOpts::default() });
+    let ctl = env.ctl();
+    let (g1, g2) = (env.guest("vm1"), env.guest("vm2"));
+    let ext = env.lab.ext_socket();
+    let ext_mac = env.lab.ext_mac;
+    // Traffic both ways, and a drop of each kind a guest and the uplink can show here.
+    for _ in 0..50 {
+        ext.send(&frame(mac(A), ext_mac, 100));
+    }
+    ext.send(&frame([0x52, 0x54, 0, 0, 0, 0x77], ext_mac, 60));
+    assert_eq!(g2.send(&frame(ext_mac, mac(B), 80), 30), 30);
+    assert_eq!(g2.send(&frame(ext_mac, [0x52, 0x54, 0, 0, 0, 0x66], 80), 2), 2);
+    assert_eq!(g1.count(300).0, 50);
+    // Nothing moves any more once the counters say so: then both reads see the same moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let s = ctl.json(&["stats"]);
+        if s["uplink"]["tx_packets"] == 30 && s["uplink"]["rx_packets"] == 51 && guest_stats(&s, "vm2")["drops"]["spoofed_source"] == 2 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "counters did not settle: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let answer = http(&sock, b"GET /metrics HTTP/1.1\r\nHost: switch\r\n\r\n");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("Content-Type: application/openmetrics-text"), "{head}");
+    let samples = parse(body);
+    let ver = samples.iter().find(|l| l.starts_with("dpdk_macvtap_info{")).expect("info");
+    assert!(ver.contains(&format!("version={}", env!("CARGO_PKG_VERSION"))) && ver.contains("dpdk=DPDK 22.11"), "{ver}");
+    assert_eq!(ver.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()), Some(1.0), "{ver}");
+    for (g, name) in [("vm1", "vm1"), ("vm2", "vm2")] {
+        let js = guest_stats(&stats, name);
+        for (metric, field) in [("rx_packets_total", "rx_packets"), ("rx_bytes_total", "rx_bytes"), ("tx_packets_total", "tx_packets"), ("tx_bytes_total", "tx_bytes")] {
+            let want = js[field].as_u64().expect("counter") as f64;
+            assert_eq!(sample(&samples, &format!("dpdk_macvtap_guest_{metric}{{guest={g}}}")), want, "{g} {metric}");
+        }
+        for (reason, n) in js["drops"].as_object().expect("drops") {
+            let want = n.as_u64().expect("drop counter") as f64;
+            assert_eq!(sample(&samples, &format!("dpdk_macvtap_guest_drops_total{{guest={g},reason={reason}}}")), want, "{g} {reason}");
+        }
+        assert_eq!(sample(&samples, &format!("dpdk_macvtap_guest_link_up{{guest={g}}}")), 1.0);
+    }
+    assert_eq!(sample(&samples, "dpdk_macvtap_guest_drops_total{guest=vm2,reason=spoofed_source}"), 2.0);
+    assert_eq!(sample(&samples, "dpdk_macvtap_uplink_rx_packets_total{port=net_af_packet0}"), 51.0);
+    assert_eq!(sample(&samples, "dpdk_macvtap_uplink_tx_packets_total{port=net_af_packet0}"), 30.0);
+    assert_eq!(sample(&samples, "dpdk_macvtap_uplink_drops_total{reason=unknown_dest}"), 1.0);
+    assert_eq!(sample(&samples, "dpdk_macvtap_uplink_link_up{port=net_af_packet0}"), 1.0);
+    assert_eq!(sample(&samples, "dpdk_macvtap_guests{}"), 2.0);
+    assert!(sample(&samples, "dpdk_macvtap_lcore_busy_seconds_total{lcore=1}") > 0.0);
+    assert_eq!(sample(&samples, "dpdk_macvtap_lcore_frames_total{lcore=1}"), stats["workers"][0]["frames"].as_u64().expect("frames") as f64);
+    assert!(sample(&samples, "dpdk_macvtap_mempool_size{}") > 0.0);
+
+    // What is not a scrape gets an error and costs nothing.
+    assert!(http(&sock, b"GET /nothing HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+    assert!(http(&sock, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
+    assert!(http(&sock, b"garbage\r\n\r\n").starts_with("HTTP/1.1 400 "));
+    assert!(http(&sock, &vec![b'x'; 20_000]).starts_with("HTTP/1.1 431 "));
+    let idle: Vec<UnixStream> = (0..40).map(|_| UnixStream::connect(&sock).expect("connect")).collect();
+    drop(idle);
+    assert!(http(&sock, b"GET /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 200 OK"));
+    g1.quit();
+    g2.quit();
+    env.stop();
+    assert!(!sock.exists(), "the metrics socket is removed at exit");
+}
+
+#[test]
+fn systemd_hears_ready_once_the_switch_forwards_and_stopping_on_sigterm() {
+    common::require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = dir.path().join("guests.toml");
+    std::fs::write(&guests, format!("[[guest]]\nname = \"vm1\"\nmac = \"{A}\"\nsocket = \"{}/vm1.sock\"\n", dir.path().display())).expect("guests.toml");
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let json = dir.path().join("stats.json");
+    let sw = Switch::spawn_env(None, &["--vdev=net_null0,no-rx=1".into()], &switch_args(&guests, &json, 0), &[("NOTIFY_SOCKET", notify_path.to_str().expect("path"))]);
+    let mut buf = [0u8; 4096];
+    let n = notify.recv(&mut buf).expect("a notification");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // Sent only once the guest's socket exists and the workers run.
+    assert!(dir.path().join("vm1.sock").exists(), "READY before the guest's socket exists: {msg}");
+    // Printed before READY was sent, so it is in the pipe already.
+    sw.proc.wait_line("dpdk-macvtap: forwarding (1 guests, 1 workers)", Duration::from_secs(5));
+    let lines: Vec<&str> = msg.lines().collect();
+    assert!(lines.contains(&"READY=1") && lines.contains(&"STATUS=forwarding: 1 guests (0 up), 1 workers"), "{msg:?}");
+    // A guest connecting changes the status line.
+    let g = Guest::start(&dir.path().join("vm1.sock"), "ntf");
+    // One state per line (the protocol's newline-separated assignments).
+    let mut next = || {
+        let n = notify.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).trim_end().to_owned()
+    };
+    assert_eq!(next(), "STATUS=forwarding: 1 guests (1 up), 1 workers");
+    g.quit();
+    assert_eq!(next(), "STATUS=forwarding: 1 guests (0 up), 1 workers");
+    sw.proc.signal(libc::SIGTERM);
+    assert_eq!(next(), "STOPPING=1");
+    let out = sw.stop_clean_after_signal();
+    assert!(out.contains("dpdk-macvtap: stopped"), "{out}");
+}
