@@ -36,24 +36,25 @@ pub struct Cli {
     #[arg(long)]
     pub guests: PathBuf,
 
-    /// Seconds between one-line stats summaries on stdout (0: none).
-    #[arg(long, default_value_t = 5)]
+    /// Seconds between one-line stats summaries on stdout (0: none; at most a day).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub stats_interval: u64,
 
     /// Write the counters as JSON to this file at exit and on SIGUSR1.
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
 
-    /// Packet buffers in the pool shared by all ports.
-    #[arg(long, default_value_t = 16383)]
+    /// Packet buffers in the pool shared by all ports (1023 .. 16777215).
+    #[arg(long, default_value_t = 16383, value_parser = clap::value_parser!(u32).range(1023..=16_777_215))]
     pub mbufs: u32,
 
-    /// MTU of the uplink; defaults to the largest guest MTU.
-    #[arg(long)]
+    /// MTU of the uplink (68 .. 9000); defaults to the largest guest MTU. Guests added at run
+    /// time may have up to this MTU.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(i64::from(crate::config::MIN_MTU)..=i64::from(crate::config::MAX_MTU)))]
     pub uplink_mtu: Option<u16>,
 
-    /// Descriptors per uplink rx/tx queue.
-    #[arg(long, default_value_t = 1024)]
+    /// Descriptors per uplink rx/tx queue (64 .. 4096).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(64..=4096))]
     pub descriptors: u16,
 
     /// Guest queue to lcore assignment.
@@ -62,7 +63,7 @@ pub struct Cli {
 
     /// With --assign cycles: seconds between load checks (queues move only when the busiest
     /// lcore would get at least 25% lighter); `dpdk-macvtapctl rebalance` checks now.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub rebalance_interval: u64,
 
     /// Longest sleep, in microseconds, of a worker that found nothing to do for a while (it

@@ -150,3 +150,36 @@ fn pinning_a_guest_to_a_non_worker_lcore_is_refused_with_its_line() {
         "{err}"
     );
 }
+
+/// Every numeric option at its edges: the smallest and largest accepted pass the command line
+/// (the run then stops at the missing guests file, exit 1), one past either side is refused by
+/// the parser with the range (exit 2), and nothing panics.
+#[test]
+fn every_numeric_option_is_range_checked_at_its_edges() {
+    let cases: [(&str, &[&str], &[&str]); 7] = [
+        ("--stats-interval", &["0", "86400"], &["86401", "18446744073709551615", "-1"]),
+        ("--rebalance-interval", &["1", "86400"], &["0", "86401", "18446744073709551615"]),
+        ("--mbufs", &["1023", "16777215"], &["1022", "16777216", "4294967296"]),
+        ("--uplink-mtu", &["68", "9000"], &["67", "9001", "65535", "65536"]),
+        ("--descriptors", &["64", "4096"], &["63", "4097", "65536"]),
+        ("--idle-sleep-max", &["0", "10000"], &["10001", "4294967296"]),
+        ("--control-mode", &["0", "777"], &["1000", "8", "rw"]),
+    ];
+    for (opt, good, bad) in cases {
+        for v in good {
+            let out = Command::new(BIN).args(["--", "--port", "0", "--guests", "/nonexistent/guests.toml", opt, v]).output().expect("run");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{opt} {v} should pass the command line: {err}");
+            assert!(err.contains("/nonexistent/guests.toml: cannot read"), "{opt} {v}: {err}");
+        }
+        for v in bad {
+            // `--opt=value`, so that a value starting with '-' is still the option's.
+            let arg = format!("{opt}={v}");
+            let out = Command::new(BIN).args(["--", "--port", "0", "--guests", "/nonexistent/guests.toml", &arg]).output().expect("run");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{opt} {v} should be refused: {err}");
+            assert!(err.contains(&format!("invalid value '{v}' for '{opt}")), "{opt} {v}: {err}");
+            assert!(!err.contains("panicked"), "{opt} {v}: {err}");
+        }
+    }
+}

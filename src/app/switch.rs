@@ -95,7 +95,7 @@ impl Switch {
         println!("dpdk-macvtap {VERSION}, running on {}", rte::eal::version());
 
         let max_mtu = cli.uplink_mtu.unwrap_or(1500).max(cfg.max_mtu());
-        let pool = Arc::new(Mempool::pktmbuf("mvt_pool", cli.mbufs, MEMPOOL_CACHE, mbuf_data_room(max_mtu), eal.socket_id())?);
+        let pool = Arc::new(Mempool::pktmbuf("mvt_pool", cli.mbufs, MEMPOOL_CACHE, mbuf_data_room(max_mtu)?, eal.socket_id())?);
         // The baseline every buffer must return to once the ports are closed.
         let mempool_at_start = pool.in_use();
 
@@ -243,8 +243,10 @@ impl Switch {
 
 /// Big enough for the largest frame in one segment: net_af_packet copies a whole frame into
 /// one mbuf without checking its size.
-fn mbuf_data_room(mtu: u16) -> u16 {
+fn mbuf_data_room(mtu: u16) -> Result<u16> {
     let frame = usize::from(mtu) + crate::wire::ETHER_HDR_LEN + crate::wire::VLAN_TAG_LEN + crate::wire::ETHER_CRC_LEN;
-    let room = frame.max(2048).next_multiple_of(1024);
-    (room + rte::sys_headroom()) as u16
+    let room = frame.max(2048).next_multiple_of(1024) + rte::sys_headroom();
+    // MTUs are at most MAX_MTU (9000), so this fits; the check keeps a wider limit from
+    // ever truncating the size silently.
+    u16::try_from(room).map_err(|_| anyhow!("MTU {mtu} needs {room}-byte packet buffers, more than DPDK's 65535"))
 }

@@ -7,12 +7,10 @@ use std::path::PathBuf;
 /// Why a guests file could not be turned into a [`super::Config`].
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: cannot read: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The reason is in the message, not a `source`: an error chain printed with `{:#}` would
+    /// say it twice.
+    #[error("{}: cannot read: {reason}", path.display())]
+    Io { path: PathBuf, reason: std::io::Error },
     /// The file was read but its content is wrong; the boxed detail keeps `Result` small.
     #[error("{0}")]
     Invalid(Box<Problem>),

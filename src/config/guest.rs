@@ -116,7 +116,7 @@ impl Claims {
             for mac in &g.macs {
                 claims.macs.insert(*mac, holder.clone());
             }
-            claims.sockets.insert(g.socket.clone(), holder.clone());
+            claims.sockets.insert(socket_key(&g.socket), holder.clone());
             claims.names.insert(g.name.clone(), holder);
         }
         claims
@@ -236,7 +236,7 @@ pub(super) fn validate(
 
     let socket = PathBuf::from(cx.string(socket_e)?);
     check_socket(&socket).map_err(|r| cx.bad(socket_e, r))?;
-    if let Some(holder) = claims.sockets.get(&socket) {
+    if let Some(holder) = claims.sockets.get(&socket_key(&socket)) {
         return Err(cx.bad(socket_e, format!("already used by {holder}")));
     }
 
@@ -286,7 +286,7 @@ pub(super) fn validate(
         .transpose()?;
 
     claims.names.insert(name.clone(), cx.holder(&name));
-    claims.sockets.insert(socket.clone(), cx.holder(&name));
+    claims.sockets.insert(socket_key(&socket), cx.holder(&name));
     Ok(GuestConfig {
         name,
         macs,
@@ -426,6 +426,13 @@ fn check_socket(path: &Path) -> Result<(), String> {
     if !path.is_absolute() {
         return Err("must be an absolute path".into());
     }
+    use std::os::unix::ffi::OsStrExt;
+    if path.as_os_str().as_bytes().contains(&0) {
+        return Err("contains a NUL byte, which no socket path can hold".into());
+    }
+    if path.file_name().is_none() {
+        return Err("names a directory, not a socket".into());
+    }
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {
         return Err(format!(
@@ -433,6 +440,28 @@ fn check_socket(path: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// What two socket paths must not share: the same file, however it is spelt
+/// (`dir/vm1.sock` and `dir/../dir/vm1.sock`, or a symlinked directory). The socket itself
+/// need not exist yet, so its directory is resolved where it exists, and the rest is
+/// normalised by its components (`.` dropped, `..` taking one away).
+pub(super) fn socket_key(path: &Path) -> PathBuf {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return path.to_path_buf() };
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| {
+        let mut out = PathBuf::new();
+        for c in dir.components() {
+            match c {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    });
+    dir.join(name)
 }
 
 /// Permission bits written as octal text, "0660" or "660". Quoted on purpose: a bare TOML

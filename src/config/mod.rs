@@ -140,9 +140,9 @@ impl Config {
 
 /// Reads and validates the guests file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+    let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Io {
         path: path.to_path_buf(),
-        source,
+        reason,
     })?;
     parse_str(&text, path)
 }

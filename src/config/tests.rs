@@ -313,3 +313,28 @@ fn guest_count_limit() {
         )
     );
 }
+
+#[test]
+fn one_socket_under_two_spellings_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let base = dir.path().file_name().and_then(|n| n.to_str()).expect("name");
+    let text = format!(
+        "[[guest]]\nname = \"vm1\"\nmac = \"52:54:00:00:00:01\"\nsocket = \"{d}/vm1.sock\"\n\n\
+         [[guest]]\nname = \"vm2\"\nmac = \"52:54:00:00:00:02\"\nsocket = \"{d}/../{base}/./vm1.sock\"\n"
+    );
+    assert_eq!(
+        err(&text),
+        format!("guests.toml:9: guest \"vm2\": socket = \"{d}/../{base}/./vm1.sock\": already used by guest \"vm1\" (line 1)")
+    );
+    // Where the directory does not exist yet, the spelling is normalised by its components.
+    let text = "[[guest]]\nname = \"vm1\"\nmac = \"52:54:00:00:00:01\"\nsocket = \"/nonexistent/a/vm1.sock\"\n\n\
+                [[guest]]\nname = \"vm2\"\nmac = \"52:54:00:00:00:02\"\nsocket = \"/nonexistent/b/../a/vm1.sock\"\n";
+    assert!(err(text).contains("already used by guest \"vm1\""), "{}", err(text));
+}
+
+#[test]
+fn a_nul_byte_in_a_socket_path_is_refused_at_its_line() {
+    let text = "[[guest]]\nname = \"vm1\"\nmac = \"52:54:00:00:00:01\"\nsocket = \"/tmp/a\\u0000b.sock\"\n";
+    assert_eq!(err(text), "guests.toml:4: guest \"vm1\": socket = \"/tmp/a\\u0000b.sock\": contains a NUL byte, which no socket path can hold");
+}

@@ -325,19 +325,27 @@ impl Port {
 
     pub fn set_promiscuous(&self, on: bool) -> Result<()> {
         // SAFETY: plain calls on a valid port.
-        let ret = unsafe {
-            if on { sys::rte_eth_promiscuous_enable(self.raw()) } else { sys::rte_eth_promiscuous_disable(self.raw()) }
+        let (op, ret) = unsafe {
+            if on {
+                ("rte_eth_promiscuous_enable", sys::rte_eth_promiscuous_enable(self.raw()))
+            } else {
+                ("rte_eth_promiscuous_disable", sys::rte_eth_promiscuous_disable(self.raw()))
+            }
         };
-        check("rte_eth_promiscuous_enable", ret)?;
+        check(op, ret)?;
         Ok(())
     }
 
     pub fn set_allmulticast(&self, on: bool) -> Result<()> {
         // SAFETY: plain calls on a valid port.
-        let ret = unsafe {
-            if on { sys::rte_eth_allmulticast_enable(self.raw()) } else { sys::rte_eth_allmulticast_disable(self.raw()) }
+        let (op, ret) = unsafe {
+            if on {
+                ("rte_eth_allmulticast_enable", sys::rte_eth_allmulticast_enable(self.raw()))
+            } else {
+                ("rte_eth_allmulticast_disable", sys::rte_eth_allmulticast_disable(self.raw()))
+            }
         };
-        check("rte_eth_allmulticast_enable", ret)?;
+        check(op, ret)?;
         Ok(())
     }
 

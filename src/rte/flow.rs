@@ -74,8 +74,17 @@ impl RuleParts {
     }
 }
 
-fn flow_error(op: &'static str, ret: i32, err: &sys::rte_flow_error) -> RteError {
-    let errno = if ret < 0 { -ret } else { RteError::from_rte_errno(op).errno };
+/// The errno of a failed rte_flow call: `rte_flow_validate` returns `-errno`; `rte_flow_create`
+/// returns NULL (`ret` None) and leaves the reason in `rte_errno`.
+fn flow_errno(ret: Option<i32>, rte_errno: impl FnOnce() -> i32) -> i32 {
+    match ret {
+        Some(r) if r < 0 => -r,
+        _ => rte_errno(),
+    }
+}
+
+fn flow_error(op: &'static str, ret: Option<i32>, err: &sys::rte_flow_error) -> RteError {
+    let errno = flow_errno(ret, || RteError::from_rte_errno(op).errno);
     let msg = if err.message.is_null() {
         String::from("no message")
     } else {
@@ -92,7 +101,7 @@ pub fn validate(port: PortId, m: EthDstMatch, queue: u16) -> Result<()> {
     // SAFETY: every pointer in parts points into the same live box; err is a valid out-pointer.
     let ret = unsafe { sys::rte_flow_validate(port.0, &parts.attr, parts.pattern.as_ptr(), parts.actions.as_ptr(), &mut err) };
     if ret != 0 {
-        return Err(flow_error("rte_flow_validate", ret, &err));
+        return Err(flow_error("rte_flow_validate", Some(ret), &err));
     }
     Ok(())
 }
@@ -114,7 +123,7 @@ impl FlowRule {
         let mut err = sys::rte_flow_error::default();
         // SAFETY: as in validate.
         let raw = unsafe { sys::rte_flow_create(port.0, &parts.attr, parts.pattern.as_ptr(), parts.actions.as_ptr(), &mut err) };
-        NonNull::new(raw).map(|raw| FlowRule { port, raw }).ok_or_else(|| flow_error("rte_flow_create", -1, &err))
+        NonNull::new(raw).map(|raw| FlowRule { port, raw }).ok_or_else(|| flow_error("rte_flow_create", None, &err))
     }
 }
 
@@ -129,6 +138,15 @@ impl Drop for FlowRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_create_reports_rte_errno_not_its_null_return() {
+        // validate: the return value says it.
+        assert_eq!(flow_errno(Some(-libc::ENOTSUP), || 0), libc::ENOTSUP);
+        // create: NULL, and the reason in rte_errno (it once came out as EPERM, from -(-1)).
+        assert_eq!(flow_errno(None, || libc::ENOSYS), libc::ENOSYS);
+        assert_ne!(flow_errno(None, || libc::ENOTSUP), libc::EPERM);
+    }
 
     fn dst_of(item: &sys::rte_flow_item, spec: bool) -> [u8; 6] {
         let p = if spec { item.spec } else { item.mask } as *const sys::rte_flow_item_eth;
