@@ -352,3 +352,29 @@ fn bridge_mode_switches_between_bridge_guests_inside_the_host() {
     assert_eq!(v["uplink"]["tx_packets"], 2, "only the VEPA-bound unicast and the broadcast left: {v}");
     assert_eq!(total_drops(guest_stats(&v, "vm2")), 0, "{v}");
 }
+
+/// IEEE 802.1 link-local group addresses (PAUSE, STP, LLDP) from the wire are for the switch's
+/// end of the link only: no guest gets them, and each is counted as `link_local`; an ordinary
+/// broadcast sent with them still arrives.
+#[test]
+fn link_local_frames_from_the_wire_reach_no_guest() {
+    let mut env = start(&[("vm1", A, 1500), ("vm2", B, 1500)], false);
+    let (a, b) = (env.guest("vm1"), env.guest("vm2"));
+    // Sent straight into the uplink from the bridge's port: the Linux bridge would itself
+    // keep some of them (PAUSE) from ever being forwarded.
+    let wire = env.lab.bridge_port_capture();
+    let pause = frame([0x01, 0x80, 0xc2, 0, 0, 0x01], env.lab.ext_mac, 0x8808, 46, 1);
+    let stp = frame([0x01, 0x80, 0xc2, 0, 0, 0x00], env.lab.ext_mac, 0x0026, 46, 2);
+    let lldp = frame([0x01, 0x80, 0xc2, 0, 0, 0x0e], env.lab.ext_mac, 0x88cc, 46, 3);
+    let bcast = frame(BROADCAST, env.lab.ext_mac, TEST_ETHERTYPE, 46, 4);
+    for f in [&pause, &stp, &lldp, &bcast] {
+        wire.send(f);
+    }
+    assert_eq!(a.recv(3000, 4), vec![bcast.clone()], "vm1: only the broadcast");
+    assert_eq!(b.recv(3000, 4), vec![bcast], "vm2: only the broadcast");
+    a.quit();
+    b.quit();
+    let v = env.stop();
+    assert_eq!(drops(&v["uplink"], "link_local"), 3, "{v}");
+    assert_eq!(v["uplink"]["rx_packets"], 4, "{v}");
+}

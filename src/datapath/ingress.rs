@@ -44,6 +44,10 @@ impl Worker {
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
         if dst.is_multicast() {
+            if dst.is_link_local_group() {
+                self.stats.uplink().drop(DropReason::LinkLocal, 1);
+                return;
+            }
             let source = self.tables.fib.lookup(&src);
             let unpooled_only = match scope {
                 RxScope::All => false,

@@ -26,10 +26,13 @@ pub enum DropReason {
     PolicyDenied,
     /// The ring to the worker that owns the destination queue was full.
     DispatchFull,
+    /// A link-local group address (01:80:c2:00:00:0x: PAUSE, STP, LACP, LLDP...) from the
+    /// uplink: for the switch's own end of the wire, never flooded to guests.
+    LinkLocal,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
         DropReason::Oversize,
@@ -40,6 +43,7 @@ impl DropReason {
         DropReason::UplinkFull,
         DropReason::PolicyDenied,
         DropReason::DispatchFull,
+        DropReason::LinkLocal,
     ];
 
     /// Stable snake_case name, used as the JSON key and in log lines.
@@ -54,6 +58,7 @@ impl DropReason {
             DropReason::UplinkFull => "uplink_full",
             DropReason::PolicyDenied => "policy_denied",
             DropReason::DispatchFull => "dispatch_full",
+            DropReason::LinkLocal => "link_local",
         }
     }
 
@@ -152,7 +157,8 @@ mod tests {
                 "guest_down",
                 "uplink_full",
                 "policy_denied",
-                "dispatch_full"
+                "dispatch_full",
+                "link_local"
             ]
         );
     }
@@ -171,7 +177,7 @@ mod tests {
         let json = serde_json::to_string(&sum).expect("serialize");
         assert_eq!(
             json,
-            r#"{"runt":3,"oversize":0,"unknown_dest":0,"spoofed_source":0,"guest_queue_full":0,"guest_down":0,"uplink_full":0,"policy_denied":4,"dispatch_full":0}"#
+            r#"{"runt":3,"oversize":0,"unknown_dest":0,"spoofed_source":0,"guest_queue_full":0,"guest_down":0,"uplink_full":0,"policy_denied":4,"dispatch_full":0,"link_local":0}"#
         );
     }
 }

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 /// Drop reasons in the protocol's order; reasons the server adds later follow these.
-const DROP_REASONS: [&str; 9] = [
+const DROP_REASONS: [&str; 10] = [
     "runt",
     "oversize",
     "unknown_dest",
@@ -20,6 +20,7 @@ const DROP_REASONS: [&str; 9] = [
     "uplink_full",
     "policy_denied",
     "dispatch_full",
+    "link_local",
 ];
 
 /// Counter keys in display order (drops are summarised separately).
