@@ -84,6 +84,7 @@ pub struct Switch {
 
 impl Switch {
     pub fn start(cli: &Cli, eal_args: &[String], cfg: Config) -> Result<Switch> {
+        uplink::check_vdevs(eal_args).and_then(|()| uplink::check_af_packet(&cli.port)).map_err(|e| anyhow!(e))?;
         let eal = Eal::init(eal_args).context("initialising EAL (options before `--`)")?;
         let lcores = eal.worker_lcores();
         if lcores.is_empty() {

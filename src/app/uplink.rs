@@ -25,6 +25,54 @@ pub struct Uplink {
     pub tx_queues: u16,
 }
 
+/// net_af_packet's defaults (DPDK 22.11): a 4096-byte block holding two 2048-byte frames.
+const AF_PACKET_BLOCKSZ: u64 = 4096;
+const AF_PACKET_FRAMESZ: u64 = 2048;
+
+/// Refuses a net_af_packet ring layout that stalls: DPDK 22.11's PMD reads ring frame `i` at
+/// `i * framesz`, but the kernel lays frames out block by block, so unless a block holds a
+/// whole number of frames the PMD soon reads where no frame is and the uplink stops
+/// receiving. `devargs` is one `--vdev` value or `--port` spec; other drivers pass.
+pub fn check_af_packet(devargs: &str) -> Result<(), String> {
+    let mut parts = devargs.split(',');
+    if !parts.next().is_some_and(|name| name.starts_with("net_af_packet") || name.starts_with("eth_af_packet")) {
+        return Ok(());
+    }
+    let (mut block, mut frame) = (AF_PACKET_BLOCKSZ, AF_PACKET_FRAMESZ);
+    for kv in parts {
+        let Some((k, v)) = kv.split_once('=') else { continue };
+        let n = || v.trim().parse::<u64>().map_err(|_| format!("{devargs}: {k}={v} is not a number"));
+        match k.trim() {
+            "blocksz" => block = n()?,
+            "framesz" => frame = n()?,
+            _ => {}
+        }
+    }
+    if frame == 0 || block % frame != 0 {
+        return Err(format!(
+            "{devargs}: blocksz={block} is not a multiple of framesz={frame}: DPDK 22.11's net_af_packet would stop receiving after a few frames \
+             (it reads frame i at i*framesz); e.g. blocksz=36864,framesz=9216 for jumbo frames"
+        ));
+    }
+    Ok(())
+}
+
+/// `check_af_packet` for every `--vdev` among the EAL arguments.
+pub fn check_vdevs(eal_args: &[String]) -> Result<(), String> {
+    let mut it = eal_args.iter();
+    while let Some(a) = it.next() {
+        let value = match a.strip_prefix("--vdev=") {
+            Some(v) => Some(v.to_owned()),
+            None if a == "--vdev" => it.next().cloned(),
+            None => None,
+        };
+        if let Some(v) = value {
+            check_af_packet(&v)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn open(spec: &str) -> Result<Port> {
     match spec.parse::<u16>() {
         Ok(id) => Ok(Port::from_id(PortId(id))?),
@@ -90,4 +138,25 @@ pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, gu
         .collect::<Result<_, _>>()?;
     let tx = (0..tx_queues).map(|q| port.tx_queue(q, descriptors).map(Some)).collect::<Result<_, _>>()?;
     Ok(Uplink { port, rx, tx, scopes, vmdq, rx_queues: configured_rx, tx_queues })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn af_packet_layouts_that_stall_are_refused() {
+        assert_eq!(check_af_packet("net_af_packet0,iface=eth1"), Ok(()));
+        assert_eq!(check_af_packet("net_af_packet0,iface=eth1,blocksz=36864,framesz=9216,framecnt=256"), Ok(()));
+        assert_eq!(check_af_packet("net_tap0,blocksz=3"), Ok(()), "not af_packet");
+        let e = check_af_packet("net_af_packet0,iface=up0,blocksz=16384,framesz=9248").expect_err("stalls");
+        assert!(e.starts_with("net_af_packet0,iface=up0,blocksz=16384,framesz=9248: blocksz=16384 is not a multiple of framesz=9248"), "{e}");
+        assert!(check_af_packet("net_af_packet0,framesz=3000").is_err(), "the default 4096-byte block");
+        assert!(check_af_packet("net_af_packet0,framesz=0").is_err());
+        assert!(check_af_packet("net_af_packet0,blocksz=big").is_err_and(|e| e.contains("blocksz=big is not a number")));
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_vdevs(&args(&["-l", "0-1", "--vdev", "net_af_packet0,blocksz=5000"])).is_err());
+        assert!(check_vdevs(&args(&["--vdev=net_af_packet0,blocksz=5000"])).is_err());
+        assert_eq!(check_vdevs(&args(&["--vdev=net_null0", "--no-huge"])), Ok(()));
+    }
 }

@@ -35,7 +35,6 @@ impl MacAddr {
         !self.is_multicast()
     }
 
-    #[inline]
     /// An IEEE 802.1D reserved group address, 01:80:c2:00:00:00 to 0f (PAUSE, LACP, STP,
     /// LLDP, 802.1X...): link-local, for the device at the other end of the wire only.
     /// Bridges never forward them, and neither does the switch to its guests.
@@ -45,6 +44,7 @@ impl MacAddr {
         [a, b, c, d, e] == [0x01, 0x80, 0xc2, 0x00, 0x00] && f <= 0x0f
     }
 
+    #[inline]
     pub fn is_zero(&self) -> bool {
         *self == Self::ZERO
     }

@@ -46,9 +46,10 @@ impl LabSwitch {
         }
         let mut vdev = lab.uplink_vdev();
         if opts.jumbo {
-            // net_af_packet requires a ring frame's data (framesz - 32) to fit one mbuf: the
-            // switch sizes its mbufs for the largest guest MTU (9216 bytes of data at 9000).
-            vdev.push_str(",blocksz=16384,framesz=9248,framecnt=256");
+            // net_af_packet requires a ring frame's data (framesz - 32) to fit one mbuf (the
+            // switch sizes its mbufs for the largest guest MTU: 9216 bytes of data at 9000),
+            // and a block to hold a whole number of frames, or it stops receiving.
+            vdev.push_str(",blocksz=36864,framesz=9216,framecnt=256");
         }
         if !opts.vdev_opts.is_empty() {
             vdev.push(',');
