@@ -1,5 +1,6 @@
-//! Guests -> uplink: VEPA sends every frame a guest transmits out of the uplink, after the
-//! checks a tenant must not escape (source MAC ownership, size).
+//! Guests -> uplink: after the checks a tenant must not escape (source MAC ownership, size),
+//! a guest's frame leaves through the uplink (VEPA, private); a bridge-mode guest's frame for
+//! a bridge-mode sibling is delivered inside the host instead, and its broadcasts go both ways.
 //!
 //! Backpressure: a guest is polled only for as many frames as the uplink pending burst can
 //! hold, so when the uplink tx queue is full the frames stay in the guests' virtqueues.

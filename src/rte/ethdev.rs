@@ -1,4 +1,5 @@
-//! Ethernet ports (the uplink, and guests through the vhost PMD) and their queue tokens.
+//! Ethernet ports (the uplink; and, in the test guest `macvtap-guest`, virtio-user ports) and
+//! their queue tokens. The switch's guests are not ethdev ports: see `vhost`.
 //!
 //! A port is closed when the last of its handles goes: the `Port` itself and every queue
 //! token share one `Arc`, so a worker still holding a queue keeps the port open.

@@ -20,7 +20,9 @@ pub enum DropReason {
     GuestQueueFull,
     /// The destination guest has no vhost connection, or its link is down.
     GuestDown,
-    /// The uplink TX queue stayed full past the retry budget.
+    /// Frames a worker could not hand the uplink: still held when it stopped (the uplink TX
+    /// queue was full). While it runs, a full uplink is backpressure (`stalls`: guests are
+    /// polled only for the room there is), not a drop.
     UplinkFull,
     /// The mode table said no (e.g. a reflected frame into a private guest).
     PolicyDenied,

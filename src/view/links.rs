@@ -2,7 +2,8 @@
 //! device usable until every worker has let go of it.
 //!
 //! Writers: the vhost library's thread (`attach`/`detach`, through `GuestEvents`). Readers:
-//! the workers, once per guest per pass, and the control thread for link messages.
+//! the workers, for each frame or burst they hand a guest (always inside a pass), and the
+//! control thread for link messages.
 //! Handshake: `detach` clears the vid, then waits until every worker has finished the pass
 //! it was in (its pass counter moved) or has stopped. A worker reads a vid only inside a pass
 //! and publishes the end of each pass with a sequentially consistent store, so that its next
