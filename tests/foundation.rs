@@ -123,7 +123,14 @@ fn tap_uplink_starts_forwards_and_stops_cleanly() {
     assert_eq!(g1.send(&f, 10), 10);
     let f = frame(BROADCAST, mac("52:54:00:00:00:02"), TEST_ETHERTYPE, 50, 2);
     assert_eq!(g2.send(&f, 5), 5);
-    std::thread::sleep(Duration::from_millis(500));
+    // The guests quit once the switch says all 15 left (a frame still in a virtqueue when
+    // its guest exits is not the switch's).
+    let ctl = Ctl::new(&control_socket(&guests));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while ctl.json(&["stats"])["uplink"]["tx_packets"] != 15 {
+        assert!(std::time::Instant::now() < deadline, "the 15 frames did not leave: {}", ctl.json(&["stats"]));
+        std::thread::sleep(Duration::from_millis(20));
+    }
     g1.quit();
     g2.quit();
     sw.stop_clean();

@@ -155,8 +155,19 @@ fn raw_socket_ignore_outgoing_and_drain() {
     let f = frame(GUEST_A, lab.ext_mac, TEST_ETHERTYPE, 46, 30);
     ext.send(&f);
     ext.send(&f);
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(cap.drain(), 2);
+    // Both frames are in the capture's queue once it has seen them; drain takes them all.
+    let seen = cap.collect(IDLE);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    ext.send(&f);
+    ext.send(&f);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut drained = 0;
+    while drained < 2 {
+        drained += cap.drain();
+        assert!(std::time::Instant::now() < deadline, "drain took {drained} of 2 frames");
+        std::thread::yield_now();
+    }
+    assert_eq!(drained, 2);
     cap.ignore_outgoing();
     ext.send(&f);
     assert!(cap.collect(IDLE).is_empty(), "outgoing frames still seen after ignore_outgoing");

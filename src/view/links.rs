@@ -109,7 +109,13 @@ mod tests {
             l2.detach(0, 7);
             std::time::Instant::now()
         });
-        std::thread::sleep(Duration::from_millis(50));
+        // Once the vid is unpublished the detach is waiting for worker 0's pass, which only
+        // `pass_done` below can end.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while links.vid(0).is_some() {
+            assert!(std::time::Instant::now() < deadline, "detach never unpublished the vid");
+            std::thread::yield_now();
+        }
         assert!(!t.is_finished(), "worker 0 has not finished its pass");
         let before = std::time::Instant::now();
         links.pass_done(0);
