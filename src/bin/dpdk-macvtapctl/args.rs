@@ -27,7 +27,8 @@ const GLOBAL: &str = "Global options";
         dpdk-macvtapctl guest-add --name vm3 --mac 52:54:00:00:00:03 --socket /run/dpdk-macvtap/vm3.sock\n  \
         dpdk-macvtapctl guest-set vm1 mtu=9000 mode=private lcore=none\n  \
         dpdk-macvtapctl --json stats vm1\n  \
-        dpdk-macvtapctl call guest-show '{\"name\":\"vm1\"}'\n\
+        dpdk-macvtapctl call guest-show '{\"name\":\"vm1\"}'\n  \
+        dpdk-macvtapctl top\n\
         Exit status: 0 success, 1 the switch refused or failed the request, 2 usage error or cannot connect."
 )]
 pub struct Cli {
@@ -111,6 +112,16 @@ pub enum Command {
     Reload,
     /// Print the running state as a guests file.
     ConfigDump,
+    /// Live view of rates, like top: per guest and uplink, packets and bits per second and
+    /// drops per second by reason; per lcore, busy and asleep shares and frames per second.
+    ///
+    /// Samples the stats method every interval and shows the rates between the last two
+    /// samples, busiest guests first. Rx is what the switch received from a port, tx what
+    /// it delivered to it. Keys: q, Esc or Ctrl-C quit. If the switch goes away, the view
+    /// shows why and keeps trying. --once prints the table once instead (no terminal
+    /// control; with --json, the rates as JSON) and exits.
+    #[command(visible_alias = "monitor")]
+    Top(TopArgs),
     /// Send any method with raw JSON params and print the raw JSON result.
     Call {
         /// Method name, e.g. guest-show.
@@ -119,6 +130,23 @@ pub enum Command {
         #[arg(value_name = "JSON-PARAMS", value_parser = parse_json)]
         params: Option<serde_json::Value>,
     },
+}
+
+/// `top`: how often, and whether to stay.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct TopArgs {
+    /// Seconds between samples (1-3600).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub interval: u64,
+    /// Take two samples one interval apart, print the table (or with --json the rates) once
+    /// and exit; no terminal control, for scripts.
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// Which side of the vhost-user socket the switch takes (the guests file's `vhost`).
@@ -256,6 +284,36 @@ mod tests {
         assert!(ok(&["--toml", "x", "--name", "vm3"]).is_err());
         assert!(ok(&["--file", "g.toml", "--toml", "x"]).is_err());
         assert!(ok(&[]).is_err());
+    }
+
+    #[test]
+    fn top_interval_once_and_alias() {
+        let top = |args: &[&str]| {
+            let mut v = vec!["ctl"];
+            v.extend_from_slice(args);
+            Cli::try_parse_from(v).map(|cli| match cli.command {
+                Command::Top(t) => t,
+                other => panic!("parsed as {other:?}"),
+            })
+        };
+        assert_eq!(
+            top(&["top"]).expect("defaults"),
+            TopArgs {
+                interval: 1,
+                once: false
+            }
+        );
+        assert_eq!(
+            top(&["monitor", "--once", "--interval", "3600"]).expect("alias"),
+            TopArgs {
+                interval: 3600,
+                once: true
+            }
+        );
+        for bad in ["0", "3601", "-1", "0.5"] {
+            let err = top(&["top", "--interval", bad]).expect_err("out of range");
+            assert_eq!(err.exit_code(), 2, "--interval {bad}");
+        }
     }
 
     #[test]

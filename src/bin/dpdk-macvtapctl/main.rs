@@ -3,7 +3,8 @@
 //!
 //! Role: parse the command line (`args`), turn it into one JSON-RPC request (`request`),
 //! exchange it over the switch's UNIX control socket (`rpc`), and print the result as text
-//! (`show`) or, with `--json`, as pretty JSON in the server's key order (`ordered`).
+//! (`show`) or, with `--json`, as pretty JSON in the server's key order (`ordered`). `top`
+//! is the exception: it samples `stats` every interval and shows rates (`top`).
 //! Protocol: `/work/notes/control-protocol.md`.
 //!
 //! It deliberately uses nothing from the switch's library: it must run (and be built into
@@ -17,6 +18,7 @@ mod ordered;
 mod request;
 mod rpc;
 mod show;
+mod top;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -32,6 +34,9 @@ const REQUEST_ID: u64 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Top(args) = &cli.command {
+        return top::run(&cli, args);
+    }
     let request = match request::build(&cli.command) {
         Ok(r) => r,
         Err(BuildError::Usage { command, message }) => usage_error(command, message),

@@ -68,6 +68,8 @@ pub fn build(command: &Command) -> Result<Request, BuildError> {
         Command::Reload => Request::new("reload", None),
         Command::ConfigDump => Request::new("config-dump", None),
         Command::Call { method, params } => Request::new(method, params.clone()),
+        // What `top` sends, again and again; main hands it to `top::run`, not to one call.
+        Command::Top(_) => Request::new("stats", None),
     })
 }
 
