@@ -173,3 +173,51 @@ fn systemd_hears_ready_once_the_switch_forwards_and_stopping_on_sigterm() {
     let out = sw.stop_clean_after_signal();
     assert!(out.contains("dpdk-macvtap: stopped"), "{out}");
 }
+
+/// `dpdk-macvtapctl top --once`: every guest with its rates while traffic flows to one.
+#[test]
+fn top_once_prints_every_guest_with_its_rate() {
+    let mut env = LabSwitch::start(&[("vm1", A, ""), ("vm2", B, "")], LabOpts::default());
+    let ctl = env.ctl();
+    let (g1, g2) = (env.guest("vm1"), env.guest("vm2"));
+    let ext = env.lab.ext_socket();
+    let ext_mac = env.lab.ext_mac;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let done = &done;
+    let (human, json, g1) = std::thread::scope(|s| {
+        let reader = s.spawn(move || {
+            g1.count(1500);
+            g1
+        });
+        let ext = &ext;
+        let sender = s.spawn(move || {
+            // Frames to vm1 until both views are taken (each spans one second).
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for _ in 0..16 {
+                    ext.send(&frame(mac(A), ext_mac, 64));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let human = ctl.run(&["top", "--once"]);
+        let json = ctl.json(&["top", "--once"]);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        sender.join().expect("sender");
+        (human, json, reader.join().expect("reader"))
+    });
+    assert_eq!(human.code, 0, "{}{}", human.stdout, human.stderr);
+    for name in ["(uplink)", "vm1", "vm2"] {
+        assert!(human.stdout.lines().any(|l| l.starts_with(name)), "no row for {name}:\n{}", human.stdout);
+    }
+    let vm1 = human.stdout.lines().find(|l| l.starts_with("vm1")).expect("vm1 row");
+    let cols: Vec<&str> = vm1.split_whitespace().collect();
+    assert_eq!(cols[1], "up", "{vm1}");
+    assert_ne!(cols[4], "0", "vm1 receives frames, its TX-PPS (to the guest) is not 0: {vm1}\n{}", human.stdout);
+    let guests = json["guests"].as_array().expect("guests");
+    let rate = |n: &str| guests.iter().find(|g| g["name"] == n).and_then(|g| g["tx_pps"].as_f64()).unwrap_or_else(|| panic!("{n} in {json}"));
+    assert!(rate("vm1") > 100.0, "{json}");
+    assert_eq!(rate("vm2"), 0.0, "{json}");
+    g1.quit();
+    g2.quit();
+    env.stop();
+}
