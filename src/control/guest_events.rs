@@ -116,14 +116,15 @@ mod tests {
     #[test]
     fn watch_reports_changes_once() {
         let links = GuestLinks::new(2, 1);
-        links.worker_started(0);
+        let mut worker = crate::view::WorkerLinks::new(Arc::clone(&links), 0);
+        worker.started();
         let mut w = LinkWatch::new(2);
         let all = [GuestId(0), GuestId(1)];
         assert!(w.poll(&links, &all).is_empty());
         links.attach(1, 0, 1);
         assert_eq!(w.poll(&links, &all), vec![(GuestId(1), true)]);
         assert!(w.poll(&links, &all).is_empty());
-        links.worker_stopped(0);
+        worker.stopped();
         links.detach(1, 0);
         assert_eq!(w.poll(&links, &all), vec![(GuestId(1), false)]);
     }

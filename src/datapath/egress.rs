@@ -76,12 +76,12 @@ impl Worker {
 
     fn egress_guest(&mut self, i: usize, room: usize) -> usize {
         let (g, q) = self.guest_rx[i];
-        let Some(vid) = self.links.vid(g.index()) else { return 0 };
+        let Some(dev) = self.links.device(g.index()) else { return 0 };
         if q >= self.links.active_queues(g.index()) {
             return 0;
         }
         let t0 = if self.measure { rdtsc() } else { 0 };
-        let n = vhost::dequeue(vid, q, &self.pool, &mut self.rx, room);
+        let n = vhost::dequeue(&dev, q, &self.pool, &mut self.rx, room);
         if n == 0 {
             return 0;
         }
@@ -108,9 +108,13 @@ impl Worker {
             },
             Ok(Route::UplinkAndLocal) => {
                 let f = Flood { source: Some(g), local: true, unpooled_only: false };
-                // Tag before sharing: every reference sees the same header.
-                m.set_tag(Tag::flood(f).raw());
-                w.flood(m.share(), f, true);
+                // Tag before sharing: every reference sees the same header. (A frame just
+                // dequeued is ours alone; were it not, it could not cross to another worker.)
+                if m.set_tag(Tag::flood(f).raw()) {
+                    w.flood(m.share(), f, true);
+                } else {
+                    w.stats.uplink().drop(DropReason::DispatchFull, 1);
+                }
                 w.send_to_uplink(m);
             }
         });

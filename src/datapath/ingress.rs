@@ -55,8 +55,12 @@ impl Worker {
                 RxScope::Guest(g) => return self.pool_copy(GuestId(g as u16), m, source),
             };
             let f = Flood { source, local: false, unpooled_only };
-            // Tag before sharing: every reference sees the same header.
-            m.set_tag(Tag::flood(f).raw());
+            // Tag before sharing: every reference sees the same header. (A received frame is
+            // ours alone; were it not, it could not cross to another worker.)
+            if !m.set_tag(Tag::flood(f).raw()) {
+                self.stats.uplink().drop(DropReason::DispatchFull, 1);
+                return;
+            }
             self.flood(m, f, true);
             return;
         }
@@ -114,8 +118,12 @@ impl Worker {
         if owner == self.me {
             self.enqueue(slot, m);
         } else {
-            m.set_tag(Tag::unicast(slot).raw());
-            self.send_to_peer(owner, m);
+            if m.set_tag(Tag::unicast(slot).raw()) {
+                self.send_to_peer(owner, m);
+            } else {
+                // Unicast frames are never shared; counted rather than sent untagged.
+                self.stats.uplink().drop(DropReason::DispatchFull, 1);
+            }
         }
     }
 
@@ -256,9 +264,9 @@ impl Worker {
             let slot = out.slot as usize;
             let cell = self.stats.guest(out.guest);
             let queued = out.pending.len();
-            match self.links.vid(out.guest.index()) {
-                Some(vid) => {
-                    let sent = vhost::enqueue(vid, out.queue, &mut out.pending);
+            match self.links.device(out.guest.index()) {
+                Some(dev) => {
+                    let sent = vhost::enqueue(&dev, out.queue, &mut out.pending);
                     let left_bytes: u64 = (sent..queued).map(|i| out.pending.get(i).pkt_len() as u64).sum();
                     cell.tx(sent as u64, out.bytes - left_bytes);
                     if sent < queued {

@@ -55,8 +55,8 @@ impl Worker {
 
     /// Between passes holding no device: let a detaching guest go, and let the workers this
     /// one waits for have the core when they share it.
-    fn pause(&self) {
-        self.links.pass_done(self.me);
+    fn pause(&mut self) {
+        self.links.pass_done();
         std::thread::yield_now();
     }
 

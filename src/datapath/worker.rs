@@ -10,7 +10,7 @@ use crate::rte::eal::rdtsc;
 use crate::rte::ring::{Consumer, Producer};
 use crate::rte::{Burst, Mbuf, Mempool, RxQueue, TxQueue, BURST};
 use crate::stats::{DropReason, StatsShard};
-use crate::view::{DeliveryMap, GuestLinks, Handover, RxScope, Tables, ToGuest, WorkerView, MAX_SLOTS};
+use crate::view::{DeliveryMap, GuestLinks, Handover, RxScope, Tables, ToGuest, WorkerLinks, WorkerView, MAX_SLOTS};
 
 /// Uplink frames a worker may hold while the uplink tx queue is full. Guests are only polled
 /// for what fits here, so the rest wait in their virtqueues (backpressure, not loss).
@@ -83,7 +83,7 @@ pub struct Worker {
     pub(super) tables: Arc<Tables>,
     /// Per guest id: what a unicast from the uplink needs, in one entry per guest.
     pub(super) to_guest: Vec<ToGuest>,
-    pub(super) links: Arc<GuestLinks>,
+    pub(super) links: WorkerLinks,
     /// Buffers for frames dequeued from guests.
     pub(super) pool: Arc<Mempool>,
     pub(super) stats: Arc<StatsShard>,
@@ -154,7 +154,7 @@ impl Worker {
             rx: Burst::new(),
             next_guest: 0,
             tables,
-            links,
+            links: WorkerLinks::new(links, queues.index),
             pool,
             stats,
             measure,
@@ -174,7 +174,7 @@ impl Worker {
 
     /// Polls until told to stop. Frames still pending at the end are freed and counted.
     pub fn run(mut self) {
-        self.links.worker_started(self.me);
+        self.links.started();
         // Sleeps of a few microseconds must not be rounded up to the kernel's default 50 us
         // timer slack.
         crate::rte::lcore::set_timer_slack_ns(1_000);
@@ -196,14 +196,14 @@ impl Worker {
             let sleep_us = self.idle.after_pass(moved > 0);
             if sleep_us > 0 {
                 // Between passes, holding no device: a detaching guest need not wait for it.
-                self.links.pass_done(self.me);
+                self.links.pass_done();
                 let s0 = rdtsc();
                 std::thread::sleep(std::time::Duration::from_micros(u64::from(sleep_us)));
                 slept += rdtsc().wrapping_sub(s0);
             }
             if passes == PASSES_PER_TICK {
                 // Every pass in between ended holding no device, so publishing now is as good.
-                self.links.pass_done(self.me);
+                self.links.pass_done();
                 let t1 = rdtsc();
                 let awake = t1.wrapping_sub(t0).saturating_sub(slept);
                 t0 = t1;
@@ -214,7 +214,7 @@ impl Worker {
                 (passes, busy_passes, frames, slept) = (0, 0, 0, 0);
             }
         }
-        self.links.worker_stopped(self.me);
+        self.links.stopped();
         self.handover.worker_stopped(self.me);
         self.shutdown();
     }
@@ -253,7 +253,7 @@ impl Worker {
 
     #[inline]
     pub(super) fn link_up(&self, g: GuestId) -> bool {
-        self.links.vid(g.index()).is_some()
+        self.links.is_up(g.index())
     }
 
     fn shutdown(&mut self) {

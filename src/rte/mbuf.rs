@@ -7,6 +7,10 @@ use crate::sys;
 
 /// One reference to an mbuf chain. Dropping it frees the reference (`rte_pktmbuf_free`);
 /// `into_raw` hands it to DPDK instead. Extra references for multicast come from `share`.
+///
+/// Writes (`data_mut`, `append`, `chain`, `set_tag`) go through only while this is the one
+/// reference (`is_exclusive`): once shared, the handles may sit on other threads, reading,
+/// and a write through any of them would race with those reads.
 #[repr(transparent)]
 pub struct Mbuf(NonNull<sys::rte_mbuf>);
 
@@ -61,26 +65,43 @@ impl Mbuf {
         }
     }
 
-    /// Mutable first segment. Only for a buffer nobody else references (just allocated).
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        debug_assert_eq!(self.refcnt(), 1, "writing into a shared mbuf");
+    /// Whether this is the only reference to the frame (then nobody else can read it while
+    /// it is written: another reference would need `share`, which takes this handle).
+    #[inline]
+    pub fn is_exclusive(&self) -> bool {
+        self.refcnt() == 1
+    }
+
+    /// Mutable first segment; None if the frame is shared.
+    pub fn data_mut(&mut self) -> Option<&mut [u8]> {
+        if !self.is_exclusive() {
+            return None;
+        }
         let m = self.head();
         let (addr, off, len) = (m.buf_addr as *mut u8, m.data_off as usize, m.data_len as usize);
         // SAFETY: as in `data`, and &mut self with refcnt 1 means no other reader.
-        unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) }
+        Some(unsafe { std::slice::from_raw_parts_mut(addr.add(off), len) })
     }
 
-    /// Grows the last segment by `len` bytes and returns them; None if the tailroom is short.
+    /// Grows the last segment by `len` bytes and returns them; None if the tailroom is short
+    /// or the frame is shared.
     pub fn append(&mut self, len: u16) -> Option<&mut [u8]> {
-        // SAFETY: self owns the mbuf; rte_pktmbuf_append checks the tailroom.
+        if !self.is_exclusive() {
+            return None;
+        }
+        // SAFETY: self owns the only reference; rte_pktmbuf_append checks the tailroom.
         let p = unsafe { sys::shim_rte_pktmbuf_append(self.0.as_ptr(), len) };
         // SAFETY: on success p points at len writable bytes inside the mbuf.
         NonNull::new(p as *mut u8).map(|p| unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), len as usize) })
     }
 
-    /// Appends `tail` after the last segment of `self`.
+    /// Appends `tail` after the last segment of `self`; gives `tail` back if either is shared.
     pub fn chain(&mut self, tail: Mbuf) -> Result<(), Mbuf> {
-        // SAFETY: both are owned, distinct chains; on success tail is owned by self's chain.
+        if !self.is_exclusive() || !tail.is_exclusive() {
+            return Err(tail);
+        }
+        // SAFETY: both are the only references to distinct chains; on success tail is owned
+        // by self's chain.
         let ret = unsafe { sys::shim_rte_pktmbuf_chain(self.0.as_ptr(), tail.0.as_ptr()) };
         if ret == 0 {
             std::mem::forget(tail);
@@ -124,11 +145,17 @@ impl Mbuf {
         unsafe { self.head().__bindgen_anon_2.hash.usr }
     }
 
+    /// Sets the tag; false (and nothing written) if the frame is shared: tag it before
+    /// sharing, and every reference carries the tag.
     #[inline]
-    pub fn set_tag(&mut self, tag: u32) {
-        // SAFETY: self owns this reference; the hash field is metadata no other owner reads
-        // while the frame is in our hands (a shared frame's copies carry the same tag).
+    #[must_use]
+    pub fn set_tag(&mut self, tag: u32) -> bool {
+        if !self.is_exclusive() {
+            return false;
+        }
+        // SAFETY: the only reference, held through &mut: nobody else reads the metadata.
         unsafe { (*self.0.as_ptr()).__bindgen_anon_2.hash.usr = tag };
+        true
     }
 
     #[inline]

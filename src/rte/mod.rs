@@ -2,6 +2,13 @@
 //! `// SAFETY:` line. Fallible calls return `RteError { op, errno }`; nothing here panics on
 //! a DPDK failure, logs per packet, or allocates on the fast path (`RxQueue::rx`, `TxQueue::tx`,
 //! `Burst`).
+//!
+//! What the types enforce: a queue token keeps its port open (they share an `Arc`); an mbuf
+//! is freed once (`Mbuf` owns one reference) and written only while it is the only one; a
+//! vhost call needs a `vhost_links::Device`, which cannot outlive the worker pass it was read
+//! in. What they do not, and the application's teardown order (`app::switch`) provides:
+//! the pool outlives every port and ring that holds its buffers (ports close, rings free
+//! what they hold, then the pool goes), and EAL outlives everything (`Eal` is dropped last).
 
 mod boundary;
 pub mod burst;
@@ -15,6 +22,7 @@ pub mod mempool;
 pub mod ring;
 pub mod telemetry;
 pub mod vhost;
+pub mod vhost_links;
 
 pub use burst::{Burst, BURST};
 pub use eal::Eal;

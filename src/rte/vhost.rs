@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use super::burst::Burst;
 use super::error::{check, Result, RteError};
 use super::mempool::Mempool;
+use super::vhost_links::Device;
 use crate::sys;
 
 /// Offloads a guest may negotiate that would hand us frames with unfinished checksums or
@@ -155,34 +156,33 @@ impl Drop for VhostSocket {
     }
 }
 
-/// Copies frames from the front of `burst` into the guest's receive queue `q` of device
-/// `vid`; returns how many it took. The library copies: the caller still owns every frame,
-/// sent or not, and frees them all.
-///
-/// `vid` must be a device whose `destroy_device` has not completed; a stale vid is refused
-/// by the library (or, if reused, reaches the wrong guest), so callers follow the
-/// `GuestLinks` handshake.
+/// Copies frames from the front of `burst` into the guest's receive queue `q` of `dev`;
+/// returns how many it took. The library copies: the caller still owns every frame, sent or
+/// not, and frees them all. A `Device` exists only while its guest's memory is mapped (see
+/// `vhost_links`).
 #[inline]
-pub fn enqueue<const N: usize>(vid: i32, q: u16, burst: &mut Burst<N>) -> usize {
+pub fn enqueue<const N: usize>(dev: &Device<'_>, q: u16, burst: &mut Burst<N>) -> usize {
     let (ptr, len) = burst.head_mut();
     if len == 0 {
         return 0;
     }
-    // SAFETY: ptr holds len valid mbufs that the library only reads.
-    unsafe { sys::rte_vhost_enqueue_burst(vid, guest_rx_vq(q), ptr, len as u16) as usize }
+    // SAFETY: ptr holds len valid mbufs that the library only reads; dev is live for this
+    // pass, so the device's memory stays mapped during the call.
+    unsafe { sys::rte_vhost_enqueue_burst(dev.vid(), guest_rx_vq(q), ptr, len as u16) as usize }
 }
 
 /// Takes up to `max` frames the guest sent on queue `q` into the free tail of `burst`
-/// (buffers from `pool`); the burst owns them. Same `vid` contract as `enqueue`.
+/// (buffers from `pool`); the burst owns them.
 #[inline]
-pub fn dequeue<const N: usize>(vid: i32, q: u16, pool: &Mempool, burst: &mut Burst<N>, max: usize) -> usize {
+pub fn dequeue<const N: usize>(dev: &Device<'_>, q: u16, pool: &Mempool, burst: &mut Burst<N>, max: usize) -> usize {
     let (ptr, free) = burst.tail_mut();
     let free = free.min(max);
     if free == 0 {
         return 0;
     }
-    // SAFETY: ptr has room for `free` pointers; the library fills them with mbufs from pool.
-    let n = unsafe { sys::rte_vhost_dequeue_burst(vid, guest_tx_vq(q), pool.as_ptr(), ptr, free as u16) } as usize;
+    // SAFETY: ptr has room for `free` pointers; the library fills them with mbufs from pool;
+    // dev is live for this pass.
+    let n = unsafe { sys::rte_vhost_dequeue_burst(dev.vid(), guest_tx_vq(q), pool.as_ptr(), ptr, free as u16) } as usize;
     burst.commit(n);
     n
 }

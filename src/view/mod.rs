@@ -10,7 +10,8 @@
 //!   the control thread, taken by each worker between two passes, and the previous one
 //!   handed back so that it is freed on the control thread after every worker let go.
 //! - [`GuestLinks`]: which guests have a live vhost device, written by the vhost library's
-//!   thread, with the handshake that keeps a device usable until no worker can touch it.
+//!   thread, with the handshake that keeps a device usable until no worker can touch it (it
+//!   lives in `rte::vhost_links`, beside the vhost calls whose safety it provides).
 //! - [`DeliveryMap`], [`RxScope`]: which worker owns each guest queue; which guests an uplink
 //!   rx queue's floods are for.
 //!
@@ -20,12 +21,11 @@
 
 mod delivery;
 mod handover;
-mod links;
 mod scope;
 mod tables;
 
 pub use delivery::{DeliveryMap, MAX_SLOTS, NO_OWNER};
 pub use handover::Handover;
-pub use links::GuestLinks;
+pub use crate::rte::vhost_links::{Device, GuestLinks, WorkerLinks};
 pub use scope::RxScope;
 pub use tables::{GuestFlags, Tables, ToGuest, WorkerView, NO_SLOT};

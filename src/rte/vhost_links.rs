@@ -1,5 +1,7 @@
 //! Which guests are connected, as the workers see it, and the handshake that keeps a guest's
-//! device usable until every worker has let go of it.
+//! device usable until every worker has let go of it: what makes the vhost library's
+//! enqueue and dequeue safe to call (`vhost::enqueue`/`dequeue` take a [`Device`], which only
+//! this handshake hands out).
 //!
 //! Writers: the vhost library's thread (`attach`/`detach`, through `GuestEvents`). Readers:
 //! the workers, for each frame or burst they hand a guest (always inside a pass), and the
@@ -8,7 +10,13 @@
 //! it was in (its pass counter moved) or has stopped. A worker reads a vid only inside a pass
 //! and publishes the end of each pass with a sequentially consistent store, so that its next
 //! read of the vid cannot be ordered before that store.
+//!
+//! The types hold the worker to it: a worker sees the links through its own [`WorkerLinks`],
+//! whose [`Device`] handles borrow it, and ending a pass (`pass_done`) takes it mutably, so
+//! no handle can outlive the pass it was read in. The library's `destroy_device` (which
+//! unmaps the guest's memory) cannot complete while a handle exists.
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI32, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +44,7 @@ impl GuestLinks {
         })
     }
 
-    /// The guest's vhost device, if connected. Workers: only inside a pass.
+    /// The guest's vhost device id, if connected (workers use `WorkerLinks::device`).
     #[inline]
     pub fn vid(&self, guest: usize) -> Option<i32> {
         let v = self.vid[guest].load(Ordering::SeqCst);
@@ -54,7 +62,7 @@ impl GuestLinks {
 
     /// End of a worker pass: after this, the worker holds no vid it read before.
     #[inline]
-    pub fn pass_done(&self, worker: usize) {
+    fn pass_done(&self, worker: usize) {
         let p = &self.passes[worker];
         let next = p.load(Ordering::Relaxed).wrapping_add(1) % STOPPED;
         p.store(next, Ordering::SeqCst);
@@ -62,12 +70,12 @@ impl GuestLinks {
 
     /// The worker is about to read vids: from now on `detach` waits for its passes. (A detach
     /// that saw it stopped ordered its vid store before this, so the worker sees the change.)
-    pub fn worker_started(&self, worker: usize) {
+    fn worker_started(&self, worker: usize) {
         self.passes[worker].store(0, Ordering::SeqCst);
     }
 
     /// The worker has left its loop and will read no vid again.
-    pub fn worker_stopped(&self, worker: usize) {
+    fn worker_stopped(&self, worker: usize) {
         self.passes[worker].store(STOPPED, Ordering::SeqCst);
     }
 
@@ -94,6 +102,65 @@ impl GuestLinks {
     }
 }
 
+/// A live vhost device, for the pass in which it was looked up: what `vhost::enqueue` and
+/// `vhost::dequeue` need. Only `WorkerLinks::device` makes one, and it borrows the worker's
+/// links, so the worker cannot end its pass (and let a `detach` complete) while holding it.
+pub struct Device<'pass> {
+    vid: i32,
+    _pass: PhantomData<&'pass WorkerLinks>,
+}
+
+impl Device<'_> {
+    #[inline]
+    pub(super) fn vid(&self) -> i32 {
+        self.vid
+    }
+}
+
+/// One worker's side of [`GuestLinks`]. Not `Clone`: each worker has exactly one.
+pub struct WorkerLinks {
+    links: Arc<GuestLinks>,
+    me: usize,
+}
+
+impl WorkerLinks {
+    pub fn new(links: Arc<GuestLinks>, me: usize) -> WorkerLinks {
+        WorkerLinks { links, me }
+    }
+
+    /// Guest `guest`'s device, if it is connected; valid until this worker's pass ends.
+    #[inline]
+    pub fn device(&self, guest: usize) -> Option<Device<'_>> {
+        self.links.vid(guest).map(|vid| Device { vid, _pass: PhantomData })
+    }
+
+    #[inline]
+    pub fn is_up(&self, guest: usize) -> bool {
+        self.links.is_up(guest)
+    }
+
+    #[inline]
+    pub fn active_queues(&self, guest: usize) -> u16 {
+        self.links.active_queues(guest)
+    }
+
+    /// The end of a pass: no `Device` can be alive (this takes `&mut self`).
+    #[inline]
+    pub fn pass_done(&mut self) {
+        self.links.pass_done(self.me);
+    }
+
+    /// See `GuestLinks::worker_started`.
+    pub fn started(&mut self) {
+        self.links.worker_started(self.me);
+    }
+
+    /// See `GuestLinks::worker_stopped`.
+    pub fn stopped(&mut self) {
+        self.links.worker_stopped(self.me);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,8 +169,9 @@ mod tests {
     fn detach_waits_for_a_worker_in_a_pass() {
         let links = GuestLinks::new(1, 2);
         links.attach(0, 7, 1);
-        links.worker_started(0);
-        assert_eq!(links.vid(0), Some(7));
+        let mut worker = WorkerLinks::new(Arc::clone(&links), 0);
+        worker.started();
+        assert_eq!(worker.device(0).map(|d| d.vid()), Some(7));
         let l2 = Arc::clone(&links);
         let t = std::thread::spawn(move || {
             l2.detach(0, 7);
@@ -118,7 +186,7 @@ mod tests {
         }
         assert!(!t.is_finished(), "worker 0 has not finished its pass");
         let before = std::time::Instant::now();
-        links.pass_done(0);
+        worker.pass_done();
         let returned = t.join().expect("detach thread");
         assert!(returned >= before);
         assert_eq!(links.vid(0), None);
