@@ -17,3 +17,8 @@ cargo build --all-targets
 # test binaries one after another already.) The environment variable rather than
 # `-- --test-threads=1` so that arguments passed through may contain their own `--`.
 RUST_TEST_THREADS=1 cargo test "$@"
+# The Debian package: builds (release), and its contents, conffiles, dependencies, unit
+# (systemd-analyze verify) and man pages are checked. Skipped when a test filter was given.
+if [ $# -eq 0 ]; then
+    bash dpdk-config/check-deb.sh
+fi

@@ -16,10 +16,11 @@ die() { echo "setup: error: $*" >&2; exit 1; }
 # Run: dpdk, and the PMDs the project loads as plugins; they are only Recommends of `dpdk`,
 # so a machine with Recommends turned off would build fine and then find no af_packet/vhost/
 # virtio driver at run time. Tests: iproute2 (ip, bridge), procps (sysctl), and Prometheus's
-# own Python parser for the metrics endpoint (python3-prometheus-client).
+# own Python parser for the metrics endpoint (python3-prometheus-client); the package check
+# (dpdk-config/check-deb.sh): dpkg-dev, binutils, systemd (systemd-analyze verify), man-db.
 REQUIRED=(libdpdk-dev dpdk pkg-config clang libclang-dev iproute2 procps
     librte-net-af-packet23 librte-net-vhost23 librte-net-virtio23 librte-net-tap23 librte-mempool-ring23
-    python3-prometheus-client)
+    python3-prometheus-client dpkg-dev binutils systemd man-db)
 # dpdk-testpmd ships in Debian's dpdk-dev ("dev tools"); only the benchmarks need it.
 OPTIONAL=(dpdk-dev)
 

@@ -10,7 +10,7 @@ pub enum AssignMode {
     /// In guest order, one queue per worker in turn.
     Roundrobin,
     /// Round-robin at start, then by the cycles each queue costs, measured while forwarding:
-    /// re-checked every --rebalance-interval seconds and on SIGHUP.
+    /// re-checked every --rebalance-interval seconds and on `dpdk-macvtapctl rebalance`.
     Cycles,
 }
 
@@ -44,9 +44,11 @@ pub struct Cli {
     #[arg(long)]
     pub stats_json: Option<PathBuf>,
 
-    /// Packet buffers in the pool shared by all ports (1023 .. 16777215).
-    #[arg(long, default_value_t = 16383, value_parser = clap::value_parser!(u32).range(1023..=16_777_215))]
-    pub mbufs: u32,
+    /// Packet buffers in the pool shared by all ports (1023 .. 16777215). Default: 16383, or
+    /// more when the lcores, queues and descriptors can hold more at once (refused if given
+    /// and fewer than that).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1023..=16_777_215))]
+    pub mbufs: Option<u32>,
 
     /// MTU of the uplink (68 .. 9000); defaults to the largest guest MTU. Guests added at run
     /// time may have up to this MTU.

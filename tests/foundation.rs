@@ -190,3 +190,23 @@ fn every_numeric_option_is_range_checked_at_its_edges() {
         }
     }
 }
+
+/// A pool too small for what the queues and lcores can hold at once is refused at start, with
+/// the numbers; without --mbufs the switch sizes the pool itself.
+#[test]
+fn a_pool_too_small_for_the_queues_is_refused_with_the_numbers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = two_guests(dir.path());
+    let mut cmd = Command::new(BIN);
+    cmd.args(eal_test_args())
+        .arg(format!("--file-prefix={}", unique("pool")))
+        .args(["-l", "0-1", "--vdev=net_null0,no-rx=1", "--", "--port", "0", "--no-control", "--mbufs", "1023", "--guests"])
+        .arg(&guests);
+    let out = cmd.output().expect("running the binary");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--mbufs 1023 is too few: up to 2944 packet buffers can be out of the pool at once (uplink rx rings 1024 + tx rings 1024 + rings between workers 0 + held by workers 128 + lcore caches 768)"),
+        "{err}"
+    );
+}

@@ -13,6 +13,7 @@ mod guests;
 mod metrics;
 mod report;
 mod requests;
+mod sizing;
 mod switch;
 mod telemetry;
 mod tick;

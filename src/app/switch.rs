@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::guests::{GuestSet, RunningGuest};
+use super::sizing::{self, Demand};
+use super::workers::PEER_RING;
 use super::uplink;
 use super::workers::{Launch, Workers};
 use crate::cli::{AssignMode, Cli, VERSION};
@@ -24,9 +26,12 @@ use crate::control::{assign, Assignment, EventsHandle, GuestEvents, LinkWatch};
 use crate::fib::{GuestId, MacTable};
 use crate::rte::{self, Eal, Mempool, Port};
 use crate::stats::{StatsRegistry, StatsSnapshot};
+use crate::datapath::UPLINK_PENDING;
 use crate::view::{DeliveryMap, GuestLinks, Handover, Tables, WorkerView, MAX_SLOTS};
 
 const MEMPOOL_CACHE: u32 = 256;
+/// Packet buffers when `--mbufs` is not given and the worst case needs no more.
+const DEFAULT_MBUFS: u32 = 16383;
 /// Peers are tracked in a 64-bit mask per flooded frame.
 const MAX_WORKERS: usize = 64;
 
@@ -95,11 +100,6 @@ impl Switch {
         }
         println!("dpdk-macvtap {VERSION}, running on {}", rte::eal::version());
 
-        let max_mtu = cli.uplink_mtu.unwrap_or(1500).max(cfg.max_mtu());
-        let pool = Arc::new(Mempool::pktmbuf("mvt_pool", cli.mbufs, MEMPOOL_CACHE, mbuf_data_room(max_mtu)?, eal.socket_id())?);
-        // The baseline every buffer must return to once the ports are closed.
-        let mempool_at_start = pool.in_use();
-
         let port = uplink::open(&cli.port)?;
         let (info, rx_queues, tx_queues) = uplink::queue_counts(&port, lcores.len())?;
         let lcore_ids: Vec<u32> = lcores.iter().map(|l| l.0).collect();
@@ -110,7 +110,23 @@ impl Switch {
             anyhow!("{}:{}: guest {:?}: {e}", cfg.path.display(), g.line, g.name)
         })?;
         let uplink_mtu = cli.uplink_mtu.unwrap_or(cfg.max_mtu());
-        let up = uplink::configure(port, &info, rx_queues, tx_queues, &cfg.guests, &mut asg, uplink_mtu, cli.descriptors, &pool)?;
+        let layout = uplink::configure(port, &info, rx_queues, tx_queues, &cfg.guests, &mut asg, uplink_mtu, cli.descriptors)?;
+        let demand = Demand {
+            rx_descriptors: &layout.rx_descriptors,
+            tx_queues,
+            tx_descriptors: cli.descriptors,
+            workers: lcores.len(),
+            peer_ring: PEER_RING,
+            lcores: lcores.len() + 1,
+            cache: MEMPOOL_CACHE,
+            uplink_pending: UPLINK_PENDING,
+        };
+        let mbufs = sizing::pool_size(cli.mbufs, DEFAULT_MBUFS, &demand).map_err(|e| anyhow!(e))?;
+        let max_mtu = cli.uplink_mtu.unwrap_or(1500).max(cfg.max_mtu());
+        let pool = Arc::new(Mempool::pktmbuf("mvt_pool", mbufs, MEMPOOL_CACHE, mbuf_data_room(max_mtu)?, eal.socket_id())?);
+        // The baseline every buffer must return to once the ports are closed.
+        let mempool_at_start = pool.in_use();
+        let up = layout.setup(&pool)?;
 
         let links = GuestLinks::new(MAX_GUESTS, lcores.len());
         let events = GuestEvents::new(Arc::clone(&links));

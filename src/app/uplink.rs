@@ -13,6 +13,18 @@ use crate::view::RxScope;
 /// Descriptors for an uplink rx queue no worker polls.
 const IDLE_DESCRIPTORS: u16 = 64;
 
+/// The uplink, configured, before its queues are set up (they need the pool, which is sized
+/// from them).
+pub struct Layout {
+    pub port: Port,
+    /// Descriptors for each rx queue to set up (a queue nobody polls gets a small ring).
+    pub rx_descriptors: Vec<u16>,
+    pub tx_queues: u16,
+    pub tx_descriptors: u16,
+    pub scopes: Vec<Vec<RxScope>>,
+    pub vmdq: Result<(VmdqPlan, VmdqCaps), String>,
+}
+
 /// The uplink, configured, with its queues ready to hand to the workers.
 pub struct Uplink {
     pub port: Port,
@@ -99,7 +111,7 @@ pub fn queue_counts(port: &Port, workers: usize) -> Result<(PortInfo, u16, u16)>
 /// Configures `port` with the queues `queue_counts` gave, for the start-up guests (ids
 /// 0..n); fills in each worker plan's uplink rx queues when VMDq changes them.
 #[allow(clippy::too_many_arguments)]
-pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, guests: &[GuestConfig], asg: &mut Assignment, mtu: u16, descriptors: u16, pool: &Mempool) -> Result<Uplink> {
+pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, guests: &[GuestConfig], asg: &mut Assignment, mtu: u16, descriptors: u16) -> Result<Layout> {
     let rss = PortConf { rx_queues, tx_queues, rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 }, ..PortConf::default() };
     port.configure(&rss)?;
     // VMDq changes the queue layout, so it is chosen before the queues are set up.
@@ -132,12 +144,21 @@ pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, gu
     }
     // Every configured queue must be set up; one nobody polls (a VMDq pool's other queues)
     // gets a small ring, since it holds its buffers for as long as the port runs.
-    let polled: Vec<bool> = (0..configured_rx).map(|q| asg.workers.iter().any(|w| w.uplink_rx.contains(&q))).collect();
-    let rx = (0..configured_rx)
-        .map(|q| port.rx_queue(q, if polled[usize::from(q)] { descriptors } else { IDLE_DESCRIPTORS }, pool).map(Some))
-        .collect::<Result<_, _>>()?;
-    let tx = (0..tx_queues).map(|q| port.tx_queue(q, descriptors).map(Some)).collect::<Result<_, _>>()?;
-    Ok(Uplink { port, rx, tx, scopes, vmdq, rx_queues: configured_rx, tx_queues })
+    let rx_descriptors = (0..configured_rx)
+        .map(|q| if asg.workers.iter().any(|w| w.uplink_rx.contains(&q)) { descriptors } else { IDLE_DESCRIPTORS })
+        .collect();
+    Ok(Layout { port, rx_descriptors, tx_queues, tx_descriptors: descriptors, scopes, vmdq })
+}
+
+impl Layout {
+    /// Sets the queues up, their rx rings filled from `pool`.
+    pub fn setup(self, pool: &Mempool) -> Result<Uplink> {
+        let Layout { port, rx_descriptors, tx_queues, tx_descriptors, scopes, vmdq } = self;
+        let rx = rx_descriptors.iter().enumerate().map(|(q, &d)| port.rx_queue(q as u16, d, pool).map(Some)).collect::<Result<_, _>>()?;
+        let tx = (0..tx_queues).map(|q| port.tx_queue(q, tx_descriptors).map(Some)).collect::<Result<_, _>>()?;
+        let rx_queues = rx_descriptors.len() as u16;
+        Ok(Uplink { port, rx, tx, scopes, vmdq, rx_queues, tx_queues })
+    }
 }
 
 #[cfg(test)]

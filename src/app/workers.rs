@@ -16,7 +16,7 @@ use crate::stats::StatsRegistry;
 use crate::view::{GuestLinks, Handover, RxScope, Tables, WorkerView};
 
 /// Frames in flight from one worker to another; a full ring drops (counted as dispatch_full).
-const PEER_RING: u32 = 1024;
+pub const PEER_RING: u32 = 1024;
 
 /// What the launch needs beside the assignment.
 pub struct Launch<'a> {

@@ -13,4 +13,4 @@ mod tag;
 mod worker;
 
 pub use idle::IdleBackoff;
-pub use worker::{Worker, WorkerQueues, WorkerShared};
+pub use worker::{Worker, WorkerQueues, WorkerShared, UPLINK_PENDING};

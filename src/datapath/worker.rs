@@ -14,7 +14,7 @@ use crate::view::{DeliveryMap, GuestLinks, Handover, RxScope, Tables, ToGuest, W
 
 /// Uplink frames a worker may hold while the uplink tx queue is full. Guests are only polled
 /// for what fits here, so the rest wait in their virtqueues (backpressure, not loss).
-pub(super) const UPLINK_PENDING: usize = 2 * BURST;
+pub const UPLINK_PENDING: usize = 2 * BURST;
 
 /// Worker passes per TSC read and per end-of-pass publication (see `Worker::run`).
 const PASSES_PER_TICK: u64 = 8;

@@ -1,0 +1,92 @@
+//! How many packet buffers the switch can have out of its pool at once, worst case, so that
+//! the pool is never what runs dry (a pool that does is a silent, lasting loss: the uplink's rx
+//! rings stop refilling). Pure; the switch sizes its pool with it at start.
+//!
+//! Where buffers can be, all at once: every uplink rx descriptor (a ring is refilled as it
+//! is read), every uplink tx descriptor, every ring between two workers (full), and what each
+//! worker holds between two of its steps (its rx burst, its uplink pending burst, a pending
+//! burst per peer, and one rx burst's worth in its guest queues' pending bursts: those are
+//! flushed after each burst), plus every lcore's mempool cache (up to 1.5 times its size
+//! before it flushes). Guests hold none: the vhost library copies into and out of guest
+//! memory, so adding or removing guests at run time does not change the figure.
+
+use crate::rte::BURST;
+
+/// What the switch was configured with.
+pub struct Demand<'a> {
+    /// Descriptors of each uplink rx queue set up (polled or not).
+    pub rx_descriptors: &'a [u16],
+    pub tx_queues: u16,
+    pub tx_descriptors: u16,
+    pub workers: usize,
+    /// Capacity of each ring between two workers.
+    pub peer_ring: u32,
+    /// Every lcore EAL runs (the workers and the main one): each has a mempool cache.
+    pub lcores: usize,
+    pub cache: u32,
+    /// Frames a worker may hold for the uplink while its tx queue is full.
+    pub uplink_pending: usize,
+}
+
+impl Demand<'_> {
+    /// The worst case, as (total, one line saying where it comes from).
+    pub fn worst_case(&self) -> (u64, String) {
+        let rx: u64 = self.rx_descriptors.iter().map(|&d| u64::from(d)).sum();
+        let tx = u64::from(self.tx_queues) * u64::from(self.tx_descriptors);
+        let pairs = (self.workers * self.workers.saturating_sub(1)) as u64;
+        // A ring of capacity C holds at most C - 1.
+        let rings = pairs * u64::from(self.peer_ring.saturating_sub(1));
+        let per_worker = (BURST + self.uplink_pending + BURST * self.workers.saturating_sub(1) + BURST) as u64;
+        let held = self.workers as u64 * per_worker;
+        let caches = self.lcores as u64 * u64::from(self.cache) * 3 / 2;
+        let total = rx + tx + rings + held + caches;
+        let why = format!("uplink rx rings {rx} + tx rings {tx} + rings between workers {rings} + held by workers {held} + lcore caches {caches}");
+        (total, why)
+    }
+}
+
+/// The pool's size: `asked` (`--mbufs`) if it covers the worst case, else an error naming the
+/// numbers; without `asked`, the default or the worst case rounded up to 2^n - 1 (the size
+/// DPDK's ring-backed pools use best), whichever is larger.
+pub fn pool_size(asked: Option<u32>, default: u32, demand: &Demand<'_>) -> Result<u32, String> {
+    let (need, why) = demand.worst_case();
+    match asked {
+        Some(n) if u64::from(n) >= need => Ok(n),
+        Some(n) => Err(format!("--mbufs {n} is too few: up to {need} packet buffers can be out of the pool at once ({why}); give at least {need}, or leave --mbufs out to size the pool from that")),
+        None if u64::from(default) >= need => Ok(default),
+        None => {
+            let rounded = (need + 1).next_power_of_two() - 1;
+            u32::try_from(rounded).map_err(|_| format!("{need} packet buffers would be needed ({why}): use fewer lcores, queues or descriptors"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demand(workers: usize, rx: &[u16]) -> Demand<'_> {
+        Demand { rx_descriptors: rx, tx_queues: workers as u16, tx_descriptors: 1024, workers, peer_ring: 1024, lcores: workers + 1, cache: 256, uplink_pending: 64 }
+    }
+
+    #[test]
+    fn one_worker_fits_the_default() {
+        let d = demand(1, &[1024]);
+        let (need, why) = d.worst_case();
+        assert_eq!(need, 1024 + 1024 + (32 + 64 + 32) + 2 * 384, "no rings with one worker");
+        assert_eq!(why, "uplink rx rings 1024 + tx rings 1024 + rings between workers 0 + held by workers 128 + lcore caches 768");
+        assert_eq!(pool_size(None, 16383, &d), Ok(16383));
+        assert_eq!(pool_size(Some(4095), 16383, &d), Ok(4095));
+    }
+
+    #[test]
+    fn many_workers_outgrow_the_default_and_a_short_pool_is_refused() {
+        let rx = [1024u16; 8];
+        let d = demand(8, &rx);
+        let (need, _) = d.worst_case();
+        assert_eq!(need, 8192 + 8192 + 56 * 1023 + 8 * (32 + 64 + 7 * 32 + 32) + 9 * 384);
+        assert_eq!(pool_size(None, 16383, &d), Ok(131071), "rounded up to 2^n - 1");
+        let e = pool_size(Some(16383), 16383, &d).expect_err("too few");
+        assert!(e.starts_with(&format!("--mbufs 16383 is too few: up to {need} packet buffers can be out of the pool at once (uplink rx rings 8192 + tx rings 8192 + rings between workers 57288")), "{e}");
+    }
+}
