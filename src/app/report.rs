@@ -71,7 +71,8 @@ pub fn busy_line(s: &StatsSnapshot, asg: &Assignment) -> String {
     for (i, (w, plan)) in s.workers.iter().zip(&asg.workers).enumerate() {
         let cpp = w.busy_cycles.checked_div(w.frames).unwrap_or(0);
         let (busy, sleep) = busy_sleep_percent(s, i);
-        out.push_str(&format!(" | lcore {} busy {busy:.0}% sleep {sleep:.0}% {cpp} cyc/frame", plan.lcore));
+        let per_call = if w.enqueue_calls == 0 { 0.0 } else { w.enqueue_frames as f64 / w.enqueue_calls as f64 };
+        out.push_str(&format!(" | lcore {} busy {busy:.0}% sleep {sleep:.0}% {cpp} cyc/frame {per_call:.1} frames/copy", plan.lcore));
     }
     out
 }

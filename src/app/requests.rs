@@ -194,10 +194,12 @@ impl Switch {
                 .enumerate()
                 .map(|(w, plan)| {
                     let (busy, sleep) = busy_sleep_percent(&snap, w);
+                    let per_copy = snap.workers.get(w).filter(|s| s.enqueue_calls > 0).map(|s| s.enqueue_frames as f64 / s.enqueue_calls as f64);
                     json!({
                         "lcore": plan.lcore,
                         "busy_percent": (busy * 10.0).round() / 10.0,
                         "sleep_percent": (sleep * 10.0).round() / 10.0,
+                        "frames_per_copy": per_copy.map(|f| (f * 10.0).round() / 10.0),
                         "uplink_rx": plan.uplink_rx,
                         "uplink_tx": plan.uplink_tx,
                         "guest_queues": plan.guest_queues.iter().map(|&(g, q)| json!({ "guest": guest_name(&self.running.guests, g), "queue": q })).collect::<Vec<_>>(),

@@ -16,6 +16,10 @@ struct LoopCell {
     /// Cycles spent asleep (idle sleep), apart from the idle ones spent polling.
     sleep_cycles: AtomicU64,
     frames: AtomicU64,
+    /// Copy calls into guests, and the frames they were given: frames per call is how well
+    /// deliveries are batched.
+    enqueue_calls: AtomicU64,
+    enqueue_frames: AtomicU64,
 }
 
 /// One worker's counters. Index 0 is the uplink, guest g is at g+1, and one extra cell at
@@ -73,6 +77,13 @@ impl StatsShard {
         bump(&self.looping.idle_cycles, idle);
     }
 
+    /// One copy call into a guest, with `frames` frames.
+    #[inline]
+    pub fn add_enqueue(&self, frames: u64) {
+        bump(&self.looping.enqueue_calls, 1);
+        bump(&self.looping.enqueue_frames, frames);
+    }
+
     /// TSC cycles the worker slept for (idle sleep).
     #[inline]
     pub fn add_sleep(&self, cycles: u64) {
@@ -106,6 +117,8 @@ impl StatsShard {
             idle_cycles: self.looping.idle_cycles.load(Relaxed),
             sleep_cycles: self.looping.sleep_cycles.load(Relaxed),
             frames: self.looping.frames.load(Relaxed),
+            enqueue_calls: self.looping.enqueue_calls.load(Relaxed),
+            enqueue_frames: self.looping.enqueue_frames.load(Relaxed),
         }
     }
 }
@@ -255,7 +268,9 @@ mod tests {
                 busy_cycles: 110,
                 idle_cycles: 5,
                 sleep_cycles: 0,
-                frames: 1000
+                frames: 1000,
+                enqueue_calls: 0,
+                enqueue_frames: 0,
             }
         );
     }

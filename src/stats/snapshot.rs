@@ -26,6 +26,9 @@ pub struct WorkerStats {
     /// Asleep (idle sleep): not polling at all.
     pub sleep_cycles: u64,
     pub frames: u64,
+    /// Copy calls into guests and the frames given to them.
+    pub enqueue_calls: u64,
+    pub enqueue_frames: u64,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -129,6 +132,8 @@ mod tests {
                 idle_cycles: 900,
                 sleep_cycles: 0,
                 frames: 18,
+                enqueue_calls: 0,
+                enqueue_frames: 0,
             }],
         }
     }
@@ -174,7 +179,7 @@ mod tests {
         assert_eq!(v["uplink"]["drops"]["unknown_dest"], 2);
         assert_eq!(
             v["workers"][0],
-            serde_json::json!({"busy_cycles": 100, "idle_cycles": 900, "sleep_cycles": 0, "frames": 18})
+            serde_json::json!({"busy_cycles": 100, "idle_cycles": 900, "sleep_cycles": 0, "frames": 18, "enqueue_calls": 0, "enqueue_frames": 0})
         );
     }
 
