@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{drops, guest_stats, mac, total_drops, Guest, LabOpts, LabSwitch, RawSocket, TEST_ETHERTYPE};
+use common::{drops, guest_stats, mac, seq_frame, total_drops, Guest, LabOpts, LabSwitch, RawSocket};
 
 const A: &str = "52:54:00:00:00:01";
 const B: &str = "52:54:00:00:00:02";
@@ -19,16 +19,6 @@ const C: &str = "52:54:00:00:00:03";
 const D: &str = "52:54:00:00:00:04";
 /// Frames per `stream` command of a guest.
 const CHUNK: u32 = 5_000;
-
-/// A 64-byte frame as the guests' `stream` makes them: ethertype 0x88b5, sequence number at 14.
-fn seq_frame(dst: [u8; 6], src: [u8; 6], seq: u32, len: usize) -> Vec<u8> {
-    let mut f = vec![0u8; len];
-    f[0..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f[12..14].copy_from_slice(&TEST_ETHERTYPE.to_be_bytes());
-    f[14..18].copy_from_slice(&seq.to_be_bytes());
-    f
-}
 
 /// Polls `cond` until it holds or `within` passes; fails with `what` and the last value seen.
 fn wait_for<T: std::fmt::Debug>(what: &str, within: Duration, mut probe: impl FnMut() -> T, cond: impl Fn(&T) -> bool) -> T {

@@ -5,18 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{guest_stats, mac, total_drops, Ctl, LabOpts, LabSwitch, TEST_ETHERTYPE};
+use common::{guest_stats, mac, seq_frame, total_drops, Ctl, LabOpts, LabSwitch};
 
 const A: &str = "52:54:00:00:00:01";
-
-fn seq_frame(dst: [u8; 6], src: [u8; 6], seq: u32) -> Vec<u8> {
-    let mut f = vec![0u8; 64];
-    f[0..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f[12..14].copy_from_slice(&TEST_ETHERTYPE.to_be_bytes());
-    f[14..18].copy_from_slice(&seq.to_be_bytes());
-    f
-}
 
 /// The worker's sleep counter.
 fn slept(ctl: &Ctl) -> u64 {
@@ -50,7 +41,7 @@ fn a_sleeping_worker_delivers_the_first_frame_and_a_whole_burst_both_ways() {
 
     // One frame after a lull.
     wait_asleep(&ctl);
-    let first = seq_frame(mac(A), ext_mac, 0);
+    let first = seq_frame(mac(A), ext_mac, 0, 64);
     ext.send(&first);
     assert_eq!(g.recv(5000, 1), vec![first], "the first frame after an idle period");
 
@@ -63,7 +54,7 @@ fn a_sleeping_worker_delivers_the_first_frame_and_a_whole_burst_both_ways() {
             (g, got)
         });
         for i in 0..BURST {
-            ext.send(&seq_frame(mac(A), ext_mac, i));
+            ext.send(&seq_frame(mac(A), ext_mac, i, 64));
         }
         reader.join().expect("reader")
     });

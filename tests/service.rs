@@ -8,18 +8,10 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{guest_stats, mac, switch_args, Guest, LabOpts, LabSwitch, Switch, TEST_ETHERTYPE};
+use common::{guest_stats, mac, seq_frame, switch_args, Guest, LabOpts, LabSwitch, Switch};
 
 const A: &str = "52:54:00:00:00:01";
 const B: &str = "52:54:00:00:00:02";
-
-fn frame(dst: [u8; 6], src: [u8; 6], len: usize) -> Vec<u8> {
-    let mut f = vec![0u8; len];
-    f[0..6].copy_from_slice(&dst);
-    f[6..12].copy_from_slice(&src);
-    f[12..14].copy_from_slice(&TEST_ETHERTYPE.to_be_bytes());
-    f
-}
 
 /// One HTTP request on a fresh connection to `path`: the whole answer.
 fn http(path: &std::path::Path, request: &[u8]) -> String {
@@ -79,11 +71,11 @@ fn metrics_parse_and_equal_the_switchs_own_counters() {
     let ext_mac = env.lab.ext_mac;
     // Traffic both ways, and a drop of each kind a guest and the uplink can show here.
     for _ in 0..50 {
-        ext.send(&frame(mac(A), ext_mac, 100));
+        ext.send(&seq_frame(mac(A), ext_mac, 0, 100));
     }
-    ext.send(&frame([0x52, 0x54, 0, 0, 0, 0x77], ext_mac, 60));
-    assert_eq!(g2.send(&frame(ext_mac, mac(B), 80), 30), 30);
-    assert_eq!(g2.send(&frame(ext_mac, [0x52, 0x54, 0, 0, 0, 0x66], 80), 2), 2);
+    ext.send(&seq_frame([0x52, 0x54, 0, 0, 0, 0x77], ext_mac, 0, 60));
+    assert_eq!(g2.send(&seq_frame(ext_mac, mac(B), 0, 80), 30), 30);
+    assert_eq!(g2.send(&seq_frame(ext_mac, [0x52, 0x54, 0, 0, 0, 0x66], 0, 80), 2), 2);
     assert_eq!(g1.count(300).0, 50);
     // Nothing moves any more once the counters say so: then both reads see the same moment.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -194,7 +186,7 @@ fn top_once_prints_every_guest_with_its_rate() {
             // Frames to vm1 until both views are taken (each spans one second).
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 for _ in 0..16 {
-                    ext.send(&frame(mac(A), ext_mac, 64));
+                    ext.send(&seq_frame(mac(A), ext_mac, 0, 64));
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }

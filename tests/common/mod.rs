@@ -88,6 +88,17 @@ pub fn frame(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload_len: usize, tag
     f
 }
 
+/// A frame as `macvtap-guest`'s `stream` makes them (what its `seqcheck` checks): `len`
+/// bytes, ethertype 0x88b5, the big-endian sequence number `seq` right after the header, zeros.
+pub fn seq_frame(dst: [u8; 6], src: [u8; 6], seq: u32, len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len.max(18)];
+    f[0..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    f[12..14].copy_from_slice(&TEST_ETHERTYPE.to_be_bytes());
+    f[14..18].copy_from_slice(&seq.to_be_bytes());
+    f
+}
+
 /// Inserts an 802.1Q tag after the MAC addresses of `frame`.
 pub fn vlan_tag(frame: &[u8], tpid: u16, tci: u16) -> Vec<u8> {
     assert!(frame.len() >= 14, "frame of {} bytes has no Ethernet header", frame.len());
