@@ -51,7 +51,7 @@ if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
 command -v cargo >/dev/null 2>&1 ||
-    die "no Rust toolchain: cargo is not on PATH (install Rust >= 1.75, e.g. with rustup, then re-run)"
+    die "no Rust toolchain: cargo is not on PATH (install Rust >= 1.81, e.g. with rustup, then re-run)"
 
 # Hugepages only help benchmarks; the tests and the demo use --no-huge, so nothing here is fatal.
 hp_file=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
