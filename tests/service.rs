@@ -79,15 +79,26 @@ fn metrics_parse_and_equal_the_switchs_own_counters() {
     assert_eq!(g1.count(300).0, 50);
     // Nothing moves any more once the counters say so: then both reads see the same moment.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let stats = loop {
+    loop {
         let s = ctl.json(&["stats"]);
         if s["uplink"]["tx_packets"] == 30 && s["uplink"]["rx_packets"] == 51 && guest_stats(&s, "vm2")["drops"]["spoofed_source"] == 2 {
-            break s;
+            break;
         }
         assert!(Instant::now() < deadline, "counters did not settle: {s}");
         std::thread::sleep(Duration::from_millis(20));
     };
-    let answer = http(&sock, b"GET /metrics HTTP/1.1\r\nHost: switch\r\n\r\n");
+    // The same moment for both reads: the stats before and after the scrape agree (a worker
+    // publishes its loop counters every few passes, so those may still move once).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (stats, answer) = loop {
+        let before = ctl.json(&["stats"]);
+        let answer = http(&sock, b"GET /metrics HTTP/1.1\r\nHost: switch\r\n\r\n");
+        let after = ctl.json(&["stats"]);
+        if before["workers"][0]["frames"] == after["workers"][0]["frames"] && before["guests"] == after["guests"] && before["uplink"] == after["uplink"] {
+            break (after, answer);
+        }
+        assert!(Instant::now() < deadline, "the counters kept moving: {before} / {after}");
+    };
     let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("Content-Type: application/openmetrics-text"), "{head}");
     let samples = parse(body);
@@ -121,9 +132,11 @@ fn metrics_parse_and_equal_the_switchs_own_counters() {
     assert!(http(&sock, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
     assert!(http(&sock, b"garbage\r\n\r\n").starts_with("HTTP/1.1 400 "));
     assert!(http(&sock, &vec![b'x'; 20_000]).starts_with("HTTP/1.1 431 "));
+    // 40 connections that never send a request, still open during a scrape: the oldest make
+    // way, the scrape is answered.
     let idle: Vec<UnixStream> = (0..40).map(|_| UnixStream::connect(&sock).expect("connect")).collect();
-    drop(idle);
     assert!(http(&sock, b"GET /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 200 OK"));
+    drop(idle);
     g1.quit();
     g2.quit();
     env.stop();

@@ -18,7 +18,8 @@ fn two_workers(guests: &[common::labswitch::GuestSpec<'_>]) -> LabSwitch {
 }
 
 /// Broadcasts from the wire reach the guests of both workers, each frame exactly once and in
-/// order, whichever worker received it.
+/// order: the worker that receives them (one flow: one rx queue) delivers to its own guests
+/// and hands a reference to the other worker for its guests.
 #[test]
 fn floods_reach_the_guests_of_both_workers_once_and_in_order() {
     let mut env = two_workers(&[("vm1", A, ""), ("vm2", B, ""), ("vm3", C, ""), ("vm4", D, "")]);
@@ -28,7 +29,9 @@ fn floods_reach_the_guests_of_both_workers_once_and_in_order() {
     let guests: Vec<Guest> = ["vm1", "vm2", "vm3", "vm4"].iter().map(|n| env.guest(n)).collect();
     let ext = env.lab.ext_socket();
     let ext_mac = env.lab.ext_mac;
-    const N: u32 = 300;
+    // Paced, and few enough that a guest descheduled for a while on this 2-core machine
+    // does not overflow its 256-entry ring.
+    const N: u32 = 200;
     let got: Vec<(Guest, SeqCheck)> = std::thread::scope(|s| {
         let readers: Vec<_> = guests
             .into_iter()
@@ -41,7 +44,7 @@ fn floods_reach_the_guests_of_both_workers_once_and_in_order() {
             .collect();
         for i in 0..N {
             ext.send(&seq_frame(BROADCAST, ext_mac, i, 64));
-            if i % 16 == 15 {
+            if i % 8 == 7 {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }

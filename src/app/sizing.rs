@@ -5,9 +5,9 @@
 //! Where buffers can be, all at once: every uplink rx descriptor (a ring is refilled as it
 //! is read), every uplink tx descriptor, every ring between two workers (full), and what each
 //! worker holds between two of its steps (its rx burst, its uplink pending burst, a pending
-//! burst per peer, and one rx burst's worth in its guest queues' pending bursts: those are
-//! flushed after each burst), plus every lcore's mempool cache (up to 1.5 times its size
-//! before it flushes). Guests hold none: the vhost library copies into and out of guest
+//! burst per peer, and what its guest queues' pending bursts hold: the uplink bursts it takes
+//! before copying them into the guests), plus every lcore's mempool cache (up to 1.5 times
+//! its size before it flushes). Guests hold none: the vhost library copies into and out of guest
 //! memory, so adding or removing guests at run time does not change the figure.
 
 use crate::rte::BURST;
@@ -26,6 +26,9 @@ pub struct Demand<'a> {
     pub cache: u32,
     /// Frames a worker may hold for the uplink while its tx queue is full.
     pub uplink_pending: usize,
+    /// Uplink bursts a worker takes per rx queue before copying into guests: what its
+    /// guest queues' pending bursts can hold at most.
+    pub rx_bursts: usize,
 }
 
 impl Demand<'_> {
@@ -36,7 +39,7 @@ impl Demand<'_> {
         let pairs = (self.workers * self.workers.saturating_sub(1)) as u64;
         // A ring of capacity C holds at most C - 1.
         let rings = pairs * u64::from(self.peer_ring.saturating_sub(1));
-        let per_worker = (BURST + self.uplink_pending + BURST * self.workers.saturating_sub(1) + BURST) as u64;
+        let per_worker = (BURST + self.uplink_pending + BURST * self.workers.saturating_sub(1) + self.rx_bursts * BURST) as u64;
         let held = self.workers as u64 * per_worker;
         let caches = self.lcores as u64 * u64::from(self.cache) * 3 / 2;
         let total = rx + tx + rings + held + caches;
@@ -66,15 +69,15 @@ mod tests {
     use super::*;
 
     fn demand(workers: usize, rx: &[u16]) -> Demand<'_> {
-        Demand { rx_descriptors: rx, tx_queues: workers as u16, tx_descriptors: 1024, workers, peer_ring: 1024, lcores: workers + 1, cache: 256, uplink_pending: 64 }
+        Demand { rx_descriptors: rx, tx_queues: workers as u16, tx_descriptors: 1024, workers, peer_ring: 1024, lcores: workers + 1, cache: 256, uplink_pending: 64, rx_bursts: 4 }
     }
 
     #[test]
     fn one_worker_fits_the_default() {
         let d = demand(1, &[1024]);
         let (need, why) = d.worst_case();
-        assert_eq!(need, 1024 + 1024 + (32 + 64 + 32) + 2 * 384, "no rings with one worker");
-        assert_eq!(why, "uplink rx rings 1024 + tx rings 1024 + rings between workers 0 + held by workers 128 + lcore caches 768");
+        assert_eq!(need, 1024 + 1024 + (32 + 64 + 4 * 32) + 2 * 384, "no rings with one worker");
+        assert_eq!(why, "uplink rx rings 1024 + tx rings 1024 + rings between workers 0 + held by workers 224 + lcore caches 768");
         assert_eq!(pool_size(None, 16383, &d), Ok(16383));
         assert_eq!(pool_size(Some(4095), 16383, &d), Ok(4095));
     }
@@ -84,7 +87,7 @@ mod tests {
         let rx = [1024u16; 8];
         let d = demand(8, &rx);
         let (need, _) = d.worst_case();
-        assert_eq!(need, 8192 + 8192 + 56 * 1023 + 8 * (32 + 64 + 7 * 32 + 32) + 9 * 384);
+        assert_eq!(need, 8192 + 8192 + 56 * 1023 + 8 * (32 + 64 + 7 * 32 + 4 * 32) + 9 * 384);
         assert_eq!(pool_size(None, 16383, &d), Ok(131071), "rounded up to 2^n - 1");
         let e = pool_size(Some(16383), 16383, &d).expect_err("too few");
         assert!(e.starts_with(&format!("--mbufs 16383 is too few: up to {need} packet buffers can be out of the pool at once (uplink rx rings 8192 + tx rings 8192 + rings between workers 57288")), "{e}");

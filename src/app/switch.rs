@@ -26,7 +26,7 @@ use crate::control::{assign, Assignment, EventsHandle, GuestEvents, LinkWatch};
 use crate::fib::{GuestId, MacTable};
 use crate::rte::{self, Eal, Mempool, Port};
 use crate::stats::{StatsRegistry, StatsSnapshot};
-use crate::datapath::UPLINK_PENDING;
+use crate::datapath::{RX_BURSTS_PER_PASS, UPLINK_PENDING};
 use crate::view::{DeliveryMap, GuestLinks, Handover, Tables, WorkerView, MAX_SLOTS};
 
 const MEMPOOL_CACHE: u32 = 256;
@@ -120,6 +120,7 @@ impl Switch {
             lcores: lcores.len() + 1,
             cache: MEMPOOL_CACHE,
             uplink_pending: UPLINK_PENDING,
+            rx_bursts: RX_BURSTS_PER_PASS,
         };
         let mbufs = sizing::pool_size(cli.mbufs, DEFAULT_MBUFS, &demand).map_err(|e| anyhow!(e))?;
         let max_mtu = cli.uplink_mtu.unwrap_or(1500).max(cfg.max_mtu());

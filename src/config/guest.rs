@@ -447,21 +447,37 @@ fn check_socket(path: &Path) -> Result<(), String> {
 /// need not exist yet, so its directory is resolved where it exists, and the rest is
 /// normalised by its components (`.` dropped, `..` taking one away).
 pub(super) fn socket_key(path: &Path) -> PathBuf {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return path.to_path_buf() };
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| {
-        let mut out = PathBuf::new();
-        for c in dir.components() {
-            match c {
-                std::path::Component::CurDir => {}
-                std::path::Component::ParentDir => {
-                    out.pop();
+    // The deepest ancestor that exists is resolved (symlinks such as /var/run -> /run
+    // included); the components below it, which do not exist yet, are normalised.
+    let mut base = path;
+    let mut rest: Vec<&std::ffi::OsStr> = Vec::new();
+    let resolved = loop {
+        match std::fs::canonicalize(base) {
+            Ok(p) => break p,
+            Err(_) => match (base.parent(), base.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name);
+                    base = parent;
                 }
-                other => out.push(other),
-            }
+                // Ends in `..` (or is the root): normalise all of it instead.
+                _ => {
+                    rest.extend(base.components().rev().map(|c| c.as_os_str()));
+                    break PathBuf::new();
+                }
+            },
         }
-        out
-    });
-    dir.join(name)
+    };
+    let mut out = resolved;
+    for c in rest.iter().rev().flat_map(|n| Path::new(n).components()) {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Permission bits written as octal text, "0660" or "660". Quoted on purpose: a bare TOML

@@ -338,3 +338,12 @@ fn a_nul_byte_in_a_socket_path_is_refused_at_its_line() {
     let text = "[[guest]]\nname = \"vm1\"\nmac = \"52:54:00:00:00:01\"\nsocket = \"/tmp/a\\u0000b.sock\"\n";
     assert_eq!(err(text), "guests.toml:4: guest \"vm1\": socket = \"/tmp/a\\u0000b.sock\": contains a NUL byte, which no socket path can hold");
 }
+
+#[test]
+fn a_socket_reached_through_a_symlinked_directory_is_the_same_socket() {
+    // Debian links /var/run to /run; the directories below need not exist yet.
+    assert!(std::fs::canonicalize("/var/run").is_ok_and(|p| p == Path::new("/run")), "this test needs /var/run -> /run");
+    let text = "[[guest]]\nname = \"vm1\"\nmac = \"52:54:00:00:00:01\"\nsocket = \"/run/mvt-not-there/vm1.sock\"\n\n\
+                [[guest]]\nname = \"vm2\"\nmac = \"52:54:00:00:00:02\"\nsocket = \"/var/run/mvt-not-there/vm1.sock\"\n";
+    assert!(err(text).contains("already used by guest \"vm1\""), "{}", err(text));
+}

@@ -55,10 +55,8 @@ pub struct EventsHandle(pub Arc<GuestEvents>);
 impl VhostEvents for EventsHandle {
     fn new_device(&self, path: &str, vid: i32, queue_pairs: u16) -> bool {
         match self.0.lookup(path) {
-            Some((g, configured)) => {
-                self.0.links.attach(g.index(), vid, queue_pairs.min(configured).max(1));
-                true
-            }
+            // A second client on a guest's socket is refused: one device per guest.
+            Some((g, configured)) => self.0.links.attach(g.index(), vid, queue_pairs.min(configured).max(1)),
             None => false,
         }
     }

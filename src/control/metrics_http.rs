@@ -236,12 +236,17 @@ impl MetricsServer {
 
     /// Reads, answers, writes; false once the client is done with (or gone).
     fn step(&mut self, c: &mut Client, render: &mut dyn FnMut() -> String) -> bool {
+        let mut eof = false;
         if c.answer.is_none() {
             let mut buf = [0u8; 2048];
             loop {
                 match c.conn.read(&mut buf) {
-                    // The client left, or half-closed before finishing its request.
-                    Ok(0) => return false,
+                    // The client is done sending (`printf ... | nc -N` half-closes right after
+                    // its request): answer what arrived, if it is a whole request.
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
                     Ok(n) => {
                         c.request.extend_from_slice(&buf[..n]);
                         if c.request.len() > MAX_REQUEST {
@@ -262,7 +267,8 @@ impl MetricsServer {
                         self.stats.scrapes += u64::from(scraped);
                         c.answer = Some((a, 0));
                     }
-                    None => return true, // more of the request to come
+                    None if eof => return false, // left before finishing its request
+                    None => return true,         // more of the request to come
                 }
             }
         }

@@ -113,7 +113,8 @@ impl Worker {
                 if m.set_tag(Tag::flood(f).raw()) {
                     w.flood(m.share(), f, true);
                 } else {
-                    w.stats.uplink().drop(DropReason::DispatchFull, 1);
+                    // The local copies are lost (the frame still leaves): counted on the sender.
+                    w.stats.guest(g).drop(DropReason::DispatchFull, 1);
                 }
                 w.send_to_uplink(m);
             }

@@ -12,7 +12,7 @@ use super::tag::{Flood, Tag};
 use super::worker::{Worker, NO_SLOT};
 
 /// Uplink bursts a worker takes from one rx queue per pass, while they come full.
-const RX_BURSTS_PER_PASS: usize = 4;
+pub const RX_BURSTS_PER_PASS: usize = 4;
 use crate::view::RxScope;
 use crate::fib::GuestId;
 use crate::policy::{self, Cast, Origin};
@@ -261,7 +261,11 @@ impl Worker {
             self.dirty.push(li as u32);
         } else if out.pending.free_slots() == 0 {
             // A full batch goes to the guest now; the slot stays dirty for what follows.
+            let t = if self.measure { rdtsc() } else { 0 };
             self.flush_slot(li);
+            if self.measure {
+                self.stats.add_slot_cycles(slot, rdtsc().wrapping_sub(t));
+            }
         }
         let out = &mut self.slots[li];
         match out.pending.push(m) {

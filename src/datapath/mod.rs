@@ -13,4 +13,5 @@ mod tag;
 mod worker;
 
 pub use idle::IdleBackoff;
+pub use ingress::RX_BURSTS_PER_PASS;
 pub use worker::{Worker, WorkerQueues, WorkerShared, UPLINK_PENDING};

@@ -69,7 +69,13 @@ impl Mbuf {
     /// it is written: another reference would need `share`, which takes this handle).
     #[inline]
     pub fn is_exclusive(&self) -> bool {
-        self.refcnt() == 1
+        let alone = self.refcnt() == 1;
+        if alone {
+            // The refcount is read relaxed; the last other owner dropped its reference with a
+            // release decrement. This orders its reads before our writes (as `Arc::get_mut`).
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        }
+        alone
     }
 
     /// Mutable first segment; None if the frame is shared.

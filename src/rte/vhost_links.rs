@@ -79,17 +79,27 @@ impl GuestLinks {
         self.passes[worker].store(STOPPED, Ordering::SeqCst);
     }
 
-    pub fn attach(&self, guest: usize, vid: i32, queue_pairs: u16) {
+    /// Publishes `vid` as the guest's device; false (nothing changed) if the guest already
+    /// has one. A second client on a guest's server socket gets its own vid from the library:
+    /// it must be refused (so the library never starts it), not replace the first, or the
+    /// first's later `detach` would not find it and would return while a worker may still
+    /// use it.
+    pub fn attach(&self, guest: usize, vid: i32, queue_pairs: u16) -> bool {
+        if self.vid[guest].compare_exchange(NO_DEVICE, vid, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            return false;
+        }
+        // Read by workers only after they saw the vid, and only as a bound (a stale 0 is safe).
         self.queues[guest].store(queue_pairs, Ordering::Relaxed);
-        self.vid[guest].store(vid, Ordering::SeqCst);
+        true
     }
 
     /// Unpublishes the device and returns once no worker can be using it.
     pub fn detach(&self, guest: usize, vid: i32) {
-        if self.vid[guest].compare_exchange(vid, NO_DEVICE, Ordering::SeqCst, Ordering::SeqCst).is_err() {
-            return; // not the device we published (already gone, or a newer one)
+        if self.vid[guest].compare_exchange(vid, NO_DEVICE, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+            self.queues[guest].store(0, Ordering::Relaxed);
         }
-        self.queues[guest].store(0, Ordering::Relaxed);
+        // Even for a device that was never (or is no longer) published, wait for every worker's
+        // pass: it costs a pass, and nothing then depends on how the vid came to be stale.
         for p in self.passes.iter() {
             let seen = p.load(Ordering::SeqCst);
             if seen == STOPPED {
@@ -194,11 +204,16 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_detach_leaves_a_newer_device_alone() {
+    fn a_second_device_is_refused_and_a_stale_detach_leaves_the_first_alone() {
         let links = GuestLinks::new(1, 1);
-        links.attach(0, 3, 2);
-        links.detach(0, 2);
+        assert!(links.attach(0, 3, 2));
+        assert!(!links.attach(0, 4, 1), "a second client on the same socket");
+        assert_eq!((links.vid(0), links.active_queues(0)), (Some(3), 2));
+        links.detach(0, 4);
         assert_eq!(links.vid(0), Some(3));
         assert_eq!(links.active_queues(0), 2);
+        links.detach(0, 3);
+        assert_eq!(links.vid(0), None);
+        assert!(links.attach(0, 5, 1), "the socket's next client");
     }
 }
