@@ -80,7 +80,13 @@ impl Worker {
             self.flood(m, f, true);
             return;
         }
-        let Some(g) = self.tables.fib.lookup(&dst) else {
+        // A queue hardware steering gives one guest (its VMDq pool's) only receives frames for
+        // that guest's MACs: no lookup. Everything else is looked up.
+        let steered = match scope {
+            RxScope::Guest(g) if self.tables.flags(GuestId(g as u16)).pooled => Some(GuestId(g as u16)),
+            _ => None,
+        };
+        let Some(g) = steered.or_else(|| self.tables.fib.lookup(&dst)) else {
             self.stats.uplink().drop(DropReason::UnknownDest, 1);
             return;
         };
@@ -181,16 +187,6 @@ impl Worker {
         None
     }
 
-    /// Why sibling `g` must not get a multicast that guest `src` switched locally.
-    #[inline]
-    fn refuse_local(&self, g: GuestId, m: &Mbuf, src: Option<GuestId>) -> Option<DropReason> {
-        let Some(s) = src else { return Some(DropReason::PolicyDenied) };
-        if s == g || !policy::deliver_local(self.tables.fib.guest(s).mode, self.tables.fib.guest(g).mode) {
-            return Some(DropReason::PolicyDenied);
-        }
-        self.unfit(g, m)
-    }
-
     /// Broadcast/multicast: one reference to every guest the mode allows, never back to the
     /// guest that sent it (a hairpin reflection of its own frame, or its own local flood). On
     /// the worker that received the frame (`first`), refusals are counted and one reference
@@ -200,11 +196,15 @@ impl Worker {
         let mut delivered = 0u32;
         let mut peers: u64 = 0;
         let mut last_reason = DropReason::PolicyDenied;
+        // The guests whose mode takes this flood, settled when the tables were built.
+        let source_mode = f.source.and_then(|s| self.tables.fib.get(s)).map(|e| e.mode);
+        let key = self.tables.floods.key(f.local, source_mode);
         // Indexed rather than iterated: the loop body needs `self` mutably.
-        for i in 0..self.delivery().guests().len() {
-            let g = self.delivery().guests()[i];
+        for i in 0..self.tables.floods.list(key).len() {
+            let g = self.tables.floods.list(key)[i];
             let gi = g.index();
-            if f.unpooled_only && self.tables.flags(g).pooled {
+            // Never back to the guest that sent it (a reflection of its own frame).
+            if Some(g) == f.source || (f.unpooled_only && self.tables.flags(g).pooled) {
                 continue;
             }
             let nq = u32::from(self.delivery().queues(gi).min(self.links.active_queues(gi)));
@@ -214,8 +214,7 @@ impl Worker {
             if !first && owner != self.me {
                 continue;
             }
-            let refusal = if f.local { self.refuse_local(g, &m, f.source) } else { self.refuse(g, &m, f.source, Cast::Multicast) };
-            match refusal {
+            match self.unfit(g, &m) {
                 None if owner == self.me => {
                     self.enqueue(slot, m.share());
                     delivered += 1;
@@ -224,9 +223,8 @@ impl Worker {
                     peers |= 1 << owner;
                     delivered += 1;
                 }
-                // A guest the mode excludes is simply not a destination; one that is down or
-                // too small for the frame is a drop on that guest.
-                Some(DropReason::PolicyDenied) => {}
+                // A guest the mode excludes is not in the list; one that is down or too small
+                // for the frame is a drop on that guest.
                 Some(r) => {
                     self.stats.guest(g).drop(r, 1);
                     last_reason = r;

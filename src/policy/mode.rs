@@ -8,6 +8,7 @@ use crate::wire::MacAddr;
 /// A guest's forwarding mode, named as in `ip link add ... type macvlan mode NAME`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[repr(u8)]
 pub enum Mode {
     /// Everything goes to the uplink; guests reach each other only through an external
     /// switch that reflects frames (802.1Qbg VEPA, "hairpin").
@@ -24,6 +25,12 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Its position in [`Mode::ALL`], for tables indexed by mode.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Every mode, in the order error messages list them.
     pub const ALL: [Mode; 5] = [
         Mode::Vepa,

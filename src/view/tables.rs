@@ -27,6 +27,57 @@ pub struct Tables {
     pub delivery: DeliveryMap,
     /// Indexed by guest id (`fib.id_bound()` entries).
     pub flags: Vec<GuestFlags>,
+    pub floods: FloodLists,
+}
+
+/// Which flood list a frame takes: by where it came from (see `FloodLists::key`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FloodKey(usize);
+
+/// For every kind of flood, the guests whose mode takes it, worked out once per publication
+/// so that a broadcast costs per receiving guest rather than per configured guest with a
+/// policy lookup each. Only the policy is settled here: a guest's link and size are checked
+/// per frame, and the sender itself is skipped by the caller.
+#[derive(Debug, Default)]
+pub struct FloodLists {
+    /// [0]: from outside; [1 + m]: reflected from a sibling in mode m; [1 + MODES + m]: a
+    /// bridge-mode guest's local flood, from a sender in mode m; the last: nobody.
+    lists: Vec<Vec<GuestId>>,
+}
+
+const MODES: usize = Mode::ALL.len();
+
+impl FloodLists {
+    fn new(fib: &MacTable, delivery: &DeliveryMap) -> FloodLists {
+        let guests: Vec<(GuestId, Mode)> = delivery.guests().iter().filter_map(|&g| fib.get(g).map(|e| (g, e.mode))).collect();
+        let taking = |ok: &dyn Fn(Mode) -> bool| guests.iter().filter(|(_, m)| ok(*m)).map(|&(g, _)| g).collect::<Vec<_>>();
+        let mut lists = vec![taking(&|m| policy::deliver_from_uplink(m, Origin::External, Cast::Multicast))];
+        for src in Mode::ALL {
+            lists.push(taking(&|m| policy::deliver_from_uplink(m, Origin::Sibling(src), Cast::Multicast)));
+        }
+        for src in Mode::ALL {
+            lists.push(taking(&|m| policy::deliver_local(src, m)));
+        }
+        lists.push(Vec::new());
+        FloodLists { lists }
+    }
+
+    /// The list for a flood: `local` (a bridge-mode guest's own, switched inside the host) or
+    /// from the uplink; `source_mode`, the mode of the guest that sent it, if one did.
+    #[inline]
+    pub fn key(&self, local: bool, source_mode: Option<Mode>) -> FloodKey {
+        FloodKey(match (local, source_mode) {
+            (false, None) => 0,
+            (false, Some(m)) => 1 + m.index(),
+            (true, Some(m)) => 1 + MODES + m.index(),
+            (true, None) => 1 + 2 * MODES,
+        })
+    }
+
+    #[inline]
+    pub fn list(&self, k: FloodKey) -> &[GuestId] {
+        self.lists.get(k.0).map_or(&[], Vec::as_slice)
+    }
 }
 
 impl Tables {
@@ -51,7 +102,8 @@ impl Tables {
                 }
             })
             .collect();
-        Tables { fib, delivery, flags }
+        let floods = FloodLists::new(&fib, &delivery);
+        Tables { fib, delivery, flags, floods }
     }
 
     #[inline]
@@ -109,5 +161,48 @@ impl WorkerView {
             })
             .collect();
         WorkerView { tables: Arc::clone(tables), guest_queues, to_guest }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lists hold exactly the guests the policy table admits for each kind of flood.
+    #[test]
+    fn flood_lists_follow_the_policy_table() {
+        let text = "[[guest]]\nname = \"v\"\nmac = \"52:54:00:00:00:01\"\nsocket = \"/tmp/v.sock\"\n\n\
+                    [[guest]]\nname = \"p\"\nmac = \"52:54:00:00:00:02\"\nsocket = \"/tmp/p.sock\"\nmode = \"private\"\n\n\
+                    [[guest]]\nname = \"b\"\nmac = \"52:54:00:00:00:03\"\nsocket = \"/tmp/b.sock\"\nmode = \"bridge\"\n\n\
+                    [[guest]]\nname = \"c\"\nmac = \"52:54:00:00:00:04\"\nsocket = \"/tmp/c.sock\"\nmode = \"bridge\"\n";
+        let cfg = crate::config::parse_str(text, std::path::Path::new("t.toml")).expect("config");
+        let fib = MacTable::from_config(&cfg).expect("table");
+        let mut d = DeliveryMap::default();
+        for i in 0..4 {
+            d.insert(GuestId(i), &[0]);
+        }
+        let t = Tables::new(fib, d, |_| false);
+        let f = &t.floods;
+        let all = [GuestId(0), GuestId(1), GuestId(2), GuestId(3)];
+        for (local, src) in [(false, None), (false, Some(Mode::Vepa)), (true, Some(Mode::Bridge)), (true, Some(Mode::Vepa)), (true, None)] {
+            let want: Vec<GuestId> = all
+                .iter()
+                .copied()
+                .filter(|&g| {
+                    let dst = t.fib.guest(g).mode;
+                    match (local, src) {
+                        (false, None) => policy::deliver_from_uplink(dst, Origin::External, Cast::Multicast),
+                        (false, Some(m)) => policy::deliver_from_uplink(dst, Origin::Sibling(m), Cast::Multicast),
+                        (true, Some(m)) => policy::deliver_local(m, dst),
+                        (true, None) => false,
+                    }
+                })
+                .collect();
+            assert_eq!(f.list(f.key(local, src)), want.as_slice(), "local {local}, from {src:?}");
+        }
+        // The private guest takes floods from outside, never a sibling's.
+        assert!(f.list(f.key(false, None)).contains(&GuestId(1)));
+        assert!(!f.list(f.key(false, Some(Mode::Vepa))).contains(&GuestId(1)));
+        assert_eq!(f.list(f.key(true, Some(Mode::Bridge))), &[GuestId(2), GuestId(3)]);
     }
 }
