@@ -17,10 +17,9 @@ use clap::{ArgAction, CommandFactory, Parser};
 use clap_mangen::roff::{roman, Roff};
 use clap_mangen::Man;
 
-// The switch's options, exactly as the switch parses them.
-#[allow(dead_code)]
-#[path = "../../../src/cli.rs"]
-mod cli;
+// The switch's options, exactly as the switch parses them (its library's own definitions:
+// they name types of the library, so they are not included by path like the client's).
+use dpdk_macvtap::cli;
 
 // The client's options. `args` and `request` refer to each other as `crate::args` and
 // `crate::request`, so both sit at this crate's root, as in the client.
