@@ -90,6 +90,14 @@ impl Drop for Eal {
     }
 }
 
+/// Ends the process at once with `code`: no destructors, no atexit handlers, no flushing
+/// (flush what must be seen first). For a process whose DPDK threads are known to be in a
+/// state where an orderly exit crashes them (see `macvtap-guest`'s quit).
+pub fn exit_immediately(code: i32) -> ! {
+    // SAFETY: _exit takes no pointers and never returns; skipping destructors is the point.
+    unsafe { libc::_exit(code) }
+}
+
 /// DPDK's version string, e.g. "DPDK 22.11.11".
 pub fn version() -> String {
     // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
