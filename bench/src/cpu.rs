@@ -88,14 +88,46 @@ pub struct CoreTicks {
 }
 
 pub fn read_core(core: u32) -> Result<CoreTicks> {
+    read_stat_line(&format!("cpu{core}"))
+}
+
+/// Every core together (the `cpu` line of /proc/stat).
+pub fn read_all_cores() -> Result<CoreTicks> {
+    read_stat_line("cpu")
+}
+
+fn read_stat_line(name: &str) -> Result<CoreTicks> {
     let at = Instant::now();
     let text = std::fs::read_to_string("/proc/stat")?;
-    let name = format!("cpu{core}");
-    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name.as_str())).with_context(|| format!("no {name} in /proc/stat"))?;
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name)).with_context(|| format!("no {name} in /proc/stat"))?;
     let f: Vec<u64> = line.split_whitespace().skip(1).map(|x| x.parse().unwrap_or(0)).collect();
     // user nice system idle iowait irq softirq steal guest guest_nice (guest is within user).
     let g = |i: usize| f.get(i).copied().unwrap_or(0);
     Ok(CoreTicks { at, busy: g(0) + g(1) + g(2) + g(5) + g(6), steal: g(7) })
+}
+
+/// What else ran on the machine during a window: every core's busy time minus the given
+/// processes' own CPU time (`pids`: the measured switch and generator), % of one core.
+pub struct OthersLoad {
+    cores: CoreTicks,
+    own: u64,
+}
+
+impl OthersLoad {
+    pub fn read(pids: &[i32]) -> Option<OthersLoad> {
+        let cores = read_all_cores().ok()?;
+        let own = pids.iter().map(|&p| read_process_ticks(p).ok()).sum::<Option<u64>>()?;
+        Some(OthersLoad { cores, own })
+    }
+
+    /// % of one core used by anything but `pids` since `self`.
+    pub fn since(&self, pids: &[i32]) -> Option<f64> {
+        let now = OthersLoad::read(pids)?;
+        let secs = now.cores.at.duration_since(self.cores.at).as_secs_f64().max(1e-9);
+        let all = now.cores.busy.saturating_sub(self.cores.busy);
+        let own = now.own.saturating_sub(self.own);
+        Some(100.0 * all.saturating_sub(own) as f64 / clk_tck() as f64 / secs)
+    }
 }
 
 /// (busy, steal) of a core between two readings, % of that core.

@@ -589,6 +589,7 @@ bound by then). All probes of all runs pooled; µs. Pure polling and testpmd sho
         let paced: Vec<&BurstOut> = ss.iter().filter(|s| s.scenario == "uplink").flat_map(|s| s.bursts.iter()).filter(|b| b.rate_pps > 0).collect();
         let paced_lost: Vec<String> = {
             let mut rates: Vec<u64> = paced.iter().map(|b| b.rate_pps).collect();
+            rates.sort_unstable();
             rates.dedup();
             rates
                 .iter()

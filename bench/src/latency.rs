@@ -47,6 +47,9 @@ pub struct LatencyResult {
     /// dpdk-macvtap: share of (about) the window its worker slept, in %.
     #[serde(default)]
     pub sleep_pct: Option<f64>,
+    /// CPU time of everything but the switch and latgen over (about) the window, % of one core.
+    #[serde(default)]
+    pub others_pct: Option<f64>,
 }
 
 /// One offered load: a share of the loop's maximum, or an absolute rate.
@@ -177,16 +180,18 @@ fn one(env: &Env, sys: System, rate: u64, secs: u64) -> Result<LatencyResult> {
     let mut p = Proc::spawn("macvtap-latgen", cmd, &log)?;
     env.record(&format!("{}/latgen", sys.key()), &p.cmdline);
     let t0 = std::time::Instant::now();
-    // dpdk-macvtap: how much of (about) the window its worker slept. latgen's clock starts at
-    // "links up", then 1 s of warm-up: the counters are read at those edges.
-    let mut sleep_pct = None;
-    if sys.is_macvtap() && p.wait_for("latgen: links up", Duration::from_secs(45)).is_ok() {
-        let edge = |d| -> Option<(crate::systems::MacvtapCounters, u64)> {
-            crate::nap(d).ok()?;
-            Some((sw.macvtap_counters().ok()??, systems::tsc()))
-        };
-        if let (Some((c0, t0)), Some((c1, t1))) = (edge(Duration::from_secs(1)), edge(Duration::from_secs(secs))) {
-            sleep_pct = (t1 > t0).then(|| 100.0 * c1.sleep.saturating_sub(c0.sleep) as f64 / (t1 - t0) as f64);
+    // dpdk-macvtap: how much of (about) the window its worker slept; every system: what else
+    // ran. latgen's clock starts at "links up", then 1 s of warm-up: read at those edges.
+    let (mut sleep_pct, mut others_pct) = (None, None);
+    if p.wait_for("latgen: links up", Duration::from_secs(45)).is_ok() && crate::nap(Duration::from_secs(1)).is_ok() {
+        let pids: Vec<i32> = sw.pid().into_iter().chain([p.pid()]).collect();
+        let counters = || sw.macvtap_counters().ok().flatten().map(|c| (c, systems::tsc()));
+        let (m0, others) = (counters(), crate::cpu::OthersLoad::read(&pids));
+        if crate::nap(Duration::from_secs(secs)).is_ok() {
+            others_pct = others.and_then(|o| o.since(&pids));
+            if let (Some((c0, t0)), Some((c1, t1))) = (m0, counters()) {
+                sleep_pct = (t1 > t0).then(|| 100.0 * c1.sleep.saturating_sub(c0.sleep) as f64 / (t1 - t0) as f64);
+            }
         }
     }
     while p.alive() && t0.elapsed() < Duration::from_secs(secs + 45) {
@@ -211,6 +216,7 @@ fn one(env: &Env, sys: System, rate: u64, secs: u64) -> Result<LatencyResult> {
         samples: g("samples"),
         run: 0,
         sleep_pct,
+        others_pct,
     })
 }
 
@@ -233,11 +239,12 @@ Timestamps are TSC values written by `macvtap-latgen` \
 The generator's own queueing is included (it is a one-core sender and receiver). \"max\" is the loop's own maximum \
 (`--rate 0`, measured once per system; latency there is queueing-dominated); a share is of each system's own max, except that \
 both dpdk-macvtap variants are offered shares of the sleep-off variant's max (the same rates). \
-\"slept\": share of (about) the window dpdk-macvtap's worker spent in its idle sleep.\n"
+\"slept\": share of (about) the window dpdk-macvtap's worker spent in its idle sleep; \"others\": CPU time of everything but \
+the switch and latgen over (about) the window, % of one core, median (max) over runs: the shared machine's other load.\n"
     );
     let _ = writeln!(o, "{OVS_NOTE}\n");
-    let _ = writeln!(o, "| system | load | offered Mpps | received Mpps | p50 µs | p99 µs | p99.9 µs | max µs | lost | slept % |");
-    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(o, "| system | load | offered Mpps | received Mpps | p50 µs | p99 µs | p99.9 µs | max µs | lost | slept % | others % |");
+    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let us = |n: f64| n / 1000.0;
     let range = |v: Vec<f64>| match stats(&v) {
         Some((m, lo, hi)) if v.len() > 1 => format!("{:.1} ({:.1}–{:.1})", us(m), us(lo), us(hi)),
@@ -253,9 +260,10 @@ both dpdk-macvtap variants are offered shares of the sleep-off variant's max (th
         let offered = rs[0].offered_pps;
         let rx = stats(&rs.iter().map(|r| r.rx_pps).collect::<Vec<_>>()).map(|x| x.0).unwrap_or(0.0);
         let slept = stats(&rs.iter().filter_map(|r| r.sleep_pct).collect::<Vec<_>>());
+        let others = stats(&rs.iter().filter_map(|r| r.others_pct).collect::<Vec<_>>());
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {:.4} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.4} | {} | {} | {} | {} | {} | {} | {} |",
             sys,
             load,
             if offered == 0 { "as fast as possible".into() } else { format!("{:.4}", offered as f64 / 1e6) },
@@ -265,18 +273,22 @@ both dpdk-macvtap variants are offered shares of the sleep-off variant's max (th
             range(col(&|r| r.p999_ns)),
             range(col(&|r| r.max_ns)),
             rs.iter().map(|r| r.lost).sum::<u64>(),
-            slept.map(|(m, lo, hi)| if rs.len() > 1 { format!("{m:.1} ({lo:.1}–{hi:.1})") } else { format!("{m:.1}") }).unwrap_or_else(|| "–".into())
+            slept.map(|(m, lo, hi)| if rs.len() > 1 { format!("{m:.1} ({lo:.1}–{hi:.1})") } else { format!("{m:.1}") }).unwrap_or_else(|| "–".into()),
+            others.map(|(m, _, hi)| format!("{m:.0} ({hi:.0})")).unwrap_or_else(|| "–".into())
         );
     }
     sleep_cost_section(res, o);
     if runs > 1 {
-        let _ = writeln!(o, "\nPer-run latency values (p50 / p99 / p99.9 µs, run order):\n");
+        let _ = writeln!(o, "\nPer-run latency values (p50 / p99 / p99.9 µs, [others %], run order):\n");
         for (sys, load) in groups(res) {
             let v: Vec<String> = res
                 .latency
                 .iter()
                 .filter(|r| r.system == sys && r.load == load && r.rx_pps > 0.0)
-                .map(|r| format!("{:.1} / {:.1} / {:.1}", us(r.p50_ns as f64), us(r.p99_ns as f64), us(r.p999_ns as f64)))
+                .map(|r| {
+                    let others = r.others_pct.map(|p| format!(" [{p:.0}]")).unwrap_or_default();
+                    format!("{:.1} / {:.1} / {:.1}{others}", us(r.p50_ns as f64), us(r.p99_ns as f64), us(r.p999_ns as f64))
+                })
                 .collect();
             let _ = writeln!(o, "- {sys}, {load}: {}", v.join("; "));
         }

@@ -364,8 +364,15 @@ fn measure(env: &Env, sys: System, case: &Case) -> Result<Option<(f64, SwitchFig
     let mut g = guest::start(env, case, &sw.sockets, sys.key())?;
     nap(Duration::from_secs(env.warmup_s))?;
     let started = sw.window_start();
+    let pids: Vec<i32> = sw.pid().into_iter().chain([g.pid()]).collect();
+    let others = cpu::OthersLoad::read(&pids);
     nap(Duration::from_secs(env.duration_s))?;
+    let others_pct = others.and_then(|o| o.since(&pids));
     let mut fig = if started.is_ok() { sw.window_end().unwrap_or_default() } else { SwitchFigures::default() };
+    if sys != System::Ovs {
+        // OVS daemonised itself: its CPU time is not in `pids`.
+        fig.others_pct = others_pct;
+    }
     // One more stats period so the last window sample is printed.
     nap(Duration::from_millis(1200))?;
     if !g.alive() {

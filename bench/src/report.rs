@@ -267,6 +267,26 @@ iteration's cycles twice (`add_cycles(dt, 0)` and `add_loop(moved, dt)` in src/d
         let _ = writeln!(o);
     }
 
+    if res.samples.iter().any(|s| s.switch.others_pct.is_some()) {
+        let _ = writeln!(o, "\n## Other load on the machine during each window\n");
+        let _ = writeln!(
+            o,
+            "CPU time of everything but the measured switch and guest processes over the window (/proc/stat minus their /proc/PID/stat), \
+% of one core (the machine has 2: 200 % = both busy with something else), per run in run order. A run with tens of % here \
+shared its cores with someone else's work.\n"
+        );
+        for c in cases(res) {
+            let _ = write!(o, "- {} {} B:", c.path.name(), c.size);
+            for sys in systems(res) {
+                let v: Vec<String> = of(res, &c, sys).iter().map(|x| x.switch.others_pct.map(|p| format!("{p:.0}")).unwrap_or_else(|| "–".into())).collect();
+                if !v.is_empty() {
+                    let _ = write!(o, " {}: [{}];", sys, v.join(", "));
+                }
+            }
+            let _ = writeln!(o);
+        }
+    }
+
     let _ = writeln!(o, "\n## Versions\n");
     for (k, v) in &res.versions {
         let _ = writeln!(o, "- {k}: {v}");

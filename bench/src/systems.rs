@@ -76,6 +76,10 @@ pub struct SwitchFigures {
     /// dpdk-macvtap only: share of the window the worker slept (idle sleep), in %.
     #[serde(default)]
     pub sleep_pct: Option<f64>,
+    /// CPU time of everything but the switch and the guests during the window, % of one
+    /// core (/proc): the shared machine's other load.
+    #[serde(default)]
+    pub others_pct: Option<f64>,
 }
 
 /// dpdk-macvtap's worker counters from `--stats-json`, summed over workers (TSC cycles).
@@ -259,6 +263,7 @@ impl Running {
                     busy_pct: (wall > 0).then(|| 100.0 * busy as f64 / wall as f64),
                     reported_busy_x: (busy > 0).then(|| db as f64 / busy as f64),
                     sleep_pct: (wall > 0).then(|| 100.0 * ds as f64 / wall as f64),
+                    others_pct: None,
                 })
             }
             Kind::Testpmd { .. } => Ok(SwitchFigures::default()),
