@@ -317,46 +317,92 @@ fn groups(res: &Results) -> Vec<(System, String)> {
     out
 }
 
+/// A run counts as quiet when everything else on the machine used less than this, % of one
+/// core, over its window (the machine is shared; see `others_pct`).
+pub const QUIET_OTHERS_PCT: f64 = 10.0;
+
 /// What the default idle sleep costs against pure polling, per load: the difference of
-/// neighbouring runs (same run index, same offered rate).
+/// neighbouring runs (same run index, same offered rate); then the same over the pairs where
+/// neither run shared the machine.
 fn sleep_cost_section(res: &Results, o: &mut String) {
-    let pairs = |load: &str| -> Vec<(&LatencyResult, &LatencyResult)> {
+    let pairs = |load: &str, quiet: bool| -> Vec<(&LatencyResult, &LatencyResult)> {
+        let ok = |r: &LatencyResult| !quiet || r.others_pct.is_some_and(|p| p < QUIET_OTHERS_PCT);
         res.latency
             .iter()
-            .filter(|r| r.system == System::Macvtap && r.load == load && r.rx_pps > 0.0)
-            .filter_map(|a| res.latency.iter().find(|b| b.system == System::MacvtapNosleep && b.load == load && b.run == a.run && b.rx_pps > 0.0).map(|b| (a, b)))
+            .filter(|r| r.system == System::Macvtap && r.load == load && r.rx_pps > 0.0 && ok(r))
+            .filter_map(|a| {
+                res.latency
+                    .iter()
+                    .find(|b| b.system == System::MacvtapNosleep && b.load == load && b.run == a.run && b.rx_pps > 0.0 && ok(b))
+                    .map(|b| (a, b))
+            })
             .collect()
     };
     let loads: Vec<String> = groups(res).into_iter().filter(|(s, _)| *s == System::Macvtap).map(|(_, l)| l).filter(|l| l != "max").collect();
-    if loads.iter().all(|l| pairs(l).is_empty()) {
+    if loads.iter().all(|l| pairs(l, false).is_empty()) {
         return;
     }
+    let us = |n: u64| n as f64 / 1000.0;
     let _ = writeln!(o, "\n### What the idle sleep costs: dpdk-macvtap (default bound) − dpdk-macvtap sleep off\n");
     let _ = writeln!(o, "Per pair of neighbouring runs (same run index, same offered rate), then median (min–max) over pairs; µs. Positive = the sleep adds latency.\n");
     let _ = writeln!(o, "| load | pairs | Δ p50 µs | Δ p99 µs | Δ p99.9 µs | p99 with sleep / sleep off |");
     let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|");
-    for l in loads {
-        let p = pairs(&l);
-        if p.is_empty() {
-            continue;
+    for quiet in [false, true] {
+        if quiet {
+            let _ = writeln!(
+                o,
+                "\nThe same over the pairs where neither run shared the machine (others < {QUIET_OTHERS_PCT:.0} % of a core over the window), with \
+the medians of both variants (with sleep / sleep off):\n"
+            );
+            let _ = writeln!(o, "| load | quiet pairs | p50 µs | p99 µs | p99.9 µs | Δ p99 µs | Δ p99.9 µs | slept % |");
+            let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|");
         }
-        let d = |f: &dyn Fn(&LatencyResult) -> u64| -> String {
-            let v: Vec<f64> = p.iter().map(|(a, b)| (f(a) as f64 - f(b) as f64) / 1000.0).collect();
-            match stats(&v) {
-                Some((m, lo, hi)) => format!("{m:+.1} ({lo:+.1}–{hi:+.1})"),
-                None => "–".into(),
+        for l in &loads {
+            let p = pairs(l, quiet);
+            if p.is_empty() {
+                if quiet {
+                    let _ = writeln!(o, "| {l} | 0 | – | – | – | – | – | – |");
+                }
+                continue;
             }
-        };
-        let ratio: Vec<f64> = p.iter().filter(|(_, b)| b.p99_ns > 0).map(|(a, b)| a.p99_ns as f64 / b.p99_ns as f64).collect();
-        let _ = writeln!(
-            o,
-            "| {l} | {} | {} | {} | {} | {} |",
-            p.len(),
-            d(&|r| r.p50_ns),
-            d(&|r| r.p99_ns),
-            d(&|r| r.p999_ns),
-            stats(&ratio).map(|(m, lo, hi)| format!("{m:.2} ({lo:.2}–{hi:.2})")).unwrap_or_else(|| "–".into())
-        );
+            let d = |f: &dyn Fn(&LatencyResult) -> u64| -> String {
+                let v: Vec<f64> = p.iter().map(|(a, b)| (f(a) as f64 - f(b) as f64) / 1000.0).collect();
+                match stats(&v) {
+                    Some((m, lo, hi)) if v.len() > 1 => format!("{m:+.1} ({lo:+.1}–{hi:+.1})"),
+                    Some((m, _, _)) => format!("{m:+.1}"),
+                    None => "–".into(),
+                }
+            };
+            if quiet {
+                let both = |f: &dyn Fn(&LatencyResult) -> u64| -> String {
+                    let a = stats(&p.iter().map(|(a, _)| us(f(a))).collect::<Vec<_>>()).map(|x| x.0).unwrap_or(0.0);
+                    let b = stats(&p.iter().map(|(_, b)| us(f(b))).collect::<Vec<_>>()).map(|x| x.0).unwrap_or(0.0);
+                    format!("{a:.1} / {b:.1}")
+                };
+                let slept = stats(&p.iter().filter_map(|(a, _)| a.sleep_pct).collect::<Vec<_>>()).map(|x| format!("{:.1}", x.0)).unwrap_or_else(|| "–".into());
+                let _ = writeln!(
+                    o,
+                    "| {l} | {} | {} | {} | {} | {} | {} | {slept} |",
+                    p.len(),
+                    both(&|r| r.p50_ns),
+                    both(&|r| r.p99_ns),
+                    both(&|r| r.p999_ns),
+                    d(&|r| r.p99_ns),
+                    d(&|r| r.p999_ns)
+                );
+            } else {
+                let ratio: Vec<f64> = p.iter().filter(|(_, b)| b.p99_ns > 0).map(|(a, b)| a.p99_ns as f64 / b.p99_ns as f64).collect();
+                let _ = writeln!(
+                    o,
+                    "| {l} | {} | {} | {} | {} | {} |",
+                    p.len(),
+                    d(&|r| r.p50_ns),
+                    d(&|r| r.p99_ns),
+                    d(&|r| r.p999_ns),
+                    stats(&ratio).map(|(m, lo, hi)| format!("{m:.2} ({lo:.2}–{hi:.2})")).unwrap_or_else(|| "–".into())
+                );
+            }
+        }
     }
 }
 

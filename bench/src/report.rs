@@ -314,24 +314,34 @@ fn sleep_section(res: &Results, o: &mut String) {
         o,
         "The same binary; ratios per pair of neighbouring runs (same run index), then median (min–max). Goal: at least 0.99. \
 `slept %` = share of the window the default variant's worker spent in its idle sleep (`sleep_cycles`), median (min–max); \
-`busy %` = share of the window in passes that moved frames.\n"
+`busy %` = share of the window in passes that moved frames. `quiet pairs`: the ratio over the pairs where neither run shared the \
+machine (everything else < {:.0} % of a core over the window, see \"Other load\" below), and how many.\n",
+        crate::latency::QUIET_OTHERS_PCT
     );
-    let _ = writeln!(o, "| path | frame | with sleep Mpps | sleep off Mpps | ratio median (min–max) | slept % | busy % with sleep / sleep off |");
-    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(o, "| path | frame | with sleep Mpps | sleep off Mpps | ratio median (min–max) | quiet pairs: ratio (n) | slept % | busy % with sleep / sleep off |");
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for c in cs {
         let m = stats(&pps(res, &c, System::Macvtap));
         let n = stats(&pps(res, &c, System::MacvtapNosleep));
         let r = stats(&ratios(res, &c, System::Macvtap, System::MacvtapNosleep, &c).iter().map(|x| x.1).collect::<Vec<_>>());
         let slept = stats(&of(res, &c, System::Macvtap).iter().filter_map(|x| x.switch.sleep_pct).collect::<Vec<_>>());
+        let quiet = |s: &Sample| s.switch.others_pct.is_some_and(|p| p < crate::latency::QUIET_OTHERS_PCT);
+        let q: Vec<f64> = of(res, &c, System::Macvtap)
+            .iter()
+            .filter(|x| quiet(x))
+            .filter_map(|x| of(res, &c, System::MacvtapNosleep).into_iter().find(|y| y.run == x.run && quiet(y)).map(|y| x.pps / y.pps))
+            .collect();
         let busy = |s: System| opt(stats(&of(res, &c, s).iter().filter_map(|x| x.switch.busy_pct).collect::<Vec<_>>()).map(|x| x.0), 0);
         let _ = writeln!(
             o,
-            "| {} | {} B | {} | {} | {} | {} | {} / {} |",
+            "| {} | {} B | {} | {} | {} | {} ({}) | {} | {} / {} |",
             c.path.name(),
             c.size,
             fmt_range(m.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
             fmt_range(n.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
             fmt_range(r, 3),
+            fmt_range(stats(&q), 3),
+            q.len(),
             fmt_range(slept, 2),
             busy(System::Macvtap),
             busy(System::MacvtapNosleep)
