@@ -4,7 +4,12 @@
 # bench/results/<date>-<host>.{md,png,json}.
 #
 #   bash bench/run.sh [--quick] [--runs N] [any other `macvtap-bench run` option]
+#   bash bench/run.sh idle [--quick] [any `macvtap-bench idle` option]   (the idle sleep:
+#       idle CPU per --idle-sleep-max, bursts after idle, wake-up delay)
+#   bash bench/run.sh control [--cycles N] [any `macvtap-ctlbench` option] (guest add/del/set
+#       with 255 other guests, the workers' pause; writes bench/results/<date>-control.md)
 #
+# Builds into $CARGO_TARGET_DIR when set (else target/).
 # As root (hugepages, network namespaces, apt). Cleans up on exit, Ctrl-C or failure: the
 # harness's own processes (its process group), OVS daemons it started (by their pidfiles in
 # the work directory), its network namespaces (mvtbench-*), and the hugepage count it raised.
@@ -12,6 +17,11 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+MODE=run
+case "${1:-}" in
+    idle|control) MODE=$1; shift ;;
+esac
 WORK=${BENCH_WORK:-/tmp/macvtap-bench}
 HUGEPAGES=${BENCH_HUGEPAGES:-2048}
 HP=/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
@@ -77,7 +87,7 @@ cleanup() {
     # A DPDK process that was killed leaves its hugepage files (and runtime directory)
     # behind, and they keep the pages reserved: remove those of this harness's file prefixes
     # (its processes are gone by now), so the pages go back and the count can be restored.
-    for p in bguest blat bmvt btpm bovs; do
+    for p in bguest blat bmvt btpm bovs bctl; do
         rm -f /dev/hugepages/"$p"[0-9]*map_* 2>/dev/null || true
         rm -rf /var/run/dpdk/"$p"[0-9]* 2>/dev/null || true
     done
@@ -95,9 +105,17 @@ cargo build --release -q -p macvtap-bench
 
 # --- run -------------------------------------------------------------------------------
 # setsid: the harness leads its own process group, so cleanup can signal exactly it.
-setsid "$ROOT/target/release/macvtap-bench" run --work "$WORK" \
-    --macvtap-bin "$ROOT/target/release/dpdk-macvtap" \
-    --latgen-bin "$ROOT/target/release/macvtap-latgen" \
-    --out "$ROOT/bench/results" "$@" &
+case $MODE in
+    run|idle)
+        setsid "$TARGET/release/macvtap-bench" "$MODE" --work "$WORK" \
+            --macvtap-bin "$TARGET/release/dpdk-macvtap" \
+            --latgen-bin "$TARGET/release/macvtap-latgen" \
+            --out "$ROOT/bench/results" "$@" &
+        ;;
+    control)
+        setsid "$TARGET/release/macvtap-ctlbench" --switch-bin "$TARGET/release/dpdk-macvtap" \
+            --out "$ROOT/bench/results/$(date +%Y-%m-%d-%H%M)-control.md" "$@" &
+        ;;
+esac
 bench_pid=$!
 wait "$bench_pid"

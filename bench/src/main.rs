@@ -5,7 +5,9 @@
 //! `macvtap-bench run ...`. Everything here runs on the orchestrator's main thread; the
 //! measured processes are children pinned to cores 0 (generator) and 1 (switch).
 
+mod cpu;
 mod guest;
+mod idle;
 mod kernel;
 mod latency;
 mod model;
@@ -36,7 +38,8 @@ enum Cmd {
     /// Runs the comparison and writes the report.
     Run(RunArgs),
     /// Rewrites the report and plot from a saved raw .json, optionally replacing whole
-    /// cases with those of other runs (`--merge rerun.json`; the report says so).
+    /// cases with those of other runs (`--merge rerun.json`; the report says so). Also
+    /// rewrites an `idle` report from its .json.
     Report {
         raw: PathBuf,
         #[arg(long)]
@@ -44,6 +47,9 @@ enum Cmd {
     },
     /// Kernel macvtap helper: writes frames into a tap fd or reads them (see kernel.rs).
     Tap(kernel::TapArgs),
+    /// The idle sleep: the idle worker's CPU share per `--idle-sleep-max` (and testpmd's), a
+    /// burst after a long idle period (lost, delayed) and the wake-up delay (see idle.rs).
+    Idle(idle::IdleArgs),
 }
 
 #[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -54,9 +60,15 @@ pub struct RunArgs {
     /// Smoke check: 1 run, short windows, 64 B only, latency at one load.
     #[arg(long)]
     quick: bool,
-    /// Systems to compare, in interleaving order.
-    #[arg(long, value_delimiter = ',', default_value = "macvtap,testpmd,ovs,kernel")]
+    /// Systems to compare, in interleaving order: macvtap (its default idle sleep, or
+    /// `--idle-sleep-max`), macvtap-nosleep (the same binary with `--idle-sleep-max 0`),
+    /// testpmd, ovs, kernel.
+    #[arg(long, value_delimiter = ',', default_value = "macvtap,macvtap-nosleep,testpmd,ovs,kernel")]
     systems: Vec<String>,
+    /// `--idle-sleep-max` (µs) for the `macvtap` system; default: the binary's own default.
+    #[arg(long, value_name = "MICROSECONDS")]
+    #[serde(default)]
+    idle_sleep_max: Option<u32>,
     /// Frame sizes (FCS included) for guest->uplink and uplink->guest.
     #[arg(long, value_delimiter = ',', default_value = "64,512,1518,9000")]
     sizes: Vec<usize>,
@@ -79,6 +91,15 @@ pub struct RunArgs {
     /// Skip the latency histograms.
     #[arg(long)]
     no_latency: bool,
+    /// Latency loads: shares of each system's maximum through the loop ("10%") or absolute
+    /// rates in frames per second ("1000"). `--quick`: 50% only.
+    #[arg(long, value_delimiter = ',', default_value = "1%,10%,50%,90%")]
+    #[serde(default)]
+    latency_loads: Vec<String>,
+    /// Latency runs per system and load (interleaved).
+    #[arg(long, default_value_t = 1)]
+    #[serde(default)]
+    latency_runs: usize,
     /// Use `--no-huge` for every DPDK process (OVS-DPDK is then skipped).
     #[arg(long)]
     no_huge: bool,
@@ -121,6 +142,26 @@ pub struct Results {
     /// Remarks added when a report is rebuilt (e.g. merged cases).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The `run` options as given, without the paths bench/run.sh adds (for "Rerun:").
+    #[serde(default)]
+    pub argv: Option<Vec<String>>,
+}
+
+/// This process's `run` options without the ones bench/run.sh passes itself.
+fn user_argv() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = std::env::args().skip(2);
+    while let Some(x) = it.next() {
+        if ["--work", "--macvtap-bin", "--latgen-bin", "--out"].contains(&x.as_str()) {
+            it.next();
+            continue;
+        }
+        if ["--work=", "--macvtap-bin=", "--latgen-bin=", "--out="].iter().any(|p| x.starts_with(p)) {
+            continue;
+        }
+        out.push(x);
+    }
+    out
 }
 
 fn main() {
@@ -129,6 +170,7 @@ fn main() {
         Cmd::Run(a) => run(a),
         Cmd::Report { raw, merge } => rereport(&raw, &merge),
         Cmd::Tap(a) => kernel::tap_main(a),
+        Cmd::Idle(a) => idle::run(a),
     };
     if let Err(e) = r {
         eprintln!("macvtap-bench: {e:#}");
@@ -137,7 +179,13 @@ fn main() {
 }
 
 fn rereport(raw: &std::path::Path, merge: &[PathBuf]) -> Result<()> {
-    let mut res: Results = serde_json::from_str(&std::fs::read_to_string(raw)?)?;
+    let text = std::fs::read_to_string(raw)?;
+    let mut res: Results = match serde_json::from_str(&text) {
+        Ok(r) => r,
+        // The raw data of `macvtap-bench idle`.
+        Err(e) if merge.is_empty() => return idle::rereport(raw).with_context(|| format!("{} is neither a `run` ({e}) nor an `idle` result", raw.display())),
+        Err(e) => return Err(e.into()),
+    };
     for m in merge {
         let other: Results = serde_json::from_str(&std::fs::read_to_string(m)?)?;
         let cases = report::cases(&other);
@@ -182,15 +230,19 @@ fn run(mut a: RunArgs) -> Result<()> {
     let systems: Vec<System> = a
         .systems
         .iter()
-        .map(|s| System::parse(s).with_context(|| format!("unknown system {s:?} (macvtap, testpmd, ovs, kernel)")))
+        .map(|s| System::parse(s).with_context(|| format!("unknown system {s:?} (macvtap, macvtap-nosleep, testpmd, ovs, kernel)")))
         .collect::<Result<_>>()?;
+    for l in &a.latency_loads {
+        latency::Load::parse(l)?;
+    }
     if !a.macvtap_bin.exists() {
         bail!("{} not found: build it with `cargo build --release`", a.macvtap_bin.display());
     }
     let _ = std::fs::remove_dir_all(&a.work);
     std::fs::create_dir_all(&a.work)?;
     std::fs::create_dir_all(&a.out)?;
-    let env = Env::new(a.work.clone(), abs(&a.macvtap_bin)?, abs(&a.latgen_bin).unwrap_or_default(), !a.no_huge, a.warmup, a.duration);
+    let mut env = Env::new(a.work.clone(), abs(&a.macvtap_bin)?, abs(&a.latgen_bin).unwrap_or_default(), !a.no_huge, a.warmup, a.duration);
+    env.idle_sleep_max = a.idle_sleep_max;
 
     // 64 B first (the headline) with its fan-out, then latency, then the other sizes in the
     // order given: a run cut short still has the most important cells.
@@ -230,6 +282,7 @@ fn run(mut a: RunArgs) -> Result<()> {
         latency: Vec::new(),
         commands: Vec::new(),
         notes: Vec::new(),
+        argv: Some(user_argv()),
     };
     let stem = a.out.join(format!("{}-{}", started.replace(':', "").replace(' ', "-"), host));
     let raw = stem.with_extension("json");
@@ -291,7 +344,7 @@ fn not_applicable(sys: System, case: &Case) -> String {
     }
 }
 
-fn abs(p: &std::path::Path) -> Result<PathBuf> {
+pub fn abs(p: &std::path::Path) -> Result<PathBuf> {
     std::fs::canonicalize(p).with_context(|| format!("{} not found", p.display()))
 }
 
@@ -311,8 +364,15 @@ fn measure(env: &Env, sys: System, case: &Case) -> Result<Option<(f64, SwitchFig
     let mut g = guest::start(env, case, &sw.sockets, sys.key())?;
     nap(Duration::from_secs(env.warmup_s))?;
     let started = sw.window_start();
+    let pids: Vec<i32> = sw.pid().into_iter().chain([g.pid()]).collect();
+    let others = cpu::OthersLoad::read(&pids);
     nap(Duration::from_secs(env.duration_s))?;
+    let others_pct = others.and_then(|o| o.since(&pids));
     let mut fig = if started.is_ok() { sw.window_end().unwrap_or_default() } else { SwitchFigures::default() };
+    if sys != System::Ovs {
+        // OVS daemonised itself: its CPU time is not in `pids`.
+        fig.others_pct = others_pct;
+    }
     // One more stats period so the last window sample is printed.
     nap(Duration::from_millis(1200))?;
     if !g.alive() {
@@ -347,7 +407,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 /// SIGINT/SIGTERM end the run after the current measurement's processes are stopped (their
 /// `Drop`s run), and the report is still written from what was measured.
-fn install_stop_handler() {
+pub fn install_stop_handler() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe { libc::signal(sig, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t) };

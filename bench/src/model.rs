@@ -9,18 +9,23 @@ use std::process::Command;
 /// The switches compared in one run, in the order they are interleaved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub enum System {
+    /// dpdk-macvtap with its default idle sleep (or `--idle-sleep-max` as given to the harness).
     Macvtap,
+    /// The same binary with `--idle-sleep-max 0`: pure polling, the reference for what the
+    /// idle sleep costs.
+    MacvtapNosleep,
     Testpmd,
     Ovs,
     Kernel,
 }
 
 impl System {
-    pub const ALL: [System; 4] = [System::Macvtap, System::Testpmd, System::Ovs, System::Kernel];
+    pub const ALL: [System; 5] = [System::Macvtap, System::MacvtapNosleep, System::Testpmd, System::Ovs, System::Kernel];
 
     pub fn name(self) -> &'static str {
         match self {
             System::Macvtap => "dpdk-macvtap",
+            System::MacvtapNosleep => "dpdk-macvtap sleep off",
             System::Testpmd => "testpmd io-fwd",
             System::Ovs => "OVS-DPDK",
             System::Kernel => "kernel macvtap",
@@ -30,6 +35,7 @@ impl System {
     pub fn key(self) -> &'static str {
         match self {
             System::Macvtap => "macvtap",
+            System::MacvtapNosleep => "macvtap-nosleep",
             System::Testpmd => "testpmd",
             System::Ovs => "ovs",
             System::Kernel => "kernel",
@@ -38,6 +44,11 @@ impl System {
 
     pub fn parse(s: &str) -> Option<System> {
         System::ALL.into_iter().find(|x| x.key() == s)
+    }
+
+    /// Either dpdk-macvtap variant (the same binary, the idle sleep bound differs).
+    pub fn is_macvtap(self) -> bool {
+        matches!(self, System::Macvtap | System::MacvtapNosleep)
     }
 }
 
@@ -128,6 +139,9 @@ pub struct Env {
     pub hugepages: bool,
     pub warmup_s: u64,
     pub duration_s: u64,
+    /// `--idle-sleep-max` for the `macvtap` system; None: the binary's default.
+    /// (`macvtap-nosleep` always runs with 0.)
+    pub idle_sleep_max: Option<u32>,
     seq: Cell<u32>,
     /// The first command line seen for each (system, role), for the report.
     pub commands: std::cell::RefCell<BTreeMap<String, String>>,
@@ -135,7 +149,7 @@ pub struct Env {
 
 impl Env {
     pub fn new(work: PathBuf, macvtap_bin: PathBuf, latgen_bin: PathBuf, hugepages: bool, warmup_s: u64, duration_s: u64) -> Env {
-        Env { work, macvtap_bin, latgen_bin, hugepages, warmup_s, duration_s, seq: Cell::new(0), commands: Default::default() }
+        Env { work, macvtap_bin, latgen_bin, hugepages, warmup_s, duration_s, idle_sleep_max: None, seq: Cell::new(0), commands: Default::default() }
     }
 
     /// A fresh number for file prefixes and directories: no two processes share one.

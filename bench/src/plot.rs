@@ -19,6 +19,7 @@ const FONTS: [&str; 3] = [
 fn colour(s: System) -> RGBColor {
     match s {
         System::Macvtap => RGBColor(0xd6, 0x27, 0x28),
+        System::MacvtapNosleep => RGBColor(0xff, 0x98, 0x96),
         System::Testpmd => RGBColor(0x7f, 0x7f, 0x7f),
         System::Ovs => RGBColor(0x1f, 0x77, 0xb4),
         System::Kernel => RGBColor(0x2c, 0xa0, 0x2c),

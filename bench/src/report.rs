@@ -121,10 +121,27 @@ pub fn write(res: &Results, md: &FsPath, png: &FsPath) -> Result<()> {
         a.duration
     );
     let _ = writeln!(o, "**Cores:** {CORES}\n");
+    if a.systems.iter().any(|s| s == "macvtap") {
+        let _ = writeln!(
+            o,
+            "**dpdk-macvtap idle sleep:** `macvtap` runs with {}; `macvtap-nosleep` is the same binary with `--idle-sleep-max 0` (pure polling).\n",
+            match a.idle_sleep_max {
+                Some(us) => format!("`--idle-sleep-max {us}`"),
+                None => "the binary's default `--idle-sleep-max`".to_owned(),
+            }
+        );
+    }
     for n in &res.notes {
         let _ = writeln!(o, "**Note:** {n}\n");
     }
-    let _ = writeln!(o, "Rerun: `bash bench/run.sh{}{}`\n", if a.quick { " --quick" } else { "" }, if !a.quick && a.runs != 5 { format!(" --runs {}", a.runs) } else { String::new() });
+    match &res.argv {
+        Some(argv) => {
+            let _ = writeln!(o, "Rerun: `bash bench/run.sh{}`\n", argv.iter().map(|x| format!(" {x}")).collect::<String>());
+        }
+        None => {
+            let _ = writeln!(o, "Rerun: `bash bench/run.sh{}{}`\n", if a.quick { " --quick" } else { "" }, if !a.quick && a.runs != 5 { format!(" --runs {}", a.runs) } else { String::new() });
+        }
+    }
     match &plot_ok {
         Ok(()) => {
             let _ = writeln!(o, "![Mpps per system and frame size]({})\n", png.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
@@ -157,6 +174,8 @@ pub fn write(res: &Results, md: &FsPath, png: &FsPath) -> Result<()> {
     }
     let _ = writeln!(o, "\n† fan-out: testpmd io-fwd cannot broadcast; the reference is testpmd uplink -> one guest at the same size and run index \
 (frames delivered per second). Fan-out rates count frames delivered to all guests together.\n");
+
+    sleep_section(res, &mut o);
 
     let _ = writeln!(o, "## Throughput, every system\n");
     let _ = writeln!(o, "Mpps and Gbps are measured on the guest side (testpmd's per-port rates: transmitted for guest -> uplink, received and summed over guests otherwise). \
@@ -241,7 +260,31 @@ iteration's cycles twice (`add_cycles(dt, 0)` and `add_loop(moved, dt)` in src/d
         if !r.is_empty() {
             let _ = write!(o, " macvtap/testpmd per run: [{}]", r.join(", "));
         }
+        let r: Vec<String> = ratios(res, &c, System::Macvtap, System::MacvtapNosleep, &c).iter().map(|(_, r)| format!("{r:.3}")).collect();
+        if !r.is_empty() {
+            let _ = write!(o, "; macvtap/macvtap-nosleep per run: [{}]", r.join(", "));
+        }
         let _ = writeln!(o);
+    }
+
+    if res.samples.iter().any(|s| s.switch.others_pct.is_some()) {
+        let _ = writeln!(o, "\n## Other load on the machine during each window\n");
+        let _ = writeln!(
+            o,
+            "CPU time of everything but the measured switch and guest processes over the window (/proc/stat minus their /proc/PID/stat), \
+% of one core (the machine has 2: 200 % = both busy with something else), per run in run order. A run with tens of % here \
+shared its cores with someone else's work.\n"
+        );
+        for c in cases(res) {
+            let _ = write!(o, "- {} {} B:", c.path.name(), c.size);
+            for sys in systems(res) {
+                let v: Vec<String> = of(res, &c, sys).iter().map(|x| x.switch.others_pct.map(|p| format!("{p:.0}")).unwrap_or_else(|| "–".into())).collect();
+                if !v.is_empty() {
+                    let _ = write!(o, " {}: [{}];", sys, v.join(", "));
+                }
+            }
+            let _ = writeln!(o);
+        }
     }
 
     let _ = writeln!(o, "\n## Versions\n");
@@ -254,6 +297,57 @@ iteration's cycles twice (`add_cycles(dt, 0)` and `add_loop(moved, dt)` in src/d
     }
     std::fs::write(md, o)?;
     Ok(())
+}
+
+/// dpdk-macvtap with its idle sleep against the same binary polling only, per case.
+fn sleep_section(res: &Results, o: &mut String) {
+    let cs: Vec<Case> = cases(res).into_iter().filter(|c| !of(res, c, System::Macvtap).is_empty() && !of(res, c, System::MacvtapNosleep).is_empty()).collect();
+    if cs.is_empty() {
+        return;
+    }
+    let bound = match res.args.idle_sleep_max {
+        Some(us) => format!("`--idle-sleep-max {us}`"),
+        None => "its default `--idle-sleep-max`".to_owned(),
+    };
+    let _ = writeln!(o, "## Idle sleep at saturation: dpdk-macvtap ({bound}) / dpdk-macvtap sleep off (`--idle-sleep-max 0`)\n");
+    let _ = writeln!(
+        o,
+        "The same binary; ratios per pair of neighbouring runs (same run index), then median (min–max). Goal: at least 0.99. \
+`slept %` = share of the window the default variant's worker spent in its idle sleep (`sleep_cycles`), median (min–max); \
+`busy %` = share of the window in passes that moved frames. `quiet pairs`: the ratio over the pairs where neither run shared the \
+machine (everything else < {:.0} % of a core over the window, see \"Other load\" below), and how many.\n",
+        crate::latency::QUIET_OTHERS_PCT
+    );
+    let _ = writeln!(o, "| path | frame | with sleep Mpps | sleep off Mpps | ratio median (min–max) | quiet pairs: ratio (n) | slept % | busy % with sleep / sleep off |");
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for c in cs {
+        let m = stats(&pps(res, &c, System::Macvtap));
+        let n = stats(&pps(res, &c, System::MacvtapNosleep));
+        let r = stats(&ratios(res, &c, System::Macvtap, System::MacvtapNosleep, &c).iter().map(|x| x.1).collect::<Vec<_>>());
+        let slept = stats(&of(res, &c, System::Macvtap).iter().filter_map(|x| x.switch.sleep_pct).collect::<Vec<_>>());
+        let quiet = |s: &Sample| s.switch.others_pct.is_some_and(|p| p < crate::latency::QUIET_OTHERS_PCT);
+        let q: Vec<f64> = of(res, &c, System::Macvtap)
+            .iter()
+            .filter(|x| quiet(x))
+            .filter_map(|x| of(res, &c, System::MacvtapNosleep).into_iter().find(|y| y.run == x.run && quiet(y)).map(|y| x.pps / y.pps))
+            .collect();
+        let busy = |s: System| opt(stats(&of(res, &c, s).iter().filter_map(|x| x.switch.busy_pct).collect::<Vec<_>>()).map(|x| x.0), 0);
+        let _ = writeln!(
+            o,
+            "| {} | {} B | {} | {} | {} | {} ({}) | {} | {} / {} |",
+            c.path.name(),
+            c.size,
+            fmt_range(m.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
+            fmt_range(n.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
+            fmt_range(r, 3),
+            fmt_range(stats(&q), 3),
+            q.len(),
+            fmt_range(slept, 2),
+            busy(System::Macvtap),
+            busy(System::MacvtapNosleep)
+        );
+    }
+    let _ = writeln!(o);
 }
 
 pub fn pps(res: &Results, case: &Case, sys: System) -> Vec<f64> {

@@ -2,7 +2,9 @@
 //! the switch's forwarding thread on core 1, its control/main thread on core 0 (shared with
 //! the generator, where it mostly sleeps).
 //!
-//! - dpdk-macvtap: `--lcores 0@0,1@1`, guests in a generated guests.toml (server sockets).
+//! - dpdk-macvtap: `--lcores 0@0,1@1`, guests in a generated guests.toml (server sockets);
+//!   `macvtap` with its default idle sleep (or the harness's `--idle-sleep-max`),
+//!   `macvtap-nosleep` the same binary with `--idle-sleep-max 0` (pure polling).
 //! - testpmd io-fwd: the upper bound; `net_vhost` ports (server) and the same uplink vdev,
 //!   `--port-topology=paired` (uplink <-> guest) or `chained` for the latency loop.
 //! - OVS-DPDK: `ovs-vswitchd-dpdk` with its own ovsdb in a private run directory,
@@ -33,6 +35,10 @@ pub enum Uplink {
     /// `net_ring` without arguments: each tx queue feeds the rx queue of the same number,
     /// so whatever leaves the switch comes straight back in (a hairpin in one vdev).
     Loop,
+    /// `net_vhost,iface=S` (server): a virtio-user port of the generator plays the wire. Its
+    /// tx virtqueue is the uplink's rx ring: when the switch does not drain it in time, the
+    /// generator's transmit is refused, which is where a NIC would drop (idle-sleep bursts).
+    Vhost(PathBuf),
 }
 
 impl Uplink {
@@ -41,6 +47,7 @@ impl Uplink {
             Uplink::Null => format!("net_null{index},no-rx=1"),
             Uplink::Pcap(f) => format!("net_pcap{index},rx_pcap={},infinite_rx=1", f.display()),
             Uplink::Loop => format!("net_ring{index}"),
+            Uplink::Vhost(s) => format!("net_vhost{index},iface={},queues=1", s.display()),
         }
     }
 }
@@ -62,10 +69,26 @@ pub struct SwitchFigures {
     pub cycles_per_pkt: Option<f64>,
     /// Share of the forwarding thread's cycles spent on iterations that moved frames.
     pub busy_pct: Option<f64>,
-    /// dpdk-macvtap only: its reported busy cycles over (window cycles - idle cycles);
-    /// about 1 when its accounting is right.
+    /// dpdk-macvtap only: its reported busy cycles over (window cycles - idle cycles -
+    /// sleep cycles); about 1 when its accounting is right.
     #[serde(default)]
     pub reported_busy_x: Option<f64>,
+    /// dpdk-macvtap only: share of the window the worker slept (idle sleep), in %.
+    #[serde(default)]
+    pub sleep_pct: Option<f64>,
+    /// CPU time of everything but the switch and the guests during the window, % of one
+    /// core (/proc): the shared machine's other load.
+    #[serde(default)]
+    pub others_pct: Option<f64>,
+}
+
+/// dpdk-macvtap's worker counters from `--stats-json`, summed over workers (TSC cycles).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MacvtapCounters {
+    pub busy: u64,
+    pub idle: u64,
+    pub sleep: u64,
+    pub frames: u64,
 }
 
 /// The TSC, the clock every DPDK process here counts cycles with.
@@ -79,7 +102,7 @@ pub struct Running {
 }
 
 enum Kind {
-    Macvtap { proc: Proc, json: PathBuf, start: Option<((u64, u64, u64), u64)> },
+    Macvtap { proc: Proc, json: PathBuf, start: Option<(MacvtapCounters, u64)> },
     Testpmd { proc: Proc },
     Ovs(Ovs),
 }
@@ -87,7 +110,8 @@ enum Kind {
 /// Starts `system` on `topo`; None when the system cannot do this topology.
 pub fn start(env: &Env, system: System, topo: &Topology) -> Result<Option<Running>> {
     match system {
-        System::Macvtap => start_macvtap(env, topo).map(Some),
+        System::Macvtap => start_macvtap(env, topo, env.idle_sleep_max).map(Some),
+        System::MacvtapNosleep => start_macvtap(env, topo, Some(0)).map(Some),
         System::Testpmd => {
             // io-fwd pairs ports: no fan-out.
             if topo.guests > 1 && !matches!(topo.uplink, Uplink::Loop) {
@@ -104,13 +128,17 @@ pub fn start(env: &Env, system: System, topo: &Topology) -> Result<Option<Runnin
             if topo.jumbo && !matches!(topo.uplink, Uplink::Loop) {
                 return Ok(None);
             }
+            if matches!(topo.uplink, Uplink::Vhost(_)) {
+                return Ok(None);
+            }
             start_ovs(env, topo).map(Some)
         }
         System::Kernel => Ok(None),
     }
 }
 
-fn start_macvtap(env: &Env, topo: &Topology) -> Result<Running> {
+/// dpdk-macvtap; `idle_sleep_max` None leaves the binary's default bound.
+pub fn start_macvtap(env: &Env, topo: &Topology, idle_sleep_max: Option<u32>) -> Result<Running> {
     let seq = env.next_seq();
     let dir = env.work.join(format!("macvtap{seq}"));
     std::fs::create_dir_all(&dir)?;
@@ -136,9 +164,17 @@ fn start_macvtap(env: &Env, topo: &Topology) -> Result<Running> {
     cmd.args(["--", "--port", "0", "--guests"]).arg(&guests);
     cmd.args(["--stats-interval", "0", "--stats-json"]).arg(&json);
     cmd.arg("--control").arg(dir.join("control.sock"));
+    if let Some(us) = idle_sleep_max {
+        cmd.args(["--idle-sleep-max", &us.to_string()]);
+    }
     let log = dir.join("switch.log");
     let mut p = Proc::spawn("dpdk-macvtap", cmd, &log)?;
-    env.record(&format!("macvtap/switch ({})", topo.tag), &p.cmdline);
+    let key = match idle_sleep_max {
+        Some(0) => "macvtap-nosleep".to_owned(),
+        Some(us) if Some(us) != env.idle_sleep_max => format!("macvtap --idle-sleep-max {us}"),
+        _ => "macvtap".to_owned(),
+    };
+    env.record(&format!("{key}/switch ({})", topo.tag), &p.cmdline);
     p.wait_for("dpdk-macvtap: forwarding", START_TIMEOUT)?;
     Ok(Running { sockets, kind: Kind::Macvtap { proc: p, json, start: None } })
 }
@@ -153,13 +189,15 @@ fn start_testpmd(env: &Env, topo: &Topology) -> Result<Running> {
     cmd.args(["--no-pci", "--log-level=lib.eal:warning", &format!("--file-prefix=btpm{seq}"), "--lcores", "0@0,1@1"]);
     let vhost = |i: usize| format!("net_vhost{i},iface={},queues=1", sockets[i].display());
     let chained = matches!(topo.uplink, Uplink::Loop);
+    // A vhost uplink must not take the name of guest 0's net_vhost0.
+    let up = if matches!(topo.uplink, Uplink::Vhost(_)) { 99 } else { 0 };
     if chained {
         // guest A (port 0) -> loop uplink (port 1) -> guest B (port 2), chained topology.
         cmd.arg("--vdev").arg(vhost(0));
         cmd.arg("--vdev").arg(topo.uplink.devargs(0));
         cmd.arg("--vdev").arg(vhost(1));
     } else {
-        cmd.arg("--vdev").arg(topo.uplink.devargs(0));
+        cmd.arg("--vdev").arg(topo.uplink.devargs(up));
         cmd.arg("--vdev").arg(vhost(0));
     }
     cmd.args(["--", "--forward-mode=io", "--nb-cores=1", "--stats-period=1000", "--record-core-cycles", "--no-flush-rx"]);
@@ -178,6 +216,22 @@ fn start_testpmd(env: &Env, topo: &Topology) -> Result<Running> {
 }
 
 impl Running {
+    /// The switch's process id (OVS: None, it detached itself).
+    pub fn pid(&self) -> Option<i32> {
+        match &self.kind {
+            Kind::Macvtap { proc, .. } | Kind::Testpmd { proc } => Some(proc.pid()),
+            Kind::Ovs(_) => None,
+        }
+    }
+
+    /// dpdk-macvtap's worker counters now (a fresh `--stats-json` dump); None for the others.
+    pub fn macvtap_counters(&self) -> Result<Option<MacvtapCounters>> {
+        match &self.kind {
+            Kind::Macvtap { proc, json, .. } => macvtap_counters(proc, json).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Marks the start of the measurement window on the switch side.
     pub fn window_start(&mut self) -> Result<()> {
         match &mut self.kind {
@@ -194,20 +248,22 @@ impl Running {
     pub fn window_end(&mut self) -> Result<SwitchFigures> {
         match &mut self.kind {
             Kind::Macvtap { proc, json, start } => {
-                let (b1, i1, f1) = macvtap_counters(proc, json)?;
+                let c1 = macvtap_counters(proc, json)?;
                 let t1 = tsc();
-                let ((b0, i0, f0), t0) = start.unwrap_or(((0, 0, 0), t1));
-                let (db, di, df) = (b1 - b0, i1 - i0, f1 - f0);
-                // The worker loops without pause, so its busy cycles are the window's cycles
-                // minus its idle ones. This does not rely on `busy_cycles`, which the
-                // datapath at the time of writing adds twice per busy iteration
-                // (`add_cycles` and `add_loop` both bump it); `reported_busy_x` shows it.
+                let (c0, t0) = start.unwrap_or((c1, t1));
+                let (db, di, ds, df) = (c1.busy - c0.busy, c1.idle - c0.idle, c1.sleep - c0.sleep, c1.frames - c0.frames);
+                // The worker is either polling or sleeping, so its busy cycles are the
+                // window's cycles minus its idle and slept ones. This does not rely on
+                // `busy_cycles` (which an older datapath added twice per busy iteration);
+                // `reported_busy_x` compares the two.
                 let wall = t1.saturating_sub(t0);
-                let busy = wall.saturating_sub(di);
+                let busy = wall.saturating_sub(di).saturating_sub(ds);
                 Ok(SwitchFigures {
                     cycles_per_pkt: (df > 0 && wall > 0).then(|| busy as f64 / df as f64),
                     busy_pct: (wall > 0).then(|| 100.0 * busy as f64 / wall as f64),
                     reported_busy_x: (busy > 0).then(|| db as f64 / busy as f64),
+                    sleep_pct: (wall > 0).then(|| 100.0 * ds as f64 / wall as f64),
+                    others_pct: None,
                 })
             }
             Kind::Testpmd { .. } => Ok(SwitchFigures::default()),
@@ -240,8 +296,8 @@ impl Running {
     }
 }
 
-/// Sums (busy, idle, frames) over workers from a fresh `--stats-json` dump (SIGUSR1).
-fn macvtap_counters(proc: &Proc, json: &FsPath) -> Result<(u64, u64, u64)> {
+/// Sums the worker counters over workers from a fresh `--stats-json` dump (SIGUSR1).
+fn macvtap_counters(proc: &Proc, json: &FsPath) -> Result<MacvtapCounters> {
     let before = std::fs::metadata(json).and_then(|m| m.modified()).ok();
     proc.signal(libc::SIGUSR1);
     let t0 = Instant::now();
@@ -256,11 +312,13 @@ fn macvtap_counters(proc: &Proc, json: &FsPath) -> Result<(u64, u64, u64)> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json)?)?;
-    let mut sum = (0u64, 0u64, 0u64);
+    let mut sum = MacvtapCounters::default();
     for w in v["workers"].as_array().map(|a| a.as_slice()).unwrap_or(&[]) {
-        sum.0 += w["busy_cycles"].as_u64().unwrap_or(0);
-        sum.1 += w["idle_cycles"].as_u64().unwrap_or(0);
-        sum.2 += w["frames"].as_u64().unwrap_or(0);
+        let n = |k: &str| w[k].as_u64().unwrap_or(0);
+        sum.busy += n("busy_cycles");
+        sum.idle += n("idle_cycles");
+        sum.sleep += n("sleep_cycles");
+        sum.frames += n("frames");
     }
     Ok(sum)
 }

@@ -1,0 +1,717 @@
+//! `macvtap-bench idle`: what dpdk-macvtap's adaptive idle sleep saves and what it costs,
+//! per `--idle-sleep-max` bound, beside pure polling (bound 0) and testpmd io-fwd (which polls
+//! at 100 %):
+//!
+//! 1. **Idle CPU share** of the forwarding thread alone (`/proc/PID/task/TID/stat` utime +
+//!    stime, cross-checked with `schedstat` and the switch's own `sleep_cycles`), with the
+//!    guests connected and sending nothing: the generator sleeps (it does not poll either).
+//! 2. **A burst after a long idle period**: N frames sent as fast as the generator's queue
+//!    takes them, after the idle window; how many arrive, how long the first and the last
+//!    take.
+//! 3. **Wake-up delay**: single frames, each after 100 ms of idle (the worker is at its bound
+//!    by then), timed one by one: what the first frame after a lull waits.
+//!
+//! Two scenarios, each with a freshly started switch per measurement:
+//!
+//! - `hairpin`: the latency loop (guest A -> switch -> `net_ring` uplink -> switch -> guest
+//!   B). A retries what its queue refuses, as a guest's virtio-net driver waits for room:
+//!   nothing can be lost, a sleep only delays.
+//! - `uplink`: the uplink is `net_vhost` and the generator's port A plays the wire behind it
+//!   (`queue_size` descriptors: the uplink's "rx ring"); A does *not* retry (`--no-retry`), so
+//!   what arrives while that ring is full is dropped and counted, as a NIC drops at a full rx
+//!   ring. Frames go to guest B.
+//!
+//! Runs are interleaved: run 1: scenario 1: every variant, scenario 2: every variant; run 2:
+//! ... Core 0 = generator + the switch's control thread, core 1 = the switch's worker.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cpu;
+use crate::model::{guest_mac, mac_str, Env, System, EXTERNAL_MAC};
+use crate::proc::{self, Proc};
+use crate::report::{self, stats};
+use crate::systems::{self, Topology, Uplink};
+
+#[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct IdleArgs {
+    /// `--idle-sleep-max` bounds to measure, µs (0 = pure polling).
+    #[arg(long, value_delimiter = ',', default_value = "0,50,100,250,500,1000")]
+    bounds: Vec<u32>,
+    /// Leave out testpmd io-fwd (the 100 % reference).
+    #[arg(long)]
+    no_testpmd: bool,
+    /// Runs per variant and scenario (interleaved).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Smoke check: 1 run, bounds 0 and 250, a 2 s window, 10 wake-up probes, hairpin only.
+    #[arg(long)]
+    quick: bool,
+    /// hairpin (guest -> guest through a net_ring uplink; the sender retries) and/or uplink
+    /// (the generator plays the wire behind a net_vhost uplink; refused frames are drops).
+    #[arg(long, value_delimiter = ',', default_value = "hairpin,uplink")]
+    scenarios: Vec<String>,
+    /// Seconds between the links coming up (the generator going idle) and the CPU window.
+    #[arg(long, default_value_t = 1)]
+    settle: u64,
+    /// Seconds in the CPU window.
+    #[arg(long, default_value_t = 5)]
+    window: u64,
+    /// Bursts: N frames as fast as the generator's queue takes them, or N@PPS paced at PPS
+    /// frames per second. The first burst follows the idle window (settle + window + 1 s of
+    /// idle), the others `--idle-between-ms` after the previous one.
+    #[arg(long, value_delimiter = ',', default_value = "1024,4096@2000000,4096@4000000")]
+    bursts: Vec<String>,
+    #[arg(long, default_value_t = 1000)]
+    idle_between_ms: u64,
+    /// Single frames after the bursts, each after `--wake-gap-ms` of idle.
+    #[arg(long, default_value_t = 50)]
+    wake_probes: usize,
+    #[arg(long, default_value_t = 100)]
+    wake_gap_ms: u64,
+    /// Descriptors of the generator's virtio-user queues (in `uplink`, A's tx queue is the
+    /// uplink's rx ring; dpdk-macvtap's `--descriptors` default is 1024 too).
+    #[arg(long, default_value_t = 1024)]
+    queue_size: u32,
+    /// `--no-huge` for every DPDK process.
+    #[arg(long)]
+    no_huge: bool,
+    #[arg(long, default_value = "target/release/dpdk-macvtap")]
+    macvtap_bin: PathBuf,
+    #[arg(long, default_value = "target/release/macvtap-latgen")]
+    latgen_bin: PathBuf,
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    #[arg(long, default_value = "/tmp/macvtap-bench")]
+    work: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Variant {
+    /// dpdk-macvtap with this `--idle-sleep-max` (0 = pure polling).
+    Macvtap(u32),
+    Testpmd,
+}
+
+impl Variant {
+    fn label(self) -> String {
+        match self {
+            Variant::Macvtap(0) => "dpdk-macvtap --idle-sleep-max 0 (pure polling)".into(),
+            Variant::Macvtap(b) => format!("dpdk-macvtap --idle-sleep-max {b}"),
+            Variant::Testpmd => "testpmd io-fwd".into(),
+        }
+    }
+
+    fn short(self) -> String {
+        match self {
+            Variant::Macvtap(b) => format!("macvtap {b}"),
+            Variant::Testpmd => "testpmd".into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    Hairpin,
+    Uplink,
+}
+
+impl Scenario {
+    fn parse(s: &str) -> Result<Scenario> {
+        match s {
+            "hairpin" => Ok(Scenario::Hairpin),
+            "uplink" => Ok(Scenario::Uplink),
+            _ => bail!("unknown scenario {s:?} (hairpin, uplink)"),
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Scenario::Hairpin => "hairpin",
+            Scenario::Uplink => "uplink",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Scenario::Hairpin => "hairpin: guest A -> switch -> net_ring uplink -> switch -> guest B; A retries refused frames (a guest driver waits), so nothing can be lost",
+            Scenario::Uplink => "uplink: the generator's port A is the wire behind a net_vhost uplink, its tx virtqueue the uplink's rx ring; A does not retry, so frames arriving at a full ring are dropped (as at a NIC's full rx ring); frames go to guest B",
+        }
+    }
+}
+
+/// One burst as latgen reports it.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct BurstOut {
+    pub frames: usize,
+    #[serde(default)]
+    pub rate_pps: u64,
+    pub idle_ms: u64,
+    pub sent: u64,
+    pub refused: u64,
+    pub received: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    pub send_ns: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct IdleSample {
+    pub scenario: String,
+    pub variant: Variant,
+    pub run: usize,
+    /// Worker thread, utime + stime over the window, % of one core.
+    pub cpu_pct: f64,
+    /// Worker thread, schedstat run time over the window, % of one core.
+    pub sched_pct: Option<f64>,
+    /// Worker thread's voluntary context switches per second (its sleeps).
+    pub wakeups_per_s: f64,
+    /// The whole switch process, utime + stime, % of one core.
+    pub process_pct: f64,
+    /// dpdk-macvtap: `sleep_cycles` over the window's TSC cycles, %.
+    pub sleep_pct: Option<f64>,
+    /// Core 1 (the worker's) busy with anything but the worker, % (from /proc/stat): the
+    /// machine is shared.
+    #[serde(default)]
+    pub core1_other_pct: Option<f64>,
+    /// Core 1 steal time (the hypervisor ran something else), %.
+    #[serde(default)]
+    pub core1_steal_pct: Option<f64>,
+    pub bursts: Vec<BurstOut>,
+    /// Wake-up probes: ns each, 0 = lost.
+    pub wake_ns: Vec<u64>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct IdleResults {
+    pub args: IdleArgs,
+    pub started: String,
+    pub host: String,
+    pub versions: Vec<(String, String)>,
+    pub samples: Vec<IdleSample>,
+    pub failures: Vec<(String, String)>,
+    pub commands: Vec<(String, String)>,
+}
+
+pub fn run(mut a: IdleArgs) -> Result<()> {
+    if a.quick {
+        a.runs = 1;
+        a.bounds = vec![0, 250];
+        a.window = 2;
+        a.wake_probes = 10;
+        a.scenarios = vec!["hairpin".into()];
+        a.bursts = vec!["1024".into()];
+    }
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let scenarios: Vec<Scenario> = a.scenarios.iter().map(|s| Scenario::parse(s)).collect::<Result<_>>()?;
+    let mut variants: Vec<Variant> = a.bounds.iter().map(|&b| Variant::Macvtap(b)).collect();
+    if !a.no_testpmd {
+        variants.push(Variant::Testpmd);
+    }
+    let _ = std::fs::remove_dir_all(&a.work);
+    std::fs::create_dir_all(&a.work)?;
+    std::fs::create_dir_all(&a.out)?;
+    let env = Env::new(a.work.clone(), crate::abs(&a.macvtap_bin)?, crate::abs(&a.latgen_bin)?, !a.no_huge, 0, 0);
+    crate::install_stop_handler();
+    let started = report::now();
+    let host = report::hostname();
+    let stem = a.out.join(format!("{started}-{host}-idle"));
+    let mut res = IdleResults {
+        args: a.clone(),
+        started,
+        host,
+        versions: report::versions(&env),
+        samples: Vec::new(),
+        failures: Vec::new(),
+        commands: Vec::new(),
+    };
+    let total = a.runs * scenarios.len() * variants.len();
+    let mut done = 0;
+    'all: for run in 0..a.runs {
+        for &sc in &scenarios {
+            for &v in &variants {
+                if crate::stopping() {
+                    break 'all;
+                }
+                done += 1;
+                eprint!("[{done}/{total}] idle | {} | {} | run {}: ", sc.key(), v.label(), run + 1);
+                match measure(&env, &a, sc, v, run) {
+                    Ok(s) => {
+                        let b0 = s.bursts.first();
+                        eprintln!(
+                            "worker {:.2}% of a core ({}), {:.0} wake-ups/s; burst {}: {}/{} arrived, first {:.0} µs; wake-up p50 {:.0} µs",
+                            s.cpu_pct,
+                            s.sched_pct.map(|p| format!("schedstat {p:.2}%")).unwrap_or_default(),
+                            s.wakeups_per_s,
+                            b0.map(|b| b.frames).unwrap_or(0),
+                            b0.map(|b| b.received).unwrap_or(0),
+                            b0.map(|b| b.frames).unwrap_or(0),
+                            b0.map(|b| b.first_ns as f64 / 1e3).unwrap_or(0.0),
+                            pct(&received(&s.wake_ns), 0.5) / 1e3
+                        );
+                        res.samples.push(s);
+                    }
+                    Err(e) => {
+                        eprintln!("FAILED: {e:#}");
+                        res.failures.push((format!("{} | {} | run {}", sc.key(), v.label(), run + 1), first_line(&format!("{e:#}"))));
+                    }
+                }
+                std::fs::write(stem.with_extension("json"), serde_json::to_string_pretty(&res)?)?;
+            }
+        }
+    }
+    res.commands = env.commands.borrow().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let json = stem.with_extension("json");
+    std::fs::write(&json, serde_json::to_string_pretty(&res)?)?;
+    let md = stem.with_extension("md");
+    std::fs::write(&md, write_report(&res))?;
+    println!("wrote {} (raw data in {})", md.display(), json.display());
+    Ok(())
+}
+
+/// Rewrites the Markdown report from a saved .json.
+pub fn rereport(json: &std::path::Path) -> Result<()> {
+    let res: IdleResults = serde_json::from_str(&std::fs::read_to_string(json)?)?;
+    let md = json.with_extension("md");
+    std::fs::write(&md, write_report(&res))?;
+    println!("wrote {}", md.display());
+    Ok(())
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().chars().take(200).collect()
+}
+
+fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Result<IdleSample> {
+    let seq = env.next_seq();
+    let (topo, up_sock) = match sc {
+        Scenario::Hairpin => (Topology { guests: 2, uplink: Uplink::Loop, jumbo: false, tag: "idle hairpin".into() }, None),
+        Scenario::Uplink => {
+            let s = env.work.join(format!("uplink{seq}.sock"));
+            (Topology { guests: 1, uplink: Uplink::Vhost(s.clone()), jumbo: false, tag: "idle uplink".into() }, Some(s))
+        }
+    };
+    let sw = match v {
+        Variant::Macvtap(b) => systems::start_macvtap(env, &topo, Some(b))?,
+        Variant::Testpmd => systems::start(env, System::Testpmd, &topo)?.context("testpmd cannot run this topology")?,
+    };
+    let (sock_a, sock_b, mac_a, mac_b) = match &up_sock {
+        None => (sw.sockets[0].clone(), sw.sockets[1].clone(), guest_mac(0), guest_mac(1)),
+        Some(up) => (up.clone(), sw.sockets[0].clone(), EXTERNAL_MAC, guest_mac(0)),
+    };
+    let idle_secs = a.settle + a.window + 1;
+    let json = env.work.join(format!("idle-{}-{}-{seq}.json", sc.key(), v.short().replace(' ', "")));
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", crate::guest::GUEST_CORE]).arg(&env.latgen_bin);
+    cmd.args(env.eal_mem(256));
+    if env.hugepages {
+        cmd.arg("--single-file-segments");
+    }
+    cmd.args(["--no-pci", "--log-level=lib.eal:warning", &format!("--file-prefix=blat{seq}"), "--lcores", "0@0"]);
+    for (i, (sock, mac)) in [(&sock_a, mac_a), (&sock_b, mac_b)].into_iter().enumerate() {
+        cmd.arg("--vdev").arg(format!("net_virtio_user{i},path={},mac={},queues=1,queue_size={}", sock.display(), mac_str(mac), a.queue_size));
+    }
+    cmd.args(["--", "--mac-a", &mac_str(mac_a), "--mac-b", &mac_str(mac_b), "--size", "64", "--json"]).arg(&json);
+    cmd.args(["--idle-secs", &idle_secs.to_string()]);
+    cmd.args(["--bursts", &a.bursts.join(",")]);
+    cmd.args(["--idle-between-ms", &a.idle_between_ms.to_string()]);
+    cmd.args(["--wake-probes", &a.wake_probes.to_string(), "--wake-gap-ms", &a.wake_gap_ms.to_string()]);
+    if sc == Scenario::Uplink {
+        cmd.arg("--no-retry");
+    }
+    let log = env.work.join(format!("idle-latgen-{seq}.log"));
+    let mut p = Proc::spawn("macvtap-latgen", cmd, &log)?;
+    env.record(&format!("idle {}/latgen", sc.key()), &p.cmdline);
+    p.wait_for("latgen: idle for", Duration::from_secs(60))?;
+
+    crate::nap(Duration::from_secs(a.settle))?;
+    let pid = sw.pid().context("no switch pid")?;
+    let tid = cpu::worker_thread(pid, 1)?;
+    let m0 = (sw.macvtap_counters()?, systems::tsc());
+    let (c0, p0, k0) = (cpu::read_thread(pid, tid)?, cpu::read_process_ticks(pid)?, cpu::read_core(1).ok());
+    crate::nap(Duration::from_secs(a.window))?;
+    let (c1, p1, k1) = (cpu::read_thread(pid, tid)?, cpu::read_process_ticks(pid)?, cpu::read_core(1).ok());
+    let m1 = (sw.macvtap_counters()?, systems::tsc());
+    let (cpu_pct, sched_pct, wakeups_per_s) = cpu::shares(&c0, &c1);
+    let secs = c1.at.duration_since(c0.at).as_secs_f64();
+    let process_pct = 100.0 * p1.saturating_sub(p0) as f64 / cpu::clk_tck() as f64 / secs;
+    let core1 = k0.zip(k1).map(|(x, y)| cpu::core_shares(&x, &y));
+    let sleep_pct = match (m0, m1) {
+        ((Some(a0), t0), (Some(a1), t1)) if t1 > t0 => Some(100.0 * a1.sleep.saturating_sub(a0.sleep) as f64 / (t1 - t0) as f64),
+        _ => None,
+    };
+
+    let budget = Duration::from_millis(
+        (idle_secs * 1000).saturating_sub((a.settle + a.window) * 1000)
+            + a.bursts.len() as u64 * (a.idle_between_ms + 2000)
+            + a.wake_probes as u64 * (a.wake_gap_ms + 1000)
+            + 30_000,
+    );
+    let t0 = std::time::Instant::now();
+    while p.alive() && t0.elapsed() < budget {
+        if crate::stopping() {
+            bail!("stopped by signal");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = p.stop(Duration::from_secs(5));
+    sw.stop();
+    let v_json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&json).with_context(|| format!("latgen wrote no result; log {}:\n{}", log.display(), proc::tail(&text, 10)))?,
+    )?;
+    let bursts: Vec<BurstOut> = serde_json::from_value(v_json["bursts"].clone())?;
+    let wake_ns: Vec<u64> = serde_json::from_value(v_json["wake"]["ns"].clone())?;
+    Ok(IdleSample {
+        scenario: sc.key().into(),
+        variant: v,
+        run,
+        cpu_pct,
+        sched_pct,
+        wakeups_per_s,
+        process_pct,
+        sleep_pct,
+        core1_other_pct: core1.map(|(busy, _)| (busy - cpu_pct).max(0.0)),
+        core1_steal_pct: core1.map(|(_, steal)| steal),
+        bursts,
+        wake_ns,
+    })
+}
+
+/// The delays of the probes that arrived (0 marks a lost one).
+fn received(ns: &[u64]) -> Vec<f64> {
+    ns.iter().filter(|&&x| x > 0).map(|&x| x as f64).collect()
+}
+
+/// Nearest-rank percentile (q in 0..=1) of an unsorted list; 0 when empty.
+pub fn pct(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let k = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[k - 1]
+}
+
+fn range(v: &[f64], prec: usize) -> String {
+    match stats(v) {
+        Some((m, lo, hi)) if v.len() > 1 => format!("{m:.prec$} ({lo:.prec$}–{hi:.prec$})"),
+        Some((m, _, _)) => format!("{m:.prec$}"),
+        None => "–".into(),
+    }
+}
+
+fn variants(res: &IdleResults) -> Vec<Variant> {
+    let mut v: Vec<Variant> = Vec::new();
+    for s in &res.samples {
+        if !v.contains(&s.variant) {
+            v.push(s.variant);
+        }
+    }
+    v
+}
+
+fn scenarios(res: &IdleResults) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for s in &res.samples {
+        if !v.contains(&s.scenario) {
+            v.push(s.scenario.clone());
+        }
+    }
+    v
+}
+
+pub fn write_report(res: &IdleResults) -> String {
+    let a = &res.args;
+    let mut o = String::new();
+    let _ = writeln!(o, "# dpdk-macvtap idle sleep: {} on {}\n", res.started, res.host);
+    let _ = writeln!(
+        o,
+        "{} run(s) per variant and scenario, interleaved (each run: every scenario, each with every variant in turn), each \
+measurement on a freshly started switch. Median (min–max) over runs. **The machine was shared** (2 cores, other engineers' \
+builds and tests at times): CPU shares and delays include whatever else ran.\n",
+        a.runs
+    );
+    let _ = writeln!(o, "**Cores:** core 0 = `macvtap-latgen` (both generator ports, one lcore) + the switch's control/main thread; core 1 = the switch's one forwarding thread.\n");
+    let _ = writeln!(o, "Scenarios:\n");
+    for sc in scenarios(res) {
+        if let Ok(s) = Scenario::parse(&sc) {
+            let _ = writeln!(o, "- {}", s.describe());
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\nPer measurement: the generator connects both ports (virtio-user, {} descriptors per queue), prints that it goes idle and \
+sleeps (no polling) for {} s; {} s later the forwarding thread's CPU time is read for {} s; then the bursts (64 B frames): {}; \
+the first after that idle period, each other after {} ms of idle; then {} single frames each after {} ms of idle (the wake-up probes).\n",
+        a.queue_size,
+        a.settle + a.window + 1,
+        a.settle,
+        a.window,
+        a.bursts.iter().map(|b| burst_label(b)).collect::<Vec<_>>().join(", "),
+        a.idle_between_ms,
+        a.wake_probes,
+        a.wake_gap_ms
+    );
+    let _ = writeln!(o, "Rerun: `macvtap-bench idle{}` (as root; hugepages as for `bench/run.sh`)\n", rerun_args(a));
+
+    // 1. CPU
+    let _ = writeln!(o, "## Idle worker CPU share (no traffic, guests connected)\n");
+    let _ = writeln!(
+        o,
+        "`worker` = the forwarding thread only (`rte-worker-1`): utime + stime from `/proc/PID/task/TID/stat` over the window, \
+% of one core (clock ticks of 1/{} s, so ±{:.1} points per run); `schedstat` = the same thread's run time from \
+`/proc/PID/task/TID/schedstat` (ns); `slept` = the switch's own `sleep_cycles` over the window's TSC cycles; `wake-ups/s` = \
+the thread's voluntary context switches per second (one per sleep); `process` = the whole switch process (stat); `core 1 others` = \
+core 1's busy time (/proc/stat) minus the worker's: other tasks of the shared machine on the worker's core; `steal` = core 1's steal time. \
+A pure-polling thread below 100 % is one that other tasks pushed off its core part of the time. Goal: the worker at most 5 % of a core.\n",
+        cpu::clk_tck(),
+        100.0 / cpu::clk_tck() as f64 / a.window.max(1) as f64
+    );
+    for sc in scenarios(res) {
+        let _ = writeln!(o, "### {sc}\n");
+        let _ = writeln!(o, "| system | worker % (stat) | worker % (schedstat) | slept % | wake-ups/s | process % | core 1 others % | steal % | ≤ 5 %? |");
+        let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        for v in variants(res) {
+            let ss: Vec<&IdleSample> = res.samples.iter().filter(|s| s.scenario == sc && s.variant == v).collect();
+            if ss.is_empty() {
+                continue;
+            }
+            let cpu: Vec<f64> = ss.iter().map(|s| s.cpu_pct).collect();
+            let med = stats(&cpu).map(|x| x.0).unwrap_or(0.0);
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                v.label(),
+                range(&cpu, 1),
+                range(&ss.iter().filter_map(|s| s.sched_pct).collect::<Vec<_>>(), 1),
+                range(&ss.iter().filter_map(|s| s.sleep_pct).collect::<Vec<_>>(), 1),
+                range(&ss.iter().map(|s| s.wakeups_per_s).collect::<Vec<_>>(), 0),
+                range(&ss.iter().map(|s| s.process_pct).collect::<Vec<_>>(), 1),
+                range(&ss.iter().filter_map(|s| s.core1_other_pct).collect::<Vec<_>>(), 0),
+                range(&ss.iter().filter_map(|s| s.core1_steal_pct).collect::<Vec<_>>(), 1),
+                if med <= 5.0 { "yes" } else { "no" }
+            );
+        }
+        let _ = writeln!(o);
+    }
+
+    // 2. Bursts
+    let _ = writeln!(o, "## A burst after a long idle period\n");
+    let _ = writeln!(
+        o,
+        "`first` = the burst's first frame, handed to A -> received at B (the wake-up, plus the forwarding); `last` = first frame \
+handed to A -> last frame received; `lost` = frames sent minus received, plus (uplink) frames A's full queue refused, summed \
+over runs / frames offered over runs. µs, median (min–max) over runs.\n"
+    );
+    for sc in scenarios(res) {
+        let nb = res.samples.iter().filter(|s| s.scenario == sc).map(|s| s.bursts.len()).max().unwrap_or(0);
+        for k in 0..nb {
+            let Some(b0) = res.samples.iter().find(|s| s.scenario == sc && s.bursts.len() > k).map(|s| &s.bursts[k]) else { continue };
+            let pace = if b0.rate_pps == 0 { "as fast as A's queue takes them".to_owned() } else { format!("paced at {} Mpps", b0.rate_pps as f64 / 1e6) };
+            let _ = writeln!(o, "### {sc}: burst of {} frames, {pace}, after {} ms idle\n", b0.frames, b0.idle_ms);
+            let _ = writeln!(o, "| system | lost (all runs) | refused by A's queue | first frame µs | last frame µs | p99 µs |");
+            let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|");
+            for v in variants(res) {
+                let bs: Vec<&BurstOut> = res.samples.iter().filter(|s| s.scenario == sc && s.variant == v).filter_map(|s| s.bursts.get(k)).collect();
+                if bs.is_empty() {
+                    continue;
+                }
+                let offered: usize = bs.iter().map(|b| b.frames).sum();
+                let lost: u64 = bs.iter().map(|b| b.refused + b.sent.saturating_sub(b.received)).sum();
+                let refused: u64 = bs.iter().map(|b| b.refused).sum();
+                let us = |f: &dyn Fn(&BurstOut) -> u64| range(&bs.iter().filter(|b| b.received > 0).map(|b| f(b) as f64 / 1e3).collect::<Vec<_>>(), 0);
+                let _ = writeln!(
+                    o,
+                    "| {} | {lost} / {offered} | {refused} | {} | {} | {} |",
+                    v.label(),
+                    us(&|b| b.first_ns),
+                    us(&|b| b.last_ns),
+                    us(&|b| b.p99_ns)
+                );
+            }
+            let _ = writeln!(o);
+        }
+    }
+
+    // 3. Wake-up probes
+    let _ = writeln!(o, "## Wake-up delay: single frames after {} ms of idle\n", a.wake_gap_ms);
+    let _ = writeln!(
+        o,
+        "Each probe is one frame, handed to A -> received at B, after {} ms in which nothing was sent (the worker has reached its \
+bound by then). All probes of all runs pooled; µs. Pure polling and testpmd show what the path itself costs.\n",
+        a.wake_gap_ms
+    );
+    let _ = writeln!(o, "| scenario | system | probes | lost | p50 µs | p90 µs | p99 µs | max µs | mean µs |");
+    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for sc in scenarios(res) {
+        for v in variants(res) {
+            let all: Vec<u64> = res.samples.iter().filter(|s| s.scenario == sc && s.variant == v).flat_map(|s| s.wake_ns.iter().copied()).collect();
+            if all.is_empty() {
+                continue;
+            }
+            let got = received(&all);
+            let mean = if got.is_empty() { 0.0 } else { got.iter().sum::<f64>() / got.len() as f64 };
+            let _ = writeln!(
+                o,
+                "| {sc} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                v.label(),
+                all.len(),
+                all.len() - got.len(),
+                pct(&got, 0.5) / 1e3,
+                pct(&got, 0.9) / 1e3,
+                pct(&got, 0.99) / 1e3,
+                pct(&got, 1.0) / 1e3,
+                mean / 1e3
+            );
+        }
+    }
+
+    // 4. The trade-off
+    let _ = writeln!(o, "\n## The trade-off per bound (all scenarios pooled)\n");
+    let _ = writeln!(o, "| --idle-sleep-max µs | worker % of a core, idle (median of runs) | wake-up p50 µs | wake-up p99 µs | first frame of a burst after idle, median µs | frames lost, bursts ≤ queue size | uplink: lost of paced bursts larger than the ring |");
+    let _ = writeln!(o, "|---:|---:|---:|---:|---:|---:|---|");
+    for v in variants(res) {
+        let ss: Vec<&IdleSample> = res.samples.iter().filter(|s| s.variant == v).collect();
+        let cpu = stats(&ss.iter().map(|s| s.cpu_pct).collect::<Vec<_>>()).map(|x| x.0).unwrap_or(0.0);
+        let wake = received(&ss.iter().flat_map(|s| s.wake_ns.iter().copied()).collect::<Vec<_>>());
+        let first = stats(&ss.iter().filter_map(|s| s.bursts.first()).filter(|b| b.received > 0).map(|b| b.first_ns as f64 / 1e3).collect::<Vec<_>>()).map(|x| x.0);
+        let small: Vec<&BurstOut> = ss.iter().flat_map(|s| s.bursts.iter()).filter(|b| b.frames <= a.queue_size as usize).collect();
+        let paced: Vec<&BurstOut> = ss.iter().filter(|s| s.scenario == "uplink").flat_map(|s| s.bursts.iter()).filter(|b| b.rate_pps > 0).collect();
+        let paced_lost: Vec<String> = {
+            let mut rates: Vec<u64> = paced.iter().map(|b| b.rate_pps).collect();
+            rates.sort_unstable();
+            rates.dedup();
+            rates
+                .iter()
+                .map(|&r| {
+                    let bs: Vec<&&BurstOut> = paced.iter().filter(|b| b.rate_pps == r).collect();
+                    let lost: u64 = bs.iter().map(|b| b.refused + b.sent.saturating_sub(b.received)).sum();
+                    let offered: usize = bs.iter().map(|b| b.frames).sum();
+                    format!("{lost} / {offered} at {} Mpps", r as f64 / 1e6)
+                })
+                .collect()
+        };
+        let lost: u64 = small.iter().map(|b| b.refused + b.sent.saturating_sub(b.received)).sum();
+        let offered: usize = small.iter().map(|b| b.frames).sum();
+        let name = match v {
+            Variant::Macvtap(b) => b.to_string(),
+            Variant::Testpmd => "testpmd".into(),
+        };
+        let _ = writeln!(
+            o,
+            "| {name} | {cpu:.1} | {:.1} | {:.1} | {} | {lost} / {offered} | {} |",
+            pct(&wake, 0.5) / 1e3,
+            pct(&wake, 0.99) / 1e3,
+            first.map(|f| format!("{f:.0}")).unwrap_or_else(|| "–".into()),
+            if paced_lost.is_empty() { "–".into() } else { paced_lost.join("; ") }
+        );
+    }
+
+    if !res.failures.is_empty() {
+        let _ = writeln!(o, "\n## Failed measurements\n");
+        for (what, why) in &res.failures {
+            let _ = writeln!(o, "- {what}: {why}");
+        }
+    }
+
+    let _ = writeln!(o, "\n## Per-run values\n");
+    for sc in scenarios(res) {
+        for v in variants(res) {
+            let ss: Vec<&IdleSample> = res.samples.iter().filter(|s| s.scenario == sc && s.variant == v).collect();
+            if ss.is_empty() {
+                continue;
+            }
+            let _ = writeln!(o, "- {sc}, {}:", v.label());
+            let _ = writeln!(o, "  - worker % (stat): [{}]", ss.iter().map(|s| format!("{:.1}", s.cpu_pct)).collect::<Vec<_>>().join(", "));
+            let _ = writeln!(o, "  - worker % (schedstat): [{}]", ss.iter().map(|s| s.sched_pct.map(|p| format!("{p:.2}")).unwrap_or_else(|| "–".into())).collect::<Vec<_>>().join(", "));
+            if ss.iter().any(|s| s.sleep_pct.is_some()) {
+                let _ = writeln!(o, "  - slept %: [{}]", ss.iter().map(|s| s.sleep_pct.map(|p| format!("{p:.1}")).unwrap_or_else(|| "–".into())).collect::<Vec<_>>().join(", "));
+            }
+            let _ = writeln!(o, "  - wake-ups/s: [{}]", ss.iter().map(|s| format!("{:.0}", s.wakeups_per_s)).collect::<Vec<_>>().join(", "));
+            let _ = writeln!(
+                o,
+                "  - core 1 others % / steal %: [{}]",
+                ss.iter()
+                    .map(|s| format!("{} / {}", s.core1_other_pct.map(|p| format!("{p:.0}")).unwrap_or_else(|| "–".into()), s.core1_steal_pct.map(|p| format!("{p:.1}")).unwrap_or_else(|| "–".into())))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            for k in 0..ss.iter().map(|s| s.bursts.len()).max().unwrap_or(0) {
+                let v: Vec<String> = ss
+                    .iter()
+                    .filter_map(|s| s.bursts.get(k))
+                    .map(|b| format!("{}/{} arrived, first {:.0} µs, last {:.0} µs", b.received, b.frames, b.first_ns as f64 / 1e3, b.last_ns as f64 / 1e3))
+                    .collect();
+                let _ = writeln!(o, "  - burst {}: [{}]", k + 1, v.join("; "));
+            }
+            let _ = writeln!(
+                o,
+                "  - wake-up p50 / max µs per run: [{}]",
+                ss.iter()
+                    .map(|s| {
+                        let g = received(&s.wake_ns);
+                        format!("{:.0} / {:.0}", pct(&g, 0.5) / 1e3, pct(&g, 1.0) / 1e3)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+
+    let _ = writeln!(o, "\n## Versions\n");
+    for (k, v) in &res.versions {
+        let _ = writeln!(o, "- {k}: {v}");
+    }
+    let _ = writeln!(o, "\n## Exact commands (first of each kind; the variants differ only in `--idle-sleep-max`, the sockets and prefixes)\n");
+    for (k, v) in &res.commands {
+        let _ = writeln!(o, "{k}:\n```\n{v}\n```");
+    }
+    o
+}
+
+/// "4096@2000000" -> "4096 frames at 2 Mpps".
+fn burst_label(spec: &str) -> String {
+    match spec.split_once('@') {
+        Some((n, r)) => format!("{n} frames paced at {} Mpps", r.parse::<f64>().map(|x| x / 1e6).unwrap_or(0.0)),
+        None => format!("{spec} frames as fast as A's queue takes them"),
+    }
+}
+
+fn rerun_args(a: &IdleArgs) -> String {
+    if a.quick {
+        return " --quick".into();
+    }
+    let mut s = String::new();
+    let _ = write!(s, " --runs {} --bounds {}", a.runs, a.bounds.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(","));
+    let _ = write!(s, " --scenarios {}", a.scenarios.join(","));
+    let _ = write!(s, " --bursts {}", a.bursts.join(","));
+    let _ = write!(s, " --window {} --wake-probes {} --wake-gap-ms {}", a.window, a.wake_probes, a.wake_gap_ms);
+    if a.no_testpmd {
+        s.push_str(" --no-testpmd");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(pct(&v, 0.5), 50.0);
+        assert_eq!(pct(&v, 0.99), 99.0);
+        assert_eq!(pct(&v, 1.0), 100.0);
+        assert_eq!(pct(&[], 0.5), 0.0);
+    }
+}
