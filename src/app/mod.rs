@@ -4,9 +4,11 @@
 //!   one way its state reaches the workers;
 //! - `change`: applying a batch of guest changes (reload, add, remove, set) whole or not at all;
 //! - `requests`: the control socket's methods;
-//! - `tick`: periodic jobs and signals; `telemetry`: DPDK telemetry commands;
-//! - `guests`, `uplink`, `workers`, `report`: the running guests and their sockets, the
-//!   uplink's set-up, the workers' launch and stop, and what is printed and exported.
+//! - `tick`: periodic jobs and signals; `telemetry`: DPDK telemetry commands; `metrics`: the
+//!   OpenMetrics document;
+//! - `guests`, `uplink`, `sizing`, `workers`, `report`: the running guests and their sockets,
+//!   the uplink's set-up, the pool's size, the workers' launch and stop, and what is printed
+//!   and exported.
 
 mod change;
 mod guests;
