@@ -80,6 +80,11 @@ pub struct IdleArgs {
     /// `--no-huge` for every DPDK process.
     #[arg(long)]
     no_huge: bool,
+    /// Before each measurement, wait up to this many seconds for the machine to be quiet
+    /// (everything else below 10 % of a core over a second); 0: do not wait.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    #[serde(default)]
+    wait_quiet: u64,
     #[arg(long, default_value = "target/release/dpdk-macvtap")]
     macvtap_bin: PathBuf,
     #[arg(long, default_value = "target/release/macvtap-latgen")]
@@ -243,6 +248,7 @@ pub fn run(mut a: IdleArgs) -> Result<()> {
                     break 'all;
                 }
                 done += 1;
+                crate::wait_quiet(a.wait_quiet);
                 eprint!("[{done}/{total}] idle | {} | {} | run {}: ", sc.key(), v.label(), run + 1);
                 match measure(&env, &a, sc, v, run) {
                     Ok(s) => {
@@ -698,6 +704,9 @@ fn rerun_args(a: &IdleArgs) -> String {
     let _ = write!(s, " --window {} --wake-probes {} --wake-gap-ms {}", a.window, a.wake_probes, a.wake_gap_ms);
     if a.no_testpmd {
         s.push_str(" --no-testpmd");
+    }
+    if a.wait_quiet > 0 {
+        let _ = write!(s, " --wait-quiet {}", a.wait_quiet);
     }
     s
 }

@@ -112,6 +112,7 @@ pub fn run_all(env: &Env, systems: &[System], a: &RunArgs) -> Result<Vec<Latency
         if crate::stopping() {
             return Ok(out);
         }
+        crate::wait_quiet(a.wait_quiet);
         eprint!("latency | {sys} | max: ");
         match one(env, sys, 0, secs) {
             Ok(r) if r.rx_pps <= 0.0 => eprintln!("FAILED: nothing came back through the loop"),
@@ -138,6 +139,7 @@ pub fn run_all(env: &Env, systems: &[System], a: &RunArgs) -> Result<Vec<Latency
                     return Ok(out);
                 }
                 let rate = load.rate(m);
+                crate::wait_quiet(a.wait_quiet);
                 eprint!("latency | run {} | {sys} | {} = {:.4} Mpps: ", run + 1, load.label(), rate as f64 / 1e6);
                 match one(env, sys, rate, secs) {
                     Ok(r) => {

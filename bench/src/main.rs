@@ -100,6 +100,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1)]
     #[serde(default)]
     latency_runs: usize,
+    /// Before each measurement, wait up to this many seconds for the machine to be quiet
+    /// (everything else below 10 % of a core over a second); 0: do not wait. The machine may
+    /// be shared; the report gives every window's other load either way.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    #[serde(default)]
+    wait_quiet: u64,
     /// Use `--no-huge` for every DPDK process (OVS-DPDK is then skipped).
     #[arg(long)]
     no_huge: bool,
@@ -302,6 +308,7 @@ fn run(mut a: RunArgs) -> Result<()> {
                 if stopping() {
                     break;
                 }
+                wait_quiet(a.wait_quiet);
                 eprint!("[{done}/{total}] {} | {} | run {}: ", case.label(), sys, run + 1);
                 match measure(&env, sys, case) {
                     Ok(Some((pps, fig))) => {
@@ -416,6 +423,32 @@ pub fn install_stop_handler() {
 
 pub fn stopping() -> bool {
     STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Waits until everything but this harness's children uses less than 10 % of a core over a
+/// second, at most `max_s` seconds (0: returns at once). Says on stderr when it waited.
+pub fn wait_quiet(max_s: u64) {
+    if max_s == 0 {
+        return;
+    }
+    let t0 = std::time::Instant::now();
+    loop {
+        let o = cpu::OthersLoad::read(&[]);
+        if nap(Duration::from_secs(1)).is_err() {
+            return;
+        }
+        let p = o.and_then(|o| o.since(&[]));
+        if p.map_or(true, |p| p < latency::QUIET_OTHERS_PCT) {
+            if t0.elapsed() > Duration::from_millis(1500) {
+                eprintln!("(waited {} s for a quiet machine)", t0.elapsed().as_secs());
+            }
+            return;
+        }
+        if t0.elapsed() >= Duration::from_secs(max_s) {
+            eprintln!("(machine still busy after {max_s} s: others {:.0} % of a core; measuring anyway)", p.unwrap_or(0.0));
+            return;
+        }
+    }
 }
 
 /// Sleeps, but gives up early (with an error) when the run is being stopped.
