@@ -53,6 +53,9 @@ pub struct PortInfo {
     pub vmdq_queue_num: u16,
     pub vmdq_pool_base: u16,
     pub rss_offloads: u64,
+    /// `RTE_ETH_RX_OFFLOAD_*` / `RTE_ETH_TX_OFFLOAD_*` bits the port offers.
+    pub rx_offload_capa: u64,
+    pub tx_offload_capa: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -85,6 +88,8 @@ pub struct PortConf {
     pub rss_hf: u64,
     /// `RTE_ETH_RX_OFFLOAD_*` bits, e.g. `RX_OFFLOAD_SCATTER`.
     pub rx_offloads: u64,
+    /// `RTE_ETH_TX_OFFLOAD_*` bits, e.g. `TX_OFFLOAD_VLAN_INSERT`.
+    pub tx_offloads: u64,
     /// VMDq instead of RSS: (pools, default pool). Pools are chosen by MAC alone (untagged
     /// frames accepted) and take broadcast and multicast copies.
     pub vmdq: Option<(u16, u16)>,
@@ -92,13 +97,19 @@ pub struct PortConf {
 
 impl Default for PortConf {
     fn default() -> Self {
-        PortConf { rx_queues: 1, tx_queues: 1, mtu: None, rss_hf: 0, rx_offloads: 0, vmdq: None }
+        PortConf { rx_queues: 1, tx_queues: 1, mtu: None, rss_hf: 0, rx_offloads: 0, tx_offloads: 0, vmdq: None }
     }
 }
 
 /// `RTE_ETH_RX_OFFLOAD_SCATTER` (a function-like macro bindgen cannot evaluate): frames larger
 /// than one mbuf arrive as chains.
 pub const RX_OFFLOAD_SCATTER: u64 = 1 << 13;
+/// `RTE_ETH_RX_OFFLOAD_VLAN_STRIP`: the port takes 802.1Q tags off received frames and puts
+/// the TCI in the mbuf (`Mbuf::stripped_vlan`).
+pub const RX_OFFLOAD_VLAN_STRIP: u64 = 1 << 0;
+/// `RTE_ETH_TX_OFFLOAD_VLAN_INSERT`: the port inserts the tag an mbuf asks for
+/// (`Mbuf::request_tx_vlan`).
+pub const TX_OFFLOAD_VLAN_INSERT: u64 = 1 << 0;
 /// `RTE_ETH_TX_OFFLOAD_MULTI_SEGS`: the port may be given chained frames to send.
 pub const TX_OFFLOAD_MULTI_SEGS: u64 = 1 << 15;
 /// `RTE_ETH_VMDQ_ACCEPT_UNTAG`, `_BROADCAST`, `_MULTICAST` (`RTE_BIT32(0)`, `(3)`, `(4)` in
@@ -185,6 +196,8 @@ impl Port {
             vmdq_queue_num: di.vmdq_queue_num,
             vmdq_pool_base: di.vmdq_pool_base,
             rss_offloads: di.flow_type_rss_offloads,
+            rx_offload_capa: di.rx_offload_capa,
+            tx_offload_capa: di.tx_offload_capa,
         })
     }
 
@@ -194,6 +207,7 @@ impl Port {
             ec.rxmode.mtu = u32::from(mtu);
         }
         ec.rxmode.offloads = conf.rx_offloads;
+        ec.txmode.offloads = conf.tx_offloads;
         if conf.rx_offloads & RX_OFFLOAD_SCATTER != 0 {
             ec.txmode.offloads |= TX_OFFLOAD_MULTI_SEGS;
         }

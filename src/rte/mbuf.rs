@@ -5,6 +5,11 @@ use std::ptr::NonNull;
 use super::mempool::Mempool;
 use crate::sys;
 
+/// `RTE_MBUF_F_RX_VLAN_STRIPPED`: the port removed an 802.1Q tag; its TCI is in `vlan_tci`.
+const RX_VLAN_STRIPPED: u64 = 1 << 6;
+/// `RTE_MBUF_F_TX_VLAN`: the port is to insert a tag with `vlan_tci` on send.
+const TX_VLAN: u64 = 1 << 57;
+
 /// One reference to an mbuf chain. Dropping it frees the reference (`rte_pktmbuf_free`);
 /// `into_raw` hands it to DPDK instead. Extra references for multicast come from `share`.
 ///
@@ -161,6 +166,74 @@ impl Mbuf {
         }
         // SAFETY: the only reference, held through &mut: nobody else reads the metadata.
         unsafe { (*self.0.as_ptr()).__bindgen_anon_2.hash.usr = tag };
+        true
+    }
+
+    /// The TCI of the 802.1Q tag the port took off this frame (VLAN strip offload), if it did.
+    #[inline]
+    pub fn stripped_vlan(&self) -> Option<u16> {
+        let m = self.head();
+        (m.ol_flags & RX_VLAN_STRIPPED != 0).then_some(m.vlan_tci)
+    }
+
+    /// Removes the 802.1Q tag after the addresses (the caller saw one there): the addresses
+    /// move over the tag and the frame starts 4 bytes later. False, and nothing changed, if
+    /// the frame is shared or its first segment holds no whole tag.
+    #[inline]
+    #[must_use]
+    pub fn strip_vlan(&mut self) -> bool {
+        let Some(data) = self.data_mut() else { return false };
+        if !crate::wire::vlan::strip(data) {
+            return false;
+        }
+        let tag = crate::wire::VLAN_TAG_LEN as u16;
+        // SAFETY: the only reference, held through &mut; the first segment holds more than
+        // `tag` bytes (checked by `strip`), so the offsets stay inside its data.
+        unsafe {
+            let m = &mut *self.0.as_ptr();
+            m.data_off += tag;
+            m.data_len -= tag;
+            m.pkt_len -= u32::from(tag);
+        }
+        true
+    }
+
+    /// Puts an 802.1Q tag with `tci` after the addresses, in the headroom. False, and nothing
+    /// changed, if the frame is shared, has less than 4 bytes of headroom or no whole header.
+    #[inline]
+    #[must_use]
+    pub fn insert_vlan(&mut self, tci: u16) -> bool {
+        let tag = crate::wire::VLAN_TAG_LEN as u16;
+        if !self.is_exclusive() || self.head().data_off < tag || usize::from(self.head().data_len) < crate::wire::ETHER_HDR_LEN {
+            return false;
+        }
+        // SAFETY: the only reference, held through &mut; `tag` bytes of headroom exist, so
+        // the grown first segment stays inside the buffer.
+        let data = unsafe {
+            let m = &mut *self.0.as_ptr();
+            m.data_off -= tag;
+            m.data_len += tag;
+            m.pkt_len += u32::from(tag);
+            std::slice::from_raw_parts_mut((m.buf_addr as *mut u8).add(usize::from(m.data_off)), usize::from(m.data_len))
+        };
+        crate::wire::vlan::insert(data, tci)
+    }
+
+    /// Asks the port to insert an 802.1Q tag with `tci` when it sends this frame (VLAN insert
+    /// offload; only for a port configured with it). False if the frame is shared: the
+    /// request is in the frame's metadata, which every reference sees.
+    #[inline]
+    #[must_use]
+    pub fn request_tx_vlan(&mut self, tci: u16) -> bool {
+        if !self.is_exclusive() {
+            return false;
+        }
+        // SAFETY: the only reference, held through &mut: nobody else reads the metadata.
+        unsafe {
+            let m = &mut *self.0.as_ptr();
+            m.vlan_tci = tci;
+            m.ol_flags |= TX_VLAN;
+        }
         true
     }
 

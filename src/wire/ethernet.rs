@@ -1,9 +1,8 @@
 //! Ethernet II header view: destination, source, EtherType, then payload.
 //!
 //! The view does not interpret VLAN tags: with a tag present, `ethertype()` is the TPID
-//! (0x8100/0x88a8) and the tag is the first four payload bytes. The switch forwards by
-//! destination MAC only, so tags pass through untouched; they matter only for frame-length
-//! limits, hence [`VLAN_TAG_LEN`].
+//! (0x8100/0x88a8) and the tag is the first four payload bytes. Reading, removing and
+//! inserting an 802.1Q tag is `wire::vlan`'s.
 
 use super::{MacAddr, WireError};
 

@@ -12,6 +12,7 @@
 mod ethernet;
 pub mod flow;
 mod mac;
+pub mod vlan;
 
 pub use ethernet::{ethertype, EthernetFrame, ETHER_CRC_LEN, ETHER_HDR_LEN, VLAN_TAG_LEN};
 pub use mac::{MacAddr, MacParseError, MacParseReason};
