@@ -26,14 +26,15 @@ pub fn lcore_line(guests: &GuestSet, plan: &WorkerPlan) -> String {
     format!("lcore {}: uplink rx {:?}, uplink tx q{}, guest queues [{queues}]", plan.lcore, plan.uplink_rx, plan.uplink_tx)
 }
 
-/// `guest vm1: mac ..., socket ... (server, mode 660), queues 1, mode vepa, mtu 1500, steering ...`
+/// `guest vm1: mac ..., socket ... (server, mode 660), queues 1, mode vepa, mtu 1500, [vlan 10, ]steering ...`
 pub fn guest_line(g: &GuestConfig, steering: impl std::fmt::Display) -> String {
     let macs = g.macs.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(",");
     let role = match g.vhost {
         VhostRole::Server => format!("server, mode {:o}", g.socket_mode),
         VhostRole::Client => "client".to_owned(),
     };
-    format!("guest {}: mac {macs}, socket {} ({role}), queues {}, mode {}, mtu {}, steering {steering}", g.name, g.socket.display(), g.queues, g.mode, g.mtu)
+    let vlan = if g.vlan == 0 { String::new() } else { format!("vlan {}, ", g.vlan) };
+    format!("guest {}: mac {macs}, socket {} ({role}), queues {}, mode {}, mtu {}, {vlan}steering {steering}", g.name, g.socket.display(), g.queues, g.mode, g.mtu)
 }
 
 pub fn print_summary(guests: &GuestSet, uplink: &Port, mtu: u16, rxq: u16, txq: u16, pool: &Mempool, steering: &Steering) {

@@ -41,7 +41,10 @@ impl Switch {
             "stats" => match params.get("name") {
                 None | Some(Value::Null) => {
                     let control = control_json(&self.running.steering, &self.running.guests, &self.asg);
-                    Ok(stats_json(&self.snapshot(), &control, self.mempool_at_start, None))
+                    let mut v = stats_json(&self.snapshot(), &control, self.mempool_at_start, None);
+                    let side = |offload: bool| if offload { "offload" } else { "software" };
+                    v["uplink_vlan"] = json!({ "rx_strip": side(self.vlan_offload.rx_strip), "tx_insert": side(self.vlan_offload.tx_insert) });
+                    Ok(v)
                 }
                 Some(_) => {
                     let (id, cfg) = self.named(params)?;
@@ -168,6 +171,7 @@ impl Switch {
             "vhost": role(g),
             "mode": g.mode.to_string(),
             "mtu": g.mtu,
+            "vlan": (g.vlan != 0).then_some(g.vlan),
             "queues": g.queues,
             "link": link(self.watch.is_up(id)),
         })

@@ -32,7 +32,7 @@ pub fn dump(guests: &[GuestConfig]) -> String {
 }
 
 /// `g` as the keys and values of its `[[guest]]` table, in the file's key order. Keys whose
-/// value is "unset" (no owner, no group, no lcore) are left out, which is how a file says it.
+/// value is "unset" (no owner, no group, no lcore, no vlan) are left out, which is how a file says it.
 pub(super) fn settings(g: &GuestConfig) -> Vec<(String, toml::Value)> {
     use toml::Value::{Array, Integer, String as Str};
     let mac = match g.macs.as_slice() {
@@ -61,6 +61,9 @@ pub(super) fn settings(g: &GuestConfig) -> Vec<(String, toml::Value)> {
     out.push(("socket_mode", Str(format!("{:04o}", g.socket_mode))));
     if let Some(lcore) = g.lcore {
         out.push(("lcore", Integer(lcore.into())));
+    }
+    if g.vlan != 0 {
+        out.push(("vlan", Integer(g.vlan.into())));
     }
     out.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

@@ -16,11 +16,12 @@ use super::ids::{numeric_id, IdLookup};
 use super::raw::{entries, line_of, Entry, RawTable, RawValue};
 use super::{GuestConfig, VhostRole, MAX_MTU, MAX_QUEUES, MIN_MTU};
 use crate::policy::Mode;
+use crate::wire::vlan::{MAX_VID, MIN_VID};
 use crate::wire::MacAddr;
 
 /// Every key a guest table may hold, in the order error messages list them (and `dump`
 /// writes them).
-pub(super) const KEYS: [&str; 11] = [
+pub(super) const KEYS: [&str; 12] = [
     "name",
     "mac",
     "socket",
@@ -32,6 +33,7 @@ pub(super) const KEYS: [&str; 11] = [
     "group",
     "socket_mode",
     "lcore",
+    "vlan",
 ];
 /// Long enough for libvirt-style domain names, short enough for a column of stats output.
 pub(super) const MAX_NAME_LEN: usize = 32;
@@ -284,6 +286,11 @@ pub(super) fn validate(
     let lcore = find("lcore")
         .map(|e| cx.integer_in(e, 0, MAX_LCORE_ID))
         .transpose()?;
+    // 802.1Q VLAN id; absent means untagged (0 inside the switch, never written).
+    let vlan = match find("vlan") {
+        Some(e) => cx.integer_in(e, MIN_VID, MAX_VID)?,
+        None => 0,
+    };
 
     claims.names.insert(name.clone(), cx.holder(&name));
     claims.sockets.insert(socket_key(&socket), cx.holder(&name));
@@ -299,6 +306,7 @@ pub(super) fn validate(
         group,
         socket_mode,
         lcore,
+        vlan,
         line: cx.line,
     })
 }

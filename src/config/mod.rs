@@ -105,6 +105,8 @@ pub struct GuestConfig {
     pub socket_mode: u32,
     /// EAL lcore whose worker serves all of this guest's queues; None: assigned round-robin.
     pub lcore: Option<u16>,
+    /// 802.1Q VLAN id 1..4094 of the guest's frames on the uplink; 0: untagged.
+    pub vlan: u16,
     /// 1-based line of this guest's `[[guest]]` header, for later messages (in the guests
     /// file, or in the `guest-add` text for a guest added at run time).
     pub line: usize,

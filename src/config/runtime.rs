@@ -20,9 +20,11 @@ use super::{dump, max_guests_why, read_tables, Config, ConfigError, GuestConfig,
 /// The keys that can change while the guest stays connected; a change to any other key
 /// needs the guest's vhost-user device torn down and created again, so the VM reconnects.
 ///
-/// Why these: `mac`, `mode` and `mtu` live only in the switch's own forwarding state (the
-/// MAC table, the policy table, the per-guest frame-length limit), which is rebuilt and
-/// swapped without touching the vhost-user connection; `lcore` only moves which worker
+/// Why these: `mac`, `mode`, `mtu` and `vlan` live only in the switch's own forwarding state
+/// (the MAC table, the policy table, the per-guest frame-length limit, the (VLAN, MAC) keys
+/// and flood lists), which is rebuilt and swapped in one publication without touching the
+/// vhost-user connection (so a guest moved between VLANs is in the old one up to a pass and
+/// in the new one from the next, never in both or neither); `lcore` only moves which worker
 /// polls the guest's queues, as a rebalance does. The others are fixed when the device is
 /// set up: `socket`, `vhost`, `owner`, `group` and `socket_mode` describe the socket itself
 /// (created, chowned and chmodded once), `queues` is what the driver negotiated, and `name`
@@ -30,7 +32,7 @@ use super::{dump, max_guests_why, read_tables, Config, ConfigError, GuestConfig,
 ///
 /// Note for `mtu`: the guest is not told; it must set its own interface MTU. For `lcore`:
 /// whether it names a forwarding lcore is not known here (see `control::assign`).
-pub const LIVE_KEYS: [&str; 4] = ["mac", "mode", "mtu", "lcore"];
+pub const LIVE_KEYS: [&str; 5] = ["mac", "mode", "mtu", "lcore", "vlan"];
 
 /// Validates `text`, one `[[guest]]` table in guests-file syntax, as a guest to add to the
 /// `running` ones: the file's checks, plus no name, MAC or socket path of a running guest,
@@ -177,6 +179,7 @@ impl GuestConfig {
             ("group", self.group != other.group),
             ("socket_mode", self.socket_mode != other.socket_mode),
             ("lcore", self.lcore != other.lcore),
+            ("vlan", self.vlan != other.vlan),
         ]
         .into_iter()
         .filter_map(|(key, differs)| differs.then_some(key))

@@ -209,7 +209,7 @@ fn addition_rejections() {
         ),
         (
             vm3("colour = \"red\""),
-            "guest-add:5: guest \"vm3\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore)",
+            "guest-add:5: guest \"vm3\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore, vlan)",
         ),
         (
             "[[guest]]\nname = \"vm3\"\nsocket = \"/run/vm3.sock\"\n".into(),
@@ -389,6 +389,16 @@ fn unset_restores_the_default() {
 }
 
 #[test]
+fn vlan_is_live_and_unset_means_untagged() {
+    let tagged = change(&set(&[("vlan", int(10))])).expect("valid");
+    assert_eq!(tagged.vlan, 10);
+    assert_eq!(tagged.changed_keys(&running()[0]), ["vlan"]);
+    assert!(LIVE_KEYS.contains(&"vlan"), "moving a guest between VLANs is one publication");
+    let back = apply_changes_with(&tagged, &[("vlan".to_owned(), None)], &running()[1..], Path::new("guest-set"), &FakeIds).expect("valid");
+    assert_eq!(back.vlan, 0);
+}
+
+#[test]
 fn json_values_convert_to_changes() {
     // How the server turns a guest-set request's "set" object into changes.
     let json = serde_json::json!({"mtu": 9000, "mode": "private", "mac": ["52:54:00:00:00:41"], "lcore": null});
@@ -429,6 +439,10 @@ fn settings_rejections() {
             "guest-set: guest \"vm1\": lcore = 128: must be between 0 and 127",
         ),
         (
+            set(&[("vlan", int(4095))]),
+            "guest-set: guest \"vm1\": vlan = 4095: must be between 1 and 4094",
+        ),
+        (
             set(&[("queues", toml::Value::Table(table))]),
             "guest-set: guest \"vm1\": queues = { a = 1 }: expected an integer",
         ),
@@ -451,11 +465,11 @@ fn settings_rejections() {
         // unknown keys, however spelt
         (
             set(&[("colour", s("red"))]),
-            "guest-set: guest \"vm1\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore)",
+            "guest-set: guest \"vm1\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore, vlan)",
         ),
         (
             set(&[("my key\n\"x\"", int(1))]),
-            "guest-set: guest \"vm1\": my key\n\"x\" = 1: unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore)",
+            "guest-set: guest \"vm1\": my key\n\"x\" = 1: unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore, vlan)",
         ),
         // required keys cannot be unset
         (
@@ -527,6 +541,7 @@ fn changed_keys_names_each_differing_key() {
         ("group", |g| g.group = Some(0)),
         ("socket_mode", |g| g.socket_mode = 0o600),
         ("lcore", |g| g.lcore = Some(1)),
+        ("vlan", |g| g.vlan = 10),
     ];
     let mut all = a.clone();
     for (key, edit) in &edits {

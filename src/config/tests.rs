@@ -152,7 +152,7 @@ fn rejections() {
         // keys
         (
             vm1_with("colour = \"red\""),
-            "guests.toml:5: guest \"vm1\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore)",
+            "guests.toml:5: guest \"vm1\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore, vlan)",
         ),
         (
             "[[guest]]\nmac = \"52:54:00:00:00:01\"\nsocket = \"/run/a.sock\"\n".into(),
@@ -271,6 +271,18 @@ fn rejections() {
         (
             vm1_with("lcore = 128"),
             "guests.toml:5: guest \"vm1\": lcore = 128: must be between 0 and 127",
+        ),
+        (
+            vm1_with("vlan = 0"),
+            "guests.toml:5: guest \"vm1\": vlan = 0: must be between 1 and 4094",
+        ),
+        (
+            vm1_with("vlan = 4095"),
+            "guests.toml:5: guest \"vm1\": vlan = 4095: must be between 1 and 4094",
+        ),
+        (
+            vm1_with("vlan = \"10\""),
+            "guests.toml:5: guest \"vm1\": vlan = \"10\": expected an integer",
         ),
         (
             vm1_with("group = \"4294967295\""),

@@ -91,7 +91,8 @@ pub enum Command {
     /// Change keys of a running guest, e.g. `guest-set vm1 mtu=9000 mode=private`.
     ///
     /// Values are TOML values (9000, "text", true, ["a", "b"]); anything that is not valid
-    /// TOML is sent as a plain string. `mac=A,B` sends a list; `lcore=none` unpins.
+    /// TOML is sent as a plain string. `mac=A,B` sends a list; `lcore=none` unpins;
+    /// `vlan=none` makes the guest untagged.
     GuestSet {
         /// Guest name.
         name: String,
@@ -175,7 +176,7 @@ impl VhostRole {
 #[command(group(
     ArgGroup::new("flags")
         .multiple(true)
-        .args(["name", "mac", "socket", "queues", "mode", "mtu", "vhost", "owner", "group", "socket_mode", "lcore"])
+        .args(["name", "mac", "socket", "queues", "mode", "mtu", "vhost", "owner", "group", "socket_mode", "lcore", "vlan"])
 ))]
 pub struct GuestAdd {
     /// Guest name.
@@ -211,6 +212,9 @@ pub struct GuestAdd {
     /// Pin the guest's queues to this forwarding lcore.
     #[arg(long, value_name = "N")]
     pub lcore: Option<u16>,
+    /// 802.1Q VLAN id (1-4094) of the guest's frames on the uplink (default: untagged).
+    #[arg(long, value_name = "VID")]
+    pub vlan: Option<u16>,
     /// File holding exactly one [[guest]] table ("-": standard input).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["flags", "toml"])]
     pub file: Option<PathBuf>,

@@ -136,6 +136,8 @@ struct GuestTable<'a> {
     socket_mode: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lcore: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<u16>,
 }
 
 #[derive(Serialize)]
@@ -168,6 +170,7 @@ fn guest_toml(add: &GuestAdd) -> Result<String, String> {
             group: add.group.as_deref(),
             socket_mode: add.socket_mode.as_deref(),
             lcore: add.lcore,
+            vlan: add.vlan,
         }],
     };
     toml::to_string(&file).map_err(|e| format!("cannot build the guest table: {e}"))
@@ -185,7 +188,7 @@ pub struct Assignment {
 
 /// clap value parser for `KEY=VALUE`. The value is read as TOML (so `9000` is a number and
 /// `["a","b"]` a list), falling back to a plain string for bare words such as `private`;
-/// `mac=A,B` becomes a list and `lcore=none` (or `null`) becomes null, TOML having no null.
+/// `mac=A,B` becomes a list and `lcore=none` and `vlan=none` (or `null`) become null, TOML having no null.
 pub fn parse_assignment(arg: &str) -> Result<Assignment, String> {
     let (key, raw) = arg
         .split_once('=')
@@ -195,7 +198,7 @@ pub fn parse_assignment(arg: &str) -> Result<Assignment, String> {
         return Err(format!("missing key before '=' in {arg:?}"));
     }
     let value = match key {
-        "lcore" if matches!(raw.trim(), "none" | "null") => Value::Null,
+        "lcore" | "vlan" if matches!(raw.trim(), "none" | "null") => Value::Null,
         "mac" => mac_value(raw),
         _ => toml_value(raw).unwrap_or_else(|| Value::String(raw.to_owned())),
     };
@@ -324,7 +327,9 @@ mod tests {
         assert_eq!(value("lcore=none"), Value::Null);
         assert_eq!(value("lcore=null"), Value::Null);
         assert_eq!(value("lcore=3"), json!(3));
-        assert_eq!(value("mode=none"), json!("none"), "null only for lcore");
+        assert_eq!(value("vlan=none"), Value::Null);
+        assert_eq!(value("vlan=10"), json!(10));
+        assert_eq!(value("mode=none"), json!("none"), "null only for lcore and vlan");
         assert_eq!(value("mac=52:54:00:00:00:01"), json!("52:54:00:00:00:01"));
         assert_eq!(
             value("mac=52:54:00:00:00:01, 52:54:00:00:00:02"),
