@@ -74,6 +74,11 @@ pub struct Cli {
     #[arg(long, default_value_t = DEFAULT_IDLE_SLEEP_MAX_US, value_parser = clap::value_parser!(u32).range(0..=MAX_IDLE_SLEEP_US))]
     pub idle_sleep_max: u32,
 
+    /// Tag and untag VLAN guests' frames in software even where the uplink port offers VLAN
+    /// strip and insert offloads (which are used by default).
+    #[arg(long)]
+    pub no_vlan_offload: bool,
+
     /// Serve the counters for Prometheus (OpenMetrics text, `GET /metrics`) on HOST:PORT
     /// (e.g. 127.0.0.1:9479) or unix:PATH; off by default.
     #[arg(long, value_name = "ADDR")]

@@ -26,7 +26,7 @@ use crate::control::{assign, Assignment, EventsHandle, GuestEvents, LinkWatch};
 use crate::fib::{GuestId, MacTable};
 use crate::rte::{self, Eal, Mempool, Port};
 use crate::stats::{StatsRegistry, StatsSnapshot};
-use crate::datapath::{RX_BURSTS_PER_PASS, UPLINK_PENDING};
+use crate::datapath::{VlanOffload, RX_BURSTS_PER_PASS, UPLINK_PENDING};
 use crate::view::{DeliveryMap, GuestLinks, Handover, Tables, WorkerView, MAX_SLOTS};
 
 const MEMPOOL_CACHE: u32 = 256;
@@ -85,6 +85,8 @@ pub struct Switch {
     pub(super) epoch: u64,
     /// A change of the guest set since the control loop last looked (for its status line).
     pub(super) guests_changed: bool,
+    /// Which VLAN work the uplink port does (the rest is the workers' software).
+    pub(super) vlan_offload: VlanOffload,
 }
 
 impl Switch {
@@ -110,7 +112,8 @@ impl Switch {
             anyhow!("{}:{}: guest {:?}: {e}", cfg.path.display(), g.line, g.name)
         })?;
         let uplink_mtu = cli.uplink_mtu.unwrap_or(cfg.max_mtu());
-        let layout = uplink::configure(port, &info, rx_queues, tx_queues, &cfg.guests, &mut asg, uplink_mtu, cli.descriptors)?;
+        let vlan_offload = uplink::vlan_offload(&info, !cli.no_vlan_offload);
+        let layout = uplink::configure(port, &info, rx_queues, tx_queues, &cfg.guests, &mut asg, uplink_mtu, cli.descriptors, vlan_offload)?;
         let demand = Demand {
             rx_descriptors: &layout.rx_descriptors,
             tx_queues,
@@ -148,6 +151,7 @@ impl Switch {
         let fib = MacTable::from_config(&cfg)?;
         let tables = Arc::new(Tables::new(fib, asg.delivery.clone(), |g| steering.pooled(g)));
         super::report::print_summary(&guests, &up.port, uplink_mtu, up.rx_queues, up.tx_queues, &pool, &steering);
+        println!("uplink vlan: {}", uplink::describe_vlan(vlan_offload, &info, !cli.no_vlan_offload));
         println!("{} guest sockets set up in {} ms", cfg.guests.len(), guests_took.as_millis());
 
         let measure = cli.assign == AssignMode::Cycles;
@@ -155,7 +159,7 @@ impl Switch {
         let uplink::Uplink { port, rx, tx, scopes, .. } = up;
         let workers = Workers::launch(
             &asg,
-            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, socket_id: eal.socket_id() },
+            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, socket_id: eal.socket_id(), vlan_offload },
         )?;
         let held_by_rings = pool.in_use() - mempool_at_start;
         for plan in &asg.workers {
@@ -189,6 +193,7 @@ impl Switch {
             last_pause: Duration::ZERO,
             epoch: 0,
             guests_changed: false,
+            vlan_offload,
         })
     }
 

@@ -7,6 +7,8 @@ use crate::config::GuestConfig;
 use crate::control::steering;
 use crate::control::vmdq::{VmdqCaps, VmdqPlan};
 use crate::control::Assignment;
+use crate::datapath::VlanOffload;
+use crate::rte::ethdev::{RX_OFFLOAD_VLAN_STRIP, TX_OFFLOAD_VLAN_INSERT};
 use crate::rte::{Mempool, Port, PortConf, PortId, PortInfo, RxQueue, TxQueue};
 use crate::view::RxScope;
 
@@ -35,6 +37,32 @@ pub struct Uplink {
     pub vmdq: Result<(VmdqPlan, VmdqCaps), String>,
     pub rx_queues: u16,
     pub tx_queues: u16,
+}
+
+/// The VLAN offloads to use: those the port offers, unless `allowed` is false
+/// (`--no-vlan-offload`).
+pub fn vlan_offload(info: &PortInfo, allowed: bool) -> VlanOffload {
+    VlanOffload {
+        rx_strip: allowed && info.rx_offload_capa & RX_OFFLOAD_VLAN_STRIP != 0,
+        tx_insert: allowed && info.tx_offload_capa & TX_OFFLOAD_VLAN_INSERT != 0,
+    }
+}
+
+/// `uplink vlan: ...` of the start-up summary: who tags and untags VLAN guests' frames.
+pub fn describe_vlan(v: VlanOffload, info: &PortInfo, allowed: bool) -> String {
+    let why = |offered: bool| match (offered, allowed) {
+        (true, true) => "",
+        (true, false) => " (--no-vlan-offload)",
+        (false, _) => " (the port has no such offload)",
+    };
+    let side = |on: bool| if on { "port offload" } else { "software" };
+    format!(
+        "rx tag removal by {}{}, tx tag insertion by {}{}",
+        side(v.rx_strip),
+        why(info.rx_offload_capa & RX_OFFLOAD_VLAN_STRIP != 0),
+        side(v.tx_insert),
+        why(info.tx_offload_capa & TX_OFFLOAD_VLAN_INSERT != 0)
+    )
 }
 
 /// net_af_packet's defaults (DPDK 22.11): a 4096-byte block holding two 2048-byte frames.
@@ -111,8 +139,15 @@ pub fn queue_counts(port: &Port, workers: usize) -> Result<(PortInfo, u16, u16)>
 /// Configures `port` with the queues `queue_counts` gave, for the start-up guests (ids
 /// 0..n); fills in each worker plan's uplink rx queues when VMDq changes them.
 #[allow(clippy::too_many_arguments)]
-pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, guests: &[GuestConfig], asg: &mut Assignment, mtu: u16, descriptors: u16) -> Result<Layout> {
-    let rss = PortConf { rx_queues, tx_queues, rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 }, ..PortConf::default() };
+pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, guests: &[GuestConfig], asg: &mut Assignment, mtu: u16, descriptors: u16, vlan: VlanOffload) -> Result<Layout> {
+    let rss = PortConf {
+        rx_queues,
+        tx_queues,
+        rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 },
+        rx_offloads: if vlan.rx_strip { RX_OFFLOAD_VLAN_STRIP } else { 0 },
+        tx_offloads: if vlan.tx_insert { TX_OFFLOAD_VLAN_INSERT } else { 0 },
+        ..PortConf::default()
+    };
     port.configure(&rss)?;
     // VMDq changes the queue layout, so it is chosen before the queues are set up.
     let mut vmdq = steering::plan_vmdq(&port, info, guests, asg);

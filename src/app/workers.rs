@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::control::Assignment;
-use crate::datapath::{Worker, WorkerQueues, WorkerShared};
+use crate::datapath::{VlanOffload, Worker, WorkerQueues, WorkerShared};
 use crate::rte::lcore::{self, Launched};
 use crate::rte::ring::{self, Consumer, Producer};
 use crate::rte::{LcoreId, Mempool, RxQueue, TxQueue};
@@ -31,6 +31,7 @@ pub struct Launch<'a> {
     pub measure: bool,
     pub idle_sleep_max_us: u32,
     pub socket_id: i32,
+    pub vlan_offload: VlanOffload,
 }
 
 pub struct Workers {
@@ -71,6 +72,7 @@ impl Workers {
                 handover: Arc::clone(l.handover),
                 stop: Arc::clone(&workers.stop),
                 idle_sleep_max_us: l.idle_sleep_max_us,
+                vlan_offload: l.vlan_offload,
             };
             let worker = Worker::new(queues, shared);
             // On an error, `workers` drops: the ones launched so far are stopped and waited for.

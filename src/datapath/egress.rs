@@ -12,7 +12,7 @@ use crate::policy::{self, Cast, Egress};
 use crate::rte::eal::rdtsc;
 use crate::rte::{vhost, Mbuf};
 use crate::stats::DropReason;
-use crate::wire::{MacAddr, ETHER_HDR_LEN};
+use crate::wire::{ethertype, MacAddr, ETHER_HDR_LEN};
 
 /// Where a guest's frame goes.
 enum Route {
@@ -30,6 +30,8 @@ struct Sender {
     /// The guest's only MAC, when it has one (the common case: a compare, not a lookup).
     only_mac: Option<MacAddr>,
     may_switch_locally: bool,
+    /// Its VLAN id (0: untagged): frames leave with that tag.
+    vlan: u16,
 }
 
 impl Worker {
@@ -91,13 +93,15 @@ impl Worker {
             max_len: entry.max_frame_len as usize,
             only_mac: if entry.macs.len() == 1 { Some(entry.macs[0]) } else { None },
             may_switch_locally: self.tables.flags(g).may_switch_locally,
+            vlan: entry.vlan,
         };
         let bytes = self.take_received(|w, mut m| match w.check_from_guest(&sender, &m) {
             Err(reason) => {
                 w.stats.guest(g).drop(reason, 1);
                 drop(m);
             }
-            Ok(Route::Uplink) => w.send_to_uplink(m),
+            Ok(Route::Uplink) if sender.vlan == 0 => w.send_to_uplink(m),
+            Ok(Route::Uplink) => w.send_tagged(g, sender.vlan, m),
             // Bridge mode: a sibling in bridge mode is reached inside the host.
             Ok(Route::Local(dst)) => match w.unfit(dst, &m) {
                 Some(reason) => {
@@ -106,8 +110,9 @@ impl Worker {
                 }
                 None => w.deliver_unicast(dst, m),
             },
+            Ok(Route::UplinkAndLocal) if sender.vlan != 0 => w.flood_tagged_local(g, sender.vlan, m),
             Ok(Route::UplinkAndLocal) => {
-                let f = Flood { source: Some(g), local: true, unpooled_only: false };
+                let f = Flood { source: Some(g), local: true, unpooled_only: false, vlan: 0 };
                 // Tag before sharing: every reference sees the same header. (A frame just
                 // dequeued is ours alone; were it not, it could not cross to another worker.)
                 if m.set_tag(Tag::flood(f).raw()) {
@@ -130,7 +135,7 @@ impl Worker {
 
     /// The frame as room allows: the caller polled the guest for no more than fits.
     #[inline]
-    fn send_to_uplink(&mut self, m: Mbuf) {
+    pub(super) fn send_to_uplink(&mut self, m: Mbuf) {
         let len = m.pkt_len() as u64;
         if let Err(m) = self.uplink_pending.push(m) {
             // room was checked before polling; kept for accounting should that ever change
@@ -152,10 +157,15 @@ impl Worker {
         if m.pkt_len() > s.max_len {
             return Err(DropReason::Oversize);
         }
+        // The switch tags a VLAN guest's frames; a guest's own 802.1Q tag would reach into a
+        // VLAN that is not its own (see README, "VLANs").
+        if head[12..14] == ethertype::VLAN.to_be_bytes() {
+            return Err(DropReason::VlanTagged);
+        }
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
         let owned = match s.only_mac {
             Some(mac) => src == mac,
-            None => self.tables.fib.owns(s.g, &src),
+            None => self.tables.fib.lookup_in(s.vlan, &src) == Some(s.g),
         };
         if !owned {
             return Err(DropReason::SpoofedSource);
@@ -167,8 +177,8 @@ impl Worker {
         let entry = self.tables.fib.guest(g);
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         let cast = Cast::of(&dst);
-        let sibling = if cast == Cast::Unicast { self.tables.fib.lookup(&dst) } else { None };
-        Ok(match policy::egress(entry.mode, cast, sibling.map(|s| self.tables.fib.guest(s).mode)) {
+        let sibling = if cast == Cast::Unicast { self.tables.fib.lookup_in(s.vlan, &dst) } else { None };
+        Ok(match policy::egress_in(entry.mode, s.vlan, cast, sibling.map(|s| self.tables.fib.guest(s)).map(|e| (e.mode, e.vlan))) {
             Egress::Uplink => Route::Uplink,
             Egress::Local => match sibling {
                 Some(s) => Route::Local(s),

@@ -20,7 +20,7 @@ use crate::rte::eal::rdtsc;
 use crate::rte::{vhost, Mbuf, BURST};
 use crate::stats::DropReason;
 use crate::wire::flow::flow_hash;
-use crate::wire::{MacAddr, ETHER_HDR_LEN};
+use crate::wire::{ethertype, MacAddr, ETHER_HDR_LEN};
 
 impl Worker {
     /// Receives one burst from uplink rx queue `i` and delivers it; returns frames received.
@@ -51,12 +51,30 @@ impl Worker {
     }
 
     #[inline]
-    fn classify(&mut self, mut m: Mbuf, scope: RxScope) {
+    fn classify(&mut self, m: Mbuf, scope: RxScope) {
         let head = m.data();
         if head.len() < ETHER_HDR_LEN {
             self.stats.uplink().drop(DropReason::Runt, 1);
             return;
         }
+        // VLANs (`vlan.rs`): a tag the port took off, or one still in the frame.
+        let tagged = head[12..14] == ethertype::VLAN.to_be_bytes();
+        if self.vlan_offload.rx_strip {
+            if let Some(tci) = m.stripped_vlan() {
+                return self.classify_stripped(m, scope, tci);
+            }
+        }
+        if tagged {
+            return self.classify_tagged(m, scope);
+        }
+        self.classify_in(m, scope, 0);
+    }
+
+    /// Classifies an untagged frame (its tag removed, if it had one) of VLAN `vlan` (0:
+    /// untagged) by its destination in that VLAN.
+    #[inline(always)]
+    pub(super) fn classify_in(&mut self, mut m: Mbuf, scope: RxScope, vlan: u16) {
+        let head = m.data();
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
         if dst.is_multicast() {
@@ -64,13 +82,13 @@ impl Worker {
                 self.stats.uplink().drop(DropReason::LinkLocal, 1);
                 return;
             }
-            let source = self.tables.fib.lookup(&src);
+            let source = self.tables.fib.lookup_in(vlan, &src);
             let unpooled_only = match scope {
                 RxScope::All => false,
                 RxScope::Unpooled => true,
-                RxScope::Guest(g) => return self.pool_copy(GuestId(g as u16), m, source),
+                RxScope::Guest(g) => return self.pool_copy(GuestId(g as u16), m, source, vlan),
             };
-            let f = Flood { source, local: false, unpooled_only };
+            let f = Flood { source, local: false, unpooled_only, vlan };
             // Tag before sharing: every reference sees the same header. (A received frame is
             // ours alone; were it not, it could not cross to another worker.)
             if !m.set_tag(Tag::flood(f).raw()) {
@@ -83,10 +101,10 @@ impl Worker {
         // A queue hardware steering gives one guest (its VMDq pool's) only receives frames for
         // that guest's MACs: no lookup. Everything else is looked up.
         let steered = match scope {
-            RxScope::Guest(g) if self.tables.flags(GuestId(g as u16)).pooled => Some(GuestId(g as u16)),
+            RxScope::Guest(g) if self.tables.flags(GuestId(g as u16)).pooled_in(vlan) => Some(GuestId(g as u16)),
             _ => None,
         };
-        let Some(g) = steered.or_else(|| self.tables.fib.lookup(&dst)) else {
+        let Some(g) = steered.or_else(|| self.tables.fib.lookup_in(vlan, &dst)) else {
             self.stats.uplink().drop(DropReason::UnknownDest, 1);
             return;
         };
@@ -105,7 +123,7 @@ impl Worker {
             self.stats.guest(g).drop(refusal, 1);
             return;
         }
-        let src_guest = if to.needs_source { self.tables.fib.lookup(&src) } else { None };
+        let src_guest = if to.needs_source { self.tables.fib.lookup_in(vlan, &src) } else { None };
         if let Some(reason) = self.refuse(g, &m, src_guest, Cast::Unicast) {
             self.stats.guest(g).drop(reason, 1);
             return;
@@ -114,9 +132,11 @@ impl Worker {
     }
 
     /// A broadcast/multicast copy the port put in guest `g`'s own VMDq pool: for `g` alone.
-    fn pool_copy(&mut self, g: GuestId, m: Mbuf, source: Option<GuestId>) {
-        if !self.tables.flags(g).pooled {
-            return; // a pool whose filters were refused: its guest is served from the default pool
+    fn pool_copy(&mut self, g: GuestId, m: Mbuf, source: Option<GuestId>, vlan: u16) {
+        if !self.tables.flags(g).pooled_in(vlan) {
+            // A pool whose filters were refused (its guest is served from the default pool),
+            // or a frame of another VLAN than the pool's guest.
+            return;
         }
         match self.refuse(g, &m, source, Cast::Multicast) {
             None => self.deliver_unicast(g, m),
@@ -198,7 +218,7 @@ impl Worker {
         let mut last_reason = DropReason::PolicyDenied;
         // The guests whose mode takes this flood, settled when the tables were built.
         let source_mode = f.source.and_then(|s| self.tables.fib.get(s)).map(|e| e.mode);
-        let key = self.tables.floods.key(f.local, source_mode);
+        let key = self.tables.floods.key(f.vlan, f.local, source_mode);
         // Indexed rather than iterated: the loop body needs `self` mutably.
         for i in 0..self.tables.floods.list(key).len() {
             let g = self.tables.floods.list(key)[i];

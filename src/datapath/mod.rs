@@ -10,8 +10,10 @@ mod idle;
 mod ingress;
 mod reassign;
 mod tag;
+mod vlan;
 mod worker;
 
 pub use idle::IdleBackoff;
 pub use ingress::RX_BURSTS_PER_PASS;
+pub use vlan::VlanOffload;
 pub use worker::{Worker, WorkerQueues, WorkerShared, UPLINK_PENDING};

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::idle::IdleBackoff;
+use super::vlan::VlanOffload;
 use crate::fib::GuestId;
 use crate::rte::eal::rdtsc;
 use crate::rte::ring::{Consumer, Producer};
@@ -98,6 +99,8 @@ pub struct Worker {
     pub(super) epoch: u64,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) idle: IdleBackoff,
+    /// Which VLAN work the uplink port does itself.
+    pub(super) vlan_offload: VlanOffload,
 }
 
 /// The slots of `view`'s guest queues, in `slots` and `slot_index` (both empty and unmarked
@@ -122,12 +125,13 @@ pub struct WorkerShared {
     pub stop: Arc<AtomicBool>,
     /// `--idle-sleep-max` in microseconds (0: never sleep).
     pub idle_sleep_max_us: u32,
+    pub vlan_offload: VlanOffload,
 }
 
 impl Worker {
     /// Built on the control thread: all allocation happens here.
     pub fn new(queues: WorkerQueues, shared: WorkerShared) -> Worker {
-        let WorkerShared { view, links, pool, stats, measure, handover, stop, idle_sleep_max_us } = shared;
+        let WorkerShared { view, links, pool, stats, measure, handover, stop, idle_sleep_max_us, vlan_offload } = shared;
         let mut slots = Vec::with_capacity(MAX_SLOTS);
         let mut slot_index: Box<[u16]> = vec![NOT_MINE; MAX_SLOTS].into_boxed_slice();
         fill_slots(&mut slots, &mut slot_index, &view);
@@ -163,6 +167,7 @@ impl Worker {
             handover,
             stop,
             idle: IdleBackoff::new(idle_sleep_max_us),
+            vlan_offload,
         }
     }
 

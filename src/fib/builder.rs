@@ -16,7 +16,10 @@ use crate::wire::MacAddr;
 /// as it was, so the caller may report the error and carry on with the other guests.
 #[derive(Debug, Default)]
 pub struct MacTableBuilder {
+    /// Keyed by (VLAN, MAC): what the table looks up.
     by_mac: HashMap<u64, GuestId, FxBuildHasher>,
+    /// Keyed by the MAC alone, whatever its VLAN: who holds it, for the duplicate check.
+    owner: HashMap<u64, GuestId, FxBuildHasher>,
     /// Indexed by id; None for an id not in use.
     guests: Vec<Option<GuestEntry>>,
 }
@@ -46,6 +49,21 @@ impl MacTableBuilder {
         mode: Mode,
         max_frame_len: u32,
     ) -> Result<GuestId, FibError> {
+        self.add_guest_in_vlan(id, 0, name, macs, mode, max_frame_len)
+    }
+
+    /// `add_guest_as` for a guest in VLAN `vlan` (0: untagged): its MACs are keyed by
+    /// (VLAN, MAC). A MAC stays one guest's on the whole switch, whatever the VLANs: the
+    /// port's MAC filters, VMDq pools and steering rules are per MAC (see README, "VLANs").
+    pub fn add_guest_in_vlan(
+        &mut self,
+        id: GuestId,
+        vlan: u16,
+        name: &str,
+        macs: &[MacAddr],
+        mode: Mode,
+        max_frame_len: u32,
+    ) -> Result<GuestId, FibError> {
         if id.index() >= MAX_GUESTS {
             return Err(FibError::TooManyGuests);
         }
@@ -65,7 +83,7 @@ impl MacTableBuilder {
                     mac: *mac,
                 });
             }
-            let first = match self.by_mac.get(&key(mac)) {
+            let first = match self.owner.get(&key(0, mac)) {
                 Some(owner) => self.guests[owner.index()].as_ref().map(|g| g.name.to_string()),
                 None if macs[..i].contains(mac) => Some(name.to_owned()),
                 None => None,
@@ -79,7 +97,8 @@ impl MacTableBuilder {
             }
         }
         for mac in macs {
-            self.by_mac.insert(key(mac), id);
+            self.by_mac.insert(key(vlan, mac), id);
+            self.owner.insert(key(0, mac), id);
         }
         if self.guests.len() <= id.index() {
             self.guests.resize(id.index() + 1, None);
@@ -90,6 +109,7 @@ impl MacTableBuilder {
             macs: macs.into(),
             mode,
             max_frame_len,
+            vlan,
         });
         Ok(id)
     }
@@ -175,6 +195,32 @@ mod tests {
             None,
             "the failed guest left nothing behind"
         );
+    }
+
+    /// Keys are (VLAN, MAC): a guest is found only in its own VLAN, its sources are its own
+    /// only there, and a MAC is one guest's whatever the VLANs.
+    #[test]
+    fn lookups_are_per_vlan_and_macs_stay_unique() {
+        let mut b = MacTableBuilder::default();
+        let v10 = b.add_guest_in_vlan(GuestId(0), 10, "v10", &[mac(1), mac(0x11)], Mode::Vepa, 1518).expect("v10");
+        let v20 = b.add_guest_in_vlan(GuestId(1), 20, "v20", &[mac(2)], Mode::Bridge, 1518).expect("v20");
+        let plain = b.add_guest("plain", &[mac(3)], Mode::Vepa, 1518).expect("untagged");
+        let across = b.add_guest_in_vlan(GuestId(5), 20, "again", &[mac(1)], Mode::Vepa, 1518).expect_err("same MAC, other VLAN");
+        assert_eq!(across, FibError::DuplicateMac { mac: mac(1), first: "v10".into(), second: "again".into() });
+        let t = b.build(0);
+
+        assert_eq!(t.lookup_in(10, &mac(1)), Some(v10));
+        assert_eq!(t.lookup_in(10, &mac(0x11)), Some(v10));
+        assert_eq!(t.lookup_in(20, &mac(1)), None, "not in another VLAN");
+        assert_eq!(t.lookup(&mac(1)), None, "nor untagged");
+        assert_eq!(t.lookup_in(20, &mac(2)), Some(v20));
+        assert_eq!(t.lookup(&mac(3)), Some(plain));
+        assert_eq!(t.lookup_in(0, &mac(3)), Some(plain));
+        assert_eq!(t.lookup_in(10, &mac(3)), None, "an untagged guest is in no VLAN");
+        assert!(t.owns(v10, &mac(0x11)) && t.owns(v20, &mac(2)) && t.owns(plain, &mac(3)));
+        assert!(!t.owns(v20, &mac(1)) && !t.owns(plain, &mac(2)));
+        assert_eq!((t.guest(v10).vlan, t.guest(v20).vlan, t.guest(plain).vlan), (10, 20, 0));
+        assert_eq!(t.get(GuestId(5)), None, "the refused guest left nothing");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct GuestEntry {
     pub mode: Mode,
     /// Frames longer than this (header included, CRC excluded) are dropped as oversize.
     pub max_frame_len: u32,
+    /// Its 802.1Q VLAN id on the uplink; 0: untagged.
+    pub vlan: u16,
 }
 
 /// MAC -> guest, read-only. Build with [`MacTableBuilder`] or [`MacTable::from_config`].
@@ -32,11 +34,13 @@ pub struct MacTable {
     epoch: u64,
 }
 
-/// The six octets in the low 48 bits; distinct MACs give distinct keys.
+/// The six octets in the low 48 bits and the VLAN id above them; distinct (VLAN, MAC) pairs
+/// give distinct keys, and VLAN 0 (untagged) gives the MAC alone.
 #[inline]
-pub(super) fn key(mac: &MacAddr) -> u64 {
+pub(super) fn key(vlan: u16, mac: &MacAddr) -> u64 {
     let [a, b, c, d, e, f] = mac.0;
-    u64::from_be_bytes([0, 0, a, b, c, d, e, f])
+    let [h, l] = vlan.to_be_bytes();
+    u64::from_be_bytes([h, l, a, b, c, d, e, f])
 }
 
 impl MacTable {
@@ -52,16 +56,22 @@ impl MacTable {
         }
     }
 
-    /// The guest owning `mac`, if any. O(1), no allocation.
+    /// The untagged guest owning `mac`, if any. O(1), no allocation.
     #[inline]
     pub fn lookup(&self, mac: &MacAddr) -> Option<GuestId> {
-        self.by_mac.get(&key(mac)).copied()
+        self.lookup_in(0, mac)
+    }
+
+    /// The guest owning `mac` in VLAN `vlan` (0: untagged), if any. O(1), no allocation.
+    #[inline]
+    pub fn lookup_in(&self, vlan: u16, mac: &MacAddr) -> Option<GuestId> {
+        self.by_mac.get(&key(vlan, mac)).copied()
     }
 
     /// Anti-spoofing: may guest `id` send frames with source `mac`?
     #[inline]
     pub fn owns(&self, id: GuestId, mac: &MacAddr) -> bool {
-        self.lookup(mac) == Some(id)
+        self.get(id).is_some_and(|e| self.lookup_in(e.vlan, mac) == Some(id))
     }
 
     /// # Panics
@@ -115,7 +125,7 @@ impl MacTable {
         let mut builder = MacTableBuilder::default();
         for (id, g) in guests {
             let max_frame_len = u32::try_from(g.max_frame_len()).unwrap_or(u32::MAX);
-            builder.add_guest_as(id, &g.name, &g.macs, g.mode, max_frame_len)?;
+            builder.add_guest_in_vlan(id, g.vlan, &g.name, &g.macs, g.mode, max_frame_len)?;
         }
         Ok(builder.build(epoch))
     }

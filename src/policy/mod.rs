@@ -13,6 +13,8 @@
 
 mod mode;
 mod table;
+mod vlan;
 
 pub use mode::{Cast, Egress, Mode, ModeParseError, Origin};
 pub use table::{deliver_from_uplink, deliver_local, egress, egress_always_uplink, unicast_depends_on_origin};
+pub use vlan::{deliver_from_uplink_in, deliver_local_in, egress_in, same_segment};

@@ -31,10 +31,18 @@ pub enum DropReason {
     /// A link-local group address (01:80:c2:00:00:0x: PAUSE, STP, LACP, LLDP...) from the
     /// uplink: for the switch's own end of the wire, never flooded to guests.
     LinkLocal,
+    /// An 802.1Q-tagged frame from the uplink for a VLAN no guest is in.
+    VlanUnknown,
+    /// A guest sent an 802.1Q-tagged frame itself (the switch tags a VLAN guest's frames;
+    /// an untagged guest may not reach into VLANs).
+    VlanTagged,
+    /// The packet pool had no buffer for a copy (a VLAN bridge-mode guest's broadcast needs
+    /// a tagged one for the uplink beside the untagged local ones).
+    NoBuffer,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 13;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
         DropReason::Oversize,
@@ -46,6 +54,9 @@ impl DropReason {
         DropReason::PolicyDenied,
         DropReason::DispatchFull,
         DropReason::LinkLocal,
+        DropReason::VlanUnknown,
+        DropReason::VlanTagged,
+        DropReason::NoBuffer,
     ];
 
     /// Stable snake_case name, used as the JSON key and in log lines.
@@ -61,6 +72,9 @@ impl DropReason {
             DropReason::PolicyDenied => "policy_denied",
             DropReason::DispatchFull => "dispatch_full",
             DropReason::LinkLocal => "link_local",
+            DropReason::VlanUnknown => "vlan_unknown",
+            DropReason::VlanTagged => "vlan_tagged",
+            DropReason::NoBuffer => "no_buffer",
         }
     }
 
@@ -160,7 +174,10 @@ mod tests {
                 "uplink_full",
                 "policy_denied",
                 "dispatch_full",
-                "link_local"
+                "link_local",
+                "vlan_unknown",
+                "vlan_tagged",
+                "no_buffer"
             ]
         );
     }
@@ -179,7 +196,7 @@ mod tests {
         let json = serde_json::to_string(&sum).expect("serialize");
         assert_eq!(
             json,
-            r#"{"runt":3,"oversize":0,"unknown_dest":0,"spoofed_source":0,"guest_queue_full":0,"guest_down":0,"uplink_full":0,"policy_denied":4,"dispatch_full":0,"link_local":0}"#
+            r#"{"runt":3,"oversize":0,"unknown_dest":0,"spoofed_source":0,"guest_queue_full":0,"guest_down":0,"uplink_full":0,"policy_denied":4,"dispatch_full":0,"link_local":0,"vlan_unknown":0,"vlan_tagged":0,"no_buffer":0}"#
         );
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::DeliveryMap;
 use crate::fib::{GuestId, MacTable};
 use crate::policy::{self, Cast, Mode, Origin};
+use crate::wire::vlan::VID_COUNT;
 
 /// See `ToGuest::local_slot`.
 pub const NO_SLOT: u32 = u32::MAX;
@@ -18,6 +19,17 @@ pub struct GuestFlags {
     /// Its mode may keep a frame inside the host (bridge mode); only then does egress look
     /// at the destination.
     pub may_switch_locally: bool,
+    /// Its VLAN id (0: untagged).
+    pub vlan: u16,
+}
+
+impl GuestFlags {
+    /// Whether its own VMDq pool's frames of VLAN `vlan` are its own (the port's pools sort
+    /// by MAC alone).
+    #[inline]
+    pub fn pooled_in(self, vlan: u16) -> bool {
+        self.pooled && self.vlan == vlan
+    }
 }
 
 /// What every worker reads per frame, as of one publication.
@@ -30,43 +42,82 @@ pub struct Tables {
     pub floods: FloodLists,
 }
 
-/// Which flood list a frame takes: by where it came from (see `FloodLists::key`).
+/// Which flood list a frame takes: by its VLAN and where it came from (see
+/// `FloodLists::key`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FloodKey(usize);
 
-/// For every kind of flood, the guests whose mode takes it, worked out once per publication
-/// so that a broadcast costs per receiving guest rather than per configured guest with a
-/// policy lookup each. Only the policy is settled here: a guest's link and size are checked
-/// per frame, and the sender itself is skipped by the caller.
-#[derive(Debug, Default)]
+/// For every kind of flood in every VLAN a guest uses, the guests whose mode and VLAN take
+/// it, worked out once per publication so that a broadcast costs per receiving guest rather
+/// than per configured guest with a policy lookup each (a VLAN's floods never walk the other
+/// VLANs' guests). Only the policy is settled here: a guest's link and size are checked per
+/// frame, and the sender itself is skipped by the caller.
+#[derive(Debug)]
 pub struct FloodLists {
+    /// `PER_VLAN` lists per VLAN segment, the segment's at `segment * PER_VLAN`; within it,
     /// [0]: from outside; [1 + m]: reflected from a sibling in mode m; [1 + MODES + m]: a
     /// bridge-mode guest's local flood, from a sender in mode m; the last: nobody.
     lists: Vec<Vec<GuestId>>,
+    /// By VLAN id: its segment, or `NO_SEGMENT` when no guest is in it. Untagged (0) is
+    /// always segment 0.
+    segment: Box<[u16]>,
 }
 
 const MODES: usize = Mode::ALL.len();
+const PER_VLAN: usize = 2 + 2 * MODES;
+const NO_SEGMENT: u16 = u16::MAX;
+
+impl Default for FloodLists {
+    fn default() -> Self {
+        let mut segment = vec![NO_SEGMENT; VID_COUNT].into_boxed_slice();
+        segment[0] = 0;
+        FloodLists { lists: vec![Vec::new(); PER_VLAN], segment }
+    }
+}
 
 impl FloodLists {
     fn new(fib: &MacTable, delivery: &DeliveryMap) -> FloodLists {
-        let guests: Vec<(GuestId, Mode)> = delivery.guests().iter().filter_map(|&g| fib.get(g).map(|e| (g, e.mode))).collect();
-        let taking = |ok: &dyn Fn(Mode) -> bool| guests.iter().filter(|(_, m)| ok(*m)).map(|&(g, _)| g).collect::<Vec<_>>();
-        let mut lists = vec![taking(&|m| policy::deliver_from_uplink(m, Origin::External, Cast::Multicast))];
-        for src in Mode::ALL {
-            lists.push(taking(&|m| policy::deliver_from_uplink(m, Origin::Sibling(src), Cast::Multicast)));
+        let guests: Vec<(GuestId, Mode, u16)> = delivery.guests().iter().filter_map(|&g| fib.get(g).map(|e| (g, e.mode, e.vlan))).collect();
+        let mut vlans = vec![0u16];
+        for &(_, _, v) in &guests {
+            if !vlans.contains(&v) {
+                vlans.push(v);
+            }
         }
-        for src in Mode::ALL {
-            lists.push(taking(&|m| policy::deliver_local(src, m)));
+        let mut out = FloodLists::default();
+        out.lists.clear();
+        for (i, &vlan) in vlans.iter().enumerate() {
+            out.segment[usize::from(vlan)] = i as u16;
+            let taking = |ok: &dyn Fn(Mode, u16) -> bool| guests.iter().filter(|(_, m, v)| ok(*m, *v)).map(|&(g, _, _)| g).collect::<Vec<_>>();
+            out.lists.push(taking(&|m, v| policy::deliver_from_uplink_in(m, v, vlan, Origin::External, Cast::Multicast)));
+            for src in Mode::ALL {
+                out.lists.push(taking(&|m, v| policy::deliver_from_uplink_in(m, v, vlan, Origin::Sibling(src), Cast::Multicast)));
+            }
+            for src in Mode::ALL {
+                out.lists.push(taking(&|m, v| policy::deliver_local_in(src, vlan, m, v)));
+            }
+            out.lists.push(Vec::new());
         }
-        lists.push(Vec::new());
-        FloodLists { lists }
+        out
     }
 
-    /// The list for a flood: `local` (a bridge-mode guest's own, switched inside the host) or
-    /// from the uplink; `source_mode`, the mode of the guest that sent it, if one did.
+    /// Whether any guest is in VLAN `vlan` (untagged always counts): a tagged frame for a
+    /// VLAN nobody uses is dropped before any lookup.
     #[inline]
-    pub fn key(&self, local: bool, source_mode: Option<Mode>) -> FloodKey {
-        FloodKey(match (local, source_mode) {
+    pub fn has_vlan(&self, vlan: u16) -> bool {
+        self.segment.get(usize::from(vlan)).is_some_and(|&s| s != NO_SEGMENT)
+    }
+
+    /// The list for a flood in VLAN `vlan` (0: untagged): `local` (a bridge-mode guest's own,
+    /// switched inside the host) or from the uplink; `source_mode`, the mode of the guest that
+    /// sent it, if one did. A VLAN nobody uses has empty lists.
+    #[inline]
+    pub fn key(&self, vlan: u16, local: bool, source_mode: Option<Mode>) -> FloodKey {
+        let segment = match self.segment.get(usize::from(vlan)) {
+            Some(&s) if s != NO_SEGMENT => usize::from(s),
+            _ => return FloodKey(usize::MAX),
+        };
+        FloodKey(segment * PER_VLAN + match (local, source_mode) {
             (false, None) => 0,
             (false, Some(m)) => 1 + m.index(),
             (true, Some(m)) => 1 + MODES + m.index(),
@@ -97,7 +148,7 @@ impl Tables {
             .map(|i| {
                 let id = GuestId(i as u16);
                 match fib.get(id) {
-                    Some(e) => GuestFlags { pooled: pooled(id), may_switch_locally: !policy::egress_always_uplink(e.mode) },
+                    Some(e) => GuestFlags { pooled: pooled(id), may_switch_locally: !policy::egress_always_uplink(e.mode), vlan: e.vlan },
                     None => GuestFlags::default(),
                 }
             })
@@ -198,11 +249,37 @@ mod tests {
                     }
                 })
                 .collect();
-            assert_eq!(f.list(f.key(local, src)), want.as_slice(), "local {local}, from {src:?}");
+            assert_eq!(f.list(f.key(0, local, src)), want.as_slice(), "local {local}, from {src:?}");
         }
         // The private guest takes floods from outside, never a sibling's.
-        assert!(f.list(f.key(false, None)).contains(&GuestId(1)));
-        assert!(!f.list(f.key(false, Some(Mode::Vepa))).contains(&GuestId(1)));
-        assert_eq!(f.list(f.key(true, Some(Mode::Bridge))), &[GuestId(2), GuestId(3)]);
+        assert!(f.list(f.key(0, false, None)).contains(&GuestId(1)));
+        assert!(!f.list(f.key(0, false, Some(Mode::Vepa))).contains(&GuestId(1)));
+        assert_eq!(f.list(f.key(0, true, Some(Mode::Bridge))), &[GuestId(2), GuestId(3)]);
+    }
+
+    /// Per VLAN: a VLAN's lists hold its own guests only, the untagged lists none of the
+    /// tagged guests, and a VLAN nobody uses has empty lists.
+    #[test]
+    fn flood_lists_are_per_vlan() {
+        let guest = |n: u8, extra: &str| format!("[[guest]]\nname = \"g{n}\"\nmac = \"52:54:00:00:00:0{n}\"\nsocket = \"/tmp/g{n}.sock\"\n{extra}\n");
+        let text = [guest(1, "vlan = 10"), guest(2, "vlan = 10\nmode = \"bridge\""), guest(3, "vlan = 20\nmode = \"bridge\""), guest(4, ""), guest(5, "mode = \"bridge\"")].concat();
+        let cfg = crate::config::parse_str(&text, std::path::Path::new("t.toml")).expect("config");
+        let fib = MacTable::from_config(&cfg).expect("table");
+        let mut d = DeliveryMap::default();
+        for i in 0..5 {
+            d.insert(GuestId(i), &[0]);
+        }
+        let t = Tables::new(fib, d, |_| false);
+        let f = &t.floods;
+        let [g1, g2, g3, g4, g5] = [0, 1, 2, 3, 4].map(GuestId);
+        assert_eq!(f.list(f.key(10, false, None)), &[g1, g2]);
+        assert_eq!(f.list(f.key(20, false, None)), &[g3]);
+        assert_eq!(f.list(f.key(0, false, None)), &[g4, g5]);
+        assert_eq!(f.list(f.key(10, false, Some(Mode::Vepa))), &[g1, g2], "a VEPA sibling's reflection, in its VLAN");
+        assert_eq!(f.list(f.key(10, true, Some(Mode::Bridge))), &[g2], "a bridge guest's local flood reaches its VLAN's bridge guests only");
+        assert_eq!(f.list(f.key(0, true, Some(Mode::Bridge))), &[g5]);
+        assert!(f.list(f.key(30, false, None)).is_empty());
+        assert!(f.has_vlan(0) && f.has_vlan(10) && f.has_vlan(20));
+        assert!(!f.has_vlan(30) && !f.has_vlan(4095) && !f.has_vlan(5000));
     }
 }
