@@ -160,6 +160,14 @@ impl Switch {
             if old.macs != g.macs {
                 self.running.steering.gain_macs(&self.running.uplink, *id, g);
             }
+            // A VLAN change remakes the rules; with MACs changed too, the gained MACs' rules
+            // are made for the new VLAN and the kept ones stay (a rule for the old VLAN only
+            // costs a ring hop: the classifier checks the VLAN).
+            if old.vlan != g.vlan && old.macs == g.macs {
+                if let Some(line) = self.running.steering.change_vlan(&self.running.uplink, *id, g) {
+                    println!("guest {}: {line}", g.name);
+                }
+            }
             if old.lcore != g.lcore {
                 for line in self.running.steering.retarget(&self.running.uplink, [(*id, g)], &self.asg) {
                     println!("guest {}: {line}", g.name);

@@ -155,7 +155,7 @@ impl Steering {
         let new: Vec<MacAddr> = g.macs.iter().copied().filter(|m| !inst.filtered.iter().any(|(f, _)| f == m) && !inst.rules.iter().any(|(r, _)| r == m)).collect();
         if let GuestSteering::Flow { queue } = inst.how {
             let missing: Vec<MacAddr> = g.macs.iter().copied().filter(|m| !inst.rules.iter().any(|(r, _)| r == m)).collect();
-            match create_rules(uplink, &missing, queue) {
+            match create_rules(uplink, &missing, g.vlan, queue) {
                 Ok(made) => inst.rules.extend(made),
                 Err(reason) => {
                     inst.rules.clear();
@@ -182,7 +182,7 @@ impl Steering {
             if target == queue {
                 continue;
             }
-            match create_rules(uplink, &g.macs, target) {
+            match create_rules(uplink, &g.macs, g.vlan, target) {
                 Ok(made) => {
                     inst.rules = made;
                     inst.how = GuestSteering::Flow { queue: target };
@@ -192,6 +192,21 @@ impl Steering {
             }
         }
         changes
+    }
+
+    /// Guest `id` moved to another VLAN (`g.vlan`): its rules are made again for it, the new
+    /// ones before the old go. A refusal keeps the old rules: frames then reach another
+    /// worker's queue and cross a ring, never the wrong guest (the classifier checks the VLAN).
+    pub fn change_vlan(&mut self, uplink: &Port, id: GuestId, g: &GuestConfig) -> Option<String> {
+        let inst = self.guests.get_mut(&id)?;
+        let GuestSteering::Flow { queue } = inst.how else { return None };
+        Some(match create_rules(uplink, &g.macs, g.vlan, queue) {
+            Ok(made) => {
+                inst.rules = made;
+                format!("flow rules now for VLAN {}", g.vlan)
+            }
+            Err(why) => format!("flow rules left as they were ({why})"),
+        })
     }
 
     /// Puts `macs` into the port's filters (of `pool`) unless it is promiscuous already; the
@@ -225,16 +240,20 @@ impl Steering {
 fn flow_steering(uplink: &Port, g: &GuestConfig, asg: &Assignment, id: GuestId) -> (GuestSteering, Vec<(MacAddr, FlowRule)>) {
     match target_queue(asg, id) {
         None => (GuestSteering::Software { reason: "its worker polls no uplink rx queue".to_owned() }, Vec::new()),
-        Some(queue) => match create_rules(uplink, &g.macs, queue) {
+        Some(queue) => match create_rules(uplink, &g.macs, g.vlan, queue) {
             Ok(made) => (GuestSteering::Flow { queue }, made),
             Err(reason) => (GuestSteering::Software { reason }, Vec::new()),
         },
     }
 }
 
-/// A rule per MAC, all or none: partial rules would split a guest's traffic.
-fn create_rules(uplink: &Port, macs: &[MacAddr], queue: u16) -> Result<Vec<(MacAddr, FlowRule)>, String> {
-    macs.iter().map(|&mac| FlowRule::create(uplink.id(), EthDstMatch::exact(mac.octets()), queue).map(|r| (mac, r)).map_err(|e| short(&e))).collect()
+/// A rule per MAC, all or none: partial rules would split a guest's traffic. A VLAN guest's
+/// rules also match its VLAN where the port accepts a VLAN item; where it does not, they
+/// match the MAC alone (MACs are unique on the switch, and the classifier checks the VLAN).
+fn create_rules(uplink: &Port, macs: &[MacAddr], vlan: u16, queue: u16) -> Result<Vec<(MacAddr, FlowRule)>, String> {
+    let with_vlan = vlan != 0 && macs.first().is_some_and(|m| flow::validate(uplink.id(), EthDstMatch::exact_in(m.octets(), vlan), queue).is_ok());
+    let pattern = |mac: &MacAddr| if with_vlan { EthDstMatch::exact_in(mac.octets(), vlan) } else { EthDstMatch::exact(mac.octets()) };
+    macs.iter().map(|&mac| FlowRule::create(uplink.id(), pattern(&mac), queue).map(|r| (mac, r)).map_err(|e| short(&e))).collect()
 }
 
 /// The uplink rx queue a guest's frames should land on: the first one its queue-0 worker polls.

@@ -12,24 +12,34 @@ use super::error::{Result, RteError};
 use super::ethdev::PortId;
 use crate::sys;
 
-/// What a rule matches: frames whose destination MAC, under `mask`, equals `mac`.
+/// What a rule matches: frames whose destination MAC, under `mask`, equals `mac`, and with
+/// `vlan`, an 802.1Q tag of that VLAN id (without, any frame, tagged or not).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EthDstMatch {
     pub mac: [u8; 6],
     pub mask: [u8; 6],
+    pub vlan: Option<u16>,
 }
 
 impl EthDstMatch {
     /// Exactly this unicast address.
     pub fn exact(mac: [u8; 6]) -> Self {
-        EthDstMatch { mac, mask: [0xff; 6] }
+        EthDstMatch { mac, mask: [0xff; 6], vlan: None }
+    }
+
+    /// Exactly this unicast address, tagged with VLAN id `vlan` (1..4094).
+    pub fn exact_in(mac: [u8; 6], vlan: u16) -> Self {
+        EthDstMatch { vlan: Some(vlan), ..Self::exact(mac) }
     }
 
     /// Every broadcast and multicast frame (the group bit).
     pub fn group() -> Self {
-        EthDstMatch { mac: [0x01, 0, 0, 0, 0, 0], mask: [0x01, 0, 0, 0, 0, 0] }
+        EthDstMatch { mac: [0x01, 0, 0, 0, 0, 0], mask: [0x01, 0, 0, 0, 0, 0], vlan: None }
     }
 }
+
+/// The 12 VLAN id bits of a TCI, big-endian as rte_flow wants it.
+const VID_MASK: u16 = 0x0fff;
 
 /// The C structures of one rule. They reference each other by pointer, so they live in one
 /// boxed value that does not move while DPDK reads it.
@@ -37,8 +47,10 @@ struct RuleParts {
     attr: sys::rte_flow_attr,
     spec: sys::rte_flow_item_eth,
     mask: sys::rte_flow_item_eth,
+    vlan_spec: sys::rte_flow_item_vlan,
+    vlan_mask: sys::rte_flow_item_vlan,
     queue: sys::rte_flow_action_queue,
-    pattern: [sys::rte_flow_item; 2],
+    pattern: [sys::rte_flow_item; 3],
     actions: [sys::rte_flow_action; 2],
 }
 
@@ -49,6 +61,12 @@ fn eth_item(dst: [u8; 6]) -> sys::rte_flow_item_eth {
     e
 }
 
+fn vlan_item(tci: u16) -> sys::rte_flow_item_vlan {
+    let mut v = sys::rte_flow_item_vlan::default();
+    v.__bindgen_anon_1.__bindgen_anon_1.tci = tci.to_be();
+    v
+}
+
 impl RuleParts {
     fn new(m: EthDstMatch, queue: u16) -> Box<RuleParts> {
         let mut attr = sys::rte_flow_attr::default();
@@ -57,8 +75,10 @@ impl RuleParts {
             attr,
             spec: eth_item(m.mac),
             mask: eth_item(m.mask),
+            vlan_spec: vlan_item(m.vlan.unwrap_or(0)),
+            vlan_mask: vlan_item(VID_MASK),
             queue: sys::rte_flow_action_queue { index: queue },
-            pattern: [sys::rte_flow_item::default(); 2],
+            pattern: [sys::rte_flow_item::default(); 3],
             actions: [sys::rte_flow_action::default(); 2],
         });
         p.pattern[0] = sys::rte_flow_item {
@@ -67,7 +87,20 @@ impl RuleParts {
             last: std::ptr::null(),
             mask: &p.mask as *const _ as *const _,
         };
-        p.pattern[1].type_ = sys::RTE_FLOW_ITEM_TYPE_END;
+        let mut end = 1;
+        if m.vlan.is_some() {
+            // The frame has a tag, and the tag's VLAN id is this one (priority bits ignored).
+            p.spec.set_has_vlan(1);
+            p.mask.set_has_vlan(1);
+            p.pattern[1] = sys::rte_flow_item {
+                type_: sys::RTE_FLOW_ITEM_TYPE_VLAN,
+                spec: &p.vlan_spec as *const _ as *const _,
+                last: std::ptr::null(),
+                mask: &p.vlan_mask as *const _ as *const _,
+            };
+            end = 2;
+        }
+        p.pattern[end].type_ = sys::RTE_FLOW_ITEM_TYPE_END;
         p.actions[0] = sys::rte_flow_action { type_: sys::RTE_FLOW_ACTION_TYPE_QUEUE, conf: &p.queue as *const _ as *const _ };
         p.actions[1].type_ = sys::RTE_FLOW_ACTION_TYPE_END;
         p
@@ -169,6 +202,30 @@ mod tests {
         // SAFETY: conf points at r.queue.
         assert_eq!(unsafe { (*(r.actions[0].conf as *const sys::rte_flow_action_queue)).index }, 3);
         assert_eq!(r.actions[1].type_, sys::RTE_FLOW_ACTION_TYPE_END);
+    }
+
+    #[test]
+    fn a_vlan_guests_rule_matches_its_tag_too() {
+        let mac = [0x52, 0x54, 0, 0, 0, 8];
+        let r = RuleParts::new(EthDstMatch::exact_in(mac, 10), 1);
+        assert_eq!(r.pattern[0].type_, sys::RTE_FLOW_ITEM_TYPE_ETH);
+        assert_eq!(dst_of(&r.pattern[0], true), mac);
+        assert_eq!((r.spec.has_vlan(), r.mask.has_vlan()), (1, 1), "tagged frames only");
+        assert_eq!(r.pattern[1].type_, sys::RTE_FLOW_ITEM_TYPE_VLAN);
+        // SAFETY: spec and mask point at r.vlan_spec and r.vlan_mask; the union's views are
+        // plain data.
+        let (spec, mask) = unsafe {
+            let s = &*(r.pattern[1].spec as *const sys::rte_flow_item_vlan);
+            let m = &*(r.pattern[1].mask as *const sys::rte_flow_item_vlan);
+            (s.__bindgen_anon_1.__bindgen_anon_1, m.__bindgen_anon_1.__bindgen_anon_1)
+        };
+        assert_eq!((u16::from_be(spec.tci), u16::from_be(mask.tci)), (10, 0x0fff), "the VLAN id, not the priority");
+        assert_eq!((spec.inner_type, mask.inner_type), (0, 0));
+        assert_eq!(r.pattern[2].type_, sys::RTE_FLOW_ITEM_TYPE_END);
+        // Without a VLAN the rule is as it always was.
+        let plain = RuleParts::new(EthDstMatch::exact(mac), 1);
+        assert_eq!((plain.spec.has_vlan(), plain.mask.has_vlan()), (0, 0));
+        assert_eq!(plain.pattern[1].type_, sys::RTE_FLOW_ITEM_TYPE_END);
     }
 
     #[test]
