@@ -226,3 +226,59 @@ fn a_running_guest_moves_between_vlans() {
     assert_eq!(drops(up, "unknown_dest"), 1, "{v}");
     assert_eq!(guest_stats(&v, "c")["tx_packets"], 3, "{v}");
 }
+
+/// Bridge mode within a VLAN: a, b (VLAN 10), c (VLAN 20) and d (untagged) all in bridge
+/// mode, hairpin off. A -> B is switched inside the host; A -> C leaves tagged 10 (another
+/// VLAN's guest is no sibling); A's broadcast reaches B untagged inside the host and the wire
+/// once, tagged 10 (a copy of its own: the original is shared by the local copies).
+fn bridge_mode_within_a_vlan(app: &[&str]) {
+    let mut env = LabSwitch::start(
+        &[
+            ("a", A, "vlan = 10\nmode = \"bridge\""),
+            ("b", B, "vlan = 10\nmode = \"bridge\""),
+            ("c", C, "vlan = 20\nmode = \"bridge\""),
+            ("d", D, "mode = \"bridge\""),
+        ],
+        LabOpts { app, ..LabOpts::default() },
+    );
+    let (a, b, c, d) = (env.guest("a"), env.guest("b"), env.guest("c"), env.guest("d"));
+    env.lab.set_hairpin(false);
+    let capture = env.lab.bridge_port_capture();
+
+    let ab = frame(mac(B), mac(A), TEST_ETHERTYPE, 100, 1);
+    assert_eq!(a.send(&ab, 1), 1);
+    assert_eq!(b.recv(3000, 2), vec![ab], "B gets A's frame inside the host");
+    let ac = frame(mac(C), mac(A), TEST_ETHERTYPE, 100, 2);
+    assert_eq!(a.send(&ac, 1), 1);
+    let bc = frame(BROADCAST, mac(A), TEST_ETHERTYPE, 64, 3);
+    assert_eq!(a.send(&bc, 1), 1);
+    assert_eq!(b.recv(3000, 2), vec![bc.clone()], "B gets A's broadcast, untagged");
+    let wire = incoming(capture.collect(IDLE));
+    assert_eq!(wire, vec![tagged(&ac, 10), tagged(&bc, 10)], "only A -> C and the broadcast went out, tagged 10");
+    for (name, g) in [("a", &a), ("b", &b), ("c", &c), ("d", &d)] {
+        assert!(g.recv(QUIET, 1).is_empty(), "{name} got something more");
+    }
+
+    for g in [a, b, c, d] {
+        g.quit();
+    }
+    let v = env.stop();
+    assert_eq!(v["uplink"]["tx_packets"], 2, "{v}");
+    assert_eq!(v["uplink"]["rx_packets"], 0, "{v}");
+    assert_eq!(guest_stats(&v, "a")["rx_packets"], 3, "{v}");
+    assert_eq!(guest_stats(&v, "b")["tx_packets"], 2, "{v}");
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(total_drops(guest_stats(&v, name)), 0, "{name}: {v}");
+    }
+    assert_eq!(v["mempool_in_use_at_exit"], v["mempool_in_use_at_start"], "the broadcast's copy went back to the pool: {v}");
+}
+
+#[test]
+fn bridge_mode_within_a_vlan_in_software() {
+    bridge_mode_within_a_vlan(&["--no-vlan-offload"]);
+}
+
+#[test]
+fn bridge_mode_within_a_vlan_with_offloads() {
+    bridge_mode_within_a_vlan(&[]);
+}
