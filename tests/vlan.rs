@@ -46,6 +46,18 @@ fn startup_line(env: &LabSwitch, prefix: &str) -> String {
     lines.into_iter().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no start-up line {prefix:?}"))
 }
 
+/// Checks that none of the guests a, b, c, d got anything more, lets them go, stops the
+/// switch (clean, nothing leaked) and returns its final counters.
+fn nothing_more_then_stop(env: &mut LabSwitch, guests: [Guest; 4]) -> serde_json::Value {
+    for (name, g) in ["a", "b", "c", "d"].iter().zip(&guests) {
+        assert!(g.recv(QUIET, 1).is_empty(), "{name} got something more");
+    }
+    for g in guests {
+        g.quit();
+    }
+    env.stop()
+}
+
 /// Frames from the outside world, software tagging: each reaches the right guest untagged,
 /// or nobody; guests' frames leave with their VLAN's tag (or none).
 #[test]
@@ -107,14 +119,7 @@ fn tags_on_the_wire_and_none_in_the_guests() {
     assert_eq!(b.recv(3000, 2), vec![bc10], "B: VLAN 10's broadcast, untagged");
     assert_eq!(c.recv(3000, 2), vec![bc20], "C: VLAN 20's only");
     assert_eq!(d.recv(3000, 2), vec![bc0], "D: the untagged one only");
-    for (name, g) in [("a", &a), ("b", &b), ("c", &c), ("d", &d)] {
-        assert!(g.recv(QUIET, 1).is_empty(), "{name} got something more");
-    }
-
-    for g in [a, b, c, d] {
-        g.quit();
-    }
-    let v = env.stop();
+    let v = nothing_more_then_stop(&mut env, [a, b, c, d]);
     let up = &v["uplink"];
     assert_eq!(up["rx_packets"], 8, "{v}");
     assert_eq!(up["tx_packets"], 2, "{v}");
@@ -165,14 +170,7 @@ fn hairpin_within_a_vlan_and_never_across() {
     let seen = capture.collect(IDLE);
     assert!(seen.contains(&(tagged(&ac, 10), true)), "A -> C reflected, in VLAN 10: {seen:?}");
     assert!(seen.contains(&(da.clone(), true)), "D -> A reflected, untagged: {seen:?}");
-    for (name, g) in [("a", &a), ("b", &b), ("c", &c), ("d", &d)] {
-        assert!(g.recv(QUIET, 1).is_empty(), "{name} got something more");
-    }
-
-    for g in [a, b, c, d] {
-        g.quit();
-    }
-    let v = env.stop();
+    let v = nothing_more_then_stop(&mut env, [a, b, c, d]);
     let up = &v["uplink"];
     assert_eq!(up["tx_packets"], 4, "{v}");
     assert_eq!(up["rx_packets"], 4, "every frame reflected once: {v}");
@@ -255,14 +253,7 @@ fn bridge_mode_within_a_vlan(app: &[&str]) {
     assert_eq!(b.recv(3000, 2), vec![bc.clone()], "B gets A's broadcast, untagged");
     let wire = incoming(capture.collect(IDLE));
     assert_eq!(wire, vec![tagged(&ac, 10), tagged(&bc, 10)], "only A -> C and the broadcast went out, tagged 10");
-    for (name, g) in [("a", &a), ("b", &b), ("c", &c), ("d", &d)] {
-        assert!(g.recv(QUIET, 1).is_empty(), "{name} got something more");
-    }
-
-    for g in [a, b, c, d] {
-        g.quit();
-    }
-    let v = env.stop();
+    let v = nothing_more_then_stop(&mut env, [a, b, c, d]);
     assert_eq!(v["uplink"]["tx_packets"], 2, "{v}");
     assert_eq!(v["uplink"]["rx_packets"], 0, "{v}");
     assert_eq!(guest_stats(&v, "a")["rx_packets"], 3, "{v}");
