@@ -291,7 +291,7 @@ fn guest_list(result: &Value) -> Option<String> {
 /// `guest-show`'s plain fields, in the order they are printed.
 const GUEST_FIELDS: [&str; 8] = ["name", "macs", "socket", "vhost", "mode", "mtu", "queues", "active_queues"];
 /// Fields `guest-show` prints in a way of its own.
-const GUEST_SPECIAL: [&str; 5] = ["lcore", "link", "steering", "queue_lcores", "counters"];
+const GUEST_SPECIAL: [&str; 6] = ["vlan", "lcore", "link", "steering", "queue_lcores", "counters"];
 
 fn guest_show(obj: &Map<String, Value>) -> String {
     let mut lines = Lines::default();
@@ -299,6 +299,10 @@ fn guest_show(obj: &Map<String, Value>) -> String {
         if let Some(v) = obj.get(key) {
             lines.push(key, text(v));
         }
+    }
+    if let Some(v) = obj.get("vlan") {
+        // null: the guest's frames are untagged on the uplink.
+        lines.push("vlan", if v.is_null() { "none".into() } else { text(v) });
     }
     if let Some(v) = obj.get("lcore") {
         // null: the guest is not pinned, its queues go wherever the assignment puts them.
@@ -650,7 +654,7 @@ web-frontend  52:54:00:00:00:02,52:54:00:00:00:12  private  9000       4  down  
         let result = json!({
             "name": "vm1", "macs": ["52:54:00:00:00:01", "52:54:00:00:00:11"],
             "socket": "/run/dpdk-macvtap/vm1.sock", "vhost": "server", "mode": "vepa",
-            "mtu": 1500, "queues": 2, "lcore": null, "link": "up", "active_queues": 2,
+            "mtu": 1500, "queues": 2, "lcore": null, "link": "up", "active_queues": 2, "vlan": 10,
             "queue_lcores": [{"queue": 0, "lcore": 1}, {"queue": 1, "lcore": 2}],
             "steering": "vmdq pool 1",
             "counters": counters(),
@@ -667,6 +671,7 @@ mode:          vepa
 mtu:           1500
 queues:        2
 active_queues: 2
+vlan:          10
 lcore:         none
 link:          up
 steering:      vmdq pool 1
