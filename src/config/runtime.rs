@@ -20,8 +20,9 @@ use super::{dump, max_guests_why, read_tables, Config, ConfigError, GuestConfig,
 /// The keys that can change while the guest stays connected; a change to any other key
 /// needs the guest's vhost-user device torn down and created again, so the VM reconnects.
 ///
-/// Why these: `mac`, `mode` and `mtu` live only in the switch's own forwarding state (the
-/// MAC table, the policy table, the per-guest frame-length limit), which is rebuilt and
+/// Why these: `mac`, `mode`, `sources` and `mtu` live only in the switch's own forwarding
+/// state (the MAC table, the policy table, the source table, the per-guest frame-length
+/// limit), which is rebuilt and
 /// swapped without touching the vhost-user connection; `lcore` only moves which worker
 /// polls the guest's queues, as a rebalance does. The others are fixed when the device is
 /// set up: `socket`, `vhost`, `owner`, `group` and `socket_mode` describe the socket itself
@@ -30,7 +31,7 @@ use super::{dump, max_guests_why, read_tables, Config, ConfigError, GuestConfig,
 ///
 /// Note for `mtu`: the guest is not told; it must set its own interface MTU. For `lcore`:
 /// whether it names a forwarding lcore is not known here (see `control::assign`).
-pub const LIVE_KEYS: [&str; 4] = ["mac", "mode", "mtu", "lcore"];
+pub const LIVE_KEYS: [&str; 5] = ["mac", "mode", "sources", "mtu", "lcore"];
 
 /// Validates `text`, one `[[guest]]` table in guests-file syntax, as a guest to add to the
 /// `running` ones: the file's checks, plus no name, MAC or socket path of a running guest,
@@ -116,6 +117,12 @@ pub(super) fn apply_changes_with(
     ids: &dyn IdLookup,
 ) -> Result<GuestConfig, ConfigError> {
     let mut entries = dump::settings(current);
+    // Leaving mode source drops the list with it (the key belongs to that mode only), unless
+    // the request says something about `sources` itself.
+    let leaves_source = changes.iter().any(|(k, v)| k == "mode" && v.as_ref().and_then(toml::Value::as_str) != Some("source"));
+    if leaves_source && !changes.iter().any(|(k, _)| k == "sources") {
+        entries.retain(|(k, _)| k != "sources");
+    }
     for (key, value) in changes {
         let at = entries.iter().position(|(k, _)| k == key);
         match (at, value) {
@@ -171,6 +178,7 @@ impl GuestConfig {
             ("socket", self.socket != other.socket),
             ("queues", self.queues != other.queues),
             ("mode", self.mode != other.mode),
+            ("sources", self.sources != other.sources),
             ("mtu", self.mtu != other.mtu),
             ("vhost", self.vhost != other.vhost),
             ("owner", self.owner != other.owner),
