@@ -29,6 +29,8 @@ struct Sender {
     max_len: usize,
     /// The guest's only MAC, when it has one (the common case: a compare, not a lookup).
     only_mac: Option<MacAddr>,
+    /// Passthru: it may send from any source MAC (no anti-spoofing).
+    any_source: bool,
     may_switch_locally: bool,
 }
 
@@ -90,6 +92,7 @@ impl Worker {
             g,
             max_len: entry.max_frame_len as usize,
             only_mac: if entry.macs.len() == 1 { Some(entry.macs[0]) } else { None },
+            any_source: policy::any_source(entry.mode),
             may_switch_locally: self.tables.flags(g).may_switch_locally,
         };
         let bytes = self.take_received(|w, mut m| match w.check_from_guest(&sender, &m) {
@@ -153,7 +156,7 @@ impl Worker {
             return Err(DropReason::Oversize);
         }
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
-        let owned = match s.only_mac {
+        let owned = s.any_source || match s.only_mac {
             Some(mac) => src == mac,
             None => self.tables.fib.owns(s.g, &src),
         };

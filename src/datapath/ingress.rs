@@ -59,6 +59,9 @@ impl Worker {
         }
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
+        if let Some(g) = self.tables.passthru {
+            return self.to_passthru(g, m);
+        }
         if dst.is_multicast() {
             if dst.is_link_local_group() {
                 self.stats.uplink().drop(DropReason::LinkLocal, 1);
@@ -86,7 +89,11 @@ impl Worker {
             RxScope::Guest(g) if self.tables.flags(GuestId(g as u16)).pooled => Some(GuestId(g as u16)),
             _ => None,
         };
-        let Some(g) = steered.or_else(|| self.tables.fib.lookup(&dst)) else {
+        let owner = steered.or_else(|| self.tables.fib.lookup(&dst));
+        if !self.tables.sources.is_empty() && self.copy_by_source(&m, &src, owner) && owner.is_none() {
+            return; // delivered by its source alone
+        }
+        let Some(g) = owner else {
             self.stats.uplink().drop(DropReason::UnknownDest, 1);
             return;
         };

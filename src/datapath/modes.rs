@@ -1,0 +1,71 @@
+//! Uplink -> guests for the modes that do not deliver by destination alone: passthru (one
+//! guest takes everything the uplink receives) and source (a guest also takes the unicast
+//! frames of the stations its `sources` list names). `ingress::classify` calls in here only
+//! when the published tables have such a guest, so the other modes pay a test of a field.
+//!
+//! Ownership: as in `ingress`: the frame is delivered or counted. A source copy is a frame of
+//! its own (a new buffer from the pool, the bytes copied), never a second reference: the
+//! original may still be tagged for another worker by the destination path, which needs it
+//! unshared, and the copy may need a tag of its own to cross to the guest's worker.
+
+use std::sync::Arc;
+
+use super::worker::Worker;
+use crate::fib::GuestId;
+use crate::rte::{Mbuf, Mempool};
+use crate::stats::DropReason;
+use crate::wire::MacAddr;
+
+impl Worker {
+    /// Passthru: guest `g` owns the uplink and takes frame `m` whatever its destination
+    /// (link-local groups included; see `policy::owns_uplink`).
+    #[inline]
+    pub(super) fn to_passthru(&mut self, g: GuestId, m: Mbuf) {
+        match self.unfit(g, &m) {
+            Some(reason) => self.stats.guest(g).drop(reason, 1),
+            None => self.deliver_unicast(g, m),
+        }
+    }
+
+    /// Mode source: a copy of unicast frame `m`, sent by `src`, to every guest that lists
+    /// `src`, except `owner` (the guest its destination takes it to anyway: one copy each).
+    /// Returns whether any guest lists `src`. One lookup for a source nobody lists.
+    ///
+    /// Multicast needs no copies: a source-mode guest takes every flood a source match
+    /// would give it (pinned by the policy tests).
+    pub(super) fn copy_by_source(&mut self, m: &Mbuf, src: &MacAddr, owner: Option<GuestId>) -> bool {
+        if self.tables.sources.lookup(src).is_none() {
+            return false;
+        }
+        // Our own reference for the walk, which needs `self` mutably: only listed frames pay it.
+        let tables = Arc::clone(&self.tables);
+        for &g in tables.sources.lookup(src).unwrap_or_default() {
+            if Some(g) == owner {
+                continue;
+            }
+            if let Some(reason) = self.unfit(g, m) {
+                self.stats.guest(g).drop(reason, 1);
+                continue;
+            }
+            match copy_frame(&self.pool, m) {
+                Some(copy) => self.deliver_unicast(g, copy),
+                // No buffer to copy into: the copy could not be handed on.
+                None => self.stats.guest(g).drop(DropReason::DispatchFull, 1),
+            }
+        }
+        true
+    }
+}
+
+/// A new single-segment frame from `pool` holding `m`'s bytes; `None` when the pool is empty
+/// or the frame does not fit one buffer (the pool's buffers hold the largest guest frame).
+fn copy_frame(pool: &Mempool, m: &Mbuf) -> Option<Mbuf> {
+    let mut copy = Mbuf::alloc(pool)?;
+    let out = copy.append(u16::try_from(m.pkt_len()).ok()?)?;
+    let mut at = 0;
+    for seg in m.segments() {
+        out.get_mut(at..at + seg.len())?.copy_from_slice(seg);
+        at += seg.len();
+    }
+    Some(copy)
+}
