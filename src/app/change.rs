@@ -200,6 +200,7 @@ impl Switch {
                 Err(e) => eprintln!("dpdk-macvtap: internal error: the guests left out stay in the tables: {e:#}"),
             }
         }
+        self.sync_uplink_owner();
         // The pause and the change are not the new state's load.
         self.rebalancer.restart(&self.registry);
         out.took = t0.elapsed();
