@@ -123,6 +123,8 @@ struct GuestTable<'a> {
     queues: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mode: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    sources: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     mtu: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,6 +164,7 @@ fn guest_toml(add: &GuestAdd) -> Result<String, String> {
             socket,
             queues: add.queues,
             mode: add.mode.as_deref(),
+            sources: &add.sources,
             mtu: add.mtu,
             vhost: add.vhost.map(|v| v.name()),
             owner: add.owner.as_deref(),
@@ -185,7 +188,7 @@ pub struct Assignment {
 
 /// clap value parser for `KEY=VALUE`. The value is read as TOML (so `9000` is a number and
 /// `["a","b"]` a list), falling back to a plain string for bare words such as `private`;
-/// `mac=A,B` becomes a list and `lcore=none` (or `null`) becomes null, TOML having no null.
+/// `mac=A,B` (and `sources=A,B`) becomes a list and `lcore=none` (or `null`) becomes null, TOML having no null.
 pub fn parse_assignment(arg: &str) -> Result<Assignment, String> {
     let (key, raw) = arg
         .split_once('=')
@@ -196,7 +199,7 @@ pub fn parse_assignment(arg: &str) -> Result<Assignment, String> {
     }
     let value = match key {
         "lcore" if matches!(raw.trim(), "none" | "null") => Value::Null,
-        "mac" => mac_value(raw),
+        "mac" | "sources" => mac_value(raw),
         _ => toml_value(raw).unwrap_or_else(|| Value::String(raw.to_owned())),
     };
     Ok(Assignment {
