@@ -257,8 +257,9 @@ impl Switch {
         println!("dpdk-macvtap: stopping");
         let Switch { mut running, pool, eal, settings, asg, registry, watch, mempool_at_start, held_by_rings, mut owner, .. } = self;
         running.workers.stop();
-        // The port gets its own MAC back before it closes (a passthru guest's was set).
-        if let Some(line) = owner.restore(&running.uplink) {
+        // The port as it was found (its own MAC, not promiscuous for a passthru or source
+        // guest), before it closes.
+        for line in owner.release(&running.uplink, running.steering.is_promiscuous()) {
             println!("{line}");
         }
         let mut last = registry.snapshot();

@@ -88,8 +88,14 @@ impl UplinkOwner {
         lines
     }
 
+    /// At exit: the port as it was found (its own MAC; promiscuous off unless `steering_needs`
+    /// it), before it closes. Returns the lines to print.
+    pub fn release(&mut self, port: &Port, steering_needs: bool) -> Vec<String> {
+        self.sync(port, [], steering_needs)
+    }
+
     /// Gives the port its own MAC back, if a passthru guest's was set; returns what to print.
-    pub fn restore(&mut self, port: &Port) -> Option<String> {
+    fn restore(&mut self, port: &Port) -> Option<String> {
         let (_, took) = self.wanted.take()?;
         let orig = self.original.filter(|_| took)?;
         Some(match port.set_default_mac(orig.octets()) {
