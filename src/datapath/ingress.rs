@@ -1,6 +1,7 @@
 //! Uplink -> guests: classify each frame by destination MAC and deliver it to the guest
 //! queue(s) the forwarding mode allows, directly when this worker owns the queue, over a ring
-//! to the owning worker otherwise.
+//! to the owning worker otherwise. A passthru guest takes every frame, and source-mode guests
+//! also get copies by source MAC: both in `modes.rs`.
 //!
 //! Ownership: a frame taken from a burst is either pushed (one reference per destination,
 //! extra references from `Mbuf::share`) into a slot's or a peer's pending burst, or dropped
@@ -60,7 +61,7 @@ impl Worker {
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
         if let Some(g) = self.tables.passthru {
-            return self.to_passthru(g, m);
+            return self.deliver_passthru(g, m);
         }
         if dst.is_multicast() {
             if dst.is_link_local_group() {

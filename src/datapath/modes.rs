@@ -20,7 +20,7 @@ impl Worker {
     /// Passthru: guest `g` owns the uplink and takes frame `m` whatever its destination
     /// (link-local groups included; see `policy::owns_uplink`).
     #[inline]
-    pub(super) fn to_passthru(&mut self, g: GuestId, m: Mbuf) {
+    pub(super) fn deliver_passthru(&mut self, g: GuestId, m: Mbuf) {
         match self.unfit(g, &m) {
             Some(reason) => self.stats.guest(g).drop(reason, 1),
             None => self.deliver_unicast(g, m),
