@@ -68,6 +68,9 @@ fn passthru_guest_owns_the_uplink() {
     let promisc = printed(&env, "uplink: promiscuous");
     assert_eq!(promisc, "uplink: promiscuous (guest pt is in mode passthru)");
     assert_eq!(printed(&env, "uplink: MAC"), format!("uplink: MAC set to {A} (passthru guest pt)"));
+    assert_eq!(printed(&env, "uplink admission"), "uplink admission: promiscuous for passthru guest pt");
+    let line = printed(&env, "guest pt:");
+    assert!(line.ends_with("mode passthru, mtu 1500, steering software (passthru: takes every frame on the port)"), "no rule or filter sorts its frames: {line}");
     let link = uplink_link(&env);
     assert!(is_promiscuous(&link), "{link}");
     assert_eq!(link_mac(&link), A, "the uplink carries the guest's MAC: {link}");
@@ -211,8 +214,9 @@ fn source_guest_receives_by_listed_source() {
     // The list changes at run time: now the other station is watched, the first is not.
     let r = env.ctl().run(&["guest-set", "mon", &format!("sources={OTHER}")]);
     assert_eq!((r.code, r.stdout.lines().next()), (0, Some("changed guest mon: sources")), "{}", r.stderr);
-    let shown = env.ctl().json(&["config-dump"]);
-    assert!(shown.to_string().contains(&format!("sources = [\\\"{OTHER}\\\"]")), "{shown}");
+    assert_eq!(env.ctl().json(&["guest-show", "mon"])["sources"], serde_json::json!([OTHER]));
+    let dumped = env.ctl().json(&["config-dump"]);
+    assert!(dumped.to_string().contains(&format!("sources = [\\\"{OTHER}\\\"]")), "{dumped}");
     ext.send(&frame(mac(NOBODY), listed, TEST_ETHERTYPE, 60, 8));
     let watched = frame(mac(NOBODY), other, TEST_ETHERTYPE, 60, 9);
     ext.send(&watched);

@@ -319,7 +319,11 @@ pub fn install(uplink: &Port, guests: &[GuestConfig], asg: &Assignment, vmdq: &R
         }
     }
     if !st.promiscuous && st.admission.is_empty() {
-        st.admission = format!("{} guest MACs in the port's filters", guests.iter().map(|g| g.macs.len()).sum::<usize>());
+        st.admission = match guests.iter().find(|g| policy::owns_uplink(g.mode)) {
+            // No filters for it (see `add`): `uplink_owner` makes the port promiscuous.
+            Some(g) => format!("promiscuous for passthru guest {}", g.name),
+            None => format!("{} guest MACs in the port's filters", guests.iter().map(|g| g.macs.len()).sum::<usize>()),
+        };
     }
     st
 }
