@@ -235,3 +235,41 @@ fn source_guest_receives_by_listed_source() {
     assert_eq!(total_drops(guest_stats(&v, "mon")), 0, "{v}");
     assert_eq!(total_drops(guest_stats(&v, "vm2")), 0, "{v}");
 }
+
+/// The only guest becomes passthru at run time and back: the uplink follows (promiscuous and
+/// the guest's MAC, then its own again), and so does what the guest receives.
+#[test]
+fn passthru_set_and_unset_at_run_time() {
+    let mut env = LabSwitch::start(&[("vm1", A, "")], LabOpts::default());
+    let own_mac = own_mac(&env);
+    let g = env.guest("vm1");
+    let ext = env.lab.ext_socket();
+    let ctl = env.ctl();
+    let to_nobody = |tag: u8| frame(mac(NOBODY), env.lab.ext_mac, TEST_ETHERTYPE, 60, tag);
+
+    let r = ctl.run(&["guest-set", "vm1", "mode=passthru"]);
+    assert_eq!((r.code, r.stdout.lines().next()), (0, Some("changed guest vm1: mode")), "{}", r.stderr);
+    assert_eq!(printed(&env, "uplink: MAC set"), format!("uplink: MAC set to {A} (passthru guest vm1)"));
+    assert_eq!(printed(&env, "guest vm1: steering"), "guest vm1: steering software (passthru: takes every frame on the port)");
+    let link = uplink_link(&env);
+    assert!(is_promiscuous(&link) && link_mac(&link) == A, "{link}");
+    ext.send(&to_nobody(1));
+    assert_eq!(g.recv(3000, 2), vec![to_nobody(1)], "passthru: any destination");
+
+    let r = ctl.run(&["guest-set", "vm1", "mode=vepa"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_eq!(printed(&env, "uplink: MAC restored"), format!("uplink: MAC restored to {own_mac}"));
+    // net_af_packet has no MAC filters, so a VEPA guest keeps the port promiscuous (steering's
+    // fallback, already so at start).
+    assert!(printed(&env, "uplink admission").starts_with("uplink admission: promiscuous (MAC filter for 52:54:00:00:00:01: "));
+    assert_eq!(printed(&env, "uplink: stays"), "uplink: stays promiscuous (its MAC filters refused a guest's MAC: see uplink admission)");
+    let link = uplink_link(&env);
+    assert_eq!(link_mac(&link), own_mac, "{link}");
+    ext.send(&to_nobody(2));
+    assert!(g.recv(QUIET, 1).is_empty(), "vepa again: not its destination");
+
+    g.quit();
+    let v = env.stop();
+    assert_eq!(guest_stats(&v, "vm1")["tx_packets"], 1, "{v}");
+    assert_eq!(drops(&v["uplink"], "unknown_dest"), 1, "{v}");
+}

@@ -132,6 +132,17 @@ impl Steering {
         how
     }
 
+    /// After guest `id`'s mode changed from `old` to `new`: a guest entering or leaving
+    /// passthru is steered afresh (a passthru guest has no rules or filters, every other one
+    /// needs them). Returns its new steering when it changed.
+    pub fn remode(&mut self, uplink: &Port, id: GuestId, old: &GuestConfig, new: &GuestConfig, asg: &Assignment) -> Option<GuestSteering> {
+        if policy::owns_uplink(old.mode) == policy::owns_uplink(new.mode) {
+            return None;
+        }
+        self.remove(uplink, id);
+        Some(self.add(uplink, id, new, asg))
+    }
+
     /// Takes guest `id`'s rules and filters off the port.
     pub fn remove(&mut self, uplink: &Port, id: GuestId) {
         if let Some(gone) = self.guests.remove(&id) {
@@ -166,6 +177,9 @@ impl Steering {
     /// in its own pool or towards its own queue; the ones it kept are left as they are (a
     /// PMD may refuse a second rule with the same pattern). Returns how it is steered.
     pub fn gain_macs(&mut self, uplink: &Port, id: GuestId, g: &GuestConfig) -> Option<GuestSteering> {
+        if policy::owns_uplink(g.mode) {
+            return self.guest(id).cloned(); // no rules or filters for passthru (see `add`)
+        }
         let mut inst = self.guests.remove(&id)?;
         let new: Vec<MacAddr> = g.macs.iter().copied().filter(|m| !inst.filtered.iter().any(|(f, _)| f == m) && !inst.rules.iter().any(|(r, _)| r == m)).collect();
         if let GuestSteering::Flow { queue } = inst.how {

@@ -61,7 +61,7 @@ impl UplinkOwner {
             (None, true) => {
                 self.promiscuous = false;
                 if steering_needs {
-                    lines.push("uplink: stays promiscuous (its MAC filters ran out)".to_owned());
+                    lines.push("uplink: stays promiscuous (its MAC filters refused a guest's MAC: see uplink admission)".to_owned());
                 } else {
                     match port.set_promiscuous(false) {
                         Ok(()) => lines.push("uplink: promiscuous off (no guest in mode passthru or source)".to_owned()),

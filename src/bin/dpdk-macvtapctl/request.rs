@@ -385,6 +385,16 @@ mod tests {
     }
 
     #[test]
+    fn sources_make_a_list() {
+        let add = GuestAdd { mode: Some("source".into()), sources: vec!["02:00:00:00:aa:01".into()], ..flags() };
+        let g = parsed(&guest_toml(&add).expect("toml"));
+        assert_eq!(g["mode"].as_str(), Some("source"));
+        assert_eq!(g["sources"], toml::Value::Array(vec![toml::Value::String("02:00:00:00:aa:01".into())]));
+        assert_eq!(parse_assignment("sources=02:00:00:00:aa:01,02:00:00:00:aa:02").map(|a| a.value), Ok(json!(["02:00:00:00:aa:01", "02:00:00:00:aa:02"])));
+        assert_eq!(parse_assignment("sources=[]").map(|a| a.value), Ok(json!([])));
+    }
+
+    #[test]
     fn every_flag_round_trips_with_escaping() {
         let add = GuestAdd {
             name: Some("we\"ird\\name\n".into()),
