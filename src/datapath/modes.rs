@@ -8,13 +8,14 @@
 //! original may still be tagged for another worker by the destination path, which needs it
 //! unshared, and the copy may need a tag of its own to cross to the guest's worker.
 
-use std::sync::Arc;
-
 use super::worker::Worker;
 use crate::fib::GuestId;
 use crate::rte::{Mbuf, Mempool};
 use crate::stats::DropReason;
 use crate::wire::MacAddr;
+
+/// Guests listing one source, read from the source table per lookup (see `copy_by_source`).
+const SOURCE_CHUNK: usize = 8;
 
 impl Worker {
     /// Passthru: guest `g` owns the uplink and takes frame `m` whatever its destination
@@ -34,26 +35,43 @@ impl Worker {
     /// Multicast needs no copies: a source-mode guest takes every flood a source match
     /// would give it (pinned by the policy tests).
     pub(super) fn copy_by_source(&mut self, m: &Mbuf, src: &MacAddr, owner: Option<GuestId>) -> bool {
-        if self.tables.sources.lookup(src).is_none() {
-            return false;
+        // The walk needs `self` mutably, so the list is read in chunks onto the stack (no
+        // reference count touched per frame): one lookup per chunk, so one in the usual case.
+        let mut done = 0;
+        loop {
+            let mut chunk = [GuestId::default(); SOURCE_CHUNK];
+            let n = match self.tables.sources.lookup(src) {
+                None => return false,
+                Some(list) => {
+                    let rest = list.get(done..).unwrap_or_default();
+                    let n = rest.len().min(SOURCE_CHUNK);
+                    chunk[..n].copy_from_slice(&rest[..n]);
+                    n
+                }
+            };
+            for &g in &chunk[..n] {
+                if Some(g) != owner {
+                    self.copy_to(g, m);
+                }
+            }
+            if n < SOURCE_CHUNK {
+                return true;
+            }
+            done += n;
         }
-        // Our own reference for the walk, which needs `self` mutably: only listed frames pay it.
-        let tables = Arc::clone(&self.tables);
-        for &g in tables.sources.lookup(src).unwrap_or_default() {
-            if Some(g) == owner {
-                continue;
-            }
-            if let Some(reason) = self.unfit(g, m) {
-                self.stats.guest(g).drop(reason, 1);
-                continue;
-            }
-            match copy_frame(&self.pool, m) {
-                Some(copy) => self.deliver_unicast(g, copy),
-                // No buffer to copy into: the copy could not be handed on.
-                None => self.stats.guest(g).drop(DropReason::DispatchFull, 1),
-            }
+    }
+
+    /// One source copy of `m` for guest `g`, or a drop counted on `g`.
+    fn copy_to(&mut self, g: GuestId, m: &Mbuf) {
+        if let Some(reason) = self.unfit(g, m) {
+            self.stats.guest(g).drop(reason, 1);
+            return;
         }
-        true
+        match copy_frame(&self.pool, m) {
+            Some(copy) => self.deliver_unicast(g, copy),
+            // No buffer to copy into: the copy could not be handed on.
+            None => self.stats.guest(g).drop(DropReason::DispatchFull, 1),
+        }
     }
 }
 
