@@ -87,7 +87,7 @@ fn passthru_guest_owns_the_uplink() {
     for f in &frames {
         ext.send(f);
     }
-    assert_eq!(g.recv(3000, frames.len() + 1), frames, "every frame, in order, once");
+    assert_eq!(g.recv(5000, frames.len() + 1), frames, "every frame, in order, once; counters: {}", env.ctl().json(&["stats"]));
     // The bridge never forwards 802.1 link-local groups: sent from its port straight onto the wire.
     let lldp = frame([0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e], from_ext, 0x88cc, 60, 9);
     port.send(&lldp);
