@@ -55,46 +55,30 @@ fn sources_are_parsed_in_mode_source() {
     parse(&two).expect("valid");
 }
 
+/// (value of `sources` in a source-mode guest at line 1, line of the error, message after
+/// `guest "vm1": `) for every refusal of the list itself.
 #[test]
 fn sources_rejections() {
     let many: Vec<String> = (0..=MAX_SOURCES).map(|i| format!("\"02:00:00:00:{:02x}:{:02x}\"", i / 256, i % 256)).collect();
-    let cases: Vec<(String, String)> = vec![
-        (
-            guest("vm1", 1, "sources = [\"02:00:00:00:aa:01\"]\n"),
-            "guests.toml:5: guest \"vm1\": sources = [\"02:00:00:00:aa:01\"]: only a guest in mode \"source\" has sources (this one is in mode \"vepa\")".into(),
-        ),
-        (
-            guest("vm1", 1, "mode = \"source\"\nsources = [\n  \"02:00:00:00:aa:01\",\n  \"02:00:00:00:aa:01\",\n]\n"),
-            "guests.toml:8: guest \"vm1\": sources = \"02:00:00:00:aa:01\": listed twice".into(),
-        ),
-        (
-            guest("vm1", 1, "mode = \"source\"\nsources = [\"52:54:00:00:00:01\"]\n"),
-            "guests.toml:6: guest \"vm1\": sources = \"52:54:00:00:00:01\": is one of the guest's own MACs".into(),
-        ),
-        (
-            guest("vm1", 1, "mode = \"source\"\nsources = [\"01:00:5e:00:00:01\"]\n"),
-            "guests.toml:6: guest \"vm1\": sources = \"01:00:5e:00:00:01\": a multicast address cannot be a source".into(),
-        ),
-        (
-            guest("vm1", 1, "mode = \"source\"\nsources = \"ff:ff:ff:ff:ff:ff\"\n"),
-            "guests.toml:6: guest \"vm1\": sources = \"ff:ff:ff:ff:ff:ff\": the broadcast address cannot be a source".into(),
-        ),
-        (
-            guest("vm1", 1, "mode = \"source\"\nsources = [\"00:00:00:00:00:00\"]\n"),
-            "guests.toml:6: guest \"vm1\": sources = \"00:00:00:00:00:00\": the all-zero address cannot be a source".into(),
-        ),
-        (
-            guest("vm1", 1, "mode = \"source\"\nsources = [1]\n"),
-            "guests.toml:6: guest \"vm1\": sources = 1: expected a MAC address string".into(),
-        ),
-        (
-            guest("vm1", 1, &format!("mode = \"source\"\nsources = [{}]\n", many.join(", "))),
-            format!("guests.toml:6: guest \"vm1\": sources = [{}]: lists 257 addresses; at most 256 per guest", many.join(", ")),
-        ),
+    let many = format!("[{}]", many.join(", "));
+    let cases: Vec<(&str, usize, String)> = vec![
+        ("[\n  \"02:00:00:00:aa:01\",\n  \"02:00:00:00:aa:01\",\n]", 8, "sources = \"02:00:00:00:aa:01\": listed twice".into()),
+        ("[\"52:54:00:00:00:01\"]", 6, "sources = \"52:54:00:00:00:01\": is one of the guest's own MACs".into()),
+        ("[\"01:00:5e:00:00:01\"]", 6, "sources = \"01:00:5e:00:00:01\": a multicast address cannot be a source".into()),
+        ("\"ff:ff:ff:ff:ff:ff\"", 6, "sources = \"ff:ff:ff:ff:ff:ff\": the broadcast address cannot be a source".into()),
+        ("[\"00:00:00:00:00:00\"]", 6, "sources = \"00:00:00:00:00:00\": the all-zero address cannot be a source".into()),
+        ("[1]", 6, "sources = 1: expected a MAC address string".into()),
+        (&many, 6, format!("sources = {many}: lists 257 addresses; at most 256 per guest")),
     ];
-    for (text, want) in cases {
-        assert_eq!(parse(&text).expect_err("refused"), want, "for:\n{text}");
+    for (list, line, want) in cases {
+        let text = guest("vm1", 1, &format!("mode = \"source\"\nsources = {list}\n"));
+        assert_eq!(parse(&text).expect_err("refused"), format!("guests.toml:{line}: guest \"vm1\": {want}"), "for:\n{text}");
     }
+    // Not in another mode.
+    assert_eq!(
+        parse(&guest("vm1", 1, "sources = [\"02:00:00:00:aa:01\"]\n")).expect_err("vepa"),
+        "guests.toml:5: guest \"vm1\": sources = [\"02:00:00:00:aa:01\"]: only a guest in mode \"source\" has sources (this one is in mode \"vepa\")"
+    );
 }
 
 fn running(text: &str) -> Vec<GuestConfig> {
