@@ -50,7 +50,7 @@ fn main() {
         .allowlist_function("rte_mempool_(free|avail_count|in_use_count|lookup)")
         .allowlist_function("rte_ring_(create|free)")
         .allowlist_function("rte_dev_(probe|remove)")
-        .allowlist_function("rte_eth_(dev_count_avail|dev_get_port_by_name|dev_get_name_by_port|dev_configure|dev_start|dev_stop|dev_close|dev_info_get|rx_queue_setup|tx_queue_setup|link_get_nowait|macaddr_get|stats_get|stats_reset|xstats_get|xstats_get_names|dev_set_mtu|dev_get_mtu|promiscuous_enable|promiscuous_disable|allmulticast_enable|allmulticast_disable|dev_mac_addr_add|dev_mac_addr_remove|dev_is_valid_port|dev_socket_id|dev_callback_register|dev_callback_unregister|dev_adjust_nb_rx_tx_desc)")
+        .allowlist_function("rte_eth_(dev_count_avail|dev_get_port_by_name|dev_get_name_by_port|dev_configure|dev_start|dev_stop|dev_close|dev_info_get|rx_queue_setup|tx_queue_setup|link_get_nowait|macaddr_get|stats_get|stats_reset|xstats_get|xstats_get_names|dev_set_mtu|dev_get_mtu|promiscuous_enable|promiscuous_disable|allmulticast_enable|allmulticast_disable|dev_mac_addr_add|dev_mac_addr_remove|dev_default_mac_addr_set|dev_is_valid_port|dev_socket_id|dev_callback_register|dev_callback_unregister|dev_adjust_nb_rx_tx_desc)")
         .allowlist_function("rte_vhost_(driver_register|driver_unregister|driver_disable_features|driver_callback_register|driver_start|get_ifname|get_vring_num|enqueue_burst|dequeue_burst|get_negotiated_features|enable_guest_notification)")
         .allowlist_type("rte_vhost_device_ops")
         .allowlist_var("RTE_VHOST_USER_.*")

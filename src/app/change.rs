@@ -157,6 +157,9 @@ impl Switch {
             olds.push(old);
         }
         for ((id, g), old) in b.change.iter().zip(&olds) {
+            if let Some(how) = self.running.steering.remode(&self.running.uplink, *id, old, g, &self.asg) {
+                println!("guest {}: steering {how}", g.name);
+            }
             if old.macs != g.macs {
                 self.running.steering.gain_macs(&self.running.uplink, *id, g);
             }
@@ -208,6 +211,7 @@ impl Switch {
                 Err(e) => eprintln!("dpdk-macvtap: internal error: the guests left out stay in the tables: {e:#}"),
             }
         }
+        self.sync_uplink_owner();
         // The pause and the change are not the new state's load.
         self.rebalancer.restart(&self.registry);
         out.took = t0.elapsed();

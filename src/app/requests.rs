@@ -182,6 +182,9 @@ impl Switch {
         let d = &self.asg.delivery;
         let lcore_of = |q: u16| self.asg.workers.get(d.owner(id.index(), q)).map(|w| w.lcore);
         v["lcore"] = json!(g.lcore);
+        if g.mode == crate::policy::Mode::Source {
+            v["sources"] = json!(g.sources.iter().map(|m| m.to_string()).collect::<Vec<_>>());
+        }
         v["active_queues"] = json!(self.links.active_queues(id.index()));
         v["queue_lcores"] = Value::Array((0..g.queues).map(|q| json!({ "queue": q, "lcore": lcore_of(q) })).collect());
         v["steering"] = json!(self.running.steering.guest(id).map(|s| s.to_string()));

@@ -22,12 +22,13 @@ use crate::cli::{AssignMode, Cli, VERSION};
 use crate::config::{Config, GuestConfig, MAX_GUESTS};
 use crate::control::rebalance::Rebalancer;
 use crate::control::steering::{self, Steering};
+use crate::control::uplink_owner::UplinkOwner;
 use crate::control::{assign, Assignment, EventsHandle, GuestEvents, LinkWatch};
 use crate::fib::{GuestId, MacTable};
 use crate::rte::{self, Eal, Mempool, Port};
 use crate::stats::{StatsRegistry, StatsSnapshot};
 use crate::datapath::{VlanOffload, RX_BURSTS_PER_PASS, UPLINK_PENDING};
-use crate::view::{DeliveryMap, GuestLinks, Handover, Tables, WorkerView, MAX_SLOTS};
+use crate::view::{DeliveryMap, GuestLinks, Handover, SourceTable, Tables, WorkerView, MAX_SLOTS};
 
 const MEMPOOL_CACHE: u32 = 256;
 /// Packet buffers when `--mbufs` is not given and the worst case needs no more.
@@ -87,6 +88,8 @@ pub struct Switch {
     pub(super) guests_changed: bool,
     /// Which VLAN work the uplink port does (the rest is the workers' software).
     pub(super) vlan_offload: VlanOffload,
+    /// What the passthru and source modes changed on the uplink (promiscuous mode, its MAC).
+    pub(super) owner: UplinkOwner,
 }
 
 impl Switch {
@@ -149,9 +152,14 @@ impl Switch {
         up.port.start()?;
         let steering = steering::install(&up.port, &cfg.guests, &asg, &up.vmdq);
         let fib = MacTable::from_config(&cfg)?;
-        let tables = Arc::new(Tables::new(fib, asg.delivery.clone(), |g| steering.pooled(g)));
+        let sources = SourceTable::build(cfg.guests.iter().enumerate().map(|(i, g)| (GuestId(i as u16), g)), &fib);
+        let tables = Arc::new(Tables::new(fib, asg.delivery.clone(), |g| steering.pooled(g)).with_sources(sources));
         super::report::print_summary(&guests, &up.port, uplink_mtu, up.rx_queues, up.tx_queues, &pool, &steering);
         println!("uplink vlan: {}", uplink::describe_vlan(vlan_offload, &info, !cli.no_vlan_offload));
+        let mut owner = UplinkOwner::new(&up.port);
+        for line in owner.sync(&up.port, &cfg.guests, steering.is_promiscuous()) {
+            println!("{line}");
+        }
         println!("{} guest sockets set up in {} ms", cfg.guests.len(), guests_took.as_millis());
 
         let measure = cli.assign == AssignMode::Cycles;
@@ -194,15 +202,26 @@ impl Switch {
             epoch: 0,
             guests_changed: false,
             vlan_offload,
+            owner,
         })
     }
 
     /// Tables for `guests` (id, config) over `delivery`; fails only on a conflict the
     /// validation should have caught, before anything changed.
-    pub(super) fn build_tables<'a>(&self, guests: impl IntoIterator<Item = (GuestId, &'a GuestConfig)>, delivery: DeliveryMap) -> Result<Arc<Tables>> {
-        let fib = MacTable::from_guests(guests, self.epoch + 1)?;
+    pub(super) fn build_tables<'a>(&self, guests: impl IntoIterator<Item = (GuestId, &'a GuestConfig)> + Clone, delivery: DeliveryMap) -> Result<Arc<Tables>> {
+        let fib = MacTable::from_guests(guests.clone(), self.epoch + 1)?;
+        let sources = SourceTable::build(guests, &fib);
         let steering = &self.running.steering;
-        Ok(Arc::new(Tables::new(fib, delivery, |g| steering.pooled(g))))
+        Ok(Arc::new(Tables::new(fib, delivery, |g| steering.pooled(g)).with_sources(sources)))
+    }
+
+    /// After a change of the guest set: the uplink's promiscuous mode and MAC as the passthru
+    /// and source modes need them (see `control::uplink_owner`).
+    pub(super) fn sync_uplink_owner(&mut self) {
+        let guests: Vec<&GuestConfig> = self.running.guests.iter().map(|(_, r)| &r.cfg).collect();
+        for line in self.owner.sync(&self.running.uplink, guests, self.running.steering.is_promiscuous()) {
+            println!("{line}");
+        }
     }
 
     /// The one way a change reaches the workers: each gets its view of `tables` (under
@@ -241,8 +260,13 @@ impl Switch {
     /// Stops the workers, reports, and lets go of everything in order.
     pub fn stop(self) -> Result<ExitReport> {
         println!("dpdk-macvtap: stopping");
-        let Switch { mut running, pool, eal, settings, asg, registry, watch, mempool_at_start, held_by_rings, .. } = self;
+        let Switch { mut running, pool, eal, settings, asg, registry, watch, mempool_at_start, held_by_rings, mut owner, .. } = self;
         running.workers.stop();
+        // The port as it was found (its own MAC, not promiscuous for a passthru or source
+        // guest), before it closes.
+        for line in owner.release(&running.uplink, running.steering.is_promiscuous()) {
+            println!("{line}");
+        }
         let mut last = registry.snapshot();
         for g in last.guests.iter_mut() {
             g.link_up = watch.is_up(g.id);

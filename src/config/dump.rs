@@ -46,9 +46,12 @@ pub(super) fn settings(g: &GuestConfig) -> Vec<(String, toml::Value)> {
         ("socket", Str(g.socket.to_string_lossy().into_owned())),
         ("queues", Integer(g.queues.into())),
         ("mode", Str(g.mode.name().to_owned())),
-        ("mtu", Integer(g.mtu.into())),
-        ("vhost", Str(g.vhost.name().to_owned())),
     ];
+    // Only mode source has the key (the file refuses it elsewhere); always a list there.
+    if g.mode == crate::policy::Mode::Source {
+        out.push(("sources", Array(g.sources.iter().map(|m| Str(m.to_string())).collect())));
+    }
+    out.extend([("mtu", Integer(g.mtu.into())), ("vhost", Str(g.vhost.name().to_owned()))]);
     // Numeric ids: the names they came from may not resolve the same way (or at all) where
     // the dump is read back.
     if let Some(uid) = g.owner {

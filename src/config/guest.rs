@@ -14,19 +14,20 @@ use toml::Spanned;
 use super::error::{ConfigError, Problem};
 use super::ids::{numeric_id, IdLookup};
 use super::raw::{entries, line_of, Entry, RawTable, RawValue};
-use super::{GuestConfig, VhostRole, MAX_MTU, MAX_QUEUES, MIN_MTU};
+use super::{GuestConfig, VhostRole, MAX_MTU, MAX_QUEUES, MAX_SOURCES, MIN_MTU};
 use crate::policy::Mode;
 use crate::wire::vlan::{MAX_VID, MIN_VID};
 use crate::wire::MacAddr;
 
 /// Every key a guest table may hold, in the order error messages list them (and `dump`
 /// writes them).
-pub(super) const KEYS: [&str; 12] = [
+pub(super) const KEYS: [&str; 13] = [
     "name",
     "mac",
     "socket",
     "queues",
     "mode",
+    "sources",
     "mtu",
     "vhost",
     "owner",
@@ -105,6 +106,8 @@ pub(super) struct Claims {
     names: HashMap<String, Holder>,
     macs: HashMap<MacAddr, Holder>,
     sockets: HashMap<PathBuf, Holder>,
+    /// The guest in mode passthru, if one was seen: it owns the uplink alone.
+    passthru: Option<Holder>,
 }
 
 impl Claims {
@@ -119,9 +122,21 @@ impl Claims {
                 claims.macs.insert(*mac, holder.clone());
             }
             claims.sockets.insert(socket_key(&g.socket), holder.clone());
+            if g.mode == Mode::Passthru {
+                claims.passthru = Some(holder.clone());
+            }
             claims.names.insert(g.name.clone(), holder);
         }
         claims
+    }
+
+    /// One guest claimed so far (the earliest in the text, else a running one by name), for
+    /// "a passthru guest cannot share the uplink with ..." messages.
+    fn some_guest(&self) -> Option<&Holder> {
+        self.names.values().min_by_key(|h| match h {
+            Holder::Text { name, line } => (0, line.unwrap_or(0), name.clone()),
+            Holder::Running { name } => (1, 0, name.clone()),
+        })
     }
 }
 
@@ -254,6 +269,14 @@ pub(super) fn validate(
         Some(e) => mode(&cx, e)?,
         None => Mode::default(),
     };
+    passthru_alone(&cx, find("mode"), mode, claims)?;
+    let sources = match find("sources") {
+        Some(e) if mode != Mode::Source => {
+            return Err(cx.bad(e, format!("only a guest in mode \"source\" has sources (this one is in mode {:?})", mode.name())))
+        }
+        Some(e) => sources(&cx, e, &macs)?,
+        None => Vec::new(),
+    };
     let vhost = match find("vhost") {
         Some(e) => match cx.string(e)? {
             "server" => VhostRole::Server,
@@ -287,19 +310,28 @@ pub(super) fn validate(
         .map(|e| cx.integer_in(e, 0, MAX_LCORE_ID))
         .transpose()?;
     // 802.1Q VLAN id; absent means untagged (0 inside the switch, never written).
+    // A passthru guest owns the whole wire, tags included: it sees the uplink's frames as
+    // they come and tags its own, so a VLAN of its own would mean nothing.
     let vlan = match find("vlan") {
+        Some(e) if mode == Mode::Passthru => {
+            return Err(cx.bad(e, "a guest in mode \"passthru\" owns the whole uplink, VLAN tags included: it has no vlan of its own"))
+        }
         Some(e) => cx.integer_in(e, MIN_VID, MAX_VID)?,
         None => 0,
     };
 
     claims.names.insert(name.clone(), cx.holder(&name));
     claims.sockets.insert(socket_key(&socket), cx.holder(&name));
+    if mode == Mode::Passthru {
+        claims.passthru = Some(cx.holder(&name));
+    }
     Ok(GuestConfig {
         name,
         macs,
         socket,
         queues,
         mode,
+        sources,
         mtu,
         vhost,
         owner,
@@ -328,11 +360,53 @@ fn macs(
     name: &str,
     claims: &mut Claims,
 ) -> Result<Vec<MacAddr>, ConfigError> {
+    if matches!(&e.value.value, toml::Value::Array(items) if items.is_empty()) {
+        return Err(cx.bad(e, "must list at least one MAC address"));
+    }
+    station_macs(cx, e, "a guest's MAC", |mac| {
+        if let Some(holder) = claims.macs.get(&mac) {
+            return Err(format!("already used by {holder}"));
+        }
+        claims.macs.insert(mac, cx.holder(name));
+        Ok(())
+    })
+}
+
+/// `sources` (mode source): stations whose frames the guest also receives. One string or a
+/// list (empty: none yet); unicast, each once, none of the guest's own MACs (its own frames
+/// reflected back are not what it asked for), at most `MAX_SOURCES`. Other guests' MACs are
+/// allowed: their frames reflected by a hairpin switch are copied too (see
+/// `policy::deliver_by_source`).
+fn sources(cx: &GuestCx<'_>, e: &Entry<'_>, own: &[MacAddr]) -> Result<Vec<MacAddr>, ConfigError> {
+    if let toml::Value::Array(items) = &e.value.value {
+        if items.len() > MAX_SOURCES {
+            return Err(cx.bad(e, format!("lists {} addresses; at most {MAX_SOURCES} per guest", items.len())));
+        }
+    }
+    let mut seen = Vec::new();
+    station_macs(cx, e, "a source", |mac| {
+        if own.contains(&mac) {
+            return Err("is one of the guest's own MACs".into());
+        }
+        if seen.contains(&mac) {
+            return Err("listed twice".into());
+        }
+        seen.push(mac);
+        Ok(())
+    })
+}
+
+/// `e`'s value as station addresses (one string or a list): each parsed, unicast and
+/// non-zero (`what` names it in messages: "a guest's MAC"), then `check`ed by the caller. An
+/// error points at the offending element's own line.
+fn station_macs(
+    cx: &GuestCx<'_>,
+    e: &Entry<'_>,
+    what: &str,
+    mut check: impl FnMut(MacAddr) -> Result<(), String>,
+) -> Result<Vec<MacAddr>, ConfigError> {
     // Pair each text with the offset its error should point at.
     let texts: Vec<(&toml::Value, usize)> = match &e.value.value {
-        toml::Value::Array(items) if items.is_empty() => {
-            return Err(cx.bad(e, "must list at least one MAC address"))
-        }
         toml::Value::Array(items) => items
             .iter()
             .zip(e.value.items.iter().map(|s| s.start))
@@ -354,34 +428,38 @@ fn macs(
             .parse()
             .map_err(|err: crate::wire::MacParseError| bad(err.reason.to_string()))?;
         if mac.is_broadcast() {
-            return Err(bad("the broadcast address cannot be a guest's MAC".into()));
+            return Err(bad(format!("the broadcast address cannot be {what}")));
         }
         if mac.is_multicast() {
-            return Err(bad("a multicast address cannot be a guest's MAC".into()));
+            return Err(bad(format!("a multicast address cannot be {what}")));
         }
         if mac.is_zero() {
-            return Err(bad("the all-zero address cannot be a guest's MAC".into()));
+            return Err(bad(format!("the all-zero address cannot be {what}")));
         }
-        if let Some(holder) = claims.macs.get(&mac) {
-            return Err(bad(format!("already used by {holder}")));
-        }
-        claims.macs.insert(mac, cx.holder(name));
+        check(mac).map_err(bad)?;
         macs.push(mac);
     }
     Ok(macs)
 }
 
+/// A passthru guest owns the uplink: refused beside any other guest, whichever comes first.
+fn passthru_alone(cx: &GuestCx<'_>, mode_e: Option<&Entry<'_>>, mode: Mode, claims: &Claims) -> Result<(), ConfigError> {
+    if let Some(owner) = &claims.passthru {
+        let reason = format!("{owner} is in mode \"passthru\" and owns the uplink alone: no other guest may be configured beside it");
+        return Err(cx.src.problem(Some(cx.line), cx.name.clone(), reason));
+    }
+    match (mode_e, claims.some_guest()) {
+        (Some(e), Some(other)) if mode == Mode::Passthru => {
+            Err(cx.bad(e, format!("a passthru guest owns the uplink alone, but {other} is configured too")))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn mode(cx: &GuestCx<'_>, e: &Entry<'_>) -> Result<Mode, ConfigError> {
     let text = cx.string(e)?;
     match text.parse::<Mode>() {
-        Ok(m @ (Mode::Vepa | Mode::Private | Mode::Bridge)) => Ok(m),
-        Ok(m) => Err(cx.bad(
-            e,
-            format!(
-                "mode {:?} is not implemented yet (supported: vepa, private, bridge)",
-                m.name()
-            ),
-        )),
+        Ok(m) => Ok(m),
         Err(err) => Err(cx.bad(e, err.to_string())),
     }
 }

@@ -26,6 +26,8 @@ mod ids;
 mod raw;
 mod runtime;
 #[cfg(test)]
+mod modes_tests;
+#[cfg(test)]
 mod runtime_tests;
 #[cfg(test)]
 mod tests;
@@ -46,6 +48,11 @@ pub use runtime::{apply_changes, apply_settings, diff, parse_addition, ConfigDif
 /// Refusing it here gives the reason at the guest's line instead of a failure at start-up.
 pub const MAX_GUESTS: usize = 1024;
 pub const MAX_QUEUES: u16 = 8;
+/// Source MACs one source-mode guest may list (`sources`). A bound so a file cannot make
+/// the source table (one entry per listed MAC, rebuilt on every change) arbitrarily large;
+/// 256 stations per monitoring guest is far beyond the uses of Linux source mode (a few
+/// authenticated stations per port).
+pub const MAX_SOURCES: usize = 256;
 /// The IPv4 minimum (RFC 791).
 pub const MIN_MTU: u16 = 68;
 pub const MAX_MTU: u16 = 9000;
@@ -95,6 +102,9 @@ pub struct GuestConfig {
     pub socket: PathBuf,
     pub queues: u16,
     pub mode: Mode,
+    /// Mode source: frames from the uplink whose source MAC is listed here reach this guest
+    /// too. Empty in every other mode.
+    pub sources: Vec<MacAddr>,
     pub mtu: u16,
     pub vhost: VhostRole,
     /// uid to chown the socket to (server role).

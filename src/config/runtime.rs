@@ -20,11 +20,12 @@ use super::{dump, max_guests_why, read_tables, Config, ConfigError, GuestConfig,
 /// The keys that can change while the guest stays connected; a change to any other key
 /// needs the guest's vhost-user device torn down and created again, so the VM reconnects.
 ///
-/// Why these: `mac`, `mode`, `mtu` and `vlan` live only in the switch's own forwarding state
-/// (the MAC table, the policy table, the per-guest frame-length limit, the (VLAN, MAC) keys
-/// and flood lists), which is rebuilt and swapped in one publication without touching the
-/// vhost-user connection (so a guest moved between VLANs is in the old one up to a pass and
-/// in the new one from the next, never in both or neither); `lcore` only moves which worker
+/// Why these: `mac`, `mode`, `sources`, `mtu` and `vlan` live only in the switch's own
+/// forwarding state (the MAC table, the policy table, the source table, the per-guest
+/// frame-length limit, the (VLAN, MAC) keys and flood lists), which is rebuilt and swapped in
+/// one publication without touching the vhost-user connection (so a guest moved between
+/// VLANs is in the old one up to a pass and in the new one from the next, never in both or
+/// neither); `lcore` only moves which worker
 /// polls the guest's queues, as a rebalance does. The others are fixed when the device is
 /// set up: `socket`, `vhost`, `owner`, `group` and `socket_mode` describe the socket itself
 /// (created, chowned and chmodded once), `queues` is what the driver negotiated, and `name`
@@ -32,7 +33,7 @@ use super::{dump, max_guests_why, read_tables, Config, ConfigError, GuestConfig,
 ///
 /// Note for `mtu`: the guest is not told; it must set its own interface MTU. For `lcore`:
 /// whether it names a forwarding lcore is not known here (see `control::assign`).
-pub const LIVE_KEYS: [&str; 5] = ["mac", "mode", "mtu", "lcore", "vlan"];
+pub const LIVE_KEYS: [&str; 6] = ["mac", "mode", "sources", "mtu", "lcore", "vlan"];
 
 /// Validates `text`, one `[[guest]]` table in guests-file syntax, as a guest to add to the
 /// `running` ones: the file's checks, plus no name, MAC or socket path of a running guest,
@@ -118,6 +119,12 @@ pub(super) fn apply_changes_with(
     ids: &dyn IdLookup,
 ) -> Result<GuestConfig, ConfigError> {
     let mut entries = dump::settings(current);
+    // Leaving mode source drops the list with it (the key belongs to that mode only), unless
+    // the request says something about `sources` itself.
+    let leaves_source = changes.iter().any(|(k, v)| k == "mode" && v.as_ref().and_then(toml::Value::as_str) != Some("source"));
+    if leaves_source && !changes.iter().any(|(k, _)| k == "sources") {
+        entries.retain(|(k, _)| k != "sources");
+    }
     for (key, value) in changes {
         let at = entries.iter().position(|(k, _)| k == key);
         match (at, value) {
@@ -173,6 +180,7 @@ impl GuestConfig {
             ("socket", self.socket != other.socket),
             ("queues", self.queues != other.queues),
             ("mode", self.mode != other.mode),
+            ("sources", self.sources != other.sources),
             ("mtu", self.mtu != other.mtu),
             ("vhost", self.vhost != other.vhost),
             ("owner", self.owner != other.owner),

@@ -209,7 +209,7 @@ fn addition_rejections() {
         ),
         (
             vm3("colour = \"red\""),
-            "guest-add:5: guest \"vm3\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore, vlan)",
+            "guest-add:5: guest \"vm3\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, sources, mtu, vhost, owner, group, socket_mode, lcore, vlan)",
         ),
         (
             "[[guest]]\nname = \"vm3\"\nsocket = \"/run/vm3.sock\"\n".into(),
@@ -432,7 +432,7 @@ fn settings_rejections() {
         ),
         (
             set(&[("mode", s("passthru"))]),
-            "guest-set: guest \"vm1\": mode = \"passthru\": mode \"passthru\" is not implemented yet (supported: vepa, private, bridge)",
+            "guest-set: guest \"vm1\": mode = \"passthru\": a passthru guest owns the uplink alone, but running guest \"vm2\" is configured too",
         ),
         (
             set(&[("lcore", int(128))]),
@@ -465,11 +465,11 @@ fn settings_rejections() {
         // unknown keys, however spelt
         (
             set(&[("colour", s("red"))]),
-            "guest-set: guest \"vm1\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore, vlan)",
+            "guest-set: guest \"vm1\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, sources, mtu, vhost, owner, group, socket_mode, lcore, vlan)",
         ),
         (
             set(&[("my key\n\"x\"", int(1))]),
-            "guest-set: guest \"vm1\": my key\n\"x\" = 1: unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore, vlan)",
+            "guest-set: guest \"vm1\": my key\n\"x\" = 1: unknown key (accepted: name, mac, socket, queues, mode, sources, mtu, vhost, owner, group, socket_mode, lcore, vlan)",
         ),
         // required keys cannot be unset
         (
@@ -535,6 +535,7 @@ fn changed_keys_names_each_differing_key() {
         ("socket", |g| g.socket = PathBuf::from("/run/other.sock")),
         ("queues", |g| g.queues = 2),
         ("mode", |g| g.mode = Mode::Private),
+        ("sources", |g| g.sources.push(MacAddr::new([2, 0, 0, 0, 0, 0xa]))),
         ("mtu", |g| g.mtu = 9000),
         ("vhost", |g| g.vhost = VhostRole::Client),
         ("owner", |g| g.owner = Some(0)),

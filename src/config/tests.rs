@@ -152,7 +152,7 @@ fn rejections() {
         // keys
         (
             vm1_with("colour = \"red\""),
-            "guests.toml:5: guest \"vm1\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, mtu, vhost, owner, group, socket_mode, lcore, vlan)",
+            "guests.toml:5: guest \"vm1\": colour = \"red\": unknown key (accepted: name, mac, socket, queues, mode, sources, mtu, vhost, owner, group, socket_mode, lcore, vlan)",
         ),
         (
             "[[guest]]\nmac = \"52:54:00:00:00:01\"\nsocket = \"/run/a.sock\"\n".into(),
@@ -226,14 +226,6 @@ fn rejections() {
         (
             vm1_with("mode = \"foo\""),
             "guests.toml:5: guest \"vm1\": mode = \"foo\": unknown mode \"foo\" (accepted: vepa, private, bridge, passthru, source)",
-        ),
-        (
-            vm1_with("mode = \"passthru\""),
-            "guests.toml:5: guest \"vm1\": mode = \"passthru\": mode \"passthru\" is not implemented yet (supported: vepa, private, bridge)",
-        ),
-        (
-            vm1_with("mode = \"source\""),
-            "guests.toml:5: guest \"vm1\": mode = \"source\": mode \"source\" is not implemented yet (supported: vepa, private, bridge)",
         ),
         (
             vm1_with("vhost = \"both\""),

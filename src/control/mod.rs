@@ -1,5 +1,6 @@
 //! The control plane, on the main lcore: guest lifecycle (vhost events, links), queue
-//! assignment and moves by load, steering on the uplink, signals, and the control socket.
+//! assignment and moves by load, steering on the uplink (and its promiscuous mode and MAC
+//! for the passthru and source modes), signals, and the control socket.
 //! It never touches a queue; it changes what the workers see only by publishing a new
 //! `view::WorkerView` through `view::Handover`.
 
@@ -11,6 +12,7 @@ pub mod rebalance;
 mod signals;
 pub mod socket;
 pub mod steering;
+pub mod uplink_owner;
 pub mod vmdq;
 
 pub use assign::{assign, AssignError, Assignment, WorkerPlan};

@@ -22,6 +22,7 @@ use super::vmdq::{self, VmdqCaps, VmdqPlan};
 use crate::config::GuestConfig;
 use crate::control::Assignment;
 use crate::fib::GuestId;
+use crate::policy;
 use crate::rte::flow::{self, EthDstMatch, FlowRule};
 use crate::rte::{Port, PortInfo, RteError};
 use crate::wire::MacAddr;
@@ -98,8 +99,22 @@ impl Steering {
         })
     }
 
+    /// Whether the port is promiscuous because its filters ran out (or it has none).
+    pub fn is_promiscuous(&self) -> bool {
+        self.promiscuous
+    }
+
     /// Steers guest `id` (just added to `asg`) and admits its MACs; returns how it is steered.
     pub fn add(&mut self, uplink: &Port, id: GuestId, g: &GuestConfig, asg: &Assignment) -> GuestSteering {
+        if policy::owns_uplink(g.mode) {
+            // Every frame is its own, whatever the destination: a rule or filter by its MAC
+            // would only sort out what it must get anyway. The port is made promiscuous for it
+            // (`control::uplink_owner`), and its MAC may become the port's own, which DPDK
+            // refuses for an address already among the filters.
+            let how = GuestSteering::Software { reason: "passthru: takes every frame on the port".to_owned() };
+            self.guests.insert(id, Installed { how: how.clone(), rules: Vec::new(), filtered: Vec::new(), pool: 0 });
+            return how;
+        }
         let (how, rules) = match &self.mode {
             PortMode::Software(why) => (GuestSteering::Software { reason: why.clone() }, Vec::new()),
             PortMode::Pools { .. } => (GuestSteering::Software { reason: "added at run time: served from the default VMDq pool".to_owned() }, Vec::new()),
@@ -115,6 +130,17 @@ impl Steering {
         let filtered = self.admit_macs(uplink, &g.macs, pool);
         self.guests.insert(id, Installed { how: how.clone(), rules, filtered, pool });
         how
+    }
+
+    /// After guest `id`'s mode changed from `old` to `new`: a guest entering or leaving
+    /// passthru is steered afresh (a passthru guest has no rules or filters, every other one
+    /// needs them). Returns its new steering when it changed.
+    pub fn remode(&mut self, uplink: &Port, id: GuestId, old: &GuestConfig, new: &GuestConfig, asg: &Assignment) -> Option<GuestSteering> {
+        if policy::owns_uplink(old.mode) == policy::owns_uplink(new.mode) {
+            return None;
+        }
+        self.remove(uplink, id);
+        Some(self.add(uplink, id, new, asg))
     }
 
     /// Takes guest `id`'s rules and filters off the port.
@@ -151,6 +177,9 @@ impl Steering {
     /// in its own pool or towards its own queue; the ones it kept are left as they are (a
     /// PMD may refuse a second rule with the same pattern). Returns how it is steered.
     pub fn gain_macs(&mut self, uplink: &Port, id: GuestId, g: &GuestConfig) -> Option<GuestSteering> {
+        if policy::owns_uplink(g.mode) {
+            return self.guest(id).cloned(); // no rules or filters for passthru (see `add`)
+        }
         let mut inst = self.guests.remove(&id)?;
         let new: Vec<MacAddr> = g.macs.iter().copied().filter(|m| !inst.filtered.iter().any(|(f, _)| f == m) && !inst.rules.iter().any(|(r, _)| r == m)).collect();
         if let GuestSteering::Flow { queue } = inst.how {
@@ -275,6 +304,9 @@ fn short(e: &RteError) -> String {
 /// rte_flow at all. `guests` are the start-up guests, ids 0..n. Err says why not.
 pub fn plan_vmdq(uplink: &Port, info: &PortInfo, guests: &[GuestConfig], asg: &Assignment) -> Result<(VmdqPlan, VmdqCaps), String> {
     let Some(first) = guests.first() else { return Err("no guests".to_owned()) };
+    if guests.iter().any(|g| policy::owns_uplink(g.mode)) {
+        return Err("a passthru guest takes every frame: pools would only sort them".to_owned());
+    }
     match flow::validate(uplink.id(), EthDstMatch::exact(first.primary_mac().octets()), 0) {
         Err(e) if e.is_unsupported() => {}
         Err(_) | Ok(()) => return Err("the port has rte_flow".to_owned()),
@@ -320,7 +352,11 @@ pub fn install(uplink: &Port, guests: &[GuestConfig], asg: &Assignment, vmdq: &R
         }
     }
     if !st.promiscuous && st.admission.is_empty() {
-        st.admission = format!("{} guest MACs in the port's filters", guests.iter().map(|g| g.macs.len()).sum::<usize>());
+        st.admission = match guests.iter().find(|g| policy::owns_uplink(g.mode)) {
+            // No filters for it (see `add`): `uplink_owner` makes the port promiscuous.
+            Some(g) => format!("promiscuous for passthru guest {}", g.name),
+            None => format!("{} guest MACs in the port's filters", guests.iter().map(|g| g.macs.len()).sum::<usize>()),
+        };
     }
     st
 }

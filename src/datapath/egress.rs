@@ -29,6 +29,8 @@ struct Sender {
     max_len: usize,
     /// The guest's only MAC, when it has one (the common case: a compare, not a lookup).
     only_mac: Option<MacAddr>,
+    /// Passthru: it may send from any source MAC (no anti-spoofing).
+    any_source: bool,
     may_switch_locally: bool,
     /// Its VLAN id (0: untagged): frames leave with that tag.
     vlan: u16,
@@ -92,6 +94,7 @@ impl Worker {
             g,
             max_len: entry.max_frame_len as usize,
             only_mac: if entry.macs.len() == 1 { Some(entry.macs[0]) } else { None },
+            any_source: policy::any_source(entry.mode),
             may_switch_locally: self.tables.flags(g).may_switch_locally,
             vlan: entry.vlan,
         };
@@ -158,12 +161,13 @@ impl Worker {
             return Err(DropReason::Oversize);
         }
         // The switch tags a VLAN guest's frames; a guest's own 802.1Q tag would reach into a
-        // VLAN that is not its own (see README, "VLANs").
-        if head[12..14] == ethertype::VLAN.to_be_bytes() {
+        // VLAN that is not its own (see README, "VLANs"). A passthru guest owns the wire and
+        // tags as it likes.
+        if head[12..14] == ethertype::VLAN.to_be_bytes() && !s.any_source {
             return Err(DropReason::VlanTagged);
         }
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
-        let owned = match s.only_mac {
+        let owned = s.any_source || match s.only_mac {
             Some(mac) => src == mac,
             None => self.tables.fib.lookup_in(s.vlan, &src) == Some(s.g),
         };

@@ -1,6 +1,7 @@
 //! Uplink -> guests: classify each frame by destination MAC and deliver it to the guest
 //! queue(s) the forwarding mode allows, directly when this worker owns the queue, over a ring
-//! to the owning worker otherwise.
+//! to the owning worker otherwise. A passthru guest takes every frame, and source-mode guests
+//! also get copies by source MAC: both in `modes.rs`.
 //!
 //! Ownership: a frame taken from a burst is either pushed (one reference per destination,
 //! extra references from `Mbuf::share`) into a slot's or a peer's pending burst, or dropped
@@ -57,6 +58,10 @@ impl Worker {
             self.stats.uplink().drop(DropReason::Runt, 1);
             return;
         }
+        if let Some(g) = self.tables.passthru {
+            // Before any VLAN work: the passthru guest gets the wire's frames as they came.
+            return self.deliver_passthru(g, m);
+        }
         // VLANs (`vlan.rs`): a tag the port took off, or one still in the frame.
         let tagged = head[12..14] == ethertype::VLAN.to_be_bytes();
         if self.vlan_offload.rx_strip {
@@ -104,7 +109,11 @@ impl Worker {
             RxScope::Guest(g) if self.tables.flags(GuestId(g as u16)).pooled_in(vlan) => Some(GuestId(g as u16)),
             _ => None,
         };
-        let Some(g) = steered.or_else(|| self.tables.fib.lookup_in(vlan, &dst)) else {
+        let owner = steered.or_else(|| self.tables.fib.lookup_in(vlan, &dst));
+        if !self.tables.sources.is_empty() && self.copy_by_source(&m, &src, owner, vlan) && owner.is_none() {
+            return; // delivered by its source alone
+        }
+        let Some(g) = owner else {
             self.stats.uplink().drop(DropReason::UnknownDest, 1);
             return;
         };

@@ -8,6 +8,7 @@ mod dispatch;
 mod egress;
 mod idle;
 mod ingress;
+mod modes;
 mod reassign;
 mod tag;
 mod vlan;

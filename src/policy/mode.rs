@@ -18,9 +18,10 @@ pub enum Mode {
     Private,
     /// Guests in bridge mode are switched locally among themselves.
     Bridge,
-    /// One guest owns the whole port and sees everything on it.
+    /// One guest owns the whole port: it sees everything on it and may send from any MAC.
     Passthru,
-    /// Linux receives by source MAC in this mode; here it is an alias of VEPA for delivery.
+    /// VEPA, plus a copy of every frame from the uplink whose *source* MAC is in the guest's
+    /// `sources` list (Linux receives by source only in this mode; see `table.rs`).
     Source,
 }
 

@@ -1,9 +1,16 @@
 //! The mode truth tables, as exhaustive matches (the compiler proves every combination is
 //! answered; the tests pin each answer).
 //!
-//! `Source` is treated exactly like `Vepa` everywhere, as sender and as receiver. Linux
-//! delivers to source-mode devices by *source* MAC (macvlan_forward_source) and never by
-//! destination; we have no such filter yet, and config rejects the mode until we do.
+//! `Source` is treated exactly like `Vepa` by destination, as sender and as receiver, and on
+//! top of that receives by *source* MAC (`deliver_by_source`). Differs from macvlan on
+//! purpose: Linux delivers to a source-mode device by source only, never by its own address
+//! (macvlan_handle_frame hands a unicast for it to the lower device, and its broadcast masks
+//! leave it out), which would leave a VM without ARP replies; here a source-mode guest is a
+//! VEPA guest that also sees the listed stations' traffic.
+//!
+//! `Passthru` owns the uplink: `owns_uplink` (everything from the uplink, link-local
+//! groups included) and `any_source` (no anti-spoofing); it never has siblings, so its
+//! sibling columns below only matter for frames that spoof a former guest's address.
 
 use super::{Cast, Egress, Mode, Origin};
 
@@ -49,6 +56,48 @@ pub fn deliver_from_uplink(dst_mode: Mode, origin: Origin, cast: Cast) -> bool {
         // devices already got the frame locally on the way out (macvlan_queue_xmit).
         (Vepa | Source, Sibling(Bridge), Multicast) => true,
         (Bridge, Sibling(Bridge), Multicast) => false,
+    }
+}
+
+/// Whether a guest in `mode` owns the uplink: it receives every frame the uplink receives,
+/// whatever its destination, and no other guest may exist beside it (config enforces that).
+///
+/// macvlan_handle_frame: a passthru port hands its one device every unicast
+/// (`list_first_or_null_rcu`, no lookup) and every multicast. Link-local group frames
+/// (01:80:c2:00:00:0x: STP, LACP, LLDP) included: the other modes leave them to the switch's
+/// own end of the wire, but a passthru guest *is* that end (a nested bridge or LLDP agent in
+/// the VM wants them), as Linux passes them to its rx handler. PAUSE never gets this far: the
+/// port's MAC consumes it.
+#[inline]
+pub fn owns_uplink(mode: Mode) -> bool {
+    mode == Mode::Passthru
+}
+
+/// Whether a guest in `mode` may send from any source MAC: anti-spoofing is off. Only
+/// passthru: the guest owns the port, and a bridge nested in it forwards other stations'
+/// frames (macvlan passthru lets the device's upper bridge do the same).
+#[inline]
+pub fn any_source(mode: Mode) -> bool {
+    mode == Mode::Passthru
+}
+
+/// Uplink -> guest by *source* MAC: may a guest in `dst_mode` whose `sources` list holds the
+/// frame's source receive a copy, when the source is `origin` from its point of view?
+///
+/// macvlan_forward_source: every source-mode device listing the source gets a copy, unicast
+/// or multicast, whatever the destination. Differs from macvlan: a private sibling's
+/// reflected frames are not copied (private promises no other guest sees its traffic, the
+/// rule `deliver_from_uplink` keeps), and a guest's own MACs cannot be listed (config refuses
+/// them), so `Itself` never matches. Linux's MACVLAN_FLAG_NODST (a matched frame goes to the
+/// source-mode devices only, not to its destination) is not offered: a matched frame also
+/// goes where its destination sends it.
+#[inline]
+pub fn deliver_by_source(dst_mode: Mode, origin: Origin) -> bool {
+    match (dst_mode, origin) {
+        (Mode::Source, Origin::External) => true,
+        (Mode::Source, Origin::Itself | Origin::Sibling(Mode::Private | Mode::Passthru)) => false,
+        (Mode::Source, Origin::Sibling(_)) => true,
+        (Mode::Vepa | Mode::Private | Mode::Bridge | Mode::Passthru, _) => false,
     }
 }
 
@@ -225,6 +274,78 @@ mod tests {
                 "bridge -> {dst} would get two copies"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod mode_tests {
+    //! The passthru and source rules: who owns the uplink, who may spoof, who receives by
+    //! source. Rows follow `Mode::ALL` (vepa, private, bridge, passthru, source).
+
+    use super::*;
+
+    const Y: bool = true;
+    const N: bool = false;
+
+    #[test]
+    fn only_passthru_owns_the_uplink_and_may_send_from_any_mac() {
+        const OWNS: [bool; 5] = [N, N, N, Y, N];
+        for (m, &want) in Mode::ALL.iter().zip(&OWNS) {
+            assert_eq!(owns_uplink(*m), want, "owns_uplink({m})");
+            assert_eq!(any_source(*m), want, "any_source({m})");
+        }
+    }
+
+    /// Columns: external, itself, sibling vepa, private, bridge, passthru, source.
+    #[rustfmt::skip]
+    const BY_SOURCE: [[bool; 7]; 5] = [
+        //             ext self  s:vepa s:priv s:bridge s:pass s:src
+        /* vepa     */ [N,   N,    N,     N,     N,       N,     N],
+        /* private  */ [N,   N,    N,     N,     N,       N,     N],
+        /* bridge   */ [N,   N,    N,     N,     N,       N,     N],
+        /* passthru */ [N,   N,    N,     N,     N,       N,     N],
+        /* source   */ [Y,   N,    Y,     N,     Y,       N,     Y],
+    ];
+
+    fn origins() -> [Origin; 7] {
+        let [v, pr, b, pa, s] = Mode::ALL;
+        [Origin::External, Origin::Itself, Origin::Sibling(v), Origin::Sibling(pr), Origin::Sibling(b), Origin::Sibling(pa), Origin::Sibling(s)]
+    }
+
+    #[test]
+    fn deliver_by_source_matches_the_table() {
+        for (dst, row) in Mode::ALL.into_iter().zip(&BY_SOURCE) {
+            for (origin, &want) in origins().into_iter().zip(row) {
+                assert_eq!(deliver_by_source(dst, origin), want, "deliver_by_source({dst}, {origin:?})");
+            }
+        }
+    }
+
+    /// The datapath copies by source only for unicast: whatever multicast a source match
+    /// admits, the flood already gives a source-mode guest. Pinned here, so a change to either
+    /// rule that breaks it shows up.
+    #[test]
+    fn multicast_by_source_is_already_in_the_flood() {
+        for origin in origins() {
+            if deliver_by_source(Mode::Source, origin) {
+                assert!(deliver_from_uplink(Mode::Source, origin, Cast::Multicast), "{origin:?}");
+            }
+        }
+    }
+
+    /// A source-mode guest is VEPA for its own traffic, both ways.
+    #[test]
+    fn source_mode_is_vepa_by_destination() {
+        for origin in origins() {
+            let as_vepa = |o: Origin| match o {
+                Origin::Sibling(Mode::Source) => Origin::Sibling(Mode::Vepa),
+                o => o,
+            };
+            for cast in [Cast::Unicast, Cast::Multicast] {
+                assert_eq!(deliver_from_uplink(Mode::Source, origin, cast), deliver_from_uplink(Mode::Vepa, as_vepa(origin), cast), "{origin:?} {cast:?}");
+            }
+        }
+        assert!(egress_always_uplink(Mode::Source));
     }
 }
 

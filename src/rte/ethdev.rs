@@ -372,6 +372,15 @@ impl Port {
         Ok(())
     }
 
+    /// Makes `mac` the port's own address (a passthru guest's). Ports without the operation
+    /// say ENOTSUP; DPDK refuses (EEXIST) an address that is already one of its filters.
+    pub fn set_default_mac(&self, mac: [u8; 6]) -> Result<()> {
+        let mut a = sys::rte_ether_addr { addr_bytes: mac };
+        // SAFETY: a is a valid address, only read by the call.
+        check("rte_eth_dev_default_mac_addr_set", unsafe { sys::rte_eth_dev_default_mac_addr_set(self.raw(), &mut a) })?;
+        Ok(())
+    }
+
     /// Takes `mac` out of the port's filters (a guest left or changed its addresses).
     pub fn remove_mac(&self, mac: [u8; 6]) -> Result<()> {
         let mut a = sys::rte_ether_addr { addr_bytes: mac };

@@ -14,6 +14,8 @@
 //!   lives in `rte::vhost_links`, beside the vhost calls whose safety it provides).
 //! - [`DeliveryMap`], [`RxScope`]: which worker owns each guest queue; which guests an uplink
 //!   rx queue's floods are for.
+//! - [`SourceTable`]: which guests (mode source) receive frames by their source MAC; part of
+//!   `Tables`, so it is published like the rest.
 //!
 //! Guest ids ([`GuestId`](crate::fib::GuestId)) are stable for a guest's whole life on the
 //! switch and below `MAX_GUESTS`, so every per-guest array a worker or a stats shard holds
@@ -22,10 +24,12 @@
 mod delivery;
 mod handover;
 mod scope;
+mod sources;
 mod tables;
 
 pub use delivery::{DeliveryMap, MAX_SLOTS, NO_OWNER};
 pub use handover::Handover;
 pub use crate::rte::vhost_links::{Device, GuestLinks, WorkerLinks};
 pub use scope::RxScope;
+pub use sources::SourceTable;
 pub use tables::{GuestFlags, Tables, ToGuest, WorkerView, NO_SLOT};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::DeliveryMap;
+use super::{DeliveryMap, SourceTable};
 use crate::fib::{GuestId, MacTable};
 use crate::policy::{self, Cast, Mode, Origin};
 use crate::wire::vlan::VID_COUNT;
@@ -40,6 +40,10 @@ pub struct Tables {
     /// Indexed by guest id (`fib.id_bound()` entries).
     pub flags: Vec<GuestFlags>,
     pub floods: FloodLists,
+    /// The guest whose mode owns the uplink (passthru), if any: it gets every frame.
+    pub passthru: Option<GuestId>,
+    /// Guests that receive by source MAC (mode source); empty when there are none.
+    pub sources: SourceTable,
 }
 
 /// Which flood list a frame takes: by its VLAN and where it came from (see
@@ -154,7 +158,17 @@ impl Tables {
             })
             .collect();
         let floods = FloodLists::new(&fib, &delivery);
-        Tables { fib, delivery, flags, floods }
+        let passthru = delivery.guests().iter().copied().find(|&g| fib.get(g).is_some_and(|e| policy::owns_uplink(e.mode)));
+        Tables { fib, delivery, flags, floods, passthru, sources: SourceTable::default() }
+    }
+
+    /// These tables with `sources` (built from the same guests and MAC table), keeping only
+    /// guests the delivery map lists, as for everything else a worker reads.
+    pub fn with_sources(mut self, mut sources: SourceTable) -> Tables {
+        let listed: std::collections::HashSet<GuestId> = self.delivery.guests().iter().copied().collect();
+        sources.retain_guests(|g| listed.contains(&g));
+        self.sources = sources;
+        self
     }
 
     #[inline]

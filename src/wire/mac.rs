@@ -60,6 +60,13 @@ impl MacAddr {
         self.0
     }
 
+    /// The six octets in the low 48 bits: a key that hashes as one integer.
+    #[inline]
+    pub fn as_u64(&self) -> u64 {
+        let [a, b, c, d, e, f] = self.0;
+        u64::from_be_bytes([0, 0, a, b, c, d, e, f])
+    }
+
     /// The address in the first six bytes of `b`, or `None` when `b` is shorter.
     #[inline]
     pub fn from_slice(b: &[u8]) -> Option<MacAddr> {

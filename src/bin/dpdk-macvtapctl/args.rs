@@ -91,8 +91,8 @@ pub enum Command {
     /// Change keys of a running guest, e.g. `guest-set vm1 mtu=9000 mode=private`.
     ///
     /// Values are TOML values (9000, "text", true, ["a", "b"]); anything that is not valid
-    /// TOML is sent as a plain string. `mac=A,B` sends a list; `lcore=none` unpins;
-    /// `vlan=none` makes the guest untagged.
+    /// TOML is sent as a plain string. `mac=A,B` (and `sources=A,B`) sends a list; `lcore=none`
+    /// unpins; `vlan=none` makes the guest untagged.
     GuestSet {
         /// Guest name.
         name: String,
@@ -176,7 +176,7 @@ impl VhostRole {
 #[command(group(
     ArgGroup::new("flags")
         .multiple(true)
-        .args(["name", "mac", "socket", "queues", "mode", "mtu", "vhost", "owner", "group", "socket_mode", "lcore", "vlan"])
+        .args(["name", "mac", "socket", "queues", "mode", "sources", "mtu", "vhost", "owner", "group", "socket_mode", "lcore", "vlan"])
 ))]
 pub struct GuestAdd {
     /// Guest name.
@@ -191,9 +191,13 @@ pub struct GuestAdd {
     /// Queue pairs.
     #[arg(long, value_name = "N")]
     pub queues: Option<u16>,
-    /// Forwarding mode (vepa, private, bridge).
+    /// Forwarding mode (vepa, private, bridge, passthru, source).
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
+    /// With --mode source: stations whose frames the guest also receives; repeat the flag or
+    /// give a comma-separated list.
+    #[arg(long, value_name = "MAC", value_delimiter = ',')]
+    pub sources: Vec<String>,
     /// MTU.
     #[arg(long, value_name = "N")]
     pub mtu: Option<u16>,

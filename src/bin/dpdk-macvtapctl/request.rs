@@ -123,6 +123,8 @@ struct GuestTable<'a> {
     queues: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mode: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    sources: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     mtu: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,6 +166,7 @@ fn guest_toml(add: &GuestAdd) -> Result<String, String> {
             socket,
             queues: add.queues,
             mode: add.mode.as_deref(),
+            sources: &add.sources,
             mtu: add.mtu,
             vhost: add.vhost.map(|v| v.name()),
             owner: add.owner.as_deref(),
@@ -188,7 +191,7 @@ pub struct Assignment {
 
 /// clap value parser for `KEY=VALUE`. The value is read as TOML (so `9000` is a number and
 /// `["a","b"]` a list), falling back to a plain string for bare words such as `private`;
-/// `mac=A,B` becomes a list and `lcore=none` and `vlan=none` (or `null`) become null, TOML having no null.
+/// `mac=A,B` (and `sources=A,B`) becomes a list and `lcore=none` and `vlan=none` (or `null`) become null, TOML having no null.
 pub fn parse_assignment(arg: &str) -> Result<Assignment, String> {
     let (key, raw) = arg
         .split_once('=')
@@ -199,7 +202,7 @@ pub fn parse_assignment(arg: &str) -> Result<Assignment, String> {
     }
     let value = match key {
         "lcore" | "vlan" if matches!(raw.trim(), "none" | "null") => Value::Null,
-        "mac" => mac_value(raw),
+        "mac" | "sources" => mac_value(raw),
         _ => toml_value(raw).unwrap_or_else(|| Value::String(raw.to_owned())),
     };
     Ok(Assignment {
@@ -384,6 +387,16 @@ mod tests {
         );
         let g = parsed(&text);
         assert_eq!(g.len(), 3);
+    }
+
+    #[test]
+    fn sources_make_a_list() {
+        let add = GuestAdd { mode: Some("source".into()), sources: vec!["02:00:00:00:aa:01".into()], ..flags() };
+        let g = parsed(&guest_toml(&add).expect("toml"));
+        assert_eq!(g["mode"].as_str(), Some("source"));
+        assert_eq!(g["sources"], toml::Value::Array(vec![toml::Value::String("02:00:00:00:aa:01".into())]));
+        assert_eq!(parse_assignment("sources=02:00:00:00:aa:01,02:00:00:00:aa:02").map(|a| a.value), Ok(json!(["02:00:00:00:aa:01", "02:00:00:00:aa:02"])));
+        assert_eq!(parse_assignment("sources=[]").map(|a| a.value), Ok(json!([])));
     }
 
     #[test]
