@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 /// Drop reasons in the protocol's order; reasons the server adds later follow these.
-const DROP_REASONS: [&str; 10] = [
+const DROP_REASONS: [&str; 11] = [
     "runt",
     "oversize",
     "unknown_dest",
@@ -21,6 +21,7 @@ const DROP_REASONS: [&str; 10] = [
     "policy_denied",
     "dispatch_full",
     "link_local",
+    "hairpin_probe",
 ];
 
 /// Counter keys in display order (drops are summarised separately).
@@ -46,6 +47,8 @@ pub fn human(method: &str, result: &Value) -> String {
         "lcore-show" => lcore_show(result),
         "rebalance" => result.as_object().and_then(rebalance),
         "reload" => result.as_object().map(reload),
+        "announce" => result.as_object().and_then(announced),
+        "hairpin-check" | "hairpin-status" => result.as_object().and_then(hairpin),
         // The guests file exactly as the switch wrote it, so it can be redirected to a file.
         "config-dump" => result
             .get("toml")
@@ -567,6 +570,34 @@ fn lcore_show(result: &Value) -> Option<String> {
     Some(out)
 }
 
+/// `announcing 3 MACs of 2 guests: 5 rounds, 3 frames queued now`
+fn announced(obj: &Map<String, Value>) -> Option<String> {
+    let n = |k: &str| obj.get(k).and_then(Value::as_u64);
+    Some(format!(
+        "announcing {} MACs of {} guests: {} rounds, {} frames queued now\n",
+        n("macs")?,
+        n("guests")?,
+        n("rounds")?,
+        n("queued")?
+    ))
+}
+
+/// `hairpin: external switch reflects (hairpin on)`, and the probe MACs.
+fn hairpin(obj: &Map<String, Value>) -> Option<String> {
+    let message = obj.get("message")?.as_str()?;
+    let mut out = match obj.get("checking") {
+        Some(Value::Bool(true)) => format!("hairpin: {message} (a check is still under way)\n"),
+        _ => format!("hairpin: {message}\n"),
+    };
+    let mut lines = Lines::default();
+    if let Some(Value::Array(macs)) = obj.get("probe_macs") {
+        lines.push("probe macs", macs.iter().map(text).collect::<Vec<_>>().join(" "));
+    }
+    lines.extras(obj, &["state", "message", "checking", "probe_macs"]);
+    out.push_str(&lines.render());
+    Some(out)
+}
+
 fn rebalance(obj: &Map<String, Value>) -> Option<String> {
     let mut out = match (obj.get("message"), obj.get("moved")) {
         (Some(Value::String(m)), _) => format!("{m}\n"),
@@ -713,6 +744,26 @@ GUEST  LINK  RX_PACKETS  RX_BYTES  TX_PACKETS  TX_BYTES  DROPS  STALLS
 vm1    up            10       640           8       512      6       0
 drops vm1: runt 3, guest_down 2, new_reason 1
 "
+        );
+    }
+
+    #[test]
+    fn announce_and_hairpin() {
+        assert_eq!(
+            human("announce", &json!({"guests": 2, "macs": 3, "rounds": 5, "queued": 3})),
+            "announcing 3 MACs of 2 guests: 5 rounds, 3 frames queued now\n"
+        );
+        assert_eq!(
+            human(
+                "hairpin-status",
+                &json!({"state": "reflects", "message": "external switch reflects (hairpin on)", "checking": false,
+                        "probe_macs": ["0a:00:00:00:00:10", "0a:00:00:00:00:11"]})
+            ),
+            "hairpin: external switch reflects (hairpin on)\nprobe macs: 0a:00:00:00:00:10 0a:00:00:00:00:11\n"
+        );
+        assert_eq!(
+            human("hairpin-check", &json!({"state": "unknown", "message": "unknown", "checking": true, "probe_macs": null})),
+            "hairpin: unknown (a check is still under way)\n"
         );
     }
 
