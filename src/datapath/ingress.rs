@@ -87,7 +87,7 @@ impl Worker {
             _ => None,
         };
         let Some(g) = steered.or_else(|| self.tables.fib.lookup(&dst)) else {
-            self.stats.uplink().drop(DropReason::UnknownDest, 1);
+            self.unknown_destination(&m);
             return;
         };
         let to = self.to_guest[g.index()];

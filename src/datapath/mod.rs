@@ -8,10 +8,12 @@ mod dispatch;
 mod egress;
 mod idle;
 mod ingress;
+mod originate;
 mod reassign;
 mod tag;
 mod worker;
 
 pub use idle::IdleBackoff;
 pub use ingress::RX_BURSTS_PER_PASS;
+pub use originate::{origin_channel, OriginQueue, OriginSender, ProbeSeen};
 pub use worker::{Worker, WorkerQueues, WorkerShared, UPLINK_PENDING};
