@@ -81,6 +81,9 @@ impl Switch {
         let uplink = self.running.uplink.mac().map(MacAddr::new).unwrap_or_default();
         let fib = &self.tables.fib;
         let (p1, p2) = probe_macs(uplink, |m| fib.lookup(m).is_some());
+        if let Err(why) = self.running.steering.admit_own(&self.running.uplink, p1) {
+            println!("hairpin: warning: the uplink may filter the probe that comes back: {why}");
+        }
         let nonce = self.hairpin.next_nonce();
         let mut learn = [0u8; PROBE_LEN];
         let mut reflect = [0u8; PROBE_LEN];
