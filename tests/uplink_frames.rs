@@ -5,6 +5,8 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -116,9 +118,21 @@ fn assert_probe_pair(frames: &BTreeMap<Vec<u8>, u64>, p1: [u8; 6], p2: [u8; 6]) 
     assert_eq!(learn[23..31], reflect[23..31], "one nonce");
 }
 
+/// The metrics document, from the switch's metrics socket.
+fn metrics(sock: &Path) -> String {
+    let mut s = std::os::unix::net::UnixStream::connect(sock).expect("connect to the metrics socket");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: switch\r\nConnection: close\r\n\r\n").expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    text
+}
+
 #[test]
 fn hairpin_check_tells_a_reflecting_bridge_port_from_one_that_does_not() {
-    let mut env = LabSwitch::start(&[("vm1", A, ""), ("vm2", B, "")], LabOpts { hairpin_check: true, ..LabOpts::default() });
+    let mdir = tempfile::tempdir().expect("tempdir");
+    let msock = mdir.path().join("metrics.sock");
+    let marg = format!("unix:{}", msock.display());
+    let mut env = LabSwitch::start(&[("vm1", A, ""), ("vm2", B, "")], LabOpts { hairpin_check: true, app: &["--metrics", &marg], ..LabOpts::default() });
     // The lab's bridge port starts with hairpin off: the start-up check says so.
     let line = env.switch().proc.wait_line("hairpin: ", Duration::from_secs(10));
     assert_eq!(line, "hairpin: does not reflect: VEPA guests cannot reach each other through it");
@@ -139,6 +153,15 @@ fn hairpin_check_tells_a_reflecting_bridge_port_from_one_that_does_not() {
     assert_eq!(env.switch().proc.wait_line("hairpin: ", Duration::from_secs(5)), "hairpin: external switch reflects (hairpin on)");
     assert_probe_pair(&from_switch(&capture), p1, p2);
     assert_eq!(ctl.json(&["stats"])["hairpin"]["state"], "reflects");
+    let m = metrics(&msock);
+    for line in [
+        "dpdk_macvtap_hairpin{state=\"reflects\"} 1\n",
+        "dpdk_macvtap_hairpin{state=\"does_not_reflect\"} 0\n",
+        "dpdk_macvtap_hairpin_probe_frames_total 4\n",
+        "dpdk_macvtap_originated_tx_packets_total 4\n",
+    ] {
+        assert!(m.contains(line), "{line:?} in\n{m}");
+    }
 
     env.lab.set_hairpin(false);
     let v = ctl.json(&["hairpin-check"]);
