@@ -445,7 +445,13 @@ fn stats(obj: &Map<String, Value>) -> Option<String> {
                 None => after.push("workers", text(workers)),
             }
         }
-        after.extras(obj, &["guests", "uplink", "workers"]);
+        if let Some(Value::Object(o)) = obj.get("originated") {
+            after.push("originated", originated(o));
+        }
+        if let Some(m) = obj.get("hairpin").and_then(|h| h.get("message")).and_then(Value::as_str) {
+            after.push("hairpin", m);
+        }
+        after.extras(obj, &["guests", "uplink", "workers", "originated", "hairpin"]);
     } else if obj.contains_key("counters") {
         let name = field(obj, "name");
         note_reasons(&name, counters_of(obj));
@@ -461,6 +467,18 @@ fn stats(obj: &Map<String, Value>) -> Option<String> {
     }
     out.push_str(&after.render());
     Some(out)
+}
+
+/// Frames the switch sent itself: `tx 6 packets 360 bytes (4 announces, 2 probes queued), dropped 0`.
+fn originated(o: &Map<String, Value>) -> String {
+    let dropped: u64 = ["dropped_ring_full", "dropped_no_buffer", "dropped_at_stop"].iter().filter_map(|k| o.get(*k).and_then(Value::as_u64)).sum();
+    format!(
+        "tx {} packets {} bytes ({} announces, {} probes queued), dropped {dropped}",
+        field(o, "tx_packets"),
+        field(o, "tx_bytes"),
+        field(o, "announces"),
+        field(o, "probes"),
+    )
 }
 
 /// Total drops of a port, or the raw value if `drops` is not a map of counts.
@@ -722,7 +740,10 @@ future_field:  {\"a\":1}
             "guests": [vm1, {"name": "vm2", "link": "down", "counters": {
                 "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0,
                 "drops": {"runt": 0}, "stalls": 0}}],
-            "workers": [{"busy_cycles": 100, "idle_cycles": 900, "frames": 18}]
+            "workers": [{"busy_cycles": 100, "idle_cycles": 900, "frames": 18}],
+            "originated": {"announces": 4, "probes": 2, "tx_packets": 6, "tx_bytes": 360,
+                           "dropped_ring_full": 1, "dropped_no_buffer": 0, "dropped_at_stop": 0},
+            "hairpin": {"state": "reflects", "message": "external switch reflects (hairpin on)"}
         });
         assert_eq!(
             human("stats", &doc),
@@ -732,6 +753,8 @@ vm1    up            10       640           8       512      6       0
 vm2    down           0         0           0         0      0       0
 uplink:       rx 100 packets 6400 bytes, tx 90 packets 5760 bytes, drops 4, stalls 1
 worker 0:     busy 10.0%, 18 frames
+originated:   tx 6 packets 360 bytes (4 announces, 2 probes queued), dropped 1
+hairpin:      external switch reflects (hairpin on)
 drops vm1:    runt 3, guest_down 2, new_reason 1
 drops uplink: unknown_dest 4
 "
