@@ -4,6 +4,7 @@
 #   1. The external bridge has hairpin on: frames go out of the uplink, the bridge reflects
 #      them, and they come back in to vm2 (VEPA: the switch itself never short-cuts them).
 #   2. Hairpin off: vm2 gets nothing, because dpdk-macvtap does not switch locally.
+#   Each time, the switch's own hairpin self-test says whether the bridge reflects.
 # Exits 0 only if both happened. Logs stay in /tmp/dpdk-macvtap-demo for a look afterwards.
 #   FRAMES=N (default 10000), FRAME_LEN=N (default 128), SKIP_SETUP=1, SKIP_BUILD=1
 set -euo pipefail
@@ -41,7 +42,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
     say "building (release)"
     cargo build --release --bins
 fi
-for b in dpdk-macvtap macvtap-guest; do
+for b in dpdk-macvtap dpdk-macvtapctl macvtap-guest; do
     [ -x "$BIN/$b" ] || die "$BIN/$b is missing (build with: cargo build --release)"
 done
 
@@ -179,10 +180,13 @@ say "starting dpdk-macvtap in $LAB-sw"
 # shellcheck disable=SC2086 # EAL_ARGS is a list of words
 ip netns exec "$LAB-sw" "$BIN/dpdk-macvtap" $EAL_ARGS --file-prefix=mvt-demo-sw -l 0-1 \
     --vdev=net_af_packet0,iface=mvtup0 \
-    -- --port 0 --guests "$DIR/guests.toml" --stats-interval 1 >"$DIR/switch.log" 2>&1 &
+    -- --port 0 --guests "$DIR/guests.toml" --stats-interval 1 --control "$DIR/control.sock" \
+    >"$DIR/switch.log" 2>&1 &
 switch_pid=$!
 switch_wait "dpdk-macvtap: forwarding" 60 || die "dpdk-macvtap did not start forwarding in 60 s; its log:
 $(tail -n 30 "$DIR/switch.log")"
+# The start-up hairpin self-test's verdict follows within a second.
+switch_wait "^hairpin: " 10 || true
 sed 's/^/   switch| /' "$DIR/switch.log"
 
 say "starting guests vm1 ($VM1_MAC) and vm2 ($VM2_MAC)"
@@ -209,6 +213,7 @@ hairpin_on=$received
 
 say "2. hairpin OFF: the bridge does not reflect, and dpdk-macvtap never forwards guest to guest"
 lab_hairpin "$LAB" off
+"$BIN/dpdk-macvtapctl" --control "$DIR/control.sock" hairpin-check | sed 's/^/   dpdk-macvtapctl hairpin-check| /'
 stream_vm1_to_vm2
 hairpin_off=$received
 

@@ -84,6 +84,12 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<crate::control::metrics_http::MetricsAddr>,
 
+    /// No VEPA hairpin self-test at start-up (once the uplink's link is up, the switch sends
+    /// two probe frames to find out whether the external switch reflects frames back to
+    /// their port, and prints the verdict); `dpdk-macvtapctl hairpin-check` still runs one.
+    #[arg(long)]
+    pub no_hairpin_check: bool,
+
     /// The control socket (`dpdk-macvtapctl --control PATH`).
     #[arg(long, default_value = DEFAULT_CONTROL)]
     pub control: PathBuf,

@@ -43,6 +43,11 @@ struct LcoreLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: String,
     dpdk: String,
@@ -149,6 +154,8 @@ impl Switch {
             frames.get_or_create(&l).inc_by(w.frames);
         }
 
+        self.register_originated(&mut r, &snap);
+
         let in_use: Gauge = Gauge::default();
         in_use.set(i64::from(self.pool.in_use()));
         r.register("mempool_in_use", "Packet buffers in use (in rings, queues and in flight)", in_use);
@@ -163,5 +170,26 @@ impl Switch {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &r);
         out
+    }
+
+    /// Frames the switch itself sent on the uplink, and the hairpin self-test's verdict (one
+    /// gauge per state, 1 for the current one, as an OpenMetrics state set would be).
+    fn register_originated(&self, r: &mut Registry, snap: &crate::stats::StatsSnapshot) {
+        let o = &snap.originated;
+        for (name, help, n) in [
+            ("originated_tx_packets", "Frames the switch itself sent on the uplink (announcements, probes)", o.tx_packets),
+            ("originated_dropped", "Frames the switch itself meant to send on the uplink and could not", o.dropped()),
+            ("announce_frames", "MAC announcements (RARP) queued for the uplink", o.announces),
+            ("hairpin_probe_frames", "Hairpin self-test probes queued for the uplink", o.probes),
+        ] {
+            let c: Counter = Counter::default();
+            c.inc_by(n);
+            r.register(name, help, c);
+        }
+        let hairpin: Gauges<StateLabel> = Family::default();
+        r.register("hairpin", "The last VEPA hairpin self-test's verdict: 1 for the current state", hairpin.clone());
+        for h in crate::stats::Hairpin::ALL {
+            hairpin.get_or_create(&StateLabel { state: h.key() }).set(i64::from(h == snap.hairpin));
+        }
     }
 }

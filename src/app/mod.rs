@@ -8,11 +8,16 @@
 //!   OpenMetrics document;
 //! - `guests`, `uplink`, `sizing`, `workers`, `report`: the running guests and their sockets,
 //!   the uplink's set-up, the pool's size, the workers' launch and stop, and what is printed
-//!   and exported.
+//!   and exported;
+//! - `originate`, `announce`, `hairpin`: frames the switch itself sends on the uplink (through
+//!   the workers), MAC re-announcements, and the VEPA hairpin self-test.
 
+mod announce;
 mod change;
 mod guests;
+mod hairpin;
 mod metrics;
+mod originate;
 mod report;
 mod requests;
 mod sizing;
@@ -33,6 +38,7 @@ use crate::control::socket::{ControlServer, SocketAccess};
 use crate::control::Signals;
 
 pub use requests::METHODS;
+pub use announce::Announced;
 pub use switch::{ExitReport, Switch};
 
 /// How long the control thread waits for a request before looking at links, timers and

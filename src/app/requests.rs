@@ -15,8 +15,22 @@ use crate::fib::GuestId;
 use crate::stats::PortCounters;
 
 /// Every method, for `help`-like listings and the telemetry command names.
-pub const METHODS: [&str; 11] =
-    ["version", "guest-list", "guest-show", "guest-add", "guest-del", "guest-set", "stats", "lcore-show", "rebalance", "reload", "config-dump"];
+pub const METHODS: [&str; 14] = [
+    "version",
+    "guest-list",
+    "guest-show",
+    "guest-add",
+    "guest-del",
+    "guest-set",
+    "stats",
+    "lcore-show",
+    "rebalance",
+    "reload",
+    "config-dump",
+    "announce",
+    "hairpin-check",
+    "hairpin-status",
+];
 
 impl Switch {
     /// Serves one request.
@@ -59,6 +73,15 @@ impl Switch {
             },
             "reload" => self.reload().map_err(refused).map(|d| applied_json(&d)),
             "config-dump" => Ok(json!({ "toml": config::dump(&self.running.guests.configs()) })),
+            "announce" => {
+                let guest = match params.get("name") {
+                    None | Some(Value::Null) => None,
+                    Some(_) => Some(self.named(params)?.0),
+                };
+                Ok(json!(self.announce(guest)))
+            }
+            "hairpin-check" => Ok(self.hairpin_check()),
+            "hairpin-status" => Ok(self.hairpin_json()),
             other => Err(RpcError::method_not_found(other)),
         }
     }

@@ -6,7 +6,8 @@
 //! is read), every uplink tx descriptor, every ring between two workers (full), and what each
 //! worker holds between two of its steps (its rx burst, its uplink pending burst, a pending
 //! burst per peer, and what its guest queues' pending bursts hold: the uplink bursts it takes
-//! before copying them into the guests), plus every lcore's mempool cache (up to 1.5 times
+//! before copying them into the guests), every worker's origin ring (full) and the burst of it
+//! a worker holds, plus every lcore's mempool cache (up to 1.5 times
 //! its size before it flushes). Guests hold none: the vhost library copies into and out of guest
 //! memory, so adding or removing guests at run time does not change the figure.
 
@@ -21,6 +22,9 @@ pub struct Demand<'a> {
     pub workers: usize,
     /// Capacity of each ring between two workers.
     pub peer_ring: u32,
+    /// Capacity of each worker's origin ring (frames the control thread queued for the
+    /// uplink: announcements, probes); the worker holds a burst of them besides.
+    pub origin_ring: u32,
     /// Every lcore EAL runs (the workers and the main one): each has a mempool cache.
     pub lcores: usize,
     pub cache: u32,
@@ -42,8 +46,9 @@ impl Demand<'_> {
         let per_worker = (BURST + self.uplink_pending + BURST * self.workers.saturating_sub(1) + self.rx_bursts * BURST) as u64;
         let held = self.workers as u64 * per_worker;
         let caches = self.lcores as u64 * u64::from(self.cache) * 3 / 2;
-        let total = rx + tx + rings + held + caches;
-        let why = format!("uplink rx rings {rx} + tx rings {tx} + rings between workers {rings} + held by workers {held} + lcore caches {caches}");
+        let origin = self.workers as u64 * (u64::from(self.origin_ring.saturating_sub(1)) + BURST as u64);
+        let total = rx + tx + rings + held + origin + caches;
+        let why = format!("uplink rx rings {rx} + tx rings {tx} + rings between workers {rings} + held by workers {held} + frames the switch sends {origin} + lcore caches {caches}");
         (total, why)
     }
 }
@@ -69,15 +74,15 @@ mod tests {
     use super::*;
 
     fn demand(workers: usize, rx: &[u16]) -> Demand<'_> {
-        Demand { rx_descriptors: rx, tx_queues: workers as u16, tx_descriptors: 1024, workers, peer_ring: 1024, lcores: workers + 1, cache: 256, uplink_pending: 64, rx_bursts: 4 }
+        Demand { rx_descriptors: rx, tx_queues: workers as u16, tx_descriptors: 1024, workers, peer_ring: 1024, origin_ring: 512, lcores: workers + 1, cache: 256, uplink_pending: 64, rx_bursts: 4 }
     }
 
     #[test]
     fn one_worker_fits_the_default() {
         let d = demand(1, &[1024]);
         let (need, why) = d.worst_case();
-        assert_eq!(need, 1024 + 1024 + (32 + 64 + 4 * 32) + 2 * 384, "no rings with one worker");
-        assert_eq!(why, "uplink rx rings 1024 + tx rings 1024 + rings between workers 0 + held by workers 224 + lcore caches 768");
+        assert_eq!(need, 1024 + 1024 + (32 + 64 + 4 * 32) + (511 + 32) + 2 * 384, "no rings with one worker");
+        assert_eq!(why, "uplink rx rings 1024 + tx rings 1024 + rings between workers 0 + held by workers 224 + frames the switch sends 543 + lcore caches 768");
         assert_eq!(pool_size(None, 16383, &d), Ok(16383));
         assert_eq!(pool_size(Some(4095), 16383, &d), Ok(4095));
     }
@@ -87,7 +92,7 @@ mod tests {
         let rx = [1024u16; 8];
         let d = demand(8, &rx);
         let (need, _) = d.worst_case();
-        assert_eq!(need, 8192 + 8192 + 56 * 1023 + 8 * (32 + 64 + 7 * 32 + 4 * 32) + 9 * 384);
+        assert_eq!(need, 8192 + 8192 + 56 * 1023 + 8 * (32 + 64 + 7 * 32 + 4 * 32) + 8 * (511 + 32) + 9 * 384);
         assert_eq!(pool_size(None, 16383, &d), Ok(131071), "rounded up to 2^n - 1");
         let e = pool_size(Some(16383), 16383, &d).expect_err("too few");
         assert!(e.starts_with(&format!("--mbufs 16383 is too few: up to {need} packet buffers can be out of the pool at once (uplink rx rings 8192 + tx rings 8192 + rings between workers 57288")), "{e}");

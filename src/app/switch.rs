@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use super::announce::Announcer;
 use super::guests::{GuestSet, RunningGuest};
+use super::hairpin::HairpinCheck;
+use super::originate::Originator;
 use super::sizing::{self, Demand};
-use super::workers::PEER_RING;
+use super::workers::{ORIGIN_RING, PEER_RING};
 use super::uplink;
 use super::workers::{Launch, Workers};
 use crate::cli::{AssignMode, Cli, VERSION};
@@ -27,7 +30,7 @@ use crate::control::{assign, Assignment, EventsHandle, GuestEvents, LinkWatch};
 use crate::fib::{GuestId, MacTable};
 use crate::rte::{self, Eal, Mempool, Port};
 use crate::stats::{StatsRegistry, StatsSnapshot};
-use crate::datapath::{VlanOffload, RX_BURSTS_PER_PASS, UPLINK_PENDING};
+use crate::datapath::{ProbeSeen, VlanOffload, RX_BURSTS_PER_PASS, UPLINK_PENDING};
 use crate::view::{DeliveryMap, GuestLinks, Handover, SourceTable, Tables, WorkerView, MAX_SLOTS};
 
 const MEMPOOL_CACHE: u32 = 256;
@@ -45,6 +48,9 @@ pub struct ExitReport {
 /// Everything that holds packet buffers, flow rules or guest devices, in teardown order.
 pub(super) struct Running {
     pub workers: Workers,
+    /// The control thread's ends of the workers' origin rings: freed once the workers, which
+    /// empty them at stop, are gone.
+    pub origin: Originator,
     /// Rules and filters go before the port they are installed on.
     pub steering: Steering,
     /// Unregistering a connected socket destroys its device; with the workers stopped, the
@@ -90,6 +96,9 @@ pub struct Switch {
     pub(super) vlan_offload: VlanOffload,
     /// What the passthru and source modes changed on the uplink (promiscuous mode, its MAC).
     pub(super) owner: UplinkOwner,
+    /// MAC re-announcements under way.
+    pub(super) announcer: Announcer,
+    pub(super) hairpin: HairpinCheck,
 }
 
 impl Switch {
@@ -123,6 +132,7 @@ impl Switch {
             tx_descriptors: cli.descriptors,
             workers: lcores.len(),
             peer_ring: PEER_RING,
+            origin_ring: ORIGIN_RING,
             lcores: lcores.len() + 1,
             cache: MEMPOOL_CACHE,
             uplink_pending: UPLINK_PENDING,
@@ -165,10 +175,12 @@ impl Switch {
         let measure = cli.assign == AssignMode::Cycles;
         let handover = Handover::new(lcores.len());
         let uplink::Uplink { port, rx, tx, scopes, .. } = up;
-        let workers = Workers::launch(
+        let probes = Arc::new(ProbeSeen::default());
+        let (workers, senders) = Workers::launch(
             &asg,
-            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, socket_id: eal.socket_id(), vlan_offload },
+            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, socket_id: eal.socket_id(), vlan_offload, probes: &probes },
         )?;
+        let origin = Originator::new(senders, Arc::clone(&pool));
         let held_by_rings = pool.in_use() - mempool_at_start;
         for plan in &asg.workers {
             println!("{}", super::report::lcore_line(&guests, plan));
@@ -177,7 +189,7 @@ impl Switch {
         println!("dpdk-macvtap: forwarding ({} guests, {} workers)", cfg.guests.len(), lcores.len());
         let rebalancer = Rebalancer::new(&registry);
         Ok(Switch {
-            running: Running { workers, steering, guests, uplink: port },
+            running: Running { workers, origin, steering, guests, uplink: port },
             pool,
             eal,
             settings: Settings {
@@ -203,6 +215,8 @@ impl Switch {
             guests_changed: false,
             vlan_offload,
             owner,
+            announcer: Announcer::default(),
+            hairpin: HairpinCheck::new(probes, !cli.no_hairpin_check),
         })
     }
 
@@ -244,6 +258,7 @@ impl Switch {
         for g in s.guests.iter_mut() {
             g.link_up = self.watch.is_up(g.id);
         }
+        reported(&mut s, &self.running.origin, self.hairpin_verdict());
         s
     }
 
@@ -260,6 +275,7 @@ impl Switch {
     /// Stops the workers, reports, and lets go of everything in order.
     pub fn stop(self) -> Result<ExitReport> {
         println!("dpdk-macvtap: stopping");
+        let hairpin = self.hairpin_verdict();
         let Switch { mut running, pool, eal, settings, asg, registry, watch, mempool_at_start, held_by_rings, mut owner, .. } = self;
         running.workers.stop();
         // The port as it was found (its own MAC, not promiscuous for a passthru or source
@@ -271,6 +287,7 @@ impl Switch {
         for g in last.guests.iter_mut() {
             g.link_up = watch.is_up(g.id);
         }
+        reported(&mut last, &running.origin, hairpin);
         // Ports' own counters, read before they close: what the PMDs saw, beside what we counted.
         println!("final port {} ({}): {:?}", running.uplink.id(), running.uplink.name(), running.uplink.stats());
         let control = super::report::control_json(&running.steering, &running.guests, &asg);
@@ -286,6 +303,18 @@ impl Switch {
         println!("dpdk-macvtap: stopped");
         Ok(ExitReport { mempool_in_use_at_start: mempool_at_start, mempool_in_use_at_exit: mempool_at_exit })
     }
+}
+
+/// Adds to `s` what only the control thread knows: the frames it queued for the uplink (or
+/// could not) and the last hairpin verdict.
+fn reported(s: &mut StatsSnapshot, origin: &Originator, hairpin: crate::stats::Hairpin) {
+    let c = origin.counts();
+    let o = &mut s.originated;
+    o.announces = c.announces;
+    o.probes = c.probes;
+    o.dropped_ring_full = c.dropped_ring_full;
+    o.dropped_no_buffer = c.dropped_no_buffer;
+    s.hairpin = hairpin;
 }
 
 /// Big enough for the largest frame in one segment: net_af_packet copies a whole frame into

@@ -1,5 +1,6 @@
-//! What the control thread does between requests: link messages, the periodic stats line,
-//! periodic rebalancing by load, and the signals' requests (reload, stats dump).
+//! What the control thread does between requests: link messages, announcement rounds and
+//! hairpin verdicts that are due, the periodic stats line, periodic rebalancing by load, and
+//! the signals' requests (reload, stats dump).
 
 use std::time::Instant;
 
@@ -30,6 +31,8 @@ impl Switch {
             println!("{line}");
         }
         let now = Instant::now();
+        self.announce_due(now);
+        self.hairpin_tick(now);
         if !self.settings.stats_interval.is_zero() && now >= t.next_stats {
             let snap = self.snapshot();
             println!("stats: {}{}", snap.summary_line(), busy_line(&snap, &self.asg));

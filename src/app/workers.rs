@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::control::Assignment;
-use crate::datapath::{VlanOffload, Worker, WorkerQueues, WorkerShared};
+use crate::datapath::{origin_channel, OriginSender, ProbeSeen, VlanOffload, Worker, WorkerQueues, WorkerShared};
 use crate::rte::lcore::{self, Launched};
 use crate::rte::ring::{self, Consumer, Producer};
 use crate::rte::{LcoreId, Mempool, RxQueue, TxQueue};
@@ -17,6 +17,9 @@ use crate::view::{GuestLinks, Handover, RxScope, Tables, WorkerView};
 
 /// Frames in flight from one worker to another; a full ring drops (counted as dispatch_full).
 pub const PEER_RING: u32 = 1024;
+/// Frames the control thread may queue for one worker to send on the uplink (announcements,
+/// probes); what does not fit is dropped and counted by the control thread.
+pub const ORIGIN_RING: u32 = 512;
 
 /// What the launch needs beside the assignment.
 pub struct Launch<'a> {
@@ -32,6 +35,8 @@ pub struct Launch<'a> {
     pub idle_sleep_max_us: u32,
     pub socket_id: i32,
     pub vlan_offload: VlanOffload,
+    /// Where workers note the hairpin probes that come back.
+    pub probes: &'a Arc<ProbeSeen>,
 }
 
 pub struct Workers {
@@ -41,8 +46,9 @@ pub struct Workers {
 
 impl Workers {
     /// Rings between every pair of workers (guests may land on any worker at run time), then
-    /// one worker per plan of `asg`, each with its queues and its view of `tables`.
-    pub fn launch(asg: &Assignment, mut l: Launch<'_>) -> Result<Workers> {
+    /// one worker per plan of `asg`, each with its queues and its view of `tables`. Also
+    /// returns the control thread's ends of the workers' origin rings, in worker order.
+    pub fn launch(asg: &Assignment, mut l: Launch<'_>) -> Result<(Workers, Vec<OriginSender>)> {
         let n = asg.workers.len();
         let mut to_peers: Vec<Vec<(usize, Producer)>> = (0..n).map(|_| Vec::new()).collect();
         let mut from_peers: Vec<Vec<Consumer>> = (0..n).map(|_| Vec::new()).collect();
@@ -54,7 +60,10 @@ impl Workers {
             }
         }
         let mut workers = Workers { stop: Arc::new(AtomicBool::new(false)), launched: Vec::with_capacity(n) };
+        let mut senders = Vec::with_capacity(n);
         for (wi, plan) in asg.workers.iter().enumerate() {
+            let (sender, origin) = origin_channel(&format!("mvt_o{wi}"), ORIGIN_RING, l.socket_id, l.probes)?;
+            senders.push(sender);
             let queues = WorkerQueues {
                 index: wi,
                 uplink_rx: plan.uplink_rx.iter().filter_map(|&q| l.uplink_rx[usize::from(q)].take()).collect(),
@@ -62,6 +71,7 @@ impl Workers {
                 uplink_tx: l.uplink_tx[usize::from(plan.uplink_tx)].take().context("uplink tx queue assigned twice")?,
                 to_peers: std::mem::take(&mut to_peers[wi]),
                 from_peers: std::mem::take(&mut from_peers[wi]),
+                origin,
             };
             let shared = WorkerShared {
                 view: WorkerView::new(l.tables, wi),
@@ -78,7 +88,7 @@ impl Workers {
             // On an error, `workers` drops: the ones launched so far are stopped and waited for.
             workers.launched.push(lcore::launch(LcoreId(plan.lcore), move || worker.run())?);
         }
-        Ok(workers)
+        Ok((workers, senders))
     }
 
     /// Tells every worker to stop and waits for them.

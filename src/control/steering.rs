@@ -238,6 +238,24 @@ impl Steering {
         })
     }
 
+    /// Lets frames for one of the switch's own MACs through the port's filters (the hairpin
+    /// self-test's P1, to which a reflecting external switch sends the probe back): into the
+    /// default pool where there are pools, so they reach the unknown-destination path, never
+    /// a guest's pool. Stays until the port closes. Err: why the port may not take them.
+    pub fn admit_own(&mut self, uplink: &Port, mac: MacAddr) -> Result<(), String> {
+        if self.promiscuous {
+            return Ok(());
+        }
+        let pool = match self.mode {
+            PortMode::Pools { default_pool } => default_pool,
+            _ => 0,
+        };
+        if self.admit_macs(uplink, &[mac], pool).is_empty() && !self.promiscuous {
+            return Err(self.admission.clone());
+        }
+        Ok(())
+    }
+
     /// Puts `macs` into the port's filters (of `pool`) unless it is promiscuous already; the
     /// first refusal makes it promiscuous. Returns the MACs that went in.
     fn admit_macs(&mut self, uplink: &Port, macs: &[MacAddr], pool: u32) -> Vec<(MacAddr, u32)> {

@@ -114,7 +114,7 @@ impl Worker {
             return; // delivered by its source alone
         }
         let Some(g) = owner else {
-            self.stats.uplink().drop(DropReason::UnknownDest, 1);
+            self.unknown_destination(&m);
             return;
         };
         let to = self.to_guest[g.index()];

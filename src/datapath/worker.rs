@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::idle::IdleBackoff;
 use super::vlan::VlanOffload;
+use super::originate::OriginQueue;
 use crate::fib::GuestId;
 use crate::rte::eal::rdtsc;
 use crate::rte::ring::{Consumer, Producer};
@@ -36,6 +37,8 @@ pub struct WorkerQueues {
     pub to_peers: Vec<(usize, Producer)>,
     /// Rings from other workers.
     pub from_peers: Vec<Consumer>,
+    /// Frames the control thread asks this worker to send on the uplink.
+    pub origin: OriginQueue,
 }
 
 /// `Worker::slot_index` of a slot this worker does not own.
@@ -62,6 +65,7 @@ pub struct Worker {
     pub(super) uplink_rx: Vec<RxQueue>,
     pub(super) uplink_scope: Vec<RxScope>,
     pub(super) uplink_tx: TxQueue,
+    pub(super) origin: OriginQueue,
     /// Guest queue pairs this worker serves (from its view).
     pub(super) guest_rx: Vec<(GuestId, u16)>,
     /// The guest queues this worker owns, densely (their pending bursts are what a flood
@@ -147,6 +151,7 @@ impl Worker {
             uplink_rx: queues.uplink_rx,
             uplink_scope: queues.uplink_scope,
             uplink_tx: queues.uplink_tx,
+            origin: queues.origin,
             guest_rx: guest_queues,
             dirty: Vec::with_capacity(MAX_SLOTS),
             slots,
@@ -234,6 +239,7 @@ impl Worker {
             moved += self.drain_peer(i);
         }
         moved += self.egress_all();
+        moved += self.send_originated();
         moved
     }
 
@@ -262,6 +268,7 @@ impl Worker {
     }
 
     fn shutdown(&mut self) {
+        self.drop_originated();
         let n = self.uplink_pending.len() as u64;
         if n > 0 {
             self.stats.uplink().drop(DropReason::UplinkFull, n);

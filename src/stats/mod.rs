@@ -13,11 +13,13 @@
 //! creates shards through [`StatsRegistry`] and takes [`StatsSnapshot`]s.
 
 mod cell;
+mod origin;
 mod reason;
 mod registry;
 mod snapshot;
 
 pub use cell::{PortCell, PortCounters};
+pub use origin::{Hairpin, OriginStats};
 pub use reason::{DropCounts, DropReason};
 pub use registry::{StatsRegistry, StatsShard};
 pub use snapshot::{GuestStats, StatsSnapshot, WorkerStats};

@@ -39,10 +39,13 @@ pub enum DropReason {
     /// The packet pool had no buffer for a copy (a VLAN bridge-mode guest's broadcast needs
     /// a tagged one for the uplink beside the untagged local ones).
     NoBuffer,
+    /// A VEPA hairpin self-test probe of the switch's own that came back from the uplink
+    /// (counted, never delivered: see `wire::probe`).
+    HairpinProbe,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 14;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
         DropReason::Oversize,
@@ -57,6 +60,7 @@ impl DropReason {
         DropReason::VlanUnknown,
         DropReason::VlanTagged,
         DropReason::NoBuffer,
+        DropReason::HairpinProbe,
     ];
 
     /// Stable snake_case name, used as the JSON key and in log lines.
@@ -75,6 +79,7 @@ impl DropReason {
             DropReason::VlanUnknown => "vlan_unknown",
             DropReason::VlanTagged => "vlan_tagged",
             DropReason::NoBuffer => "no_buffer",
+            DropReason::HairpinProbe => "hairpin_probe",
         }
     }
 
@@ -177,7 +182,8 @@ mod tests {
                 "link_local",
                 "vlan_unknown",
                 "vlan_tagged",
-                "no_buffer"
+                "no_buffer",
+                "hairpin_probe"
             ]
         );
     }
@@ -196,7 +202,7 @@ mod tests {
         let json = serde_json::to_string(&sum).expect("serialize");
         assert_eq!(
             json,
-            r#"{"runt":3,"oversize":0,"unknown_dest":0,"spoofed_source":0,"guest_queue_full":0,"guest_down":0,"uplink_full":0,"policy_denied":4,"dispatch_full":0,"link_local":0,"vlan_unknown":0,"vlan_tagged":0,"no_buffer":0}"#
+            r#"{"runt":3,"oversize":0,"unknown_dest":0,"spoofed_source":0,"guest_queue_full":0,"guest_down":0,"uplink_full":0,"policy_denied":4,"dispatch_full":0,"link_local":0,"vlan_unknown":0,"vlan_tagged":0,"no_buffer":0,"hairpin_probe":0}"#
         );
     }
 }

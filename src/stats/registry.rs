@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
-use super::{GuestStats, PortCell, PortCounters, StatsSnapshot, WorkerStats};
+use super::{DropReason, GuestStats, OriginStats, PortCell, PortCounters, StatsSnapshot, WorkerStats};
 use crate::fib::GuestId;
 
 /// A worker's own loop accounting.
@@ -32,6 +32,9 @@ pub struct StatsShard {
     /// each other, and a cell must never share a line with another worker's.
     ports: Box<[CachePadded<PortCell>]>,
     looping: CachePadded<LoopCell>,
+    /// Frames the switch itself sent on the uplink (announcements, probes): tx, and
+    /// `UplinkFull` for those still queued when the worker stopped.
+    originated: CachePadded<PortCell>,
     /// Busy cycles spent on each guest queue slot (`DeliveryMap::slot`), written only while
     /// the switch measures load per queue. Cycles follow the work: a slot that moved between
     /// workers has cycles in both shards, and the control plane sums them.
@@ -45,6 +48,7 @@ impl StatsShard {
                 .map(|_| CachePadded::new(PortCell::default()))
                 .collect(),
             looping: CachePadded::new(LoopCell::default()),
+            originated: CachePadded::new(PortCell::default()),
             slot_cycles: (0..n_slots + 1).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -57,6 +61,12 @@ impl StatsShard {
     #[inline]
     pub fn uplink(&self) -> &PortCell {
         &self.ports[0]
+    }
+
+    /// Frames the switch originated (not guest traffic).
+    #[inline]
+    pub fn originated(&self) -> &PortCell {
+        &self.originated
     }
 
     #[inline]
@@ -208,14 +218,20 @@ impl StatsRegistry {
     /// Sums every shard, guests in id order. `link_up` is left false for the caller to fill in.
     pub fn snapshot(&self) -> StatsSnapshot {
         let mut uplink = PortCounters::default();
+        let mut sent = PortCounters::default();
         for shard in &self.shards {
             uplink += shard.uplink().load();
+            sent += shard.originated().load();
         }
+        // The control thread's part (what it queued) is filled in by the caller.
+        let originated = OriginStats { tx_packets: sent.tx_packets, tx_bytes: sent.tx_bytes, dropped_at_stop: sent.drops[DropReason::UplinkFull], ..OriginStats::default() };
         let guests = (0..self.guests.len()).filter_map(|i| self.guest(GuestId(i as u16))).collect();
         StatsSnapshot {
             uplink,
             guests,
             workers: self.workers(),
+            originated,
+            hairpin: Default::default(),
         }
     }
 }

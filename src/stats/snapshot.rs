@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{DropCounts, DropReason, PortCounters};
+use super::{DropCounts, DropReason, Hairpin, OriginStats, PortCounters};
 
 /// One guest's totals.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -38,6 +38,11 @@ pub struct StatsSnapshot {
     pub guests: Vec<GuestStats>,
     /// In shard creation order.
     pub workers: Vec<WorkerStats>,
+    /// Frames the switch itself sent on the uplink (not counted in `uplink`).
+    pub originated: OriginStats,
+    /// Not a counter: the last VEPA hairpin self-test's verdict, filled in by the control
+    /// thread.
+    pub hairpin: Hairpin,
 }
 
 impl StatsSnapshot {
@@ -78,6 +83,10 @@ impl StatsSnapshot {
         if !nonzero.is_empty() {
             let _ = write!(line, ": {}", nonzero.join(", "));
         }
+        if self.originated.tx_packets != 0 || self.originated.dropped() != 0 {
+            let _ = write!(line, " | originated {} (dropped {})", self.originated.tx_packets, self.originated.dropped());
+        }
+        let _ = write!(line, " | hairpin {}", self.hairpin.key());
         line
     }
 
@@ -135,6 +144,8 @@ mod tests {
                 enqueue_calls: 0,
                 enqueue_frames: 0,
             }],
+            originated: OriginStats::default(),
+            hairpin: Hairpin::Reflects,
         }
     }
 
@@ -142,14 +153,16 @@ mod tests {
     fn summary_line_lists_ports_and_nonzero_drops() {
         assert_eq!(
             sample().summary_line(),
-            "uplink rx 10 tx 8 | vm1 rx 4 tx 5 | vm2 rx 4 tx 5 | drops 3: runt 1, unknown_dest 2"
+            "uplink rx 10 tx 8 | vm1 rx 4 tx 5 | vm2 rx 4 tx 5 | drops 3: runt 1, unknown_dest 2 | hairpin reflects"
         );
         let quiet = StatsSnapshot {
             uplink: PortCounters::default(),
             guests: vec![],
             workers: vec![],
+            originated: OriginStats { tx_packets: 10, dropped_ring_full: 1, ..OriginStats::default() },
+            hairpin: Hairpin::Unknown,
         };
-        assert_eq!(quiet.summary_line(), "uplink rx 0 tx 0 | drops 0");
+        assert_eq!(quiet.summary_line(), "uplink rx 0 tx 0 | drops 0 | originated 10 (dropped 1) | hairpin unknown");
     }
 
     #[test]
@@ -181,6 +194,8 @@ mod tests {
             v["workers"][0],
             serde_json::json!({"busy_cycles": 100, "idle_cycles": 900, "sleep_cycles": 0, "frames": 18, "enqueue_calls": 0, "enqueue_frames": 0})
         );
+        assert_eq!(v["hairpin"]["state"], "reflects");
+        assert_eq!(v["originated"]["tx_packets"], 0);
     }
 
     #[test]

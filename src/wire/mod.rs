@@ -9,10 +9,12 @@
 //!
 //! Threads: any. The datapath workers use it per frame; config and fib use [`MacAddr`].
 
+pub mod announce;
 mod ethernet;
 pub mod flow;
 mod mac;
 pub mod vlan;
+pub mod probe;
 
 pub use ethernet::{ethertype, EthernetFrame, ETHER_CRC_LEN, ETHER_HDR_LEN, VLAN_TAG_LEN};
 pub use mac::{MacAddr, MacParseError, MacParseReason};

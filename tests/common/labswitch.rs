@@ -19,6 +19,8 @@ pub struct LabOpts<'a> {
     pub eal: &'a [&'a str],
     /// Extra switch arguments (`--assign cycles`).
     pub app: &'a [&'a str],
+    /// Run the start-up hairpin self-test (off by default: see `switch_args`).
+    pub hairpin_check: bool,
 }
 
 pub struct LabSwitch {
@@ -59,6 +61,9 @@ impl LabSwitch {
         eal.extend(opts.eal.iter().map(|s| s.to_string()));
         let json = dir.path().join("stats.json");
         let mut app = super::switch_args(&dir.path().join("guests.toml"), &json, 0);
+        if opts.hairpin_check {
+            app.retain(|a| a != super::NO_HAIRPIN_CHECK);
+        }
         app.extend(opts.app.iter().map(|s| s.to_string()));
         let sw = Switch::start(Some(&lab.sw), &eal, &app);
         LabSwitch { lab, dir, json, sw: Some(sw) }

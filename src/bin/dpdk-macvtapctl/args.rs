@@ -113,6 +113,16 @@ pub enum Command {
     Reload,
     /// Print the running state as a guests file.
     ConfigDump,
+    /// Re-announce guest MACs on the uplink (a RARP frame per MAC, 5 rounds over about a
+    /// second, as QEMU's announce-self), so the external switch relearns where they are.
+    Announce {
+        /// Guest name (default: every guest).
+        name: Option<String>,
+    },
+    /// Run the VEPA hairpin self-test now: does the external switch reflect frames back to
+    /// the port they came from (which VEPA guests need to reach each other)? Waits for the
+    /// verdict (at most about a second) and prints it.
+    HairpinCheck,
     /// Live view of rates, like top: per guest and uplink, packets and bits per second and
     /// drops per second by reason; per lcore, busy and asleep shares and frames per second.
     ///

@@ -14,6 +14,7 @@
 //! connecting; 2 bad usage or the socket could not be connected.
 
 mod args;
+mod hairpin;
 mod ordered;
 mod request;
 mod rpc;
@@ -43,16 +44,18 @@ fn main() -> ExitCode {
         Err(BuildError::Local(m)) => return fail(1, &m),
     };
     let path = cli.control_path();
-    let reply = match rpc::call(
-        &path,
-        &request.method,
-        request.params.as_ref(),
-        REQUEST_ID,
-        Duration::from_secs(cli.timeout),
-    ) {
+    let timeout = Duration::from_secs(cli.timeout);
+    let mut reply = match rpc::call(&path, &request.method, request.params.as_ref(), REQUEST_ID, timeout) {
         Ok(r) => r,
         Err(e) => return fail(e.exit_code(), &e.to_string()),
     };
+    if matches!(cli.command, Command::HairpinCheck) {
+        // The switch answers at once that the check started; its verdict follows.
+        reply = match hairpin::wait_verdict(&path, reply, timeout) {
+            Ok(r) => r,
+            Err(e) => return fail(e.exit_code(), &e.to_string()),
+        };
+    }
     // `call` is the raw escape hatch: its result has no known shape, so it is always JSON.
     let text = if cli.json || matches!(cli.command, Command::Call { .. }) {
         ordered::pretty_result(&reply.line).unwrap_or_else(|| show::json(&reply.result))

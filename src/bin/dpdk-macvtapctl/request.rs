@@ -67,6 +67,8 @@ pub fn build(command: &Command) -> Result<Request, BuildError> {
         Command::Rebalance => Request::new("rebalance", None),
         Command::Reload => Request::new("reload", None),
         Command::ConfigDump => Request::new("config-dump", None),
+        Command::Announce { name } => Request::new("announce", name.as_deref().and_then(name_param)),
+        Command::HairpinCheck => Request::new("hairpin-check", None),
         Command::Call { method, params } => Request::new(method, params.clone()),
         // What `top` sends, again and again; main hands it to `top::run`, not to one call.
         Command::Top(_) => Request::new("stats", None),

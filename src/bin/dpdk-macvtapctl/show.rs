@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 /// Drop reasons in the protocol's order; reasons the server adds later follow these.
-const DROP_REASONS: [&str; 13] = [
+const DROP_REASONS: [&str; 14] = [
     "runt",
     "oversize",
     "unknown_dest",
@@ -24,6 +24,7 @@ const DROP_REASONS: [&str; 13] = [
     "vlan_unknown",
     "vlan_tagged",
     "no_buffer",
+    "hairpin_probe",
 ];
 
 /// Counter keys in display order (drops are summarised separately).
@@ -49,6 +50,8 @@ pub fn human(method: &str, result: &Value) -> String {
         "lcore-show" => lcore_show(result),
         "rebalance" => result.as_object().and_then(rebalance),
         "reload" => result.as_object().map(reload),
+        "announce" => result.as_object().and_then(announced),
+        "hairpin-check" | "hairpin-status" => result.as_object().and_then(hairpin),
         // The guests file exactly as the switch wrote it, so it can be redirected to a file.
         "config-dump" => result
             .get("toml")
@@ -449,7 +452,13 @@ fn stats(obj: &Map<String, Value>) -> Option<String> {
                 None => after.push("workers", text(workers)),
             }
         }
-        after.extras(obj, &["guests", "uplink", "workers"]);
+        if let Some(Value::Object(o)) = obj.get("originated") {
+            after.push("originated", originated(o));
+        }
+        if let Some(m) = obj.get("hairpin").and_then(|h| h.get("message")).and_then(Value::as_str) {
+            after.push("hairpin", m);
+        }
+        after.extras(obj, &["guests", "uplink", "workers", "originated", "hairpin"]);
     } else if obj.contains_key("counters") {
         let name = field(obj, "name");
         note_reasons(&name, counters_of(obj));
@@ -465,6 +474,18 @@ fn stats(obj: &Map<String, Value>) -> Option<String> {
     }
     out.push_str(&after.render());
     Some(out)
+}
+
+/// Frames the switch sent itself: `tx 6 packets 360 bytes (4 announces, 2 probes queued), dropped 0`.
+fn originated(o: &Map<String, Value>) -> String {
+    let dropped: u64 = ["dropped_ring_full", "dropped_no_buffer", "dropped_at_stop"].iter().filter_map(|k| o.get(*k).and_then(Value::as_u64)).sum();
+    format!(
+        "tx {} packets {} bytes ({} announces, {} probes queued), dropped {dropped}",
+        field(o, "tx_packets"),
+        field(o, "tx_bytes"),
+        field(o, "announces"),
+        field(o, "probes"),
+    )
 }
 
 /// Total drops of a port, or the raw value if `drops` is not a map of counts.
@@ -571,6 +592,34 @@ fn lcore_show(result: &Value) -> Option<String> {
             }
         }
     }
+    Some(out)
+}
+
+/// `announcing 3 MACs of 2 guests: 5 rounds, 3 frames queued now`
+fn announced(obj: &Map<String, Value>) -> Option<String> {
+    let n = |k: &str| obj.get(k).and_then(Value::as_u64);
+    Some(format!(
+        "announcing {} MACs of {} guests: {} rounds, {} frames queued now\n",
+        n("macs")?,
+        n("guests")?,
+        n("rounds")?,
+        n("queued")?
+    ))
+}
+
+/// `hairpin: external switch reflects (hairpin on)`, and the probe MACs.
+fn hairpin(obj: &Map<String, Value>) -> Option<String> {
+    let message = obj.get("message")?.as_str()?;
+    let mut out = match obj.get("checking") {
+        Some(Value::Bool(true)) => format!("hairpin: {message} (a check is still under way)\n"),
+        _ => format!("hairpin: {message}\n"),
+    };
+    let mut lines = Lines::default();
+    if let Some(Value::Array(macs)) = obj.get("probe_macs") {
+        lines.push("probe macs", macs.iter().map(text).collect::<Vec<_>>().join(" "));
+    }
+    lines.extras(obj, &["state", "message", "checking", "probe_macs"]);
+    out.push_str(&lines.render());
     Some(out)
 }
 
@@ -699,7 +748,10 @@ future_field:  {\"a\":1}
             "guests": [vm1, {"name": "vm2", "link": "down", "counters": {
                 "rx_packets": 0, "rx_bytes": 0, "tx_packets": 0, "tx_bytes": 0,
                 "drops": {"runt": 0}, "stalls": 0}}],
-            "workers": [{"busy_cycles": 100, "idle_cycles": 900, "frames": 18}]
+            "workers": [{"busy_cycles": 100, "idle_cycles": 900, "frames": 18}],
+            "originated": {"announces": 4, "probes": 2, "tx_packets": 6, "tx_bytes": 360,
+                           "dropped_ring_full": 1, "dropped_no_buffer": 0, "dropped_at_stop": 0},
+            "hairpin": {"state": "reflects", "message": "external switch reflects (hairpin on)"}
         });
         assert_eq!(
             human("stats", &doc),
@@ -709,6 +761,8 @@ vm1    up            10       640           8       512      6       0
 vm2    down           0         0           0         0      0       0
 uplink:       rx 100 packets 6400 bytes, tx 90 packets 5760 bytes, drops 4, stalls 1
 worker 0:     busy 10.0%, 18 frames
+originated:   tx 6 packets 360 bytes (4 announces, 2 probes queued), dropped 1
+hairpin:      external switch reflects (hairpin on)
 drops vm1:    runt 3, guest_down 2, new_reason 1
 drops uplink: unknown_dest 4
 "
@@ -721,6 +775,26 @@ GUEST  LINK  RX_PACKETS  RX_BYTES  TX_PACKETS  TX_BYTES  DROPS  STALLS
 vm1    up            10       640           8       512      6       0
 drops vm1: runt 3, guest_down 2, new_reason 1
 "
+        );
+    }
+
+    #[test]
+    fn announce_and_hairpin() {
+        assert_eq!(
+            human("announce", &json!({"guests": 2, "macs": 3, "rounds": 5, "queued": 3})),
+            "announcing 3 MACs of 2 guests: 5 rounds, 3 frames queued now\n"
+        );
+        assert_eq!(
+            human(
+                "hairpin-status",
+                &json!({"state": "reflects", "message": "external switch reflects (hairpin on)", "checking": false,
+                        "probe_macs": ["0a:00:00:00:00:10", "0a:00:00:00:00:11"]})
+            ),
+            "hairpin: external switch reflects (hairpin on)\nprobe macs: 0a:00:00:00:00:10 0a:00:00:00:00:11\n"
+        );
+        assert_eq!(
+            human("hairpin-check", &json!({"state": "unknown", "message": "unknown", "checking": true, "probe_macs": null})),
+            "hairpin: unknown (a check is still under way)\n"
         );
     }
 
