@@ -10,6 +10,7 @@
 //!   the uplink's set-up, the pool's size, the workers' launch and stop, and what is printed
 //!   and exported.
 
+mod bond;
 mod change;
 mod guests;
 mod metrics;

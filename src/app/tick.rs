@@ -29,6 +29,9 @@ impl Switch {
         for line in links {
             println!("{line}");
         }
+        for line in self.bond.as_mut().map(|b| b.poll()).unwrap_or_default() {
+            println!("{line}");
+        }
         let now = Instant::now();
         if !self.settings.stats_interval.is_zero() && now >= t.next_stats {
             let snap = self.snapshot();
