@@ -32,6 +32,14 @@ pub struct Cli {
     #[arg(long)]
     pub port: String,
 
+    /// With an active-backup bond as the uplink, over net_af_packet members (whose link the
+    /// switch follows through their kernel interface's carrier): milliseconds a member's
+    /// carrier must be back before the bond uses it again, for the partner's port to forward
+    /// by then (a Linux bridge port takes about 0.5 s). DPDK 22.11's bond refuses its own
+    /// up_delay devarg. 0 .. 60000.
+    #[arg(long, default_value_t = 0, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub bond_up_delay: u64,
+
     /// Guests file (TOML, one [[guest]] table per VM).
     #[arg(long)]
     pub guests: PathBuf,

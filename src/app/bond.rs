@@ -11,6 +11,8 @@
 //! The bond itself detects member links (interrupts, or polling members without them) and
 //! fails over; it sees only what the member's PMD reports.
 
+use std::time::{Duration, Instant};
+
 use crate::rte::bond::{Bond, BondMode};
 use crate::rte::ethdev::port_name;
 use crate::rte::{Port, PortId, TxQueue};
@@ -74,7 +76,11 @@ fn carrier(iface: &str) -> bool {
 struct Watched {
     id: PortId,
     iface: String,
+    /// The carrier as the bond uses it: the kernel's, a carrier that came back once it held
+    /// for `up_delay`.
     carrier: bool,
+    /// Since when the kernel's carrier differs from `carrier`.
+    changed: Option<Instant>,
 }
 
 /// The bond the uplink is, as the control thread follows it.
@@ -89,15 +95,19 @@ pub struct BondUplink {
     /// (as the bond does on its own when it sees links, and Linux's default).
     preferred: Option<PortId>,
     watched: Vec<Watched>,
+    /// `--bond-up-delay`: a partner's port may take a while to forward after its link comes
+    /// up (a Linux bridge port: about half a second here).
+    up_delay: Duration,
 }
 
 impl BondUplink {
     /// `Some` if `port` is a bond. Called once it is configured (members known) and before it
     /// starts (dedicated LACP queues can only be chosen then). `devargs`: the `--vdev`s, to
-    /// find the kernel interfaces of net_af_packet members. Returns the lines to print.
-    pub fn prepare(port: &Port, driver: &str, devargs: &[String]) -> Option<(BondUplink, Vec<String>)> {
+    /// find the kernel interfaces of net_af_packet members; `up_delay`: `--bond-up-delay`.
+    /// Returns the lines to print.
+    pub fn prepare(port: &Port, driver: &str, devargs: &[String], up_delay: Duration) -> Option<(BondUplink, Vec<String>)> {
         let bond = Bond::of(port, driver)?;
-        let mut b = BondUplink { bond, mode: BondMode::RoundRobin, kick: false, in_use: Vec::new(), preferred: None, watched: Vec::new() };
+        let mut b = BondUplink { bond, mode: BondMode::RoundRobin, kick: false, in_use: Vec::new(), preferred: None, watched: Vec::new(), up_delay };
         let mut lines = Vec::new();
         b.mode = match bond.mode() {
             Ok(m) => m,
@@ -127,13 +137,16 @@ impl BondUplink {
         for &m in &members {
             let Some(iface) = port_name(m).ok().and_then(|n| af_packet_iface(&n, devargs)) else { continue };
             let how = match b.mode {
-                BondMode::ActiveBackup => format!("the switch follows the carrier of {iface} and moves the bond off it while it has none"),
+                BondMode::ActiveBackup => format!(
+                    "the switch follows the carrier of {iface} and moves the bond off it while it has none (back {} ms after it returns: --bond-up-delay)",
+                    up_delay.as_millis()
+                ),
                 BondMode::Lacp => "802.3ad still drops it when its partner's LACP frames stop (3 s with a fast partner, 90 s with a slow one)".to_owned(),
                 _ => "the bond cannot fail over from it".to_owned(),
             };
             lines.push(format!("uplink bond: member {} (net_af_packet) never reports a link change (DPDK 22.11): {how}", member_name(m)));
             if b.mode == BondMode::ActiveBackup {
-                b.watched.push(Watched { id: m, carrier: carrier(&iface), iface });
+                b.watched.push(Watched { id: m, carrier: carrier(&iface), changed: None, iface });
             }
         }
         Some((b, lines))
@@ -181,11 +194,20 @@ impl BondUplink {
     /// a carrier, or the members in use (the first call reports the start-up state).
     pub fn poll(&mut self) -> Vec<String> {
         let mut lines = Vec::new();
+        let now = Instant::now();
         for w in &mut self.watched {
-            let now = carrier(&w.iface);
-            if now != w.carrier {
-                w.carrier = now;
-                lines.push(format!("uplink bond: member {} ({}) carrier {}", member_name(w.id), w.iface, if now { "up" } else { "down" }));
+            let kernel = carrier(&w.iface);
+            if kernel == w.carrier {
+                w.changed = None;
+                continue;
+            }
+            let since = *w.changed.get_or_insert_with(|| {
+                lines.push(format!("uplink bond: member {} ({}) carrier {}", member_name(w.id), w.iface, if kernel { "up" } else { "down" }));
+                now
+            });
+            if !kernel || now.duration_since(since) >= self.up_delay {
+                w.carrier = kernel;
+                w.changed = None;
             }
         }
         if let Some(target) = self.failover_target() {

@@ -117,7 +117,7 @@ impl Switch {
         })?;
         let uplink_mtu = cli.uplink_mtu.unwrap_or(cfg.max_mtu());
         let layout = uplink::configure(port, &info, rx_queues, tx_queues, &cfg.guests, &mut asg, uplink_mtu, cli.descriptors)?;
-        let bond = BondUplink::prepare(&layout.port, &info.driver, &devargs).map(|(b, lines)| {
+        let bond = BondUplink::prepare(&layout.port, &info.driver, &devargs, Duration::from_millis(cli.bond_up_delay)).map(|(b, lines)| {
             lines.iter().for_each(|l| println!("{l}"));
             b
         });
