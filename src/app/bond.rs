@@ -173,7 +173,7 @@ impl BondUplink {
     /// Whether `m` can carry traffic as far as the switch knows (a member it does not watch:
     /// the bond knows).
     fn has_carrier(&self, m: PortId) -> bool {
-        self.watched.iter().find(|w| w.id == m).is_none_or(|w| w.carrier)
+        !self.watched.iter().any(|w| w.id == m && !w.carrier)
     }
 
     /// Active-backup over watched members: the member the bond should use now, if not the
