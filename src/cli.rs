@@ -28,7 +28,8 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (built against DP
         The main lcore runs the control plane; every other lcore in -l forwards."
 )]
 pub struct Cli {
-    /// Uplink: a port id EAL created (from -a or --vdev), or devargs to probe (e.g. net_tap0,iface=up0).
+    /// Uplink: a port id EAL created (from -a or --vdev), or devargs to probe (e.g. net_tap0,iface=up0,
+    /// or a bond over ports EAL created: net_bonding0,mode=1,slave=0000:03:00.0,slave=0000:03:00.1).
     #[arg(long)]
     pub port: String,
 
