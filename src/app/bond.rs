@@ -6,10 +6,14 @@
 //! - for 802.3ad, LACP frames on dedicated queues where every member allows it, else through
 //!   the data queues with a tx burst on idle passes too (the bond sends LACP frames only from
 //!   inside tx bursts; see `TxQueue::kick`);
-//! - the start-up line, and a line when the member in use or the LACP aggregation changes.
+//! - active-backup over `net_af_packet` members, which never report a link change: following
+//!   their kernel interfaces' carrier and moving the bond off a member that lost it (and back
+//!   to the primary `--bond-up-delay` after its carrier returned);
+//! - the start-up line, and a line when a carrier, the member in use or the LACP aggregation
+//!   changes.
 //!
-//! The bond itself detects member links (interrupts, or polling members without them) and
-//! fails over; it sees only what the member's PMD reports.
+//! Otherwise the bond itself detects member links (interrupts, or polling members without
+//! them) and fails over; it sees only what the member's PMD reports.
 
 use std::time::{Duration, Instant};
 
@@ -38,7 +42,7 @@ pub fn refuse_member(uplink: &Port, devargs: &[String]) -> Result<(), String> {
         let Some((bond, members)) = members_in(d) else { continue };
         if members.iter().any(|&m| m == uplink.name() || m == id) {
             return Err(format!(
-                "--port: port {id} ({}) is a member of bond {bond} ({d}): the bond drives its members; give the bond as the uplink (--port {bond}'s port id, or its devargs)",
+                "--port: port {id} ({}) is a member of bond {bond} ({d}): the bond drives its members; give the bond as the uplink (its port id, or its devargs)",
                 uplink.name()
             ));
         }
