@@ -50,13 +50,15 @@ fn main() {
         .allowlist_function("rte_mempool_(free|avail_count|in_use_count|lookup)")
         .allowlist_function("rte_ring_(create|free)")
         .allowlist_function("rte_dev_(probe|remove)")
-        .allowlist_function("rte_eth_(dev_count_avail|dev_get_port_by_name|dev_get_name_by_port|dev_configure|dev_start|dev_stop|dev_close|dev_info_get|rx_queue_setup|tx_queue_setup|link_get_nowait|macaddr_get|stats_get|stats_reset|xstats_get|xstats_get_names|dev_set_mtu|dev_get_mtu|promiscuous_enable|promiscuous_disable|allmulticast_enable|allmulticast_disable|dev_mac_addr_add|dev_mac_addr_remove|dev_default_mac_addr_set|dev_is_valid_port|dev_socket_id|dev_callback_register|dev_callback_unregister|dev_adjust_nb_rx_tx_desc)")
+        .allowlist_function("rte_eth_(dev_count_avail|dev_get_port_by_name|dev_get_name_by_port|dev_configure|dev_start|dev_stop|dev_close|dev_info_get|rx_queue_setup|tx_queue_setup|link_get_nowait|macaddr_get|stats_get|stats_reset|xstats_get|xstats_get_names|dev_set_mtu|dev_get_mtu|promiscuous_enable|promiscuous_disable|promiscuous_get|dev_default_mac_addr_set|allmulticast_enable|allmulticast_disable|dev_mac_addr_add|dev_mac_addr_remove|dev_is_valid_port|dev_socket_id|dev_callback_register|dev_callback_unregister|dev_adjust_nb_rx_tx_desc)")
         .allowlist_function("rte_vhost_(driver_register|driver_unregister|driver_disable_features|driver_callback_register|driver_start|get_ifname|get_vring_num|enqueue_burst|dequeue_burst|get_negotiated_features|enable_guest_notification)")
         .allowlist_type("rte_vhost_device_ops")
         .allowlist_var("RTE_VHOST_USER_.*")
         .allowlist_function("rte_telemetry_register_cmd")
         .allowlist_function("rte_tel_data_.*")
         .allowlist_var("RTE_TEL_.*")
+        .allowlist_function("rte_eth_bond_(mode_get|primary_get|primary_set|slaves_get|active_slaves_get|8023ad_dedicated_queues_enable|8023ad_slave_info)")
+        .allowlist_type("rte_eth_bond_8023ad_slave_info")
         .allowlist_function("rte_flow_(validate|create|destroy|flush)")
         .allowlist_type("rte_flow_.*")
         .allowlist_var("RTE_(MAX_LCORE|MAX_ETHPORTS|PKTMBUF_HEADROOM|MBUF_DEFAULT_BUF_SIZE|ETH_.*|MEMPOOL_CACHE_MAX_SIZE|RING_F_.*|ETHER_.*)")
@@ -64,6 +66,7 @@ fn main() {
         .allowlist_var("RING_F_(SP_ENQ|SC_DEQ|EXACT_SZ)")
         // DPDK marks a few structs both packed and aligned; Rust cannot express that, so they stay opaque.
         .opaque_type("rte_arp_hdr")
+        .opaque_type("port_params")
         .opaque_type("rte_arp_ipv4")
         .opaque_type("rte_l2tpv2_combined_msg_hdr")
         .opaque_type("rte_gtp_psc_generic_hdr")
@@ -76,6 +79,10 @@ fn main() {
     bindings
         .write_to_file(out.join("bindings.rs"))
         .expect("writing bindings.rs");
+
+    // The bonding PMD's own API (members, mode, LACP state) is not in libdpdk's default link
+    // line: EAL loads the PMD as a plugin, this links the same library for its functions.
+    println!("cargo:rustc-link-lib=dylib=rte_net_bond");
 
     // Record the DPDK we built against, for `--version` and the start-up banner.
     println!("cargo:rustc-env=MACVTAP_DPDK_VERSION={}", lib.version);

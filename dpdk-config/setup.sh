@@ -15,12 +15,14 @@ die() { echo "setup: error: $*" >&2; exit 1; }
 # Build: libdpdk-dev (headers + pkg-config file), clang/libclang-dev (bindgen), pkg-config.
 # Run: dpdk, and the PMDs the project loads as plugins; they are only Recommends of `dpdk`,
 # so a machine with Recommends turned off would build fine and then find no af_packet/vhost/
-# virtio driver at run time. Tests: iproute2 (ip, bridge), procps (sysctl), and Prometheus's
-# own Python parser for the metrics endpoint (python3-prometheus-client); the package check
+# virtio driver at run time; the bonding PMD is also linked (the switch reads a bond's members
+# and LACP state). Tests: iproute2 (ip, bridge), procps (sysctl), Prometheus's own Python
+# parser for the metrics endpoint (python3-prometheus-client), Open vSwitch (the 802.3ad
+# partner of tests/bond.rs: the kernel here has no bonding driver); the package check
 # (dpdk-config/check-deb.sh): dpkg-dev, binutils, systemd (systemd-analyze verify), man-db.
 REQUIRED=(libdpdk-dev dpdk pkg-config clang libclang-dev iproute2 procps
     librte-net-af-packet23 librte-net-vhost23 librte-net-virtio23 librte-net-tap23 librte-mempool-ring23
-    python3-prometheus-client dpkg-dev binutils systemd man-db)
+    librte-net-bond23 python3-prometheus-client openvswitch-switch dpkg-dev binutils systemd man-db)
 # dpdk-testpmd ships in Debian's dpdk-dev ("dev tools"); only the benchmarks need it.
 OPTIONAL=(dpdk-dev)
 

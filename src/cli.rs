@@ -28,9 +28,18 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (built against DP
         The main lcore runs the control plane; every other lcore in -l forwards."
 )]
 pub struct Cli {
-    /// Uplink: a port id EAL created (from -a or --vdev), or devargs to probe (e.g. net_tap0,iface=up0).
+    /// Uplink: a port id EAL created (from -a or --vdev), or devargs to probe (e.g. net_tap0,iface=up0,
+    /// or a bond over ports EAL created: net_bonding0,mode=1,slave=0000:03:00.0,slave=0000:03:00.1).
     #[arg(long)]
     pub port: String,
+
+    /// With an active-backup bond as the uplink, over net_af_packet members (whose link the
+    /// switch follows through their kernel interface's carrier): milliseconds a member's
+    /// carrier must be back before the bond uses it again, for the partner's port to forward
+    /// by then (a Linux bridge port takes about 0.5 s). DPDK 22.11's bond refuses its own
+    /// up_delay devarg. 0 .. 60000.
+    #[arg(long, default_value_t = 0, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub bond_up_delay: u64,
 
     /// Guests file (TOML, one [[guest]] table per VM).
     #[arg(long)]

@@ -13,6 +13,7 @@
 //!   the workers), MAC re-announcements, and the VEPA hairpin self-test.
 
 mod announce;
+mod bond;
 mod change;
 mod guests;
 mod hairpin;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::announce::Announcer;
+use super::bond::BondUplink;
 use super::guests::{GuestSet, RunningGuest};
 use super::hairpin::HairpinCheck;
 use super::originate::Originator;
@@ -99,6 +100,8 @@ pub struct Switch {
     /// MAC re-announcements under way.
     pub(super) announcer: Announcer,
     pub(super) hairpin: HairpinCheck,
+    /// The uplink's bond, if it is one (followed by `tick`).
+    pub(super) bond: Option<BondUplink>,
 }
 
 impl Switch {
@@ -115,6 +118,9 @@ impl Switch {
         println!("dpdk-macvtap {VERSION}, running on {}", rte::eal::version());
 
         let port = uplink::open(&cli.port)?;
+        let mut devargs = uplink::vdevs(eal_args);
+        devargs.push(cli.port.clone());
+        super::bond::refuse_member(&port, &devargs).map_err(|e| anyhow!(e))?;
         let (info, rx_queues, tx_queues) = uplink::queue_counts(&port, lcores.len())?;
         let lcore_ids: Vec<u32> = lcores.iter().map(|l| l.0).collect();
         let queue_counts: Vec<u16> = cfg.guests.iter().map(|g| g.queues).collect();
@@ -126,6 +132,10 @@ impl Switch {
         let uplink_mtu = cli.uplink_mtu.unwrap_or(cfg.max_mtu());
         let vlan_offload = uplink::vlan_offload(&info, !cli.no_vlan_offload);
         let layout = uplink::configure(port, &info, rx_queues, tx_queues, &cfg.guests, &mut asg, uplink_mtu, cli.descriptors, vlan_offload)?;
+        let bond = BondUplink::prepare(&layout.port, &info.driver, &devargs, Duration::from_millis(cli.bond_up_delay)).map(|(b, lines)| {
+            lines.iter().for_each(|l| println!("{l}"));
+            b
+        });
         let demand = Demand {
             rx_descriptors: &layout.rx_descriptors,
             tx_queues,
@@ -143,7 +153,10 @@ impl Switch {
         let pool = Arc::new(Mempool::pktmbuf("mvt_pool", mbufs, MEMPOOL_CACHE, mbuf_data_room(max_mtu)?, eal.socket_id())?);
         // The baseline every buffer must return to once the ports are closed.
         let mempool_at_start = pool.in_use();
-        let up = layout.setup(&pool)?;
+        let mut up = layout.setup(&pool)?;
+        if let Some(b) = &bond {
+            b.set_up_tx(&mut up.tx);
+        }
 
         let links = GuestLinks::new(MAX_GUESTS, lcores.len());
         let events = GuestEvents::new(Arc::clone(&links));
@@ -217,6 +230,7 @@ impl Switch {
             owner,
             announcer: Announcer::default(),
             hairpin: HairpinCheck::new(probes, !cli.no_hairpin_check),
+            bond,
         })
     }
 

@@ -30,6 +30,9 @@ impl Switch {
         for line in links {
             println!("{line}");
         }
+        for line in self.bond.as_mut().map(|b| b.poll()).unwrap_or_default() {
+            println!("{line}");
+        }
         let now = Instant::now();
         self.announce_due(now);
         self.hairpin_tick(now);

@@ -99,6 +99,12 @@ pub fn check_af_packet(devargs: &str) -> Result<(), String> {
 
 /// `check_af_packet` for every `--vdev` among the EAL arguments.
 pub fn check_vdevs(eal_args: &[String]) -> Result<(), String> {
+    vdevs(eal_args).iter().try_for_each(|v| check_af_packet(v))
+}
+
+/// The value of every `--vdev` among the EAL arguments.
+pub fn vdevs(eal_args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
     let mut it = eal_args.iter();
     while let Some(a) = it.next() {
         let value = match a.strip_prefix("--vdev=") {
@@ -106,11 +112,9 @@ pub fn check_vdevs(eal_args: &[String]) -> Result<(), String> {
             None if a == "--vdev" => it.next().cloned(),
             None => None,
         };
-        if let Some(v) = value {
-            check_af_packet(&v)?;
-        }
+        out.extend(value);
     }
-    Ok(())
+    out
 }
 
 pub fn open(spec: &str) -> Result<Port> {

@@ -194,6 +194,9 @@ impl Worker {
 
     fn flush_uplink(&mut self) {
         if self.uplink_pending.is_empty() {
+            // An 802.3ad bond sends its LACP frames from inside tx bursts, so an idle pass
+            // still calls it (a no-op for every other port).
+            self.uplink_tx.kick();
             return;
         }
         let sent = self.uplink_tx.tx(&mut self.uplink_pending);

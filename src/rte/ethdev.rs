@@ -76,6 +76,17 @@ pub struct EthStats {
     pub rx_nombuf: u64,
 }
 
+/// The name of port `id` (its devargs name or PCI address), without taking a handle on it
+/// (a `Port` closes its port when dropped; this may be asked about a port the switch must
+/// leave alone, such as a bond's member).
+pub fn port_name(id: PortId) -> Result<String> {
+    let mut buf = [0 as std::ffi::c_char; 64];
+    // SAFETY: buf is large enough for RTE_ETH_NAME_MAX_LEN (64).
+    check("rte_eth_dev_get_name_by_port", unsafe { sys::rte_eth_dev_get_name_by_port(id.0, buf.as_mut_ptr()) })?;
+    // SAFETY: DPDK wrote a NUL-terminated name into buf.
+    Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+}
+
 /// Configuration applied by `Port::configure`. The default: one rx and one tx queue, the
 /// driver's MTU, no RSS, no offloads, no VMDq.
 #[derive(Clone, Copy, Debug)]
@@ -131,11 +142,7 @@ impl Port {
             return Err(RteError::new("rte_eth_dev_is_valid_port", libc::ENODEV)
                 .with_detail(format!("no port {id} (ports available: {})", Self::count())));
         }
-        let mut buf = [0 as std::ffi::c_char; 64];
-        // SAFETY: buf is large enough for RTE_ETH_NAME_MAX_LEN (64).
-        check("rte_eth_dev_get_name_by_port", unsafe { sys::rte_eth_dev_get_name_by_port(id.0, buf.as_mut_ptr()) })?;
-        // SAFETY: DPDK wrote a NUL-terminated name into buf.
-        let name = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned();
+        let name = port_name(id)?;
         Ok(Port { handle: Arc::new(PortHandle { id }), name })
     }
 
@@ -260,7 +267,7 @@ impl Port {
             sys::rte_eth_tx_queue_setup(self.raw(), queue, descriptors, self.socket(), std::ptr::null())
         })
         .map_err(|e| e.with_detail(format!("port {} tx queue {queue}", self.name)))?;
-        Ok(TxQueue { port: Arc::clone(&self.handle), queue, _unsync: PhantomData })
+        Ok(TxQueue { port: Arc::clone(&self.handle), queue, kick_when_idle: false, _unsync: PhantomData })
     }
 
     fn socket(&self) -> u32 {
@@ -425,6 +432,9 @@ impl RxQueue {
 pub struct TxQueue {
     port: Arc<PortHandle>,
     queue: u16,
+    /// Call the PMD even with nothing to send (`kick`): an 802.3ad bond sends its LACP
+    /// frames only from inside a tx burst.
+    kick_when_idle: bool,
     _unsync: PhantomData<Cell<()>>,
 }
 
@@ -435,6 +445,22 @@ impl TxQueue {
 
     pub fn queue(&self) -> u16 {
         self.queue
+    }
+
+    /// Makes `kick` call the PMD (for ports that do work of their own inside tx bursts).
+    pub fn set_kick_when_idle(&mut self, on: bool) {
+        self.kick_when_idle = on;
+    }
+
+    /// A tx burst of no frames, where the port needs one on passes with nothing to send
+    /// (`set_kick_when_idle`); nothing otherwise.
+    #[inline]
+    pub fn kick(&mut self) {
+        if self.kick_when_idle {
+            let mut none: [*mut sys::rte_mbuf; 1] = [std::ptr::null_mut()];
+            // SAFETY: a burst of zero frames: the PMD reads no entry of the array.
+            unsafe { sys::shim_rte_eth_tx_burst(self.port.id.0, self.queue, none.as_mut_ptr(), 0) };
+        }
     }
 
     /// Transmits from the front of `burst`. The PMD takes ownership of the frames it accepted

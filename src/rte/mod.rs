@@ -11,6 +11,7 @@
 //! what they hold, then the pool goes), and EAL outlives everything (`Eal` is dropped last).
 
 mod boundary;
+pub mod bond;
 pub mod burst;
 pub mod eal;
 pub mod error;

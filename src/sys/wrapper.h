@@ -12,6 +12,8 @@
 #include <rte_ring.h>
 #include <rte_ethdev.h>
 #include <rte_flow.h>
+#include <rte_eth_bond.h>
+#include <rte_eth_bond_8023ad.h>
 #include <rte_vhost.h>
 #include <rte_telemetry.h>
 #include "shim.h"

@@ -10,6 +10,7 @@ use super::Netns;
 // because not every libc release exports them for every target.
 const PACKET_AUXDATA: libc::c_int = 8;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_STATISTICS: libc::c_int = 6;
 const PACKET_OUTGOING: u8 = 4;
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
@@ -258,6 +259,45 @@ impl RawSocket {
     /// Only the frames received on the interface, until `idle` passes without any frame.
     pub fn collect_incoming(&self, idle: Duration) -> Vec<Vec<u8>> {
         self.collect(idle).into_iter().filter(|(_, out)| !out).map(|(f, _)| f).collect()
+    }
+
+    /// A receive buffer of `bytes` (a stream's receiver that falls behind for a moment then
+    /// finds the frames waiting instead of dropped).
+    pub fn set_rcvbuf(&self, bytes: i32) {
+        setsockopt_int(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes)
+            .unwrap_or_else(|e| panic!("SO_RCVBUFFORCE {bytes} on {}: {e}", self.name));
+    }
+
+    /// Frames the kernel dropped for this socket (its buffer full) since the last call: a
+    /// stream's receiver checks it is 0, so that every frame missing was lost on the path.
+    pub fn take_drops(&self) -> u64 {
+        // struct tpacket_stats of linux/if_packet.h: packets, drops; reading resets both.
+        let mut st = [0u32; 2];
+        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+        // SAFETY: st has room for the `len` bytes passed, and len is a valid in/out pointer.
+        let rc = unsafe { libc::getsockopt(self.fd.as_raw_fd(), libc::SOL_PACKET, PACKET_STATISTICS, st.as_mut_ptr().cast(), &mut len) };
+        assert!(rc == 0, "PACKET_STATISTICS on {}: {}", self.name, io::Error::last_os_error());
+        u64::from(st[1])
+    }
+
+    /// The next frame's first `buf.len()` bytes into `buf`, waiting up to `t`: its length
+    /// (at most `buf.len()`), or `None`. No allocation and no VLAN tag restored: for counting
+    /// long streams by their headers.
+    pub fn recv_into(&self, buf: &mut [u8], t: Duration) -> Option<usize> {
+        let deadline = Instant::now() + t;
+        loop {
+            // SAFETY: buf is valid for writes of buf.len() bytes.
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            if n >= 0 {
+                return Some(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            assert!(matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted), "recv on {}: {e}", self.name);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.readable(left) {
+                return None;
+            }
+        }
     }
 
     /// Discards what is queued now; returns how many frames that was.
