@@ -41,7 +41,7 @@ impl Worker {
     }
 
     /// Delivers from every peer ring until all are empty.
-    fn drain_peers_dry(&mut self) {
+    pub(super) fn drain_peers_dry(&mut self) {
         loop {
             let mut moved = 0;
             for i in 0..self.from_peers.len() {
@@ -55,7 +55,7 @@ impl Worker {
 
     /// Between passes holding no device: let a detaching guest go, and let the workers this
     /// one waits for have the core when they share it.
-    fn pause(&mut self) {
+    pub(super) fn pause(&mut self) {
         self.links.pass_done();
         std::thread::yield_now();
     }
