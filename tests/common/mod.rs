@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 mod ctl;
+pub mod identity;
 pub mod labswitch;
 mod netns;
 mod proc;

@@ -1,0 +1,157 @@
+//! The counters add up: after a mixed load in both directions, on two workers, with every
+//! kind of drop the wire and the guests can cause, what entered each direction equals what
+//! went on plus what was dropped, and every copy made for a guest was delivered or dropped
+//! (the identities of the switch's `stats::reason`), both while it runs and at exit; and the
+//! uplink -> guest fast path counts its own refusals.
+
+mod common;
+
+use std::time::Duration;
+
+use common::identity::{assert_identities, drop_sum, wait_settled};
+use common::*;
+
+const A: &str = "52:54:00:00:00:01";
+const B: &str = "52:54:00:00:00:02";
+const C: &str = "52:54:00:00:00:03";
+const D: &str = "52:54:00:00:00:04";
+const E: &str = "52:54:00:00:00:05";
+const NOBODY: &str = "52:54:00:00:00:99";
+/// A link-local group address (LLDP's): for the switch's end of the wire only.
+const LINK_LOCAL: [u8; 6] = [0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e];
+
+fn count(v: &serde_json::Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
+}
+
+fn reason(v: &serde_json::Value, map: &str, reason: &str) -> u64 {
+    v[map][reason].as_u64().unwrap_or_else(|| panic!("no {map}.{reason} in {v}"))
+}
+
+/// Two workers (vm1, vm3, vm5 on the first; vm2, vm4 on the second); vm2's MTU is 500;
+/// vm3 and vm4 are in bridge mode; vm5 never connects. The external bridge reflects
+/// (hairpin). Every frame below is sent once, so each counter has one exact value.
+#[test]
+fn a_mixed_load_on_two_workers_adds_up_per_direction_and_per_copy() {
+    let mut env = LabSwitch::start(
+        &[("vm1", A, ""), ("vm2", B, "mtu = 500"), ("vm3", C, "mode = \"bridge\""), ("vm4", D, "mode = \"bridge\""), ("vm5", E, "")],
+        LabOpts { vdev_opts: "qpairs=2", eal: &["--lcores=0@0,1@1,2@1"], ..LabOpts::default() },
+    );
+    let out = env.switch().proc.stdout_text();
+    assert!(out.contains("guest queues [vm1:0 vm3:0 vm5:0]") && out.contains("guest queues [vm2:0 vm4:0]"), "{out}");
+    env.lab.set_hairpin(true);
+    let guests: Vec<Guest> = ["vm1", "vm2", "vm3", "vm4"].iter().map(|n| env.guest(n)).collect();
+    let [vm1, vm2, vm3, vm4]: [Guest; 4] = guests.try_into().unwrap_or_else(|_| unreachable!());
+    let ctl = env.ctl();
+    let ext = env.lab.ext_socket();
+    let ext_mac = env.lab.ext_mac;
+
+    // From the wire first, so the bridge knows the external host before any guest sends to
+    // it (an unknown destination would be flooded back through the hairpin port too).
+    for i in 0..30 {
+        ext.send(&seq_frame(mac(A), ext_mac, i, 64));
+    }
+    for i in 0..20 {
+        ext.send(&seq_frame(mac(B), ext_mac, i, 64));
+    }
+    for i in 0..10 {
+        ext.send(&seq_frame(mac(B), ext_mac, 100 + i, 600)); // over vm2's 500
+        ext.send(&seq_frame(mac(NOBODY), ext_mac, i, 64));
+        ext.send(&seq_frame(mac(E), ext_mac, i, 64)); // vm5 is down
+    }
+    for i in 0..20 {
+        ext.send(&seq_frame(BROADCAST, ext_mac, i, 64));
+    }
+    // A bridge keeps link-local groups to itself: these come from its port, as its own would.
+    let port = env.lab.bridge_port_capture();
+    for i in 0..5 {
+        port.send(&seq_frame(LINK_LOCAL, ext_mac, i, 64));
+    }
+    let settled = wait_settled(&ctl, Duration::from_secs(20), |v| count(&v["uplink"], "rx_packets") == 105);
+    assert_eq!(reason(&settled["uplink"], "rx_drops", "link_local"), 5, "{settled:#}");
+
+    // From the guests.
+    assert_eq!(vm1.stream(ext_mac, mac(A), 64, 20), 20);
+    assert_eq!(vm1.send(&frame(ext_mac, mac(NOBODY), TEST_ETHERTYPE, 64, 1), 10), 10); // spoofed
+    assert_eq!(vm1.send(&frame(ext_mac, mac(A), TEST_ETHERTYPE, 1600, 2), 5), 5); // over 1500
+    assert_eq!(vm1.send(&frame(ext_mac, mac(A), TEST_ETHERTYPE, 0, 3)[..10], 3), 3); // runts
+    assert_eq!(vm2.stream(ext_mac, mac(B), 64, 10), 10);
+    // Bridge mode: to the sibling inside the host (across the workers), a broadcast both out
+    // of the uplink and to the sibling, and to a VEPA guest (down) through the wire.
+    assert_eq!(vm3.stream(mac(D), mac(C), 64, 20), 20);
+    assert_eq!(vm3.send(&frame(BROADCAST, mac(C), TEST_ETHERTYPE, 64, 4), 10), 10);
+    assert_eq!(vm3.send(&frame(mac(E), mac(C), TEST_ETHERTYPE, 64, 5), 5), 5);
+    // To a VEPA guest: out, reflected (the bridge learnt A from vm1's frames), back in.
+    assert_eq!(vm4.send(&frame(mac(A), mac(D), TEST_ETHERTYPE, 64, 6), 5), 5);
+
+    // Uplink in: the 105 above, vm3's 10 broadcasts and 5 frames to E and vm4's 5 to A
+    // reflected. Uplink out: vm1 20, vm2 10, vm3 10 + 5, vm4 5.
+    let v = wait_settled(&ctl, Duration::from_secs(20), |v| {
+        count(&v["uplink"], "rx_packets") == 125 && count(&v["uplink"], "tx_packets") == 50 && count(guest_stats(v, "vm4"), "tx_packets") == 50
+    });
+    for g in [vm1, vm2, vm3, vm4] {
+        g.quit();
+    }
+    let last = env.stop();
+    assert_identities(&last, "at exit");
+    // Nothing moved after the load settled but the guests leaving.
+    assert_eq!(last["uplink"], v["uplink"], "{v:#}\n{last:#}");
+
+    let up = &last["uplink"];
+    assert_eq!((count(up, "forwarded"), drop_sum(up, "rx_drops")), (110, 15), "{up:#}");
+    assert_eq!((reason(up, "rx_drops", "unknown_dest"), reason(up, "rx_drops", "link_local")), (10, 5), "{up:#}");
+    // 30 to A, 30 to B, 10 to E, 20 broadcasts x 5 guests; reflected: vm3's broadcasts to
+    // the 3 VEPA guests, 5 to E, 5 to A.
+    assert_eq!(count(up, "copies"), 30 + 30 + 10 + 100 + 30 + 5 + 5, "{up:#}");
+    assert_eq!(drop_sum(up, "tx_drops"), 0, "{up:#}");
+
+    let vm1 = guest_stats(&last, "vm1");
+    assert_eq!((count(vm1, "rx_packets"), count(vm1, "forwarded"), count(vm1, "local")), (38, 20, 0), "{vm1:#}");
+    assert_eq!(
+        (reason(vm1, "rx_drops", "spoofed_source"), reason(vm1, "rx_drops", "oversize"), reason(vm1, "rx_drops", "runt")),
+        (10, 5, 3),
+        "{vm1:#}"
+    );
+    assert_eq!((count(vm1, "tx_packets"), drop_sum(vm1, "tx_drops")), (30 + 20 + 10 + 5, 0), "{vm1:#}");
+    let vm2 = guest_stats(&last, "vm2");
+    assert_eq!((count(vm2, "tx_packets"), reason(vm2, "tx_drops", "oversize"), drop_sum(vm2, "tx_drops")), (20 + 20 + 10, 10, 10), "{vm2:#}");
+    let vm3 = guest_stats(&last, "vm3");
+    assert_eq!((count(vm3, "forwarded"), count(vm3, "local"), count(vm3, "copies")), (35, 20, 30), "{vm3:#}");
+    assert_eq!(count(vm3, "tx_packets"), 20, "{vm3:#}");
+    let vm4 = guest_stats(&last, "vm4");
+    assert_eq!((count(vm4, "tx_packets"), count(vm4, "forwarded")), (20 + 20 + 10, 5), "{vm4:#}");
+    let vm5 = guest_stats(&last, "vm5");
+    assert_eq!((reason(vm5, "tx_drops", "guest_down"), drop_sum(vm5, "tx_drops")), (10 + 20 + 10 + 5, 45), "{vm5:#}");
+}
+
+/// One worker owns every queue, so unicast from the wire takes the fast path
+/// (`ToGuest::local_slot`): its oversize and guest-down refusals are counted there exactly,
+/// as copies dropped on the guest, and the identities hold.
+#[test]
+fn the_uplink_fast_path_counts_oversize_and_a_guest_that_is_down() {
+    let mut env = LabSwitch::start(&[("vm1", A, "mtu = 500"), ("vm2", B, "")], LabOpts::default());
+    let g = env.guest("vm1");
+    let ctl = env.ctl();
+    let ext = env.lab.ext_socket();
+    let ext_mac = env.lab.ext_mac;
+    for i in 0..8 {
+        ext.send(&seq_frame(mac(A), ext_mac, i, 64));
+    }
+    for i in 0..7 {
+        ext.send(&seq_frame(mac(A), ext_mac, 100 + i, 600));
+    }
+    for i in 0..6 {
+        ext.send(&seq_frame(mac(B), ext_mac, i, 64));
+    }
+    let got = g.recv(3000, 100);
+    assert_eq!(got, (0..8).map(|i| seq_frame(mac(A), ext_mac, i, 64)).collect::<Vec<_>>());
+    wait_settled(&ctl, Duration::from_secs(10), |v| count(&v["uplink"], "rx_packets") == 21);
+    g.quit();
+    let last = env.stop();
+    assert_identities(&last, "at exit");
+    assert_eq!((count(&last["uplink"], "forwarded"), count(&last["uplink"], "copies")), (21, 21), "{last:#}");
+    let vm1 = guest_stats(&last, "vm1");
+    assert_eq!((count(vm1, "tx_packets"), reason(vm1, "tx_drops", "oversize"), drop_sum(vm1, "tx_drops")), (8, 7, 7), "{vm1:#}");
+    let vm2 = guest_stats(&last, "vm2");
+    assert_eq!((reason(vm2, "tx_drops", "guest_down"), drop_sum(vm2, "tx_drops")), (6, 6), "{vm2:#}");
+}
