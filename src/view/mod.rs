@@ -23,6 +23,8 @@ mod delivery;
 mod handover;
 mod scope;
 mod tables;
+#[cfg(test)]
+mod truth_props;
 
 pub use delivery::{DeliveryMap, MAX_SLOTS, NO_OWNER};
 pub use handover::Handover;
