@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::identity::{assert_identities, drop_sum, wait_settled};
+use common::identity::{assert_identities, drop_sum, wait_settled, wait_stats};
 use common::*;
 
 const A: &str = "52:54:00:00:00:01";
@@ -154,4 +154,53 @@ fn the_uplink_fast_path_counts_oversize_and_a_guest_that_is_down() {
     assert_eq!((count(vm1, "tx_packets"), reason(vm1, "tx_drops", "oversize"), drop_sum(vm1, "tx_drops")), (8, 7, 7), "{vm1:#}");
     let vm2 = guest_stats(&last, "vm2");
     assert_eq!((reason(vm2, "tx_drops", "guest_down"), drop_sum(vm2, "tx_drops")), (6, 6), "{vm2:#}");
+}
+
+/// Frames a worker holds for the uplink when its tx queue is full (`UPLINK_PENDING`).
+const UPLINK_PENDING: u64 = 64;
+
+/// Uplink tx backpressure: with the uplink interface down, the AF_PACKET tx ring fills and
+/// the PMD takes nothing more; the worker keeps a full pending burst, counts stalls and stops
+/// polling the guest, whose frames wait in its own virtqueue. Once the interface is up again
+/// every frame leaves, in order, none lost. Then, stalled again, the switch stops: what the
+/// pending burst held is counted as `uplink_full`, and the identities hold at exit.
+#[test]
+fn a_full_uplink_holds_the_guests_back_and_loses_nothing_until_exit() {
+    let mut env = LabSwitch::start(&[("vm1", A, "")], LabOpts::default());
+    let g = env.guest("vm1");
+    let ctl = env.ctl();
+    let ext = env.lab.ext_socket();
+    let ext_mac = env.lab.ext_mac;
+    let link = |state: &str| env.lab.sw.run(&["ip", "link", "set", &env.lab.uplink, state]);
+    // A stalled uplink holds exactly a pending burst beyond what its tx queue took.
+    let stalled = |v: &serde_json::Value| {
+        count(&v["uplink"], "stalls") > 0 && count(guest_stats(v, "vm1"), "rx_packets") == count(&v["uplink"], "tx_packets") + UPLINK_PENDING
+    };
+
+    link("down");
+    // More than the tx ring, the pending burst and the guest's virtqueue hold: the guest
+    // gives up after a second without progress, having sent what fits.
+    let sent = u64::from(g.stream(ext_mac, mac(A), 64, 3000));
+    assert!(sent < 3000, "the switch took everything from the guest ({sent}) with its uplink down");
+    let v = wait_stats(&ctl, Duration::from_secs(10), stalled);
+    let taken = count(guest_stats(&v, "vm1"), "rx_packets");
+    assert!(taken < sent, "frames should be waiting in the virtqueue: {taken} of {sent} taken\n{v:#}");
+    assert_eq!(drop_sum(&v["uplink"], "tx_drops"), 0, "{v:#}");
+
+    link("up");
+    env.lab.sw.wait_carrier(&env.lab.uplink, Duration::from_secs(5));
+    let v = wait_settled(&ctl, Duration::from_secs(20), |v| count(&v["uplink"], "tx_packets") == sent);
+    assert_eq!((count(guest_stats(&v, "vm1"), "rx_packets"), drop_sum(&v["uplink"], "tx_drops")), (sent, 0), "{v:#}");
+    let got: Vec<Vec<u8>> = ext.collect_incoming(Duration::from_millis(500)).into_iter().filter(|f| f[6..12] == mac(A)).collect();
+    assert_eq!(got.len() as u64, sent, "every frame reached the external host");
+    assert!(got.iter().enumerate().all(|(i, f)| *f == seq_frame(ext_mac, mac(A), i as u32, 64)), "in order, intact");
+
+    link("down");
+    let more = u64::from(g.stream_from(ext_mac, mac(A), 64, 3000, sent as u32));
+    let v = wait_stats(&ctl, Duration::from_secs(10), stalled);
+    assert!(count(guest_stats(&v, "vm1"), "rx_packets") < sent + more, "{v:#}");
+    g.quit();
+    let last = env.stop();
+    assert_identities(&last, "at exit");
+    assert_eq!(reason(&last["uplink"], "tx_drops", "uplink_full"), UPLINK_PENDING, "the pending burst, counted\n{last:#}");
 }

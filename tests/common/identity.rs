@@ -66,10 +66,16 @@ pub fn assert_identities(v: &Value, when: &str) {
 /// identities hold (a frame in flight between workers may make them miss for an instant);
 /// returns that reply. Fails with the last reply at the deadline.
 pub fn wait_settled(ctl: &Ctl, timeout: Duration, settled: impl Fn(&Value) -> bool) -> Value {
+    wait_stats(ctl, timeout, |v| settled(v) && identity_errors(v).is_empty())
+}
+
+/// Polls the control socket's `stats` until `done` holds; returns that reply. Fails with the
+/// last reply (and which identities miss) at the deadline.
+pub fn wait_stats(ctl: &Ctl, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
         let v = ctl.json(&["stats"]);
-        if settled(&v) && identity_errors(&v).is_empty() {
+        if done(&v) {
             return v;
         }
         assert!(Instant::now() < deadline, "counters did not settle ({:?}):\n{v:#}", identity_errors(&v));
