@@ -20,6 +20,12 @@ const NOBODY: &str = "52:54:00:00:00:99";
 /// A link-local group address (LLDP's): for the switch's end of the wire only.
 const LINK_LOCAL: [u8; 6] = [0x01, 0x80, 0xc2, 0x00, 0x00, 0x0e];
 
+/// Two workers on two uplink queues (lcores 1 and 2 sharing core 1, control on core 0);
+/// guests are spread over them in file order.
+fn two_workers(guests: &[common::labswitch::GuestSpec<'_>]) -> LabSwitch {
+    LabSwitch::start(guests, LabOpts { vdev_opts: "qpairs=2", eal: &["--lcores=0@0,1@1,2@1"], ..LabOpts::default() })
+}
+
 fn count(v: &serde_json::Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
 }
@@ -33,10 +39,7 @@ fn reason(v: &serde_json::Value, map: &str, reason: &str) -> u64 {
 /// (hairpin). Every frame below is sent once, so each counter has one exact value.
 #[test]
 fn a_mixed_load_on_two_workers_adds_up_per_direction_and_per_copy() {
-    let mut env = LabSwitch::start(
-        &[("vm1", A, ""), ("vm2", B, "mtu = 500"), ("vm3", C, "mode = \"bridge\""), ("vm4", D, "mode = \"bridge\""), ("vm5", E, "")],
-        LabOpts { vdev_opts: "qpairs=2", eal: &["--lcores=0@0,1@1,2@1"], ..LabOpts::default() },
-    );
+    let mut env = two_workers(&[("vm1", A, ""), ("vm2", B, "mtu = 500"), ("vm3", C, "mode = \"bridge\""), ("vm4", D, "mode = \"bridge\""), ("vm5", E, "")]);
     let out = env.switch().proc.stdout_text();
     assert!(out.contains("guest queues [vm1:0 vm3:0 vm5:0]") && out.contains("guest queues [vm2:0 vm4:0]"), "{out}");
     env.lab.set_hairpin(true);
@@ -210,10 +213,7 @@ fn a_full_uplink_holds_the_guests_back_and_loses_nothing_until_exit() {
 /// stats (each worker delivers what its rings hold before it exits), and no mbuf leaks.
 #[test]
 fn stopping_under_cross_worker_floods_leaves_every_frame_counted() {
-    let mut env = LabSwitch::start(
-        &[("vm1", A, ""), ("vm2", B, ""), ("vm3", C, ""), ("vm4", D, "")],
-        LabOpts { vdev_opts: "qpairs=2", eal: &["--lcores=0@0,1@1,2@1"], ..LabOpts::default() },
-    );
+    let mut env = two_workers(&[("vm1", A, ""), ("vm2", B, ""), ("vm3", C, ""), ("vm4", D, "")]);
     // Connected and never reading: their queues fill, which is counted too.
     let guests: Vec<Guest> = ["vm1", "vm2", "vm3", "vm4"].iter().map(|n| env.guest(n)).collect();
     let ctl = env.ctl();
