@@ -257,3 +257,68 @@ fn stopping_under_cross_worker_floods_leaves_every_frame_counted() {
         }
     }
 }
+
+/// The thread id of the switch's EAL worker thread for lcore `lcore`.
+fn lcore_thread(pid: i32, lcore: u32) -> String {
+    let name = format!("rte-worker-{lcore}");
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the switch's threads");
+    tasks
+        .filter_map(Result::ok)
+        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .map(|t| t.file_name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| panic!("no thread {name} in process {pid}"))
+}
+
+/// The ring between two workers fills when its reader falls behind: here the second worker
+/// (lcore 2, sharing a core with the first) is put on the idle scheduling class, so it barely
+/// runs while the first forwards floods to its guests. What the full ring refuses is counted
+/// as `peer_ring_full` on each guest the refused frames were copies for (vm2 and vm4, the
+/// second worker's), and the switch is stopped with the ring still full: the frames in it are
+/// delivered or counted before the workers exit, so the identities hold at exit.
+#[test]
+fn a_full_ring_between_workers_is_counted_per_guest_and_emptied_at_stop() {
+    let mut env = two_workers(&[("vm1", A, ""), ("vm2", B, ""), ("vm3", C, ""), ("vm4", D, "")]);
+    let out = env.switch().proc.stdout_text();
+    assert!(out.contains("lcore 2: uplink rx [1], uplink tx q1, guest queues [vm2:0 vm4:0]"), "{out}");
+    let guests: Vec<Guest> = ["vm1", "vm2", "vm3", "vm4"].iter().map(|n| env.guest(n)).collect();
+    let ctl = env.ctl();
+    let ext = env.lab.ext_socket();
+    let ext_mac = env.lab.ext_mac;
+    let slow = lcore_thread(env.switch().proc.pid(), 2);
+    run_cmd("chrt", &["--idle", "-p", "0", &slow]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (before, last) = std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Many flows: both uplink queues receive, so the first worker floods to the
+                // second worker's guests over the ring.
+                let _ = ext.try_send(&udp(BROADCAST, ext_mac, i as u16, i));
+                i = i.wrapping_add(1);
+            }
+        });
+        let before = wait_stats(&ctl, Duration::from_secs(60), |v| reason(guest_stats(v, "vm2"), "tx_drops", "peer_ring_full") > 0);
+        let last = env.stop();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        sender.join().expect("sender");
+        (before, last)
+    });
+    for g in guests {
+        g.quit();
+    }
+    assert_identities(&last, "at exit");
+    let full = |n: &str| reason(guest_stats(&last, n), "tx_drops", "peer_ring_full");
+    // Every flood that crossed was for both of the second worker's guests.
+    assert_eq!(full("vm2"), full("vm4"), "{last:#}");
+    assert!(full("vm2") >= reason(guest_stats(&before, "vm2"), "tx_drops", "peer_ring_full"));
+    assert_eq!((full("vm1"), full("vm3")), (0, 0), "the first worker's own guests never cross: {last:#}");
+    for n in ["vm1", "vm2", "vm3", "vm4"] {
+        assert_eq!(reason(guest_stats(&last, n), "tx_drops", "stopped"), 0, "{n}: {last:#}");
+    }
+}
+
+/// Runs a command of the root namespace; fails the test with its output if it fails.
+fn run_cmd(program: &str, args: &[&str]) {
+    let out = std::process::Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
