@@ -386,6 +386,8 @@ fn busy_queues_move_to_the_idle_worker_by_measured_load() {
         assert_eq!(total_drops(guest_stats(&v, n)), 0, "{n}: {v}");
         assert_eq!(guest_stats(&v, n)["tx_packets"], want as u64, "{n}: {v}");
     }
+    // Nothing was freed uncounted across the move (frames were crossing between workers).
+    common::identity::assert_identities(&v, "at exit, after queues moved under load");
     // Everything the busy guests sent left the uplink, across the move.
     assert_eq!(v["uplink"]["tx_packets"], sent, "{v}");
     assert_eq!(v["assignment"][1]["guest_queues"], serde_json::json!(on2), "{v}");

@@ -63,7 +63,9 @@ impl Worker {
     /// Takes `new` and hands the view it replaces back for the control thread to free.
     fn adopt(&mut self, new: WorkerView) {
         // Every pending burst is empty here (flushed after each burst), so the slots can be
-        // rebuilt from scratch; a queue's slot number is the same in every publication.
+        // rebuilt from scratch; a queue's slot number is the same in every publication. Were
+        // one not, it goes to its guest now rather than be freed uncounted with its slot.
+        self.flush_slots();
         for s in self.slots.drain(..) {
             self.slot_index[s.slot as usize] = NOT_MINE;
         }
