@@ -124,8 +124,15 @@ impl Worker {
     /// (the mode refuses it, too big, down).
     #[inline]
     fn admit_one(&mut self, g: GuestId, m: Mbuf, src_guest: Option<GuestId>, cast: Cast) {
+        let refusal = self.refuse(g, &m, src_guest, cast);
+        self.copy_for(g, m, refusal);
+    }
+
+    /// The uplink frame `m` went on as one copy for guest `g`: delivered, or dropped on `g`.
+    #[inline]
+    fn copy_for(&mut self, g: GuestId, m: Mbuf, refusal: Option<DropReason>) {
         self.stats.uplink().forward(1);
-        match self.refuse(g, &m, src_guest, cast) {
+        match refusal {
             Some(r) => self.stats.guest(g).tx_drop(r, 1),
             None => self.deliver_unicast(g, m),
         }
@@ -138,7 +145,12 @@ impl Worker {
             self.stats.uplink().rx_drop(DropReason::PoolDuplicate, 1);
             return;
         }
-        self.admit_one(g, m, source, Cast::Multicast);
+        // A flood for this one guest: one it is not for (its own, or its mode's refusal) names
+        // nobody, as a flood's list would not have named it.
+        match self.refuse(g, &m, source, Cast::Multicast) {
+            Some(DropReason::PolicyDenied) => self.stats.uplink().rx_drop(DropReason::NoDestination, 1),
+            refusal => self.copy_for(g, m, refusal),
+        }
     }
 
     /// Sends an admitted unicast frame to guest `g`'s queue for its flow: directly when this

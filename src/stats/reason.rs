@@ -71,7 +71,8 @@ pub enum DropReason {
     /// received frame is ours alone).
     Untaggable,
     /// rx on the uplink: a broadcast/multicast that no guest takes (none there, or the modes
-    /// exclude them all, or only its sender is left).
+    /// exclude them all, or only its sender is left; for a VMDq pool's replica, its one guest
+    /// does not take it).
     NoDestination,
     /// rx on the uplink: a VMDq pool's replica of a broadcast that its guests already get
     /// from another pool (the default pool's copy when no unpooled guest is left, or a
