@@ -169,7 +169,11 @@ const UPLINK_PENDING: u64 = 64;
 /// pending burst held is counted as `uplink_full`, and the identities hold at exit.
 #[test]
 fn a_full_uplink_holds_the_guests_back_and_loses_nothing_until_exit() {
-    let mut env = LabSwitch::start(&[("vm1", A, "")], LabOpts::default());
+    // A small AF_PACKET ring (64 frames of 2048 bytes, two a block): what it releases at once
+    // when the link comes back must not overrun the kernel's own backlog on the way to the
+    // external host, which would lose frames the switch did send.
+    let opts = LabOpts { vdev_opts: "blocksz=4096,framesz=2048,framecnt=64", ..LabOpts::default() };
+    let mut env = LabSwitch::start(&[("vm1", A, "")], opts);
     let g = env.guest("vm1");
     let ctl = env.ctl();
     let ext = env.lab.ext_socket();
