@@ -111,16 +111,25 @@ fn metrics_parse_and_equal_the_switchs_own_counters() {
             let want = js[field].as_u64().expect("counter") as f64;
             assert_eq!(sample(&samples, &format!("dpdk_macvtap_guest_{metric}{{guest={g}}}")), want, "{g} {metric}");
         }
-        for (reason, n) in js["drops"].as_object().expect("drops") {
-            let want = n.as_u64().expect("drop counter") as f64;
-            assert_eq!(sample(&samples, &format!("dpdk_macvtap_guest_drops_total{{guest={g},reason={reason}}}")), want, "{g} {reason}");
+        for (metric, field) in [("forwarded_total", "forwarded"), ("copies_total", "copies"), ("local_total", "local")] {
+            let want = js[field].as_u64().expect("counter") as f64;
+            assert_eq!(sample(&samples, &format!("dpdk_macvtap_guest_{metric}{{guest={g}}}")), want, "{g} {metric}");
+        }
+        for dir in ["rx", "tx"] {
+            for (reason, n) in js[format!("{dir}_drops")].as_object().expect("drops") {
+                let want = n.as_u64().expect("drop counter") as f64;
+                assert_eq!(sample(&samples, &format!("dpdk_macvtap_guest_{dir}_drops_total{{guest={g},reason={reason}}}")), want, "{g} {dir} {reason}");
+            }
         }
         assert_eq!(sample(&samples, &format!("dpdk_macvtap_guest_link_up{{guest={g}}}")), 1.0);
     }
-    assert_eq!(sample(&samples, "dpdk_macvtap_guest_drops_total{guest=vm2,reason=spoofed_source}"), 2.0);
+    assert_eq!(sample(&samples, "dpdk_macvtap_guest_rx_drops_total{guest=vm2,reason=spoofed_source}"), 2.0);
+    assert_eq!(sample(&samples, "dpdk_macvtap_guest_tx_drops_total{guest=vm2,reason=spoofed_source}"), 0.0);
     assert_eq!(sample(&samples, "dpdk_macvtap_uplink_rx_packets_total{port=net_af_packet0}"), 51.0);
     assert_eq!(sample(&samples, "dpdk_macvtap_uplink_tx_packets_total{port=net_af_packet0}"), 30.0);
-    assert_eq!(sample(&samples, "dpdk_macvtap_uplink_drops_total{reason=unknown_dest}"), 1.0);
+    assert_eq!(sample(&samples, "dpdk_macvtap_uplink_rx_drops_total{reason=unknown_dest}"), 1.0);
+    assert_eq!(sample(&samples, "dpdk_macvtap_uplink_tx_drops_total{reason=uplink_full}"), 0.0);
+    assert_eq!(sample(&samples, "dpdk_macvtap_uplink_forwarded_total{port=net_af_packet0}"), stats["uplink"]["forwarded"].as_u64().expect("forwarded") as f64);
     assert_eq!(sample(&samples, "dpdk_macvtap_uplink_link_up{port=net_af_packet0}"), 1.0);
     assert_eq!(sample(&samples, "dpdk_macvtap_guests{}"), 2.0);
     assert!(sample(&samples, "dpdk_macvtap_lcore_busy_seconds_total{lcore=1}") > 0.0);

@@ -61,6 +61,8 @@ type Gauges<L> = Family<L, Gauge>;
 struct PortFamilies<L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static> {
     rx_packets: Counters<L>,
     rx_bytes: Counters<L>,
+    forwarded: Counters<L>,
+    copies: Counters<L>,
     tx_packets: Counters<L>,
     tx_bytes: Counters<L>,
     stalls: Counters<L>,
@@ -73,6 +75,8 @@ impl<L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send +
         let f = PortFamilies {
             rx_packets: Family::default(),
             rx_bytes: Family::default(),
+            forwarded: Family::default(),
+            copies: Family::default(),
             tx_packets: Family::default(),
             tx_bytes: Family::default(),
             stalls: Family::default(),
@@ -80,6 +84,8 @@ impl<L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send +
         };
         r.register(format!("{what}_rx_packets"), format!("Frames {rx_is}"), f.rx_packets.clone());
         r.register_with_unit(format!("{what}_rx"), format!("Bytes {rx_is}"), Unit::Bytes, f.rx_bytes.clone());
+        r.register(format!("{what}_forwarded"), format!("Frames {rx_is} that went on (not dropped before a copy was made)"), f.forwarded.clone());
+        r.register(format!("{what}_copies"), format!("Copies for guests made of frames {rx_is}"), f.copies.clone());
         r.register(format!("{what}_tx_packets"), format!("Frames {tx_is}"), f.tx_packets.clone());
         r.register_with_unit(format!("{what}_tx"), format!("Bytes {tx_is}"), Unit::Bytes, f.tx_bytes.clone());
         r.register(format!("{what}_stalls"), "Passes that left frames waiting because the uplink was full", f.stalls.clone());
@@ -90,6 +96,8 @@ impl<L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send +
     fn set(&self, l: &L, c: &PortCounters, up: bool) {
         self.rx_packets.get_or_create(l).inc_by(c.rx_packets);
         self.rx_bytes.get_or_create(l).inc_by(c.rx_bytes);
+        self.forwarded.get_or_create(l).inc_by(c.forwarded);
+        self.copies.get_or_create(l).inc_by(c.copies);
         self.tx_packets.get_or_create(l).inc_by(c.tx_packets);
         self.tx_bytes.get_or_create(l).inc_by(c.tx_bytes);
         self.stalls.get_or_create(l).inc_by(c.stalls);
@@ -110,8 +118,12 @@ impl Switch {
         r.register("info", "The switch's version and the DPDK it runs on", info);
 
         let guests = PortFamilies::<GuestLabel>::register(&mut r, "guest", "received from the guest", "delivered to the guest");
-        let guest_drops: Counters<GuestReason> = Family::default();
-        r.register("guest_drops", "Frames to or from the guest dropped, by reason", guest_drops.clone());
+        let guest_rx_drops: Counters<GuestReason> = Family::default();
+        r.register("guest_rx_drops", "Frames from the guest dropped, by reason", guest_rx_drops.clone());
+        let guest_tx_drops: Counters<GuestReason> = Family::default();
+        r.register("guest_tx_drops", "Copies for the guest dropped, by reason", guest_tx_drops.clone());
+        let guest_local: Counters<GuestLabel> = Family::default();
+        r.register("guest_local", "Frames from the guest switched to one sibling inside the host", guest_local.clone());
         let queues: Gauges<GuestLabel> = Family::default();
         r.register("guest_queues", "Queue pairs configured for the guest", queues.clone());
         let active: Gauges<GuestLabel> = Family::default();
@@ -119,8 +131,11 @@ impl Switch {
         for g in &snap.guests {
             let l = GuestLabel { guest: g.name.clone() };
             guests.set(&l, &g.counters, g.link_up);
-            for (reason, n) in g.counters.drops.iter() {
-                guest_drops.get_or_create(&GuestReason { guest: g.name.clone(), reason: reason.name() }).inc_by(n);
+            guest_local.get_or_create(&l).inc_by(g.counters.local);
+            for reason in DropReason::ALL {
+                let l = GuestReason { guest: g.name.clone(), reason: reason.name() };
+                guest_rx_drops.get_or_create(&l).inc_by(g.counters.rx_drops[reason]);
+                guest_tx_drops.get_or_create(&l).inc_by(g.counters.tx_drops[reason]);
             }
             if let Some(rg) = self.running.guests.get(g.id) {
                 queues.get_or_create(&l).set(i64::from(rg.cfg.queues));
@@ -131,10 +146,14 @@ impl Switch {
         let uplink = PortFamilies::<PortLabel>::register(&mut r, "uplink", "received from the uplink", "sent out of the uplink");
         let port = &self.running.uplink;
         uplink.set(&PortLabel { port: port.name().to_owned() }, &snap.uplink, port.link().up);
-        let uplink_drops: Counters<ReasonLabel> = Family::default();
-        r.register("uplink_drops", "Frames from the uplink (or for it) dropped, by reason", uplink_drops.clone());
+        let uplink_rx_drops: Counters<ReasonLabel> = Family::default();
+        r.register("uplink_rx_drops", "Frames from the uplink dropped before any copy, by reason", uplink_rx_drops.clone());
+        let uplink_tx_drops: Counters<ReasonLabel> = Family::default();
+        r.register("uplink_tx_drops", "Frames for the uplink dropped, by reason", uplink_tx_drops.clone());
         for reason in DropReason::ALL {
-            uplink_drops.get_or_create(&ReasonLabel { reason: reason.name() }).inc_by(snap.uplink.drops[reason]);
+            let l = ReasonLabel { reason: reason.name() };
+            uplink_rx_drops.get_or_create(&l).inc_by(snap.uplink.rx_drops[reason]);
+            uplink_tx_drops.get_or_create(&l).inc_by(snap.uplink.tx_drops[reason]);
         }
 
         let hz = self.eal.tsc_hz().max(1) as f64;

@@ -15,7 +15,7 @@ use crate::rte::{LcoreId, Mempool, RxQueue, TxQueue};
 use crate::stats::StatsRegistry;
 use crate::view::{GuestLinks, Handover, RxScope, Tables, WorkerView};
 
-/// Frames in flight from one worker to another; a full ring drops (counted as dispatch_full).
+/// Frames in flight from one worker to another; a full ring drops (counted as peer_ring_full).
 pub const PEER_RING: u32 = 1024;
 /// Frames the control thread may queue for one worker to send on the uplink (announcements,
 /// probes); what does not fit is dropped and counted by the control thread.
@@ -42,6 +42,10 @@ pub struct Launch<'a> {
 pub struct Workers {
     stop: Arc<AtomicBool>,
     launched: Vec<Launched<()>>,
+    /// A stopping worker waits until every worker has left its loop (see
+    /// `Worker::wind_down`): the ones never launched are said stopped for them.
+    handover: Arc<Handover>,
+    planned: usize,
 }
 
 impl Workers {
@@ -59,7 +63,12 @@ impl Workers {
                 from_peers[b].push(c);
             }
         }
-        let mut workers = Workers { stop: Arc::new(AtomicBool::new(false)), launched: Vec::with_capacity(n) };
+        let mut workers = Workers {
+            stop: Arc::new(AtomicBool::new(false)),
+            launched: Vec::with_capacity(n),
+            handover: Arc::clone(l.handover),
+            planned: n,
+        };
         let mut senders = Vec::with_capacity(n);
         for (wi, plan) in asg.workers.iter().enumerate() {
             let (sender, origin) = origin_channel(&format!("mvt_o{wi}"), ORIGIN_RING, l.socket_id, l.probes)?;
@@ -93,6 +102,11 @@ impl Workers {
 
     /// Tells every worker to stop and waits for them.
     pub fn stop(&mut self) {
+        // Workers are launched in index order: the rest never ran.
+        for w in self.launched.len()..self.planned {
+            self.handover.worker_stopped(w);
+        }
+        self.planned = self.launched.len();
         self.stop.store(true, Ordering::Relaxed);
         for l in self.launched.drain(..) {
             l.join();

@@ -7,35 +7,67 @@ use super::worker::Worker;
 use crate::fib::GuestId;
 use crate::rte::Mbuf;
 use crate::stats::DropReason;
+use crate::wire::flow::flow_hash;
 
 impl Worker {
     /// Queues a frame for worker `w`; sends a full batch at once.
     #[inline]
     pub(super) fn send_to_peer(&mut self, w: usize, m: Mbuf) {
         let Some(p) = self.peers.get_mut(w).and_then(Option::as_mut) else {
-            self.stats.uplink().drop(DropReason::DispatchFull, 1);
+            self.count_lost_crossing(w, &m, DropReason::NoPeerRing);
             return;
         };
         if p.pending.free_slots() == 0 {
             p.ring.enqueue(&mut p.pending);
         }
         if let Err(m) = p.pending.push(m) {
-            drop(m);
-            self.stats.uplink().drop(DropReason::DispatchFull, 1);
+            self.count_lost_crossing(w, &m, DropReason::PeerRingFull);
         }
     }
 
     /// Sends every peer's batch; what a full ring refuses is dropped and counted.
     pub(super) fn flush_peers(&mut self) {
-        for p in self.peers.iter_mut().flatten() {
+        for w in 0..self.peers.len() {
+            let Some(p) = self.peers[w].as_mut() else { continue };
             if p.pending.is_empty() {
                 continue;
             }
             p.ring.enqueue(&mut p.pending);
-            let left = p.pending.len() as u64;
-            if left > 0 {
-                p.pending.free_all();
-                self.stats.uplink().drop(DropReason::DispatchFull, left);
+            if !p.pending.is_empty() {
+                self.drop_peer_pending(w, DropReason::PeerRingFull);
+            }
+        }
+    }
+
+    /// Frees what is batched for worker `w`, counting every copy it carried under `r`.
+    #[cold]
+    pub(super) fn drop_peer_pending(&mut self, w: usize, r: DropReason) {
+        let Some(p) = self.peers[w].as_ref() else { return };
+        for i in 0..p.pending.len() {
+            self.count_lost_crossing(w, p.pending.get(i), r);
+        }
+        if let Some(p) = self.peers[w].as_mut() {
+            p.pending.free_all();
+        }
+    }
+
+    /// A frame for worker `w` did not get there: a tx drop under `r` on each guest it was a
+    /// copy for (a unicast's one guest; a flood's guests whose queues `w` owns, found again
+    /// the way `flood` found them, on the same tables). Rare: the work is done only here.
+    #[cold]
+    fn count_lost_crossing(&self, w: usize, m: &Mbuf, r: DropReason) {
+        let tag = Tag::from_raw(m.tag());
+        let Some(f) = tag.flood_of() else {
+            let g = GuestId(self.delivery().slot_guest(tag.slot()) as u16);
+            self.stats.guest(g).tx_drop(r, 1);
+            return;
+        };
+        let hash = flow_hash(m.data());
+        let key = self.flood_key(f);
+        for i in 0..self.tables.floods.list(key).len() {
+            match self.flood_target(key, i, f, hash) {
+                Some((g, _, owner)) if owner == w => self.stats.guest(g).tx_drop(r, 1),
+                _ => {}
             }
         }
     }
@@ -49,7 +81,9 @@ impl Worker {
         self.take_received(|w, m| {
             let tag = Tag::from_raw(m.tag());
             match tag.flood_of() {
-                Some(f) => w.flood(m, f, false),
+                Some(f) => {
+                    w.flood(m, f, false);
+                }
                 None => {
                     let slot = tag.slot();
                     let g = GuestId(w.delivery().slot_guest(slot) as u16);
@@ -58,7 +92,7 @@ impl Worker {
                         w.enqueue(slot, m);
                     } else {
                         drop(m);
-                        w.stats.guest(g).drop(DropReason::GuestDown, 1);
+                        w.stats.guest(g).tx_drop(DropReason::GuestDown, 1);
                     }
                 }
             }

@@ -4,6 +4,10 @@
 //!
 //! Backpressure: a guest is polled only for as many frames as the uplink pending burst can
 //! hold, so when the uplink tx queue is full the frames stay in the guests' virtqueues.
+//!
+//! Counting (defined in `stats::reason`): a frame the checks refuse is an rx drop on its
+//! guest; every other one is `forwarded` by it (and `local` when it goes to one sibling
+//! only), with the copies made for siblings.
 
 use super::tag::{Flood, Tag};
 use super::worker::Worker;
@@ -100,31 +104,41 @@ impl Worker {
         };
         let bytes = self.take_received(|w, mut m| match w.check_from_guest(&sender, &m) {
             Err(reason) => {
-                w.stats.guest(g).drop(reason, 1);
+                w.stats.guest(g).rx_drop(reason, 1);
                 drop(m);
             }
-            Ok(Route::Uplink) if sender.vlan == 0 => w.send_to_uplink(m),
-            Ok(Route::Uplink) => w.send_tagged(g, sender.vlan, m),
-            // Bridge mode: a sibling in bridge mode is reached inside the host.
-            Ok(Route::Local(dst)) => match w.unfit(dst, &m) {
-                Some(reason) => {
-                    w.stats.guest(dst).drop(reason, 1);
-                    drop(m);
+            Ok(Route::Uplink) => {
+                w.stats.guest(g).forward(0);
+                if sender.vlan == 0 {
+                    w.send_to_uplink(m);
+                } else {
+                    w.send_tagged(sender.vlan, m);
                 }
-                None => w.deliver_unicast(dst, m),
-            },
+            }
+            // Bridge mode: a sibling in bridge mode is reached inside the host.
+            Ok(Route::Local(dst)) => {
+                w.stats.guest(g).forward_local();
+                match w.unfit(dst, &m) {
+                    Some(reason) => {
+                        w.stats.guest(dst).tx_drop(reason, 1);
+                        drop(m);
+                    }
+                    None => w.deliver_unicast(dst, m),
+                }
+            }
             Ok(Route::UplinkAndLocal) if sender.vlan != 0 => w.flood_tagged_local(g, sender.vlan, m),
             Ok(Route::UplinkAndLocal) => {
                 let f = Flood { source: Some(g), local: true, unpooled_only: false, vlan: 0 };
                 // Tag before sharing: every reference sees the same header. (A frame just
                 // dequeued is ours alone; were it not, it could not cross to another worker.)
                 if m.set_tag(Tag::flood(f).raw()) {
-                    w.flood(m.share(), f, true);
+                    let copies = w.flood(m.share(), f, true);
+                    w.stats.guest(g).forward(copies);
+                    w.send_to_uplink(m);
                 } else {
-                    // The local copies are lost (the frame still leaves): counted on the sender.
-                    w.stats.guest(g).drop(DropReason::DispatchFull, 1);
+                    // Never expected; dropped whole rather than sent with its copies missing.
+                    w.stats.guest(g).rx_drop(DropReason::Untaggable, 1);
                 }
-                w.send_to_uplink(m);
             }
         });
         self.stats.guest(g).rx(n as u64, bytes);
@@ -143,7 +157,7 @@ impl Worker {
         if let Err(m) = self.uplink_pending.push(m) {
             // room was checked before polling; kept for accounting should that ever change
             drop(m);
-            self.stats.uplink().drop(DropReason::UplinkFull, 1);
+            self.stats.uplink().tx_drop(DropReason::UplinkFull, 1);
         } else {
             self.uplink_pending_bytes += len;
         }

@@ -8,13 +8,17 @@
 //! with a counter. `vhost::enqueue` copies the frames into guest memory and takes none of
 //! them: `flush_slots` frees every reference afterwards, counting the ones the guest had no
 //! room for as `GuestQueueFull`.
+//!
+//! Counting (defined in `stats::reason`): a frame that names no guest is an rx drop on the
+//! uplink; otherwise it is `forwarded` with a copy per guest it names (a unicast's owner, a
+//! flood's guests), and each copy is delivered or a tx drop on its guest, counted once.
 
 use super::tag::{Flood, Tag};
 use super::worker::{Worker, NO_SLOT};
 
 /// Uplink bursts a worker takes from one rx queue per pass, while they come full.
 pub const RX_BURSTS_PER_PASS: usize = 4;
-use crate::view::RxScope;
+use crate::view::{FloodKey, RxScope};
 use crate::fib::GuestId;
 use crate::policy::{self, Cast, Origin};
 use crate::rte::eal::rdtsc;
@@ -55,7 +59,7 @@ impl Worker {
     fn classify(&mut self, m: Mbuf, scope: RxScope) {
         let head = m.data();
         if head.len() < ETHER_HDR_LEN {
-            self.stats.uplink().drop(DropReason::Runt, 1);
+            self.stats.uplink().rx_drop(DropReason::Runt, 1);
             return;
         }
         if let Some(g) = self.tables.passthru {
@@ -84,7 +88,7 @@ impl Worker {
         let src = MacAddr::from_slice(&head[6..12]).unwrap_or_default();
         if dst.is_multicast() {
             if dst.is_link_local_group() {
-                self.stats.uplink().drop(DropReason::LinkLocal, 1);
+                self.stats.uplink().rx_drop(DropReason::LinkLocal, 1);
                 return;
             }
             let source = self.tables.fib.lookup_in(vlan, &src);
@@ -97,10 +101,16 @@ impl Worker {
             // Tag before sharing: every reference sees the same header. (A received frame is
             // ours alone; were it not, it could not cross to another worker.)
             if !m.set_tag(Tag::flood(f).raw()) {
-                self.stats.uplink().drop(DropReason::DispatchFull, 1);
+                self.stats.uplink().rx_drop(DropReason::Untaggable, 1);
                 return;
             }
-            self.flood(m, f, true);
+            let copies = self.flood(m, f, true);
+            match (copies, unpooled_only) {
+                (0, false) => self.stats.uplink().rx_drop(DropReason::NoDestination, 1),
+                // The default pool's replica, when every guest it could be for has a pool.
+                (0, true) => self.stats.uplink().rx_drop(DropReason::PoolDuplicate, 1),
+                (n, _) => self.stats.uplink().forward(n),
+            }
             return;
         }
         // A queue hardware steering gives one guest (its VMDq pool's) only receives frames for
@@ -110,8 +120,14 @@ impl Worker {
             _ => None,
         };
         let owner = steered.or_else(|| self.tables.fib.lookup_in(vlan, &dst));
-        if !self.tables.sources.is_empty() && self.copy_by_source(&m, &src, owner, vlan) && owner.is_none() {
-            return; // delivered by its source alone
+        // Source-mode guests' copies (in buffers of their own) of a unicast from a station
+        // they list: extra copies of this frame, or its only ones.
+        let by_source = if self.tables.sources.is_empty() { 0 } else { self.copy_by_source(&m, &src, owner, vlan) };
+        if by_source > 0 {
+            match owner {
+                Some(_) => self.stats.uplink().more_copies(by_source),
+                None => return self.stats.uplink().forward(by_source),
+            }
         }
         let Some(g) = owner else {
             self.unknown_destination(&m);
@@ -122,6 +138,7 @@ impl Worker {
             // The common case, without the general checks' lookups: the answer does not depend
             // on the sender, and the guest's only queue is ours. (A guest that is down is
             // counted when the slot is flushed.)
+            self.stats.uplink().forward(1);
             let refusal = if !to.takes_unicast {
                 DropReason::PolicyDenied
             } else if m.pkt_len() > to.max_len as usize {
@@ -129,15 +146,29 @@ impl Worker {
             } else {
                 return self.enqueue(to.local_slot as usize, m);
             };
-            self.stats.guest(g).drop(refusal, 1);
+            self.stats.guest(g).tx_drop(refusal, 1);
             return;
         }
         let src_guest = if to.needs_source { self.tables.fib.lookup_in(vlan, &src) } else { None };
-        if let Some(reason) = self.refuse(g, &m, src_guest, Cast::Unicast) {
-            self.stats.guest(g).drop(reason, 1);
-            return;
+        self.admit_one(g, m, src_guest, Cast::Unicast);
+    }
+
+    /// A frame from the uplink for guest `g` alone: one copy, delivered, or dropped on `g`
+    /// (the mode refuses it, too big, down).
+    #[inline]
+    fn admit_one(&mut self, g: GuestId, m: Mbuf, src_guest: Option<GuestId>, cast: Cast) {
+        let refusal = self.refuse(g, &m, src_guest, cast);
+        self.copy_for(g, m, refusal);
+    }
+
+    /// The uplink frame `m` went on as one copy for guest `g`: delivered, or dropped on `g`.
+    #[inline]
+    pub(super) fn copy_for(&mut self, g: GuestId, m: Mbuf, refusal: Option<DropReason>) {
+        self.stats.uplink().forward(1);
+        match refusal {
+            Some(r) => self.stats.guest(g).tx_drop(r, 1),
+            None => self.deliver_unicast(g, m),
         }
-        self.deliver_unicast(g, m);
     }
 
     /// A broadcast/multicast copy the port put in guest `g`'s own VMDq pool: for `g` alone.
@@ -145,12 +176,14 @@ impl Worker {
         if !self.tables.flags(g).pooled_in(vlan) {
             // A pool whose filters were refused (its guest is served from the default pool),
             // or a frame of another VLAN than the pool's guest.
+            self.stats.uplink().rx_drop(DropReason::PoolDuplicate, 1);
             return;
         }
+        // A flood for this one guest: one it is not for (its own, or its mode's refusal) names
+        // nobody, as a flood's list would not have named it.
         match self.refuse(g, &m, source, Cast::Multicast) {
-            None => self.deliver_unicast(g, m),
-            Some(DropReason::PolicyDenied) => {}
-            Some(r) => self.stats.guest(g).drop(r, 1),
+            Some(DropReason::PolicyDenied) => self.stats.uplink().rx_drop(DropReason::NoDestination, 1),
+            refusal => self.copy_for(g, m, refusal),
         }
     }
 
@@ -173,7 +206,7 @@ impl Worker {
                 self.send_to_peer(owner, m);
             } else {
                 // Unicast frames are never shared; counted rather than sent untagged.
-                self.stats.uplink().drop(DropReason::DispatchFull, 1);
+                self.stats.guest(g).tx_drop(DropReason::Untaggable, 1);
             }
         }
     }
@@ -218,52 +251,32 @@ impl Worker {
 
     /// Broadcast/multicast: one reference to every guest the mode allows, never back to the
     /// guest that sent it (a hairpin reflection of its own frame, or its own local flood). On
-    /// the worker that received the frame (`first`), refusals are counted and one reference
-    /// goes to each other worker owning a destination queue; those deliver to their own.
-    pub(super) fn flood(&mut self, m: Mbuf, f: Flood, first: bool) {
+    /// the worker that received the frame (`first`), one reference goes to each other worker
+    /// owning a destination queue; each worker delivers to (or counts the drop on) its own
+    /// guests only, so a copy is counted once. Returns the copies made when `first` (every
+    /// destination, whoever owns it), 0 otherwise.
+    pub(super) fn flood(&mut self, m: Mbuf, f: Flood, first: bool) -> u64 {
         let hash = flow_hash(m.data());
-        let mut delivered = 0u32;
+        let mut copies = 0u64;
         let mut peers: u64 = 0;
-        let mut last_reason = DropReason::PolicyDenied;
-        // The guests whose mode takes this flood, settled when the tables were built.
-        let source_mode = f.source.and_then(|s| self.tables.fib.get(s)).map(|e| e.mode);
-        let key = self.tables.floods.key(f.vlan, f.local, source_mode);
+        let key = self.flood_key(f);
         // Indexed rather than iterated: the loop body needs `self` mutably.
         for i in 0..self.tables.floods.list(key).len() {
-            let g = self.tables.floods.list(key)[i];
-            let gi = g.index();
-            // Never back to the guest that sent it (a reflection of its own frame).
-            if Some(g) == f.source || (f.unpooled_only && self.tables.flags(g).pooled) {
-                continue;
-            }
-            let nq = u32::from(self.delivery().queues(gi).min(self.links.active_queues(gi)));
-            let q = if nq <= 1 { 0 } else { (hash % nq) as u16 };
-            let slot = self.delivery().slot(gi, q);
-            let owner = self.delivery().slot_owner(slot);
-            if !first && owner != self.me {
-                continue;
-            }
-            match self.unfit(g, &m) {
-                None if owner == self.me => {
-                    self.enqueue(slot, m.share());
-                    delivered += 1;
-                }
-                None => {
+            let Some((g, slot, owner)) = self.flood_target(key, i, f, hash) else { continue };
+            if owner != self.me {
+                if first {
                     peers |= 1 << owner;
-                    delivered += 1;
+                    copies += 1;
                 }
+                continue;
+            }
+            copies += u64::from(first);
+            match self.unfit(g, &m) {
+                None => self.enqueue(slot, m.share()),
                 // A guest the mode excludes is not in the list; one that is down or too small
                 // for the frame is a drop on that guest.
-                Some(r) => {
-                    self.stats.guest(g).drop(r, 1);
-                    last_reason = r;
-                }
+                Some(r) => self.stats.guest(g).tx_drop(r, 1),
             }
-        }
-        // A local flood also went to the uplink, so nobody local is not a drop; nor is the
-        // default pool's copy when every guest had its own.
-        if first && delivered == 0 && !f.local && !f.unpooled_only {
-            self.stats.uplink().drop(last_reason, 1);
         }
         while peers != 0 {
             let w = peers.trailing_zeros() as usize;
@@ -271,6 +284,31 @@ impl Worker {
             self.send_to_peer(w, m.share());
         }
         drop(m); // the reference we were given; each shared one is freed by whoever takes it
+        copies
+    }
+
+    /// Which list of guests a flood is for, settled when the tables were built.
+    #[inline]
+    pub(super) fn flood_key(&self, f: Flood) -> FloodKey {
+        let source_mode = f.source.and_then(|s| self.tables.fib.get(s)).map(|e| e.mode);
+        self.tables.floods.key(f.vlan, f.local, source_mode)
+    }
+
+    /// The `i`th guest of flood list `key`, with the slot of its queue for a frame of flow
+    /// `hash` and that slot's owner; None if this flood is not for it (its sender, or a
+    /// guest that got the frame in its own pool).
+    #[inline]
+    pub(super) fn flood_target(&self, key: FloodKey, i: usize, f: Flood, hash: u32) -> Option<(GuestId, usize, usize)> {
+        let g = self.tables.floods.list(key)[i];
+        let gi = g.index();
+        // Never back to the guest that sent it (a reflection of its own frame).
+        if Some(g) == f.source || (f.unpooled_only && self.tables.flags(g).pooled) {
+            return None;
+        }
+        let nq = u32::from(self.delivery().queues(gi).min(self.links.active_queues(gi)));
+        let q = if nq <= 1 { 0 } else { (hash % nq) as u16 };
+        let slot = self.delivery().slot(gi, q);
+        Some((g, slot, self.delivery().slot_owner(slot)))
     }
 
     // Per frame on every delivery path: not worth a call.
@@ -281,7 +319,8 @@ impl Worker {
         let Some(out) = self.slots.get_mut(li) else {
             // Only reachable if the delivery map and this worker's slots disagree; the frame
             // is still accounted for.
-            self.stats.uplink().drop(DropReason::DispatchFull, 1);
+            let g = GuestId(self.delivery().slot_guest(slot) as u16);
+            self.stats.guest(g).tx_drop(DropReason::SlotNotOwned, 1);
             return;
         };
         if out.pending.is_empty() {
@@ -300,7 +339,7 @@ impl Worker {
             Err(m) => {
                 let g = out.guest;
                 drop(m);
-                self.stats.guest(g).drop(DropReason::GuestQueueFull, 1);
+                self.stats.guest(g).tx_drop(DropReason::GuestQueueFull, 1);
             }
         }
     }
@@ -338,11 +377,11 @@ impl Worker {
                 let left_bytes: u64 = (sent..queued).map(|i| out.pending.get(i).pkt_len() as u64).sum();
                 cell.tx(sent as u64, out.bytes - left_bytes);
                 if sent < queued {
-                    cell.drop(DropReason::GuestQueueFull, (queued - sent) as u64);
+                    cell.tx_drop(DropReason::GuestQueueFull, (queued - sent) as u64);
                 }
                 self.stats.add_enqueue(queued as u64);
             }
-            None => cell.drop(DropReason::GuestDown, queued as u64),
+            None => cell.tx_drop(DropReason::GuestDown, queued as u64),
         }
         out.pending.free_all();
         out.bytes = 0;

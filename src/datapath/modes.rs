@@ -26,32 +26,32 @@ impl Worker {
         if self.vlan_offload.rx_strip {
             if let Some(tci) = m.stripped_vlan() {
                 if !m.insert_vlan(tci) {
-                    self.stats.guest(g).drop(DropReason::NoBuffer, 1);
-                    return;
+                    // No headroom for the tag: the guest's copy is lost.
+                    return self.copy_for(g, m, Some(DropReason::NoBuffer));
                 }
             }
         }
-        match self.unfit(g, &m) {
-            Some(reason) => self.stats.guest(g).drop(reason, 1),
-            None => self.deliver_unicast(g, m),
-        }
+        let refusal = self.unfit(g, &m);
+        self.copy_for(g, m, refusal);
     }
 
     /// Mode source: a copy of unicast frame `m`, sent by `src`, to every guest that lists
     /// `src` and is in the frame's VLAN `vlan` (a source list never reaches across VLANs),
     /// except `owner` (the guest its destination takes it to anyway: one copy each).
-    /// Returns whether any guest lists `src`. One lookup for a source nobody lists.
+    /// Returns the copies made (delivered or dropped on their guest). One lookup for a
+    /// source nobody lists.
     ///
     /// Multicast needs no copies: a source-mode guest takes every flood a source match
     /// would give it (pinned by the policy tests).
-    pub(super) fn copy_by_source(&mut self, m: &Mbuf, src: &MacAddr, owner: Option<GuestId>, vlan: u16) -> bool {
+    pub(super) fn copy_by_source(&mut self, m: &Mbuf, src: &MacAddr, owner: Option<GuestId>, vlan: u16) -> u64 {
         // The walk needs `self` mutably, so the list is read in chunks onto the stack (no
         // reference count touched per frame): one lookup per chunk, so one in the usual case.
         let mut done = 0;
+        let mut copies = 0;
         loop {
             let mut chunk = [GuestId::default(); SOURCE_CHUNK];
             let n = match self.tables.sources.lookup(src) {
-                None => return false,
+                None => return copies,
                 Some(list) => {
                     let rest = list.get(done..).unwrap_or_default();
                     let n = rest.len().min(SOURCE_CHUNK);
@@ -62,10 +62,11 @@ impl Worker {
             for &g in &chunk[..n] {
                 if Some(g) != owner && self.tables.flags(g).vlan == vlan {
                     self.copy_to(g, m);
+                    copies += 1;
                 }
             }
             if n < SOURCE_CHUNK {
-                return true;
+                return copies;
             }
             done += n;
         }
@@ -74,13 +75,13 @@ impl Worker {
     /// One source copy of `m` for guest `g`, or a drop counted on `g`.
     fn copy_to(&mut self, g: GuestId, m: &Mbuf) {
         if let Some(reason) = self.unfit(g, m) {
-            self.stats.guest(g).drop(reason, 1);
+            self.stats.guest(g).tx_drop(reason, 1);
             return;
         }
         match copy_frame(&self.pool, m) {
             Some(copy) => self.deliver_unicast(g, copy),
             // No buffer to copy into: the copy could not be handed on.
-            None => self.stats.guest(g).drop(DropReason::DispatchFull, 1),
+            None => self.stats.guest(g).tx_drop(DropReason::NoBuffer, 1),
         }
     }
 }

@@ -109,7 +109,7 @@ impl Worker {
             if o.pending.is_empty() {
                 break;
             }
-            self.stats.originated().drop(DropReason::UplinkFull, o.pending.len() as u64);
+            self.stats.originated().tx_drop(DropReason::Stopped, o.pending.len() as u64);
             o.pending.free_all();
         }
     }
@@ -123,9 +123,9 @@ impl Worker {
                 if p.kind == ProbeKind::Reflect {
                     self.origin.probes.reflected.store(p.nonce, Ordering::Relaxed);
                 }
-                self.stats.uplink().drop(DropReason::HairpinProbe, 1);
+                self.stats.uplink().rx_drop(DropReason::HairpinProbe, 1);
             }
-            None => self.stats.uplink().drop(DropReason::UnknownDest, 1),
+            None => self.stats.uplink().rx_drop(DropReason::UnknownDest, 1),
         }
     }
 }

@@ -41,7 +41,7 @@ impl Worker {
     }
 
     /// Delivers from every peer ring until all are empty.
-    fn drain_peers_dry(&mut self) {
+    pub(super) fn drain_peers_dry(&mut self) {
         loop {
             let mut moved = 0;
             for i in 0..self.from_peers.len() {
@@ -55,7 +55,7 @@ impl Worker {
 
     /// Between passes holding no device: let a detaching guest go, and let the workers this
     /// one waits for have the core when they share it.
-    fn pause(&mut self) {
+    pub(super) fn pause(&mut self) {
         self.links.pass_done();
         std::thread::yield_now();
     }
@@ -63,7 +63,9 @@ impl Worker {
     /// Takes `new` and hands the view it replaces back for the control thread to free.
     fn adopt(&mut self, new: WorkerView) {
         // Every pending burst is empty here (flushed after each burst), so the slots can be
-        // rebuilt from scratch; a queue's slot number is the same in every publication.
+        // rebuilt from scratch; a queue's slot number is the same in every publication. Were
+        // one not, it goes to its guest now rather than be freed uncounted with its slot.
+        self.flush_slots();
         for s in self.slots.drain(..) {
             self.slot_index[s.slot as usize] = NOT_MINE;
         }

@@ -35,18 +35,18 @@ impl Worker {
     pub(super) fn classify_tagged(&mut self, mut m: Mbuf, scope: RxScope) {
         let Some(tci) = tci_of(m.data()) else {
             // The ethertype without the rest of the tag.
-            self.stats.uplink().drop(DropReason::Runt, 1);
+            self.stats.uplink().rx_drop(DropReason::Runt, 1);
             return;
         };
         let vlan = vid_of(tci);
         if !self.tables.floods.has_vlan(vlan) {
-            self.stats.uplink().drop(DropReason::VlanUnknown, 1);
+            self.stats.uplink().rx_drop(DropReason::VlanUnknown, 1);
             return;
         }
         // A received frame is ours alone and `tci_of` saw a whole tag, so this holds; should
         // it not, the frame is counted rather than delivered tagged.
         if !m.strip_vlan() {
-            self.stats.uplink().drop(DropReason::Runt, 1);
+            self.stats.uplink().rx_drop(DropReason::Runt, 1);
             return;
         }
         self.classify_in(m, scope, vlan);
@@ -57,7 +57,7 @@ impl Worker {
     pub(super) fn classify_stripped(&mut self, m: Mbuf, scope: RxScope, tci: u16) {
         let vlan = vid_of(tci);
         if !self.tables.floods.has_vlan(vlan) {
-            self.stats.uplink().drop(DropReason::VlanUnknown, 1);
+            self.stats.uplink().rx_drop(DropReason::VlanUnknown, 1);
             return;
         }
         self.classify_in(m, scope, vlan);
@@ -66,14 +66,14 @@ impl Worker {
     /// A VLAN guest's frame for the uplink, tagged with `vlan`: by the port where it inserts
     /// tags, else in the frame's headroom.
     #[inline(never)]
-    pub(super) fn send_tagged(&mut self, g: GuestId, vlan: u16, mut m: Mbuf) {
+    pub(super) fn send_tagged(&mut self, vlan: u16, mut m: Mbuf) {
         let tagged = if self.vlan_offload.tx_insert { m.request_tx_vlan(vlan) } else { m.insert_vlan(vlan) };
         if tagged {
             self.send_to_uplink(m);
         } else {
             // Only a frame without 4 bytes of headroom (the vhost library leaves the pool's
             // whole headroom) or without a whole header (refused as a runt before this).
-            self.stats.guest(g).drop(DropReason::NoBuffer, 1);
+            self.stats.uplink().tx_drop(DropReason::NoBuffer, 1);
         }
     }
 
@@ -82,16 +82,21 @@ impl Worker {
     /// uplink gets a copy of its own to tag.
     pub(super) fn flood_tagged_local(&mut self, g: GuestId, vlan: u16, mut m: Mbuf) {
         let f = Flood { source: Some(g), local: true, unpooled_only: false, vlan };
+        // The uplink's copy first, in a buffer of its own: the frame itself is about to be
+        // shared by the local copies, and a shared frame cannot take a tag.
         let out = self.copy_frame(&m);
         // Tag before sharing: every reference sees the same header.
-        if m.set_tag(Tag::flood(f).raw()) {
-            self.flood(m, f, true);
-        } else {
-            self.stats.guest(g).drop(DropReason::DispatchFull, 1);
+        if !m.set_tag(Tag::flood(f).raw()) {
+            // Never expected; dropped whole (with the uplink's copy) rather than half sent.
+            self.stats.guest(g).rx_drop(DropReason::Untaggable, 1);
+            return;
         }
+        let copies = self.flood(m, f, true);
+        self.stats.guest(g).forward(copies);
         match out {
-            Some(out) => self.send_tagged(g, vlan, out),
-            None => self.stats.guest(g).drop(DropReason::NoBuffer, 1),
+            Some(out) => self.send_tagged(vlan, out),
+            // Forwarded, but its way to the uplink found no buffer.
+            None => self.stats.uplink().tx_drop(DropReason::NoBuffer, 1),
         }
     }
 

@@ -224,9 +224,23 @@ impl Worker {
                 (passes, busy_passes, frames, slept) = (0, 0, 0, 0);
             }
         }
-        self.links.stopped();
-        self.handover.worker_stopped(self.me);
+        self.wind_down();
         self.shutdown();
+    }
+
+    /// Between the last pass and `shutdown`: what this worker batched for its peers goes on
+    /// the rings, it tells the others it sends no more, and once every worker has said so it
+    /// delivers what the rings still hold. So no frame is left in a ring at exit, and every
+    /// copy is counted by the worker that owns its queue.
+    fn wind_down(&mut self) {
+        self.flush_peers();
+        self.handover.worker_stopped(self.me);
+        while !self.handover.all_stopped() {
+            self.drain_peers_dry();
+            self.pause();
+        }
+        self.drain_peers_dry();
+        self.links.stopped();
     }
 
     /// One pass over every queue and ring this worker owns; returns frames moved.
@@ -267,18 +281,23 @@ impl Worker {
         self.links.is_up(g.index())
     }
 
+    /// Frees what the worker still holds, each frame counted: the uplink burst the tx queue
+    /// had no room for, and (never expected after `wind_down`) any batch for a guest or a peer.
     fn shutdown(&mut self) {
         self.drop_originated();
         let n = self.uplink_pending.len() as u64;
         if n > 0 {
-            self.stats.uplink().drop(DropReason::UplinkFull, n);
+            self.stats.uplink().tx_drop(DropReason::UplinkFull, n);
             self.uplink_pending.free_all();
         }
         for s in self.slots.iter_mut() {
-            s.pending.free_all();
+            if !s.pending.is_empty() {
+                self.stats.guest(s.guest).tx_drop(DropReason::Stopped, s.pending.len() as u64);
+                s.pending.free_all();
+            }
         }
-        for p in self.peers.iter_mut().flatten() {
-            p.pending.free_all();
+        for w in 0..self.peers.len() {
+            self.drop_peer_pending(w, DropReason::Stopped);
         }
     }
 }

@@ -158,3 +158,111 @@ impl<const N: usize> Drop for Drain<'_, N> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rte::mempool::Mempool;
+    use crate::rte::testing::pool;
+
+    /// `n` frames from `pool`, tagged 0..n so that their order can be read back.
+    fn tagged(pool: &Mempool, n: u32) -> Vec<Mbuf> {
+        (0..n)
+            .map(|i| {
+                let mut m = Mbuf::alloc(pool).expect("a free mbuf");
+                assert!(m.set_tag(i));
+                m
+            })
+            .collect()
+    }
+
+    fn tags<const N: usize>(b: &Burst<N>) -> Vec<u32> {
+        (0..b.len()).map(|i| b.get(i).tag()).collect()
+    }
+
+    #[test]
+    fn push_fills_in_order_and_gives_back_what_does_not_fit() {
+        let p = pool("ut_burst_push", 15);
+        let mut b: Burst<4> = Burst::new();
+        let mut refused = Vec::new();
+        for m in tagged(&p, 6) {
+            if let Err(m) = b.push(m) {
+                refused.push(m.tag());
+            }
+        }
+        assert_eq!((tags(&b), b.free_slots(), refused), (vec![0, 1, 2, 3], 0, vec![4, 5]));
+        assert_eq!(p.in_use(), 4, "the refused frames came back and were freed");
+        drop(b);
+        assert_eq!(p.in_use(), 0, "dropping a burst frees what it holds");
+    }
+
+    /// What a tx call leaves: the sent prefix is gone (the PMD owns it), the rest moves to the
+    /// front in order, and the free tail is where the next frames go.
+    #[test]
+    fn consume_prefix_keeps_the_rest_in_order() {
+        let p = pool("ut_burst_prefix", 15);
+        let mut b: Burst<8> = Burst::new();
+        for m in tagged(&p, 6) {
+            assert!(b.push(m).is_ok());
+        }
+        // Stand in for the PMD: take the first two references, as a tx call would.
+        let (head, len) = b.head_mut();
+        assert_eq!(len, 6);
+        // SAFETY: the two first slots hold owned mbufs; consume_prefix below forgets them.
+        let sent: Vec<Mbuf> = (0..2).map(|i| unsafe { Mbuf::from_raw(*head.add(i)) }).collect();
+        b.consume_prefix(2);
+        assert_eq!((tags(&b), b.free_slots()), (vec![2, 3, 4, 5], 4));
+        assert_eq!(sent.iter().map(Mbuf::tag).collect::<Vec<_>>(), [0, 1]);
+        drop(sent);
+        b.consume_prefix(0);
+        assert_eq!(tags(&b), [2, 3, 4, 5], "nothing sent: nothing moves");
+        assert_eq!(p.in_use(), 4);
+        b.free_all();
+        assert_eq!((b.len(), p.in_use()), (0, 0));
+    }
+
+    /// What an rx call does: fills the free tail, then `commit` counts what it wrote.
+    #[test]
+    fn tail_and_commit_append_after_what_is_held() {
+        let p = pool("ut_burst_tail", 15);
+        let mut b: Burst<4> = Burst::new();
+        for m in tagged(&p, 1) {
+            assert!(b.push(m).is_ok());
+        }
+        let (tail, room) = b.tail_mut();
+        assert_eq!(room, 3);
+        for (i, m) in tagged(&p, 2).into_iter().enumerate() {
+            let mut m = m;
+            assert!(m.set_tag(10 + i as u32));
+            // SAFETY: `tail` has room for 3; each slot written once, then committed.
+            unsafe { *tail.add(i) = m.into_raw() };
+        }
+        b.commit(2);
+        assert_eq!(tags(&b), [0, 10, 11]);
+        drop(b);
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn drain_hands_out_in_order_and_frees_what_is_not_taken() {
+        let p = pool("ut_burst_drain", 15);
+        let mut b: Burst<8> = Burst::new();
+        for m in tagged(&p, 5) {
+            assert!(b.push(m).is_ok());
+        }
+        let mut it = b.drain();
+        assert_eq!(it.size_hint(), (5, Some(5)));
+        let first: Vec<Mbuf> = it.by_ref().take(2).collect();
+        drop(it);
+        assert_eq!(first.iter().map(Mbuf::tag).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!((b.len(), p.in_use()), (0, 2), "the three not taken were freed with the iterator");
+        drop(first);
+        assert_eq!(p.in_use(), 0);
+        // The burst is usable again after a drain.
+        for m in tagged(&p, 3) {
+            assert!(b.push(m).is_ok());
+        }
+        assert_eq!(b.drain().map(|m| m.tag()).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(p.in_use(), 0);
+    }
+}

@@ -22,6 +22,8 @@ pub mod mbuf;
 pub mod mempool;
 pub mod ring;
 pub mod telemetry;
+#[cfg(test)]
+pub mod testing;
 pub mod vhost;
 pub mod vhost_links;
 

@@ -256,7 +256,7 @@ mod tests {
                     }
                     shard
                         .guest(GuestId(0))
-                        .drop(DropReason::GuestQueueFull, w as u64 + 1);
+                        .tx_drop(DropReason::GuestQueueFull, w as u64 + 1);
                     shard.add_cycles(10, 5);
                     shard.add_loop(1000, 100);
                     shard.add_slot_cycles(w, 7);

@@ -117,6 +117,11 @@ impl Handover {
         self.resumed[worker].store(STOPPED, Ordering::Release);
     }
 
+    /// Every worker has left its loop (`worker_stopped`): none sends to another any more.
+    pub fn all_stopped(&self) -> bool {
+        self.all_quiet(STOPPED)
+    }
+
     /// Once every worker resumed on `epoch` (or stopped): the longest any of them went
     /// without forwarding for it, in TSC cycles. What a publication costs the traffic.
     pub fn wait_resumed(&self, epoch: u64) -> u64 {

@@ -26,10 +26,12 @@ mod handover;
 mod scope;
 mod sources;
 mod tables;
+#[cfg(test)]
+mod truth_props;
 
 pub use delivery::{DeliveryMap, MAX_SLOTS, NO_OWNER};
 pub use handover::Handover;
 pub use crate::rte::vhost_links::{Device, GuestLinks, WorkerLinks};
 pub use scope::RxScope;
 pub use sources::SourceTable;
-pub use tables::{GuestFlags, Tables, ToGuest, WorkerView, NO_SLOT};
+pub use tables::{FloodKey, GuestFlags, Tables, ToGuest, WorkerView, NO_SLOT};

@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 mod ctl;
+pub mod identity;
 pub mod labswitch;
 mod netns;
 mod proc;
@@ -96,6 +97,26 @@ pub fn seq_frame(dst: [u8; 6], src: [u8; 6], seq: u32, len: usize) -> Vec<u8> {
     f[6..12].copy_from_slice(&src);
     f[12..14].copy_from_slice(&TEST_ETHERTYPE.to_be_bytes());
     f[14..18].copy_from_slice(&seq.to_be_bytes());
+    f
+}
+
+/// An IPv4/UDP frame of flow `sport` with sequence number `seq` in its payload.
+pub fn udp(dst: [u8; 6], src: [u8; 6], sport: u16, seq: u32) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let mut ip = [0x45, 0, 0, 46, 0, 1, 0, 0, 64, 17, 0, 0, 10, 9, 0, 1, 10, 9, 0, 2];
+    // A valid header checksum: the lab's bridge (br_netfilter) drops IPv4 with a bad one.
+    let sum: u32 = ip.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum();
+    let folded = (sum & 0xffff) + (sum >> 16);
+    ip[10..12].copy_from_slice(&(!(folded as u16)).to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&9000u16.to_be_bytes());
+    f.extend_from_slice(&[0, 26, 0, 0]);
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.resize(60, 0xab);
     f
 }
 

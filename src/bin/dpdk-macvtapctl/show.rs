@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 /// Drop reasons in the protocol's order; reasons the server adds later follow these.
-const DROP_REASONS: [&str; 14] = [
+const DROP_REASONS: [&str; 20] = [
     "runt",
     "oversize",
     "unknown_dest",
@@ -19,8 +19,14 @@ const DROP_REASONS: [&str; 14] = [
     "guest_down",
     "uplink_full",
     "policy_denied",
-    "dispatch_full",
+    "peer_ring_full",
     "link_local",
+    "slot_not_owned",
+    "no_peer_ring",
+    "untaggable",
+    "no_destination",
+    "pool_duplicate",
+    "stopped",
     "vlan_unknown",
     "vlan_tagged",
     "no_buffer",
@@ -233,9 +239,21 @@ fn counter_lines(lines: &mut Lines, counters: &Map<String, Value>) {
             .get("drops")
             .map_or_else(|| "-".into(), drops_summary),
     );
+    // What `drops` adds up, per direction (rx: frames from the port, tx: to it), and where
+    // the frames went: shown when the server sends them.
+    for key in ["forwarded", "local", "copies"] {
+        if counters.contains_key(key) {
+            lines.push(key, field(counters, key));
+        }
+    }
+    for key in ["rx_drops", "tx_drops"] {
+        if let Some(d) = counters.get(key) {
+            lines.push(key, drops_summary(d));
+        }
+    }
     lines.push("stalls", field(counters, "stalls"));
     let mut known = COUNTERS.to_vec();
-    known.extend(["drops", "stalls"]);
+    known.extend(["forwarded", "local", "copies", "rx_drops", "tx_drops", "drops", "stalls"]);
     lines.extras(counters, &known);
 }
 
@@ -695,6 +713,30 @@ web-frontend  52:54:00:00:00:02,52:54:00:00:00:12  private  9000       4  down  
         assert_eq!(
             human("guest-list", &json!([])),
             "NAME  MACS  MODE  MTU  QUEUES  LINK  SOCKET\n"
+        );
+    }
+
+    #[test]
+    fn guest_show_splits_drops_by_direction_when_the_server_does() {
+        let mut c = counters();
+        c["forwarded"] = json!(7);
+        c["local"] = json!(1);
+        c["copies"] = json!(2);
+        c["rx_drops"] = json!({"runt": 3, "new_reason": 1});
+        c["tx_drops"] = json!({"guest_down": 2, "oversize": 0});
+        let out = human("guest-show", &json!({"name": "vm1", "counters": c}));
+        let tail: Vec<&str> = out.lines().skip_while(|l| !l.starts_with("drops:")).collect();
+        assert_eq!(
+            tail,
+            [
+                "drops:      6 (runt 3, guest_down 2, new_reason 1)",
+                "forwarded:  7",
+                "local:      1",
+                "copies:     2",
+                "rx_drops:   4 (runt 3, new_reason 1)",
+                "tx_drops:   2 (guest_down 2)",
+                "stalls:     0"
+            ]
         );
     }
 
