@@ -17,6 +17,7 @@ pub mod error;
 pub mod ethdev;
 pub mod flow;
 pub mod lcore;
+pub mod link_events;
 pub mod mbuf;
 pub mod mempool;
 pub mod ring;
