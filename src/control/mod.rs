@@ -1,16 +1,19 @@
 //! The control plane, on the main lcore: guest lifecycle (vhost events, links), queue
-//! assignment and moves by load, steering on the uplink, signals, and the control socket.
+//! assignment and moves by load, steering on the uplink, the uplink's link, signals, and the
+//! control socket (with its event stream).
 //! It never touches a queue; it changes what the workers see only by publishing a new
 //! `view::WorkerView` through `view::Handover`.
 
 mod assign;
 pub mod balance;
+pub mod events;
 mod guest_events;
 pub mod metrics_http;
 pub mod rebalance;
 mod signals;
 pub mod socket;
 pub mod steering;
+pub mod uplink_link;
 pub mod vmdq;
 
 pub use assign::{assign, AssignError, Assignment, WorkerPlan};
