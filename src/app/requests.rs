@@ -10,13 +10,14 @@ use super::report::{busy_sleep_percent, control_json, guest_name, stats_json};
 use super::switch::Switch;
 use crate::cli::VERSION;
 use crate::config::{self, GuestConfig, VhostRole, LIVE_KEYS};
-use crate::control::socket::RpcError;
+use crate::control::socket::{RpcError, SUBSCRIBE};
 use crate::fib::GuestId;
 use crate::stats::PortCounters;
 
 /// Every method, for `help`-like listings and the telemetry command names.
-pub const METHODS: [&str; 11] =
-    ["version", "guest-list", "guest-show", "guest-add", "guest-del", "guest-set", "stats", "lcore-show", "rebalance", "reload", "config-dump"];
+pub const METHODS: [&str; 13] = [
+    "version", "guest-list", "guest-show", "guest-add", "guest-del", "guest-set", "stats", "lcore-show", "uplink-show", "rebalance", "reload", "config-dump", SUBSCRIBE,
+];
 
 impl Switch {
     /// Serves one request.
@@ -50,6 +51,9 @@ impl Switch {
                 }
             },
             "lcore-show" => Ok(self.lcores_json()),
+            "uplink-show" => Ok(self.uplink_json()),
+            // The server makes the connection a subscriber once this answers.
+            SUBSCRIBE => Ok(self.subscribed_json()),
             "rebalance" => match self.rebalance(true) {
                 Ok(msg) => Ok(json!({ "moved": true, "message": msg })),
                 Err(why) => Ok(json!({ "moved": false, "message": format!("nothing moved ({why})") })),

@@ -22,8 +22,12 @@ use crate::cli::{AssignMode, Cli, VERSION};
 use crate::config::{Config, GuestConfig, MAX_GUESTS};
 use crate::control::rebalance::Rebalancer;
 use crate::control::steering::{self, Steering};
+use crate::control::events::Event;
+use crate::control::uplink_link::{Detection, UplinkLink};
 use crate::control::{assign, Assignment, EventsHandle, GuestEvents, LinkWatch};
 use crate::fib::{GuestId, MacTable};
+use crate::rte::kernel_if::KernelIface;
+use crate::rte::link_events::LinkEvents;
 use crate::rte::{self, Eal, Mempool, Port};
 use crate::stats::{StatsRegistry, StatsSnapshot};
 use crate::datapath::{RX_BURSTS_PER_PASS, UPLINK_PENDING};
@@ -49,6 +53,8 @@ pub(super) struct Running {
     /// Unregistering a connected socket destroys its device; with the workers stopped, the
     /// handshake returns at once.
     pub guests: GuestSet,
+    /// The link-state callback goes before the port it is registered on.
+    pub link_events: Option<LinkEvents>,
     pub uplink: Port,
 }
 
@@ -85,6 +91,12 @@ pub struct Switch {
     pub(super) epoch: u64,
     /// A change of the guest set since the control loop last looked (for its status line).
     pub(super) guests_changed: bool,
+    /// The uplink's link as last seen (what `Tables::uplink_up` is built from).
+    pub(super) uplink_link: UplinkLink,
+    /// The kernel interface behind the uplink, whose carrier is part of its link.
+    pub(super) uplink_iface: Option<KernelIface>,
+    /// Events for the control socket's subscribers, until the control loop takes them.
+    pub(super) pending_events: Vec<(std::time::SystemTime, Event)>,
 }
 
 impl Switch {
@@ -111,6 +123,7 @@ impl Switch {
         })?;
         let uplink_mtu = cli.uplink_mtu.unwrap_or(cfg.max_mtu());
         let layout = uplink::configure(port, &info, rx_queues, tx_queues, &cfg.guests, &mut asg, uplink_mtu, cli.descriptors)?;
+        let layout_lsc = info.lsc;
         let demand = Demand {
             rx_descriptors: &layout.rx_descriptors,
             tx_queues,
@@ -146,8 +159,15 @@ impl Switch {
         up.port.start()?;
         let steering = steering::install(&up.port, &cfg.guests, &asg, &up.vmdq);
         let fib = MacTable::from_config(&cfg)?;
-        let tables = Arc::new(Tables::new(fib, asg.delivery.clone(), |g| steering.pooled(g)));
+        let detection = if layout_lsc { Detection::Interrupt } else { Detection::Polling };
+        let uplink_iface = super::uplink_watch::kernel_iface(&info);
+        let mut uplink_link = UplinkLink::new(super::uplink_watch::read_link(&up.port, uplink_iface.as_ref()), detection, std::time::SystemTime::now());
+        uplink_link.kernel_iface = uplink_iface.as_ref().map(KernelIface::name);
+        let mut tables = Tables::new(fib, asg.delivery.clone(), |g| steering.pooled(g));
+        tables.uplink_up = uplink_link.link.up;
+        let tables = Arc::new(tables);
         super::report::print_summary(&guests, &up.port, uplink_mtu, up.rx_queues, up.tx_queues, &pool, &steering);
+        super::report::print_uplink_link(&uplink_link);
         println!("{} guest sockets set up in {} ms", cfg.guests.len(), guests_took.as_millis());
 
         let measure = cli.assign == AssignMode::Cycles;
@@ -165,7 +185,7 @@ impl Switch {
         println!("dpdk-macvtap: forwarding ({} guests, {} workers)", cfg.guests.len(), lcores.len());
         let rebalancer = Rebalancer::new(&registry);
         Ok(Switch {
-            running: Running { workers, steering, guests, uplink: port },
+            running: Running { workers, steering, guests, link_events: None, uplink: port },
             pool,
             eal,
             settings: Settings {
@@ -189,6 +209,9 @@ impl Switch {
             last_pause: Duration::ZERO,
             epoch: 0,
             guests_changed: false,
+            uplink_link,
+            uplink_iface,
+            pending_events: Vec::new(),
         })
     }
 
@@ -197,7 +220,9 @@ impl Switch {
     pub(super) fn build_tables<'a>(&self, guests: impl IntoIterator<Item = (GuestId, &'a GuestConfig)>, delivery: DeliveryMap) -> Result<Arc<Tables>> {
         let fib = MacTable::from_guests(guests, self.epoch + 1)?;
         let steering = &self.running.steering;
-        Ok(Arc::new(Tables::new(fib, delivery, |g| steering.pooled(g))))
+        let mut tables = Tables::new(fib, delivery, |g| steering.pooled(g));
+        tables.uplink_up = self.uplink_link.link.up;
+        Ok(Arc::new(tables))
     }
 
     /// The one way a change reaches the workers: each gets its view of `tables` (under
@@ -220,28 +245,34 @@ impl Switch {
         for g in s.guests.iter_mut() {
             g.link_up = self.watch.is_up(g.id);
         }
+        s.uplink_link = Some(self.uplink_link.json());
         s
     }
 
     /// Link changes since the last look, as lines.
     pub(super) fn poll_links(&mut self) -> Vec<String> {
         let ids = self.running.guests.ids();
-        self.watch
-            .poll(&self.links, &ids)
-            .into_iter()
-            .filter_map(|(g, up)| self.running.guests.get(g).map(|r| format!("guest {}: link {}", r.cfg.name, if up { "up" } else { "down" })))
-            .collect()
+        let now = std::time::SystemTime::now();
+        let mut lines = Vec::new();
+        for (g, up) in self.watch.poll(&self.links, &ids) {
+            if let Some(r) = self.running.guests.get(g) {
+                lines.push(format!("guest {}: link {}", r.cfg.name, if up { "up" } else { "down" }));
+                self.pending_events.push((now, Event::GuestLink { guest: r.cfg.name.clone(), up }));
+            }
+        }
+        lines
     }
 
     /// Stops the workers, reports, and lets go of everything in order.
     pub fn stop(self) -> Result<ExitReport> {
         println!("dpdk-macvtap: stopping");
-        let Switch { mut running, pool, eal, settings, asg, registry, watch, mempool_at_start, held_by_rings, .. } = self;
+        let Switch { mut running, pool, eal, settings, asg, registry, watch, mempool_at_start, held_by_rings, uplink_link, .. } = self;
         running.workers.stop();
         let mut last = registry.snapshot();
         for g in last.guests.iter_mut() {
             g.link_up = watch.is_up(g.id);
         }
+        last.uplink_link = Some(uplink_link.json());
         // Ports' own counters, read before they close: what the PMDs saw, beside what we counted.
         println!("final port {} ({}): {:?}", running.uplink.id(), running.uplink.name(), running.uplink.stats());
         let control = super::report::control_json(&running.steering, &running.guests, &asg);

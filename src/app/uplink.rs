@@ -112,7 +112,8 @@ pub fn queue_counts(port: &Port, workers: usize) -> Result<(PortInfo, u16, u16)>
 /// 0..n); fills in each worker plan's uplink rx queues when VMDq changes them.
 #[allow(clippy::too_many_arguments)]
 pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, guests: &[GuestConfig], asg: &mut Assignment, mtu: u16, descriptors: u16) -> Result<Layout> {
-    let rss = PortConf { rx_queues, tx_queues, rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 }, ..PortConf::default() };
+    // Link-state interrupts where the port has them: the switch follows the link (app::uplink_watch).
+    let rss = PortConf { rx_queues, tx_queues, rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 }, lsc: info.lsc, ..PortConf::default() };
     port.configure(&rss)?;
     // VMDq changes the queue layout, so it is chosen before the queues are set up.
     let mut vmdq = steering::plan_vmdq(&port, info, guests, asg);

@@ -54,6 +54,8 @@ pub struct UplinkLink {
     pub errors: u64,
     pub last_error: Option<String>,
     pub detection: Detection,
+    /// The kernel interface whose carrier is read too (a port backed by one).
+    pub kernel_iface: Option<String>,
     failing: bool,
 }
 
@@ -63,7 +65,7 @@ impl UplinkLink {
     /// report would make such a port useless (the error is counted and shown).
     pub fn new(first: Result<Link, String>, detection: Detection, now: SystemTime) -> UplinkLink {
         let assumed = Link { up: true, speed_mbps: SPEED_UNKNOWN, full_duplex: true };
-        let mut u = UplinkLink { link: assumed, since: now, changes: 0, errors: 0, last_error: None, detection, failing: false };
+        let mut u = UplinkLink { link: assumed, since: now, changes: 0, errors: 0, last_error: None, detection, kernel_iface: None, failing: false };
         match first {
             Ok(l) => u.link = l,
             Err(e) => u.fail(e),
@@ -138,6 +140,7 @@ impl UplinkLink {
             "since": rfc3339(self.since),
             "changes": self.changes,
             "detection": self.detection.name(),
+            "kernel_interface": self.kernel_iface,
             "errors": self.errors,
             "last_error": self.last_error,
         })

@@ -8,6 +8,7 @@ mod dispatch;
 mod egress;
 mod idle;
 mod ingress;
+mod link_down;
 mod reassign;
 mod tag;
 mod worker;

@@ -56,6 +56,8 @@ pub struct PortInfo {
     /// The port raises link-state-change interrupts (`RTE_ETH_DEV_INTR_LSC` in its flags):
     /// configure it with `PortConf::lsc` and be told of changes (`rte::link_events`).
     pub lsc: bool,
+    /// The kernel interface behind the port (net_af_packet, net_tap), 0 for none.
+    pub if_index: u32,
 }
 
 /// `RTE_ETH_DEV_INTR_LSC` (`RTE_BIT32(1)` in rte_ethdev.h, a macro bindgen cannot evaluate).
@@ -200,6 +202,7 @@ impl Port {
                 let flags = if di.dev_flags.is_null() { 0 } else { unsafe { *di.dev_flags } };
                 flags & DEV_INTR_LSC != 0
             },
+            if_index: di.if_index,
         })
     }
 

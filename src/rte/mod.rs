@@ -16,6 +16,7 @@ pub mod eal;
 pub mod error;
 pub mod ethdev;
 pub mod flow;
+pub mod kernel_if;
 pub mod lcore;
 pub mod link_events;
 pub mod mbuf;

@@ -31,10 +31,15 @@ pub enum DropReason {
     /// A link-local group address (01:80:c2:00:00:0x: PAUSE, STP, LACP, LLDP...) from the
     /// uplink: for the switch's own end of the wire, never flooded to guests.
     LinkLocal,
+    /// Frames a worker held for the uplink when it learnt that the uplink's link went down
+    /// (at most a pending burst per worker; the port drops what it is given while down,
+    /// as Linux drops a lower device's queue on carrier loss). Guests' further frames wait
+    /// in their virtqueues until the link is back.
+    UplinkDown,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
         DropReason::Oversize,
@@ -46,6 +51,7 @@ impl DropReason {
         DropReason::PolicyDenied,
         DropReason::DispatchFull,
         DropReason::LinkLocal,
+        DropReason::UplinkDown,
     ];
 
     /// Stable snake_case name, used as the JSON key and in log lines.
@@ -61,6 +67,7 @@ impl DropReason {
             DropReason::PolicyDenied => "policy_denied",
             DropReason::DispatchFull => "dispatch_full",
             DropReason::LinkLocal => "link_local",
+            DropReason::UplinkDown => "uplink_down",
         }
     }
 
@@ -160,7 +167,8 @@ mod tests {
                 "uplink_full",
                 "policy_denied",
                 "dispatch_full",
-                "link_local"
+                "link_local",
+                "uplink_down"
             ]
         );
     }
@@ -179,7 +187,7 @@ mod tests {
         let json = serde_json::to_string(&sum).expect("serialize");
         assert_eq!(
             json,
-            r#"{"runt":3,"oversize":0,"unknown_dest":0,"spoofed_source":0,"guest_queue_full":0,"guest_down":0,"uplink_full":0,"policy_denied":4,"dispatch_full":0,"link_local":0}"#
+            r#"{"runt":3,"oversize":0,"unknown_dest":0,"spoofed_source":0,"guest_queue_full":0,"guest_down":0,"uplink_full":0,"policy_denied":4,"dispatch_full":0,"link_local":0,"uplink_down":0}"#
         );
     }
 }

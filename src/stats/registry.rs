@@ -216,6 +216,7 @@ impl StatsRegistry {
             uplink,
             guests,
             workers: self.workers(),
+            uplink_link: None,
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct StatsSnapshot {
     pub guests: Vec<GuestStats>,
     /// In shard creation order.
     pub workers: Vec<WorkerStats>,
+    /// Not a counter: the uplink's link as the control thread follows it (`state`,
+    /// `changes`, ...), filled in by it; absent until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplink_link: Option<serde_json::Value>,
 }
 
 impl StatsSnapshot {
@@ -77,6 +81,9 @@ impl StatsSnapshot {
             .collect();
         if !nonzero.is_empty() {
             let _ = write!(line, ": {}", nonzero.join(", "));
+        }
+        if let Some(l) = &self.uplink_link {
+            let _ = write!(line, " | uplink link {} ({} changes)", l["state"].as_str().unwrap_or("?"), l["changes"].as_u64().unwrap_or(0));
         }
         line
     }
@@ -135,6 +142,7 @@ mod tests {
                 enqueue_calls: 0,
                 enqueue_frames: 0,
             }],
+            uplink_link: None,
         }
     }
 
@@ -148,8 +156,11 @@ mod tests {
             uplink: PortCounters::default(),
             guests: vec![],
             workers: vec![],
+            uplink_link: None,
         };
         assert_eq!(quiet.summary_line(), "uplink rx 0 tx 0 | drops 0");
+        let down = StatsSnapshot { uplink_link: Some(serde_json::json!({"state": "down", "changes": 3})), ..quiet };
+        assert_eq!(down.summary_line(), "uplink rx 0 tx 0 | drops 0 | uplink link down (3 changes)");
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct Tables {
     /// Indexed by guest id (`fib.id_bound()` entries).
     pub flags: Vec<GuestFlags>,
     pub floods: FloodLists,
+    /// The uplink's link as the control thread last saw it. While false, workers take no
+    /// frame from guests (they wait in their virtqueues, see `datapath::link_down`).
+    pub uplink_up: bool,
 }
 
 /// Which flood list a frame takes: by where it came from (see `FloodLists::key`).
@@ -103,7 +106,7 @@ impl Tables {
             })
             .collect();
         let floods = FloodLists::new(&fib, &delivery);
-        Tables { fib, delivery, flags, floods }
+        Tables { fib, delivery, flags, floods, uplink_up: true }
     }
 
     #[inline]

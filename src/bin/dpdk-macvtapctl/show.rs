@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 /// Drop reasons in the protocol's order; reasons the server adds later follow these.
-const DROP_REASONS: [&str; 10] = [
+const DROP_REASONS: [&str; 11] = [
     "runt",
     "oversize",
     "unknown_dest",
@@ -21,6 +21,7 @@ const DROP_REASONS: [&str; 10] = [
     "policy_denied",
     "dispatch_full",
     "link_local",
+    "uplink_down",
 ];
 
 /// Counter keys in display order (drops are summarised separately).
