@@ -126,9 +126,9 @@ impl UplinkLink {
         }
     }
 
-    /// The speed to report: None when the port does not know it.
+    /// The speed to report: None when the link is down or the port does not know it.
     pub fn speed(&self) -> Option<u32> {
-        Some(self.link.speed_mbps).filter(|&s| s != 0 && s != SPEED_UNKNOWN)
+        Some(self.link.speed_mbps).filter(|&s| self.link.up && s != 0 && s != SPEED_UNKNOWN)
     }
 
     /// For the stats document, the control socket and `uplink-show`.
@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(u.describe(), "link up (10000 Mb/s, full duplex)");
         assert_eq!(u.observe(up(10_000), t(1)), Seen::Same);
         assert_eq!(u.observe(Ok(Link::default()), t(2)), Seen::Changed);
-        assert_eq!((u.describe(), u.changes, u.since), ("link down".to_owned(), 1, t(2)));
+        assert_eq!((u.describe(), u.changes, u.since, u.speed()), ("link down".to_owned(), 1, t(2), None));
         assert_eq!(u.observe(Ok(Link::default()), t(3)), Seen::Same);
         assert_eq!(u.observe(Err("EIO".into()), t(4)), Seen::FirstError("EIO".into()));
         assert_eq!(u.observe(Err("EIO".into()), t(5)), Seen::Error);
