@@ -163,6 +163,7 @@ impl Switch {
         let uplink_iface = super::uplink_watch::kernel_iface(&info);
         let mut uplink_link = UplinkLink::new(super::uplink_watch::read_link(&up.port, uplink_iface.as_ref()), detection, std::time::SystemTime::now());
         uplink_link.kernel_iface = uplink_iface.as_ref().map(KernelIface::name);
+        uplink_link.up_delay = Duration::from_millis(cli.uplink_up_delay);
         let mut tables = Tables::new(fib, asg.delivery.clone(), |g| steering.pooled(g));
         tables.uplink_up = uplink_link.link.up;
         let tables = Arc::new(tables);

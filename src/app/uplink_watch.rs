@@ -69,7 +69,7 @@ impl Switch {
     pub(super) fn poll_uplink(&mut self) -> bool {
         let now = SystemTime::now();
         let seen = read_link(&self.running.uplink, self.uplink_iface.as_ref());
-        match self.uplink_link.observe(seen, now) {
+        match self.uplink_link.observe(seen, now, std::time::Instant::now()) {
             Seen::Same | Seen::Error => false,
             Seen::FirstError(e) => {
                 eprintln!("dpdk-macvtap: warning: uplink link state unavailable ({e}); keeping {}", self.uplink_link.describe());

@@ -6,7 +6,7 @@
 //! change: acting on it would stop every guest for a driver hiccup); errors are counted and
 //! the first of a run is reported.
 
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
@@ -56,6 +56,11 @@ pub struct UplinkLink {
     pub detection: Detection,
     /// The kernel interface whose carrier is read too (a port backed by one).
     pub kernel_iface: Option<String>,
+    /// How long the link must stay up after coming back before it counts as up
+    /// (`--uplink-up-delay`).
+    pub up_delay: Duration,
+    /// Since when the port has said up while the link still counts as down.
+    up_since: Option<Instant>,
     failing: bool,
 }
 
@@ -65,7 +70,7 @@ impl UplinkLink {
     /// report would make such a port useless (the error is counted and shown).
     pub fn new(first: Result<Link, String>, detection: Detection, now: SystemTime) -> UplinkLink {
         let assumed = Link { up: true, speed_mbps: SPEED_UNKNOWN, full_duplex: true };
-        let mut u = UplinkLink { link: assumed, since: now, changes: 0, errors: 0, last_error: None, detection, kernel_iface: None, failing: false };
+        let mut u = UplinkLink { link: assumed, since: now, changes: 0, errors: 0, last_error: None, detection, kernel_iface: None, up_delay: Duration::ZERO, up_since: None, failing: false };
         match first {
             Ok(l) => u.link = l,
             Err(e) => u.fail(e),
@@ -79,8 +84,9 @@ impl UplinkLink {
         self.failing = true;
     }
 
-    /// Records one look at the port.
-    pub fn observe(&mut self, r: Result<Link, String>, now: SystemTime) -> Seen {
+    /// Records one look at the port, at `now` (`mono`: the same moment on the monotonic
+    /// clock, which times `up_delay`).
+    pub fn observe(&mut self, r: Result<Link, String>, now: SystemTime, mono: Instant) -> Seen {
         match r {
             Err(e) => {
                 let first = !self.failing;
@@ -93,6 +99,15 @@ impl UplinkLink {
             }
             Ok(l) => {
                 self.failing = false;
+                if !l.up {
+                    self.up_since = None;
+                } else if !self.link.up && !self.up_delay.is_zero() {
+                    let since = *self.up_since.get_or_insert(mono);
+                    if mono.duration_since(since) < self.up_delay {
+                        return Seen::Same;
+                    }
+                    self.up_since = None;
+                }
                 if l.up == self.link.up {
                     // Speed or duplex may settle after the link came up: kept, not a change.
                     self.link = l;
@@ -141,6 +156,7 @@ impl UplinkLink {
             "changes": self.changes,
             "detection": self.detection.name(),
             "kernel_interface": self.kernel_iface,
+            "up_delay_ms": self.up_delay.as_millis() as u64,
             "errors": self.errors,
             "last_error": self.last_error,
         })
@@ -160,18 +176,20 @@ mod tests {
     fn changes_are_counted_once_and_errors_keep_the_state() {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
         let t = |s: u64| t0 + Duration::from_secs(s);
+        let m0 = Instant::now();
         let mut u = UplinkLink::new(up(10_000), Detection::Polling, t0);
+        let u_observe = |u: &mut UplinkLink, r, s| u.observe(r, t(s), m0 + Duration::from_secs(s));
         assert_eq!(u.describe(), "link up (10000 Mb/s, full duplex)");
-        assert_eq!(u.observe(up(10_000), t(1)), Seen::Same);
-        assert_eq!(u.observe(Ok(Link::default()), t(2)), Seen::Changed);
+        assert_eq!(u_observe(&mut u, up(10_000), 1), Seen::Same);
+        assert_eq!(u_observe(&mut u, Ok(Link::default()), 2), Seen::Changed);
         assert_eq!((u.describe(), u.changes, u.since, u.speed()), ("link down".to_owned(), 1, t(2), None));
-        assert_eq!(u.observe(Ok(Link::default()), t(3)), Seen::Same);
-        assert_eq!(u.observe(Err("EIO".into()), t(4)), Seen::FirstError("EIO".into()));
-        assert_eq!(u.observe(Err("EIO".into()), t(5)), Seen::Error);
+        assert_eq!(u_observe(&mut u, Ok(Link::default()), 3), Seen::Same);
+        assert_eq!(u_observe(&mut u, Err("EIO".into()), 4), Seen::FirstError("EIO".into()));
+        assert_eq!(u_observe(&mut u, Err("EIO".into()), 5), Seen::Error);
         assert_eq!((u.link.up, u.changes, u.errors), (false, 1, 2), "an error is not a change");
-        assert_eq!(u.observe(up(SPEED_UNKNOWN), t(6)), Seen::Changed);
+        assert_eq!(u_observe(&mut u, up(SPEED_UNKNOWN), 6), Seen::Changed);
         assert_eq!(u.describe(), "link up (speed unknown, full duplex)");
-        assert_eq!(u.observe(up(25_000), t(7)), Seen::Same, "speed settling is not a change");
+        assert_eq!(u_observe(&mut u, up(25_000), 7), Seen::Same, "speed settling is not a change");
         let j = u.json();
         assert_eq!((j["state"].as_str(), j["speed_mbps"].as_u64(), j["changes"].as_u64()), (Some("up"), Some(25_000), Some(2)));
         assert_eq!((j["errors"].as_u64(), j["last_error"].as_str(), j["detection"].as_str()), (Some(2), Some("EIO"), Some("polling")));
@@ -183,8 +201,26 @@ mod tests {
         let mut u = UplinkLink::new(Err("ENOTSUP".into()), Detection::Interrupt, SystemTime::UNIX_EPOCH);
         assert_eq!((u.link.up, u.errors, u.changes), (true, 1, 0));
         assert_eq!(u.json()["speed_mbps"], Value::Null);
-        assert_eq!(u.observe(Err("ENOTSUP".into()), SystemTime::UNIX_EPOCH), Seen::Error, "the start's error was reported");
-        assert_eq!(u.observe(Ok(Link::default()), SystemTime::UNIX_EPOCH), Seen::Changed);
+        let m = Instant::now();
+        assert_eq!(u.observe(Err("ENOTSUP".into()), SystemTime::UNIX_EPOCH, m), Seen::Error, "the start's error was reported");
+        assert_eq!(u.observe(Ok(Link::default()), SystemTime::UNIX_EPOCH, m), Seen::Changed);
         assert_eq!(u.json()["duplex"], Value::Null);
+    }
+
+    #[test]
+    fn up_counts_only_after_the_delay_and_down_at_once() {
+        let t = SystemTime::UNIX_EPOCH;
+        let m0 = Instant::now();
+        let ms = |n: u64| m0 + Duration::from_millis(n);
+        let mut u = UplinkLink::new(up(1_000), Detection::Polling, t);
+        u.up_delay = Duration::from_millis(500);
+        assert_eq!(u.observe(Ok(Link::default()), t, ms(0)), Seen::Changed, "down at once");
+        assert_eq!(u.observe(up(1_000), t, ms(100)), Seen::Same);
+        assert_eq!(u.observe(up(1_000), t, ms(599)), Seen::Same);
+        assert_eq!(u.observe(Ok(Link::default()), t, ms(600)), Seen::Same, "a flap restarts the wait");
+        assert_eq!(u.observe(up(1_000), t, ms(700)), Seen::Same);
+        assert_eq!(u.observe(up(1_000), t, ms(1_199)), Seen::Same);
+        assert_eq!(u.observe(up(1_000), t, ms(1_200)), Seen::Changed);
+        assert_eq!((u.link.up, u.changes), (true, 2));
     }
 }
