@@ -4,6 +4,9 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -35,6 +38,17 @@ fn next_event(p: &Proc) -> String {
     what.to_owned()
 }
 
+/// The value of the metric sample `line` (`name{labels}`) in a scrape of `socket`.
+fn metric(socket: &Path, sample: &str) -> String {
+    let mut s = UnixStream::connect(socket).expect("connect to the metrics socket");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("answer");
+    let prefix = format!("{sample} ");
+    body.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {sample} in\n{body}")).to_owned()
+}
+
 /// Sequence numbers of the stream frames from `src` among `frames`, checking each is exactly
 /// the frame `macvtap-guest stream` builds for its number.
 fn seqs(frames: &[Vec<u8>], dst: [u8; 6], src: [u8; 6]) -> Vec<u32> {
@@ -57,7 +71,10 @@ fn seqs(frames: &[Vec<u8>], dst: [u8; 6], src: [u8; 6]) -> Vec<u32> {
 fn guest_frames_wait_while_the_uplink_is_down() {
     // A Linux bridge forwards from a port only up to a second after its carrier is back
     // (measured here: frames sent 10-500 ms after were lost in the bridge, none after 1 s).
-    let mut env = LabSwitch::start(&[("vm1", A, "")], LabOpts { app: &["--uplink-up-delay", "1500"], ..LabOpts::default() });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scrape = dir.path().join("metrics.sock");
+    let metrics_addr = format!("unix:{}", scrape.display());
+    let mut env = LabSwitch::start(&[("vm1", A, "")], LabOpts { app: &["--uplink-up-delay", "1500", "--metrics", &metrics_addr], ..LabOpts::default() });
     let ctl = env.ctl();
     let (events, first) = subscribe(&env, false);
     assert!(first.ends_with(": uplink link up (10000 Mb/s, full duplex); guests vm1 down"), "{first}");
@@ -91,6 +108,9 @@ fn guest_frames_wait_while_the_uplink_is_down() {
     assert_eq!(s["uplink"]["tx_packets"], 1000, "{s}");
     assert_eq!(total_drops(&s["uplink"]) + total_drops(guest_stats(&s, "vm1")), 0, "{s}");
     assert_eq!((s["uplink_link"]["state"].as_str(), s["uplink_link"]["changes"].as_u64()), (Some("down"), Some(1)), "{s}");
+    let port = "{port=\"net_af_packet0\"}";
+    assert_eq!(metric(&scrape, &format!("dpdk_macvtap_uplink_link_up{port}")), "0");
+    assert_eq!(metric(&scrape, &format!("dpdk_macvtap_uplink_link_changes_total{port}")), "1");
 
     env.lab.set_uplink_peer(true);
     env.switch().proc.wait_line("uplink: link up (10000 Mb/s, full duplex)", WAIT);
@@ -102,6 +122,8 @@ fn guest_frames_wait_while_the_uplink_is_down() {
     let after = ext.collect_incoming(Duration::from_millis(700));
     assert_eq!(seqs(&after, dst, src), (1100..2100).collect::<Vec<_>>(), "after the link came back");
 
+    assert_eq!(metric(&scrape, &format!("dpdk_macvtap_uplink_link_up{port}")), "1");
+    assert_eq!(metric(&scrape, &format!("dpdk_macvtap_uplink_link_changes_total{port}")), "2");
     a.quit();
     assert_eq!(next_event(&events), "guest vm1 link down");
     let v = env.stop();
