@@ -138,6 +138,18 @@ impl TestClient {
         self.reply()
     }
 
+    /// Reads everything until the connection ends (EOF or an error); returns how many bytes.
+    fn read_to_close(&mut self) -> usize {
+        let mut got = 0;
+        let mut buf = vec![0; 1 << 16];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got += n,
+            }
+        }
+    }
+
     /// The server closed the connection (EOF; ECONNRESET if it left bytes we sent unread).
     fn expect_closed(&mut self) {
         let mut rest = Vec::new();
@@ -326,14 +338,7 @@ fn a_client_that_does_not_read_is_dropped_and_others_are_still_served() {
     assert!(answered < 200 && answered * 65536 < 4 * MAX_PENDING_OUTPUT as u64, "{answered} answered");
     assert_eq!(reader.call(r#"{"id":"alive","method":"echo"}"#)["id"], "alive");
     // What the kernel had taken is still readable, then the connection ends.
-    let mut got = 0;
-    let mut buf = vec![0; 1 << 16];
-    loop {
-        match sluggard.reader.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
-        }
-    }
+    let got = sluggard.read_to_close();
     assert!(got < 200 * 65536, "the server kept writing to a dropped client ({got} bytes)");
 }
 
@@ -623,13 +628,6 @@ fn a_subscriber_that_does_not_read_is_dropped_at_the_output_limit() {
     server.notify("event", &json!({ "n": "last" }));
     assert_eq!(reader.reply()["params"]["n"], "last");
     // What its socket had taken is readable, then EOF (or a reset).
-    let mut got = 0;
-    let mut buf = vec![0; 1 << 16];
-    loop {
-        match sluggard.reader.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
-        }
-    }
+    let got = sluggard.read_to_close();
     assert!(got < sent * big.len() + 4096, "the server kept writing to a dropped subscriber ({got} bytes)");
 }
