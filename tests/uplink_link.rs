@@ -181,3 +181,44 @@ fn event_stream_reports_guests_in_order() {
     assert_eq!(code, 1, "the client says the stream ended\n{}", events.report());
     assert!(events.stderr_lines().iter().any(|l| l.contains("the switch closed the event stream")), "{}", events.report());
 }
+
+/// The link drops and returns in the middle of a guest's stream (no up delay): the guest's
+/// stream stalls while it is down and then completes; every frame the switch took from the
+/// guest is accounted for on the uplink, sent or counted as `uplink_down`.
+#[test]
+fn a_flap_under_a_stream_loses_no_frame_uncounted() {
+    const TOTAL: u32 = 100_000;
+    let mut env = LabSwitch::start(&[("vm1", A, "")], LabOpts::default());
+    let ctl = env.ctl();
+    let a = env.guest("vm1");
+    let (dst, src) = (env.lab.ext_mac, mac(A));
+    // A guest is not Sync: the streaming thread owns it and hands it back.
+    let (a, sent) = std::thread::scope(|s| {
+        let streaming = s.spawn(move || {
+            let n = a.stream(dst, src, LEN, TOTAL);
+            (a, n)
+        });
+        let deadline = std::time::Instant::now() + WAIT;
+        while ctl.json(&["stats"])["uplink"]["tx_packets"].as_u64().unwrap_or(0) < u64::from(TOTAL) / 10 {
+            assert!(std::time::Instant::now() < deadline, "the stream did not start: {}", ctl.json(&["stats"]));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        env.lab.set_uplink_peer(false);
+        env.switch().proc.wait_line("uplink: link down", WAIT);
+        let during = ctl.json(&["stats"]);
+        env.lab.set_uplink_peer(true);
+        env.switch().proc.wait_line("uplink: link up", WAIT);
+        let done = streaming.join().expect("the guest's stream");
+        assert!(during["uplink"]["tx_packets"].as_u64() < Some(u64::from(TOTAL)), "the flap came after the stream: {during}");
+        done
+    });
+    assert_eq!(sent, TOTAL, "the guest's stream completed");
+    a.quit();
+    let v = env.stop();
+    let taken = guest_stats(&v, "vm1")["rx_packets"].as_u64().unwrap_or(0);
+    let out = v["uplink"]["tx_packets"].as_u64().unwrap_or(0) + drops(&v["uplink"], "uplink_down");
+    assert_eq!(taken, u64::from(TOTAL), "every frame left the guest: {v}");
+    assert_eq!(out, taken, "sent or counted as uplink_down: {v}");
+    assert_eq!(total_drops(&v["uplink"]), drops(&v["uplink"], "uplink_down"), "{v}");
+    assert_eq!(v["uplink_link"]["changes"], 2, "{v}");
+}
