@@ -23,7 +23,7 @@ use crate::config::{Config, GuestConfig, MAX_GUESTS};
 use crate::control::rebalance::Rebalancer;
 use crate::control::steering::{self, Steering};
 use crate::control::events::Event;
-use crate::control::uplink_link::{Detection, UplinkLink};
+use crate::control::uplink_link::UplinkLink;
 use crate::control::{assign, Assignment, EventsHandle, GuestEvents, LinkWatch};
 use crate::fib::{GuestId, MacTable};
 use crate::rte::kernel_if::KernelIface;
@@ -123,7 +123,6 @@ impl Switch {
         })?;
         let uplink_mtu = cli.uplink_mtu.unwrap_or(cfg.max_mtu());
         let layout = uplink::configure(port, &info, rx_queues, tx_queues, &cfg.guests, &mut asg, uplink_mtu, cli.descriptors)?;
-        let layout_lsc = info.lsc;
         let demand = Demand {
             rx_descriptors: &layout.rx_descriptors,
             tx_queues,
@@ -159,11 +158,7 @@ impl Switch {
         up.port.start()?;
         let steering = steering::install(&up.port, &cfg.guests, &asg, &up.vmdq);
         let fib = MacTable::from_config(&cfg)?;
-        let detection = if layout_lsc { Detection::Interrupt } else { Detection::Polling };
-        let uplink_iface = super::uplink_watch::kernel_iface(&info);
-        let mut uplink_link = UplinkLink::new(super::uplink_watch::read_link(&up.port, uplink_iface.as_ref()), detection, std::time::SystemTime::now());
-        uplink_link.kernel_iface = uplink_iface.as_ref().map(KernelIface::name);
-        uplink_link.up_delay = Duration::from_millis(cli.uplink_up_delay);
+        let (uplink_link, uplink_iface) = super::uplink_watch::first_look(&up.port, &info, Duration::from_millis(cli.uplink_up_delay));
         let mut tables = Tables::new(fib, asg.delivery.clone(), |g| steering.pooled(g));
         tables.uplink_up = uplink_link.link.up;
         let tables = Arc::new(tables);

@@ -8,21 +8,31 @@
 //! (`Tables::uplink_up`): while down they take nothing from guests (`datapath::link_down`).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
 use super::report::guest_name;
 use super::switch::Switch;
 use crate::control::events::Event;
-use crate::control::uplink_link::{Detection, Seen};
+use crate::control::uplink_link::{Detection, Seen, UplinkLink};
 use crate::rte::kernel_if::KernelIface;
 use crate::rte::link_events::LinkEvents;
 use crate::rte::{Link, Port, PortInfo};
 
+/// The uplink's link at start (the port started), and the kernel interface read with it.
+pub(super) fn first_look(port: &Port, info: &PortInfo, up_delay: Duration) -> (UplinkLink, Option<KernelIface>) {
+    let detection = if info.lsc { Detection::Interrupt } else { Detection::Polling };
+    let iface = kernel_iface(info);
+    let mut link = UplinkLink::new(read_link(port, iface.as_ref()), detection, SystemTime::now());
+    link.kernel_iface = iface.as_ref().map(KernelIface::name);
+    link.up_delay = up_delay;
+    (link, iface)
+}
+
 /// The kernel interface behind the uplink, if it has one the switch can ask (a failure is
 /// reported and the port's own report stands alone).
-pub(super) fn kernel_iface(info: &PortInfo) -> Option<KernelIface> {
+fn kernel_iface(info: &PortInfo) -> Option<KernelIface> {
     if info.if_index == 0 {
         return None;
     }
@@ -33,7 +43,7 @@ pub(super) fn kernel_iface(info: &PortInfo) -> Option<KernelIface> {
 
 /// The uplink's link: what the port says, and down as well when the kernel interface behind
 /// it is down or has no carrier (DPDK 22.11's net_af_packet reports up whatever it does).
-pub(super) fn read_link(port: &Port, iface: Option<&KernelIface>) -> Result<Link, String> {
+fn read_link(port: &Port, iface: Option<&KernelIface>) -> Result<Link, String> {
     let mut l = port.link_status().map_err(|e| e.to_string())?;
     if let Some(k) = iface {
         l.up &= k.running().map_err(|e| format!("kernel interface {}: {e}", k.name()))?;
