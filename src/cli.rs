@@ -87,6 +87,12 @@ pub struct Cli {
     /// strip and insert offloads (which are used by default).
     #[arg(long)]
     pub no_vlan_offload: bool,
+    /// Milliseconds the uplink's link must stay up after coming back before guests' frames
+    /// flow again (they wait in their virtqueues meanwhile); for a partner that forwards only
+    /// a while after carrier returns (a Linux bridge: up to a second; a switch port running
+    /// STP without portfast: far longer). A link that goes down is followed at once.
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub uplink_up_delay: u64,
 
     /// Serve the counters for Prometheus (OpenMetrics text, `GET /metrics`) on HOST:PORT
     /// (e.g. 127.0.0.1:9479) or unix:PATH; off by default.

@@ -216,6 +216,8 @@ impl Switch {
         self.rebalancer.restart(&self.registry);
         out.took = t0.elapsed();
         self.guests_changed = true;
+        let removed: Vec<String> = out.removed.iter().map(|g| g.name.clone()).collect();
+        self.note_applied(&removed, &out.added);
         Ok(out)
     }
 

@@ -145,7 +145,11 @@ impl Switch {
 
         let uplink = PortFamilies::<PortLabel>::register(&mut r, "uplink", "received from the uplink", "sent out of the uplink");
         let port = &self.running.uplink;
-        uplink.set(&PortLabel { port: port.name().to_owned() }, &snap.uplink, port.link().up);
+        let port_label = PortLabel { port: port.name().to_owned() };
+        uplink.set(&port_label, &snap.uplink, self.uplink_link.link.up);
+        let link_changes: Counters<PortLabel> = Family::default();
+        r.register("uplink_link_changes", "Times the uplink's link went up or down since start", link_changes.clone());
+        link_changes.get_or_create(&port_label).inc_by(self.uplink_link.changes);
         let uplink_rx_drops: Counters<ReasonLabel> = Family::default();
         r.register("uplink_rx_drops", "Frames from the uplink dropped before any copy, by reason", uplink_rx_drops.clone());
         let uplink_tx_drops: Counters<ReasonLabel> = Family::default();

@@ -4,7 +4,8 @@
 //!   one way its state reaches the workers;
 //! - `change`: applying a batch of guest changes (reload, add, remove, set) whole or not at all;
 //! - `requests`: the control socket's methods;
-//! - `tick`: periodic jobs and signals; `telemetry`: DPDK telemetry commands; `metrics`: the
+//! - `tick`: periodic jobs and signals; `uplink_watch`: the uplink's link and the event
+//!   stream's queue; `telemetry`: DPDK telemetry commands; `metrics`: the
 //!   OpenMetrics document;
 //! - `guests`, `uplink`, `sizing`, `workers`, `report`: the running guests and their sockets,
 //!   the uplink's set-up, the pool's size, the workers' launch and stop, and what is printed
@@ -26,6 +27,7 @@ mod switch;
 mod telemetry;
 mod tick;
 mod uplink;
+mod uplink_watch;
 mod workers;
 
 use std::time::Duration;
@@ -67,6 +69,7 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
     // systemd (Type=notify): the guests' sockets exist and the workers forward.
     notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&switch.status_line())]);
     let requests = telemetry::register(server.as_ref().map(ControlServer::waker));
+    switch.watch_uplink_interrupts(server.as_ref().map(ControlServer::waker));
     let mut timers = tick::Timers::new(&switch);
     while !signals.stop_requested() {
         match &mut server {
@@ -84,6 +87,12 @@ pub fn run(cli: Cli, eal_args: Vec<String>) -> Result<ExitReport> {
         }
         if switch.tick(&mut timers, &signals) {
             notify(&[sd_notify::NotifyState::Status(&switch.status_line())]);
+        }
+        // Taken every round, subscribers or not, so they never pile up.
+        for event in switch.take_events() {
+            if let Some(s) = &mut server {
+                s.notify(crate::control::events::METHOD, &event);
+            }
         }
     }
     notify(&[sd_notify::NotifyState::Stopping]);

@@ -53,6 +53,13 @@ pub fn print_summary(guests: &GuestSet, uplink: &Port, mtu: u16, rxq: u16, txq: 
     println!("mempool: {} mbufs of {} bytes", pool.available() + pool.in_use(), pool.data_room());
 }
 
+/// `uplink link: up (10000 Mb/s, full duplex) at start, followed by interrupt`
+pub fn print_uplink_link(l: &crate::control::uplink_link::UplinkLink) {
+    let error = l.last_error.as_ref().map(|e| format!(" (the port cannot say: {e}; taken as up)")).unwrap_or_default();
+    let carrier = l.kernel_iface.as_ref().map(|k| format!(" and the carrier of kernel interface {k}")).unwrap_or_default();
+    println!("uplink link: {} at start{error}, followed by {}{carrier}", l.describe().trim_start_matches("link "), l.detection.name());
+}
+
 /// Worker `w`'s share of its time (since start) spent moving frames and spent asleep, in
 /// percent, from its own TSC accounting (0 when it has none).
 pub fn busy_sleep_percent(s: &StatsSnapshot, w: usize) -> (f64, f64) {

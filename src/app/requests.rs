@@ -10,12 +10,12 @@ use super::report::{busy_sleep_percent, control_json, guest_name, stats_json};
 use super::switch::Switch;
 use crate::cli::VERSION;
 use crate::config::{self, GuestConfig, VhostRole, LIVE_KEYS};
-use crate::control::socket::RpcError;
+use crate::control::socket::{RpcError, SUBSCRIBE};
 use crate::fib::GuestId;
 use crate::stats::PortCounters;
 
 /// Every method, for `help`-like listings and the telemetry command names.
-pub const METHODS: [&str; 14] = [
+pub const METHODS: [&str; 16] = [
     "version",
     "guest-list",
     "guest-show",
@@ -24,12 +24,14 @@ pub const METHODS: [&str; 14] = [
     "guest-set",
     "stats",
     "lcore-show",
+    "uplink-show",
     "rebalance",
     "reload",
     "config-dump",
     "announce",
     "hairpin-check",
     "hairpin-status",
+    SUBSCRIBE,
 ];
 
 impl Switch {
@@ -67,6 +69,9 @@ impl Switch {
                 }
             },
             "lcore-show" => Ok(self.lcores_json()),
+            "uplink-show" => Ok(self.uplink_json()),
+            // The server makes the connection a subscriber once this answers.
+            SUBSCRIBE => Ok(self.subscribed_json()),
             "rebalance" => match self.rebalance(true) {
                 Ok(msg) => Ok(json!({ "moved": true, "message": msg })),
                 Err(why) => Ok(json!({ "moved": false, "message": format!("nothing moved ({why})") })),

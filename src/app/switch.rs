@@ -27,8 +27,12 @@ use crate::config::{Config, GuestConfig, MAX_GUESTS};
 use crate::control::rebalance::Rebalancer;
 use crate::control::steering::{self, Steering};
 use crate::control::uplink_owner::UplinkOwner;
+use crate::control::events::Event;
+use crate::control::uplink_link::UplinkLink;
 use crate::control::{assign, Assignment, EventsHandle, GuestEvents, LinkWatch};
 use crate::fib::{GuestId, MacTable};
+use crate::rte::kernel_if::KernelIface;
+use crate::rte::link_events::LinkEvents;
 use crate::rte::{self, Eal, Mempool, Port};
 use crate::stats::{StatsRegistry, StatsSnapshot};
 use crate::datapath::{ProbeSeen, VlanOffload, RX_BURSTS_PER_PASS, UPLINK_PENDING};
@@ -57,6 +61,8 @@ pub(super) struct Running {
     /// Unregistering a connected socket destroys its device; with the workers stopped, the
     /// handshake returns at once.
     pub guests: GuestSet,
+    /// The link-state callback goes before the port it is registered on.
+    pub link_events: Option<LinkEvents>,
     pub uplink: Port,
 }
 
@@ -102,6 +108,12 @@ pub struct Switch {
     pub(super) hairpin: HairpinCheck,
     /// The uplink's bond, if it is one (followed by `tick`).
     pub(super) bond: Option<BondUplink>,
+    /// The uplink's link as last seen (what `Tables::uplink_up` is built from).
+    pub(super) uplink_link: UplinkLink,
+    /// The kernel interface behind the uplink, whose carrier is part of its link.
+    pub(super) uplink_iface: Option<KernelIface>,
+    /// Events for the control socket's subscribers, until the control loop takes them.
+    pub(super) pending_events: Vec<(std::time::SystemTime, Event)>,
 }
 
 impl Switch {
@@ -176,8 +188,12 @@ impl Switch {
         let steering = steering::install(&up.port, &cfg.guests, &asg, &up.vmdq);
         let fib = MacTable::from_config(&cfg)?;
         let sources = SourceTable::build(cfg.guests.iter().enumerate().map(|(i, g)| (GuestId(i as u16), g)), &fib);
-        let tables = Arc::new(Tables::new(fib, asg.delivery.clone(), |g| steering.pooled(g)).with_sources(sources));
+        let (uplink_link, uplink_iface) = super::uplink_watch::first_look(&up.port, &info, Duration::from_millis(cli.uplink_up_delay));
+        let mut tables = Tables::new(fib, asg.delivery.clone(), |g| steering.pooled(g)).with_sources(sources);
+        tables.uplink_up = uplink_link.link.up;
+        let tables = Arc::new(tables);
         super::report::print_summary(&guests, &up.port, uplink_mtu, up.rx_queues, up.tx_queues, &pool, &steering);
+        super::report::print_uplink_link(&uplink_link);
         println!("uplink vlan: {}", uplink::describe_vlan(vlan_offload, &info, !cli.no_vlan_offload));
         let mut owner = UplinkOwner::new(&up.port);
         for line in owner.sync(&up.port, &cfg.guests, steering.is_promiscuous()) {
@@ -202,7 +218,7 @@ impl Switch {
         println!("dpdk-macvtap: forwarding ({} guests, {} workers)", cfg.guests.len(), lcores.len());
         let rebalancer = Rebalancer::new(&registry);
         Ok(Switch {
-            running: Running { workers, origin, steering, guests, uplink: port },
+            running: Running { workers, origin, steering, guests, link_events: None, uplink: port },
             pool,
             eal,
             settings: Settings {
@@ -231,6 +247,9 @@ impl Switch {
             announcer: Announcer::default(),
             hairpin: HairpinCheck::new(probes, !cli.no_hairpin_check),
             bond,
+            uplink_link,
+            uplink_iface,
+            pending_events: Vec::new(),
         })
     }
 
@@ -240,7 +259,9 @@ impl Switch {
         let fib = MacTable::from_guests(guests.clone(), self.epoch + 1)?;
         let sources = SourceTable::build(guests, &fib);
         let steering = &self.running.steering;
-        Ok(Arc::new(Tables::new(fib, delivery, |g| steering.pooled(g)).with_sources(sources)))
+        let mut tables = Tables::new(fib, delivery, |g| steering.pooled(g)).with_sources(sources);
+        tables.uplink_up = self.uplink_link.link.up;
+        Ok(Arc::new(tables))
     }
 
     /// After a change of the guest set: the uplink's promiscuous mode and MAC as the passthru
@@ -273,24 +294,29 @@ impl Switch {
             g.link_up = self.watch.is_up(g.id);
         }
         reported(&mut s, &self.running.origin, self.hairpin_verdict());
+        s.uplink_link = Some(self.uplink_link.json());
         s
     }
 
     /// Link changes since the last look, as lines.
     pub(super) fn poll_links(&mut self) -> Vec<String> {
         let ids = self.running.guests.ids();
-        self.watch
-            .poll(&self.links, &ids)
-            .into_iter()
-            .filter_map(|(g, up)| self.running.guests.get(g).map(|r| format!("guest {}: link {}", r.cfg.name, if up { "up" } else { "down" })))
-            .collect()
+        let now = std::time::SystemTime::now();
+        let mut lines = Vec::new();
+        for (g, up) in self.watch.poll(&self.links, &ids) {
+            if let Some(r) = self.running.guests.get(g) {
+                lines.push(format!("guest {}: link {}", r.cfg.name, if up { "up" } else { "down" }));
+                self.pending_events.push((now, Event::GuestLink { guest: r.cfg.name.clone(), up }));
+            }
+        }
+        lines
     }
 
     /// Stops the workers, reports, and lets go of everything in order.
     pub fn stop(self) -> Result<ExitReport> {
         println!("dpdk-macvtap: stopping");
         let hairpin = self.hairpin_verdict();
-        let Switch { mut running, pool, eal, settings, asg, registry, watch, mempool_at_start, held_by_rings, mut owner, .. } = self;
+        let Switch { mut running, pool, eal, settings, asg, registry, watch, mempool_at_start, held_by_rings, mut owner, uplink_link, .. } = self;
         running.workers.stop();
         // The port as it was found (its own MAC, not promiscuous for a passthru or source
         // guest), before it closes.
@@ -302,6 +328,7 @@ impl Switch {
             g.link_up = watch.is_up(g.id);
         }
         reported(&mut last, &running.origin, hairpin);
+        last.uplink_link = Some(uplink_link.json());
         // Ports' own counters, read before they close: what the PMDs saw, beside what we counted.
         println!("final port {} ({}): {:?}", running.uplink.id(), running.uplink.name(), running.uplink.stats());
         let control = super::report::control_json(&running.steering, &running.guests, &asg);

@@ -1,5 +1,6 @@
 //! DPDK telemetry commands of the switch (`dpdk-telemetry.py`: `/macvtap/guests`,
-//! `/macvtap/guest,NAME`, `/macvtap/lcores`, `/macvtap/stats`, `/macvtap/version`).
+//! `/macvtap/guest,NAME`, `/macvtap/lcores`, `/macvtap/uplink`, `/macvtap/stats`,
+//! `/macvtap/version`).
 //!
 //! The library calls them on its own thread; the switch's state lives on the control thread.
 //! So a command becomes a request on a channel, the control loop answers it between two
@@ -19,11 +20,12 @@ use crate::rte::telemetry::{self, TelemetryHandler};
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
 /// The commands, the control socket method each one runs, and its help text.
-const COMMANDS: [(&str, &str, &str); 5] = [
+const COMMANDS: [(&str, &str, &str); 6] = [
     ("/macvtap/version", "version", "Returns the dpdk-macvtap and DPDK versions."),
     ("/macvtap/guests", "guest-list", "Returns every guest: name, MACs, socket, mode, MTU, queues, link."),
     ("/macvtap/guest", "guest-show", "Returns one guest's configuration, queues and counters. Parameter: guest name."),
     ("/macvtap/lcores", "lcore-show", "Returns each forwarding lcore's queues and busy share."),
+    ("/macvtap/uplink", "uplink-show", "Returns the uplink port and its link: state, speed, since when, changes."),
     ("/macvtap/stats", "stats", "Returns the switch's counters, or one guest's. Parameter (optional): guest name."),
 ];
 

@@ -1,6 +1,6 @@
-//! What the control thread does between requests: link messages, announcement rounds and
-//! hairpin verdicts that are due, the periodic stats line, periodic rebalancing by load, and
-//! the signals' requests (reload, stats dump).
+//! What the control thread does between requests: the uplink's link, guest link messages,
+//! announcement rounds and hairpin verdicts that are due, the periodic stats line, periodic
+//! rebalancing by load, and the signals' requests (reload, stats dump).
 
 use std::time::Instant;
 
@@ -25,8 +25,9 @@ impl Switch {
     /// Returns whether the switch's state changed in a way its status line shows (links, the
     /// guest set).
     pub fn tick(&mut self, t: &mut Timers, signals: &Signals) -> bool {
+        let uplink_changed = self.poll_uplink();
         let links = self.poll_links();
-        let mut changed = !links.is_empty() || std::mem::take(&mut self.guests_changed);
+        let mut changed = uplink_changed || !links.is_empty() || std::mem::take(&mut self.guests_changed);
         for line in links {
             println!("{line}");
         }
@@ -73,7 +74,8 @@ impl Switch {
     pub fn status_line(&self) -> String {
         let ids = self.running.guests.ids();
         let up = ids.iter().filter(|&&g| self.watch.is_up(g)).count();
-        format!("forwarding: {} guests ({up} up), {} workers", ids.len(), self.asg.workers.len())
+        let what = if self.uplink_link.link.up { "forwarding" } else { "uplink link down, guests wait" };
+        format!("{what}: {} guests ({up} up), {} workers", ids.len(), self.asg.workers.len())
     }
 
     /// Moves guest queues to other workers if the measured load says it is worth a pause;

@@ -150,6 +150,9 @@ pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, gu
         rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 },
         rx_offloads: if vlan.rx_strip { RX_OFFLOAD_VLAN_STRIP } else { 0 },
         tx_offloads: if vlan.tx_insert { TX_OFFLOAD_VLAN_INSERT } else { 0 },
+        // Link-state interrupts where the port has them: the switch follows the link
+        // (app::uplink_watch).
+        lsc: info.lsc,
         ..PortConf::default()
     };
     port.configure(&rss)?;

@@ -43,6 +43,9 @@ struct Sender {
 impl Worker {
     /// Polls the guests this worker owns, then transmits on the uplink; returns frames moved.
     pub(super) fn egress_all(&mut self) -> usize {
+        if !self.tables.uplink_up {
+            return self.egress_while_down();
+        }
         let n_guests = self.guest_rx.len();
         let mut moved = 0;
         if n_guests > 0 {

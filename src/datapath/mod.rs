@@ -10,6 +10,7 @@ mod idle;
 mod ingress;
 mod modes;
 mod originate;
+mod link_down;
 mod reassign;
 mod tag;
 mod vlan;

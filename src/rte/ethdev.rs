@@ -56,12 +56,21 @@ pub struct PortInfo {
     /// `RTE_ETH_RX_OFFLOAD_*` / `RTE_ETH_TX_OFFLOAD_*` bits the port offers.
     pub rx_offload_capa: u64,
     pub tx_offload_capa: u64,
+    /// The port raises link-state-change interrupts (`RTE_ETH_DEV_INTR_LSC` in its flags):
+    /// configure it with `PortConf::lsc` and be told of changes (`rte::link_events`).
+    pub lsc: bool,
+    /// The kernel interface behind the port (net_af_packet, net_tap), 0 for none.
+    pub if_index: u32,
 }
+
+/// `RTE_ETH_DEV_INTR_LSC` (`RTE_BIT32(1)` in rte_ethdev.h, a macro bindgen cannot evaluate).
+const DEV_INTR_LSC: u32 = 1 << 1;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Link {
     pub up: bool,
     pub speed_mbps: u32,
+    pub full_duplex: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -104,11 +113,13 @@ pub struct PortConf {
     /// VMDq instead of RSS: (pools, default pool). Pools are chosen by MAC alone (untagged
     /// frames accepted) and take broadcast and multicast copies.
     pub vmdq: Option<(u16, u16)>,
+    /// Link-state-change interrupts on (only for a port whose `PortInfo::lsc` says it has them).
+    pub lsc: bool,
 }
 
 impl Default for PortConf {
     fn default() -> Self {
-        PortConf { rx_queues: 1, tx_queues: 1, mtu: None, rss_hf: 0, rx_offloads: 0, tx_offloads: 0, vmdq: None }
+        PortConf { rx_queues: 1, tx_queues: 1, mtu: None, rss_hf: 0, rx_offloads: 0, tx_offloads: 0, vmdq: None, lsc: false }
     }
 }
 
@@ -205,6 +216,13 @@ impl Port {
             rss_offloads: di.flow_type_rss_offloads,
             rx_offload_capa: di.rx_offload_capa,
             tx_offload_capa: di.tx_offload_capa,
+            lsc: {
+                // SAFETY: when set, dev_flags points into the port's shared data, valid while
+                // the port exists (it does: we hold its handle).
+                let flags = if di.dev_flags.is_null() { 0 } else { unsafe { *di.dev_flags } };
+                flags & DEV_INTR_LSC != 0
+            },
+            if_index: di.if_index,
         })
     }
 
@@ -215,6 +233,7 @@ impl Port {
         }
         ec.rxmode.offloads = conf.rx_offloads;
         ec.txmode.offloads = conf.tx_offloads;
+        ec.intr_conf.set_lsc(u32::from(conf.lsc));
         if conf.rx_offloads & RX_OFFLOAD_SCATTER != 0 {
             ec.txmode.offloads |= TX_OFFLOAD_MULTI_SEGS;
         }
@@ -289,14 +308,19 @@ impl Port {
         Ok(())
     }
 
-    /// Link state without waiting (safe to call every few milliseconds from the control thread).
+    /// Link state without waiting (safe to call every few milliseconds from the control
+    /// thread); a port that cannot say reads as down.
     pub fn link(&self) -> Link {
+        self.link_status().unwrap_or_default()
+    }
+
+    /// Link state without waiting, or why the port could not say.
+    pub fn link_status(&self) -> Result<Link> {
         let mut l = sys::rte_eth_link::default();
         // SAFETY: l is a valid out-pointer.
-        if unsafe { sys::rte_eth_link_get_nowait(self.raw(), &mut l) } < 0 {
-            return Link::default();
-        }
-        Link { up: l.link_status() != 0, speed_mbps: l.link_speed }
+        check("rte_eth_link_get_nowait", unsafe { sys::rte_eth_link_get_nowait(self.raw(), &mut l) })
+            .map_err(|e| e.with_detail(format!("port {}", self.name)))?;
+        Ok(Link { up: l.link_status() != 0, speed_mbps: l.link_speed, full_duplex: l.link_duplex() != 0 })
     }
 
     pub fn mac(&self) -> Result<[u8; 6]> {

@@ -92,10 +92,15 @@ pub enum DropReason {
     /// rx on the uplink: a VEPA hairpin self-test probe of the switch's own that came back
     /// (counted, never delivered: see `wire::probe`).
     HairpinProbe,
+    /// tx on the uplink: frames a worker held for the uplink when it learnt that the
+    /// uplink's link went down (at most a pending burst per worker; the port drops what it
+    /// is given while down, as Linux drops a lower device's queue on carrier loss). Guests'
+    /// further frames wait in their virtqueues until the link is back.
+    UplinkDown,
 }
 
 impl DropReason {
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 21;
     pub const ALL: [DropReason; DropReason::COUNT] = [
         DropReason::Runt,
         DropReason::Oversize,
@@ -117,6 +122,7 @@ impl DropReason {
         DropReason::VlanTagged,
         DropReason::NoBuffer,
         DropReason::HairpinProbe,
+        DropReason::UplinkDown,
     ];
 
     /// Stable snake_case name, used as the JSON key and in log lines.
@@ -142,6 +148,7 @@ impl DropReason {
             DropReason::VlanTagged => "vlan_tagged",
             DropReason::NoBuffer => "no_buffer",
             DropReason::HairpinProbe => "hairpin_probe",
+            DropReason::UplinkDown => "uplink_down",
         }
     }
 
@@ -251,7 +258,8 @@ mod tests {
                 "vlan_unknown",
                 "vlan_tagged",
                 "no_buffer",
-                "hairpin_probe"
+                "hairpin_probe",
+                "uplink_down"
             ]
         );
     }
@@ -270,7 +278,7 @@ mod tests {
         let json = serde_json::to_string(&sum).expect("serialize");
         assert_eq!(
             json,
-            r#"{"runt":3,"oversize":0,"unknown_dest":0,"spoofed_source":0,"guest_queue_full":0,"guest_down":0,"uplink_full":0,"policy_denied":4,"peer_ring_full":0,"link_local":0,"slot_not_owned":0,"no_peer_ring":0,"untaggable":0,"no_destination":0,"pool_duplicate":0,"stopped":0,"vlan_unknown":0,"vlan_tagged":0,"no_buffer":0,"hairpin_probe":0}"#
+            r#"{"runt":3,"oversize":0,"unknown_dest":0,"spoofed_source":0,"guest_queue_full":0,"guest_down":0,"uplink_full":0,"policy_denied":4,"peer_ring_full":0,"link_local":0,"slot_not_owned":0,"no_peer_ring":0,"untaggable":0,"no_destination":0,"pool_duplicate":0,"stopped":0,"vlan_unknown":0,"vlan_tagged":0,"no_buffer":0,"hairpin_probe":0,"uplink_down":0}"#
         );
     }
 }

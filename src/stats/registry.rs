@@ -232,6 +232,7 @@ impl StatsRegistry {
             workers: self.workers(),
             originated,
             hairpin: Default::default(),
+            uplink_link: None,
         }
     }
 }

@@ -43,6 +43,10 @@ pub struct StatsSnapshot {
     /// Not a counter: the last VEPA hairpin self-test's verdict, filled in by the control
     /// thread.
     pub hairpin: Hairpin,
+    /// Not a counter: the uplink's link as the control thread follows it (`state`,
+    /// `changes`, ...), filled in by it; absent until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uplink_link: Option<serde_json::Value>,
 }
 
 impl StatsSnapshot {
@@ -87,6 +91,9 @@ impl StatsSnapshot {
             let _ = write!(line, " | originated {} (dropped {})", self.originated.tx_packets, self.originated.dropped());
         }
         let _ = write!(line, " | hairpin {}", self.hairpin.key());
+        if let Some(l) = &self.uplink_link {
+            let _ = write!(line, " | uplink link {} ({} changes)", l["state"].as_str().unwrap_or("?"), l["changes"].as_u64().unwrap_or(0));
+        }
         line
     }
 
@@ -146,6 +153,7 @@ mod tests {
             }],
             originated: OriginStats::default(),
             hairpin: Hairpin::Reflects,
+            uplink_link: None,
         }
     }
 
@@ -161,8 +169,11 @@ mod tests {
             workers: vec![],
             originated: OriginStats { tx_packets: 10, dropped_ring_full: 1, ..OriginStats::default() },
             hairpin: Hairpin::Unknown,
+            uplink_link: None,
         };
         assert_eq!(quiet.summary_line(), "uplink rx 0 tx 0 | drops 0 | originated 10 (dropped 1) | hairpin unknown");
+        let down = StatsSnapshot { uplink_link: Some(serde_json::json!({"state": "down", "changes": 3})), ..quiet };
+        assert_eq!(down.summary_line(), "uplink rx 0 tx 0 | drops 0 | originated 10 (dropped 1) | hairpin unknown | uplink link down (3 changes)");
     }
 
     #[test]

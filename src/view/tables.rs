@@ -44,6 +44,9 @@ pub struct Tables {
     pub passthru: Option<GuestId>,
     /// Guests that receive by source MAC (mode source); empty when there are none.
     pub sources: SourceTable,
+    /// The uplink's link as the control thread last saw it. While false, workers take no
+    /// frame from guests (they wait in their virtqueues, see `datapath::link_down`).
+    pub uplink_up: bool,
 }
 
 /// Which flood list a frame takes: by its VLAN and where it came from (see
@@ -159,7 +162,7 @@ impl Tables {
             .collect();
         let floods = FloodLists::new(&fib, &delivery);
         let passthru = delivery.guests().iter().copied().find(|&g| fib.get(g).is_some_and(|e| policy::owns_uplink(e.mode)));
-        Tables { fib, delivery, flags, floods, passthru, sources: SourceTable::default() }
+        Tables { fib, delivery, flags, floods, passthru, sources: SourceTable::default(), uplink_up: true }
     }
 
     /// These tables with `sources` (built from the same guests and MAC table), keeping only

@@ -150,6 +150,12 @@ impl HairpinLab {
         self.br.run(&["bridge", "link", "set", "dev", UPLINK_BR, "hairpin", if on { "on" } else { "off" }]);
     }
 
+    /// Takes the bridge's end of the switch's uplink veth down or up: the uplink loses or
+    /// regains its carrier, as when the cable to a real switch is pulled and put back.
+    pub fn set_uplink_peer(&self, up: bool) {
+        ip(&["-n", &self.br.name, "link", "set", UPLINK_BR, if up { "up" } else { "down" }]);
+    }
+
     /// Sets the MTU of every link on the path, the bridge last: the bridge's MTU may not exceed
     /// what its ports allow when raising it.
     pub fn set_uplink_mtu(&self, mtu: u32) {

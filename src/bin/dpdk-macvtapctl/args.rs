@@ -28,7 +28,8 @@ const GLOBAL: &str = "Global options";
         dpdk-macvtapctl guest-set vm1 mtu=9000 mode=private lcore=none\n  \
         dpdk-macvtapctl --json stats vm1\n  \
         dpdk-macvtapctl call guest-show '{\"name\":\"vm1\"}'\n  \
-        dpdk-macvtapctl top\n\
+        dpdk-macvtapctl top\n  \
+        dpdk-macvtapctl events | while read -r t what; do ...; done\n\
         Exit status: 0 success, 1 the switch refused or failed the request, 2 usage error or cannot connect."
 )]
 pub struct Cli {
@@ -107,6 +108,15 @@ pub enum Command {
     },
     /// Which guest queues and uplink queues each forwarding lcore serves, and how busy it is.
     LcoreShow,
+    /// The uplink port and its link: state, speed, since when, changes, how it is followed.
+    UplinkShow,
+    /// Print the switch's events, one line each, until interrupted: uplink link up/down,
+    /// guest link up/down (a vhost-user client connected or went), guest added/removed.
+    ///
+    /// The first line is the state the events then change. With --json, the subscription's
+    /// reply and then each event notification exactly as the switch sent them (JSON-RPC
+    /// 2.0, one per line). Exits 1 when the switch closes the stream (it stopped).
+    Events,
     /// Re-assign guest queues to lcores by measured cost now.
     Rebalance,
     /// Re-read the guests file and apply the differences (all or nothing).

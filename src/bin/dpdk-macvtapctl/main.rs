@@ -4,7 +4,8 @@
 //! Role: parse the command line (`args`), turn it into one JSON-RPC request (`request`),
 //! exchange it over the switch's UNIX control socket (`rpc`), and print the result as text
 //! (`show`) or, with `--json`, as pretty JSON in the server's key order (`ordered`). `top`
-//! is the exception: it samples `stats` every interval and shows rates (`top`).
+//! and `events` are the exceptions: `top` samples `stats` every interval and shows rates,
+//! `events` subscribes to the event stream and prints it (`events`).
 //! Protocol: `/work/notes/control-protocol.md`.
 //!
 //! It deliberately uses nothing from the switch's library: it must run (and be built into
@@ -15,6 +16,7 @@
 
 mod args;
 mod hairpin;
+mod events;
 mod ordered;
 mod request;
 mod rpc;
@@ -37,6 +39,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Top(args) = &cli.command {
         return top::run(&cli, args);
+    }
+    if let Command::Events = &cli.command {
+        return events::run(&cli);
     }
     let request = match request::build(&cli.command) {
         Ok(r) => r,

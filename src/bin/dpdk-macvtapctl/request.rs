@@ -64,6 +64,9 @@ pub fn build(command: &Command) -> Result<Request, BuildError> {
         }
         Command::Stats { name } => Request::new("stats", name.as_deref().and_then(name_param)),
         Command::LcoreShow => Request::new("lcore-show", None),
+        Command::UplinkShow => Request::new("uplink-show", None),
+        // What `events` sends first; main hands it to `events::run`, which keeps the connection.
+        Command::Events => Request::new("events.subscribe", None),
         Command::Rebalance => Request::new("rebalance", None),
         Command::Reload => Request::new("reload", None),
         Command::ConfigDump => Request::new("config-dump", None),

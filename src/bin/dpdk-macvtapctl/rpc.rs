@@ -106,18 +106,7 @@ pub fn call(
 ) -> Result<Reply, RpcError> {
     let deadline = Instant::now() + timeout;
     let mut stream = connect(path, timeout)?;
-
-    let mut request = serde_json::Map::new();
-    request.insert("jsonrpc".into(), "2.0".into());
-    request.insert("id".into(), id.into());
-    request.insert("method".into(), method.into());
-    if let Some(p) = params {
-        request.insert("params".into(), p.clone());
-    }
-    // serde_json escapes control characters, so the request is always exactly one line.
-    let mut line = Value::Object(request).to_string();
-    line.push('\n');
-
+    let line = request_line(method, params, id);
     let sent = send(&mut stream, line.as_bytes(), deadline, timeout);
     // A switch that refuses us (too many clients, line too long) writes one error line and
     // closes, which can make our write fail; the error line is still worth reading.
@@ -133,10 +122,25 @@ pub fn call(
     })
 }
 
+/// One request line (with its newline).
+pub fn request_line(method: &str, params: Option<&Value>, id: u64) -> String {
+    let mut request = serde_json::Map::new();
+    request.insert("jsonrpc".into(), "2.0".into());
+    request.insert("id".into(), id.into());
+    request.insert("method".into(), method.into());
+    if let Some(p) = params {
+        request.insert("params".into(), p.clone());
+    }
+    // serde_json escapes control characters, so the request is always exactly one line.
+    let mut line = Value::Object(request).to_string();
+    line.push('\n');
+    line
+}
+
 /// `UnixStream::connect` has no timeout and blocks while the listener's backlog is full,
 /// so it runs on a helper thread; on timeout the thread is left behind and dies with the
 /// process (this is a one-shot command).
-fn connect(path: &Path, timeout: Duration) -> Result<UnixStream, RpcError> {
+pub fn connect(path: &Path, timeout: Duration) -> Result<UnixStream, RpcError> {
     let (tx, rx) = mpsc::channel();
     let target = path.to_path_buf();
     let spawned = std::thread::Builder::new()
@@ -186,7 +190,7 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-fn send(
+pub fn send(
     stream: &mut UnixStream,
     mut bytes: &[u8],
     deadline: Instant,
@@ -259,7 +263,7 @@ fn read_line(
 }
 
 /// Checks the reply's shape and id and extracts `result`, or the error's message.
-fn parse_reply(line: &[u8], id: u64) -> Result<Value, RpcError> {
+pub fn parse_reply(line: &[u8], id: u64) -> Result<Value, RpcError> {
     let shown = || {
         let text = String::from_utf8_lossy(line);
         let mut short: String = text.chars().take(200).collect();

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 /// Drop reasons in the protocol's order; reasons the server adds later follow these.
-const DROP_REASONS: [&str; 20] = [
+const DROP_REASONS: [&str; 21] = [
     "runt",
     "oversize",
     "unknown_dest",
@@ -31,6 +31,7 @@ const DROP_REASONS: [&str; 20] = [
     "vlan_tagged",
     "no_buffer",
     "hairpin_probe",
+    "uplink_down",
 ];
 
 /// Counter keys in display order (drops are summarised separately).
@@ -54,6 +55,7 @@ pub fn human(method: &str, result: &Value) -> String {
         "guest-set" => result.as_object().and_then(guest_changed),
         "stats" => result.as_object().and_then(stats),
         "lcore-show" => lcore_show(result),
+        "uplink-show" => result.as_object().and_then(uplink_show),
         "rebalance" => result.as_object().and_then(rebalance),
         "reload" => result.as_object().map(reload),
         "announce" => result.as_object().and_then(announced),
@@ -476,7 +478,10 @@ fn stats(obj: &Map<String, Value>) -> Option<String> {
         if let Some(m) = obj.get("hairpin").and_then(|h| h.get("message")).and_then(Value::as_str) {
             after.push("hairpin", m);
         }
-        after.extras(obj, &["guests", "uplink", "workers", "originated", "hairpin"]);
+        if let Some(l) = obj.get("uplink_link").and_then(Value::as_object) {
+            after.push("uplink link", link_text(l));
+        }
+        after.extras(obj, &["guests", "uplink", "workers", "originated", "hairpin", "uplink_link"]);
     } else if obj.contains_key("counters") {
         let name = field(obj, "name");
         note_reasons(&name, counters_of(obj));
@@ -504,6 +509,41 @@ fn originated(o: &Map<String, Value>) -> String {
         field(o, "announces"),
         field(o, "probes"),
     )
+}
+
+/// The uplink's link: `up (10000 Mb/s, full duplex) since TIME, 2 changes`.
+fn link_text(l: &Map<String, Value>) -> String {
+    let state = field(l, "state");
+    let detail = if state == "up" {
+        let speed = l.get("speed_mbps").and_then(Value::as_u64).map_or_else(|| "speed unknown".to_owned(), |m| format!("{m} Mb/s"));
+        format!(" ({speed}, {} duplex)", field(l, "duplex"))
+    } else {
+        String::new()
+    };
+    format!("{state}{detail} since {}, {} changes", field(l, "since"), field(l, "changes"))
+}
+
+/// `uplink-show`: the port, then its link and how the switch follows it.
+fn uplink_show(obj: &Map<String, Value>) -> Option<String> {
+    let link = obj.get("link")?.as_object()?;
+    let mut lines = Lines::default();
+    lines.push(
+        "uplink",
+        format!("port {} {} (driver {}), mac {}, mtu {}", field(obj, "port"), field(obj, "name"), field(obj, "driver"), field(obj, "mac"), field(obj, "mtu")),
+    );
+    lines.push("link", link_text(link));
+    let carrier = match link.get("kernel_interface") {
+        Some(Value::String(k)) => format!(" and the carrier of kernel interface {k}"),
+        _ => String::new(),
+    };
+    lines.push("followed by", format!("{}{carrier}", field(link, "detection")));
+    let errors = field(link, "errors");
+    match link.get("last_error") {
+        Some(Value::String(e)) => lines.push("link errors", format!("{errors} (last: {e})")),
+        _ => lines.push("link errors", errors),
+    }
+    lines.extras(obj, &["port", "name", "driver", "mac", "mtu", "link"]);
+    Some(lines.render())
 }
 
 /// Total drops of a port, or the raw value if `drops` is not a map of counts.

@@ -20,6 +20,9 @@ pub(super) struct Client {
     /// this instant at the latest.
     pub closing: Option<Instant>,
     pub write_shut: bool,
+    /// It subscribed to the event stream (`events.subscribe`): notifications are appended to
+    /// its output as they happen.
+    pub subscribed: bool,
 }
 
 impl Client {
@@ -31,6 +34,7 @@ impl Client {
             read_closed: false,
             closing: None,
             write_shut: false,
+            subscribed: false,
         }
     }
 

@@ -41,7 +41,17 @@
 //!   dropping at the limit would not allow, since replies are produced faster than any
 //!   client can read them;
 //! - an incomplete line kept for more than [`PARTIAL_LINE_TIMEOUT`] disconnects the client
-//!   (a stuck or slow-drip writer holds a slot); an idle client between requests may stay.
+//!   (a stuck or slow-drip writer holds a slot); an idle client between requests may stay;
+//! - an event subscriber (below) whose unread notifications pass [`MAX_PENDING_OUTPUT`] is
+//!   disconnected at once (counted as `dropped_slow`): notifications come from the switch,
+//!   not from its requests, so there is nothing to hold back instead.
+//!
+//! # Event stream
+//!
+//! A client that calls [`SUBSCRIBE`] (and whose handler answers it without error: the reply
+//! is the state the events then change) receives, after that reply, one JSON-RPC
+//! notification per line for each event [`ControlServer::notify`] is given:
+//! `{"jsonrpc":"2.0","method":"event","params":{...}}`. It may keep sending requests.
 //!
 //! The socket is created with its final owner and mode before it gets its name (see
 //! [`ControlServer::bind`]), so it is never reachable with the process umask's permissions.
@@ -79,6 +89,8 @@ pub const MAX_PENDING_OUTPUT: usize = 1 << 20;
 pub const PARTIAL_LINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a client's pending replies may go without the socket taking a byte.
 pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The method that subscribes a connection to the event stream (see the module doc).
+pub const SUBSCRIBE: &str = "events.subscribe";
 
 /// How long a connection being closed by the server waits for the client to close its side
 /// (see `Client::closing`).
@@ -270,6 +282,31 @@ impl ControlServer {
         &self.limits
     }
 
+    /// Clients subscribed to the event stream.
+    pub fn subscribers(&self) -> usize {
+        self.clients.iter().flatten().filter(|c| c.subscribed && c.closing.is_none()).count()
+    }
+
+    /// Sends `{"jsonrpc":"2.0","method":METHOD,"params":PARAMS}` to every subscriber, as far
+    /// as its socket takes it now (the rest goes out as it reads). A subscriber whose unread
+    /// output passes the limit is disconnected: it does not read, and the switch will not
+    /// keep its events for it without bound.
+    pub fn notify(&mut self, method: &str, params: &Value) {
+        let now = Instant::now();
+        let mut line = Vec::new();
+        rpc::encode_notification(&mut line, method, params);
+        for slot in 0..self.clients.len() {
+            let Some(client) = self.clients[slot].as_mut().filter(|c| c.subscribed && c.closing.is_none()) else { continue };
+            client.output.buf().extend_from_slice(&line);
+            let why = match client.output.flush(&client.stream, now) {
+                Err(_) => Disconnect::Gone,
+                Ok(()) if client.output.pending() > self.limits.max_pending_output => Disconnect::Slow,
+                Ok(()) => continue,
+            };
+            self.remove(slot, why);
+        }
+    }
+
     /// One round: waits up to `timeout` for activity (less when a client's deadline comes
     /// first; not at all when work is left from the previous round), accepts clients, reads
     /// what they sent, and for each complete request line calls `handler(method, params)`,
@@ -458,7 +495,7 @@ fn process_input(
     handler: &mut Handler<'_>,
     now: Instant,
 ) -> Result<bool, Disconnect> {
-    let Client { stream, input, output, read_closed, closing, .. } = client;
+    let Client { stream, input, output, read_closed, closing, subscribed, .. } = client;
     let mut budget = READ_BUDGET;
     loop {
         if closing.is_some() {
@@ -474,7 +511,7 @@ fn process_input(
                     }
                 }
                 match input.next_line(now) {
-                    Line::Complete(line) => answer(line, handler, stats, output.buf()),
+                    Line::Complete(line) => *subscribed |= answer(line, handler, stats, output.buf()),
                     Line::TooLong => {
                         stats.requests += 1;
                         stats.errors += 1;
@@ -512,15 +549,18 @@ fn process_input(
     }
 }
 
-/// Answers one request line into `out`; a blank line gets no reply.
-fn answer(line: &[u8], handler: &mut Handler<'_>, stats: &mut ServerStats, out: &mut Vec<u8>) {
+/// Answers one request line into `out`; a blank line gets no reply. Returns whether it was
+/// a subscription the handler accepted.
+fn answer(line: &[u8], handler: &mut Handler<'_>, stats: &mut ServerStats, out: &mut Vec<u8>) -> bool {
     if line.iter().all(u8::is_ascii_whitespace) {
-        return;
+        return false;
     }
     stats.requests += 1;
+    let mut subscribed = false;
     let (id, outcome) = match rpc::parse_request(line) {
         Ok(request) => {
             let outcome = handler(&request.method, &request.params);
+            subscribed = request.method == SUBSCRIBE && outcome.is_ok();
             (request.id, outcome)
         }
         Err((id, error)) => (id, Err(error)),
@@ -529,6 +569,7 @@ fn answer(line: &[u8], handler: &mut Handler<'_>, stats: &mut ServerStats, out: 
         stats.errors += 1;
     }
     rpc::encode_reply(out, &id, &outcome);
+    subscribed
 }
 
 /// Turns away a connection over the limit with one error line.

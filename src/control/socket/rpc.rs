@@ -112,6 +112,17 @@ pub(super) fn encode_reply(out: &mut Vec<u8>, id: &Value, outcome: &Result<Value
     }
 }
 
+/// Appends a notification line (no id: nothing answers it), members in the conventional
+/// order: `{"jsonrpc":"2.0","method":...,"params":...}`.
+pub(super) fn encode_notification(out: &mut Vec<u8>, method: &str, params: &Value) {
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","method":"#);
+    // A str and a Value always serialize into a Vec.
+    let _ = serde_json::to_writer(&mut *out, method);
+    out.extend_from_slice(br#","params":"#);
+    let _ = serde_json::to_writer(&mut *out, params);
+    out.extend_from_slice(b"}\n");
+}
+
 fn write_reply(out: &mut Vec<u8>, id: &Value, outcome: &Result<Value, RpcError>) -> serde_json::Result<()> {
     out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
     serde_json::to_writer(&mut *out, id)?;
@@ -191,6 +202,13 @@ mod tests {
                 "\n"
             )
         );
+    }
+
+    #[test]
+    fn encodes_notifications() {
+        let mut out = Vec::new();
+        encode_notification(&mut out, "event", &json!({"event": "uplink-link", "state": "down"}));
+        assert_eq!(String::from_utf8(out).expect("utf-8"), "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"event\":\"uplink-link\",\"state\":\"down\"}}\n");
     }
 
     #[test]

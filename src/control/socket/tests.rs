@@ -26,6 +26,7 @@ fn handler(method: &str, params: &Value) -> Result<Value, RpcError> {
             Ok(Value::String("x".repeat(bytes as usize)))
         }
         "refuse" => Err(RpcError::refused("guest \"vm9\" does not exist")),
+        SUBSCRIBE => Ok(json!({ "subscribed": true })),
         _ => Err(RpcError::method_not_found(method)),
     }
 }
@@ -135,6 +136,18 @@ impl TestClient {
         self.send(request);
         self.send("\n");
         self.reply()
+    }
+
+    /// Reads everything until the connection ends (EOF or an error); returns how many bytes.
+    fn read_to_close(&mut self) -> usize {
+        let mut got = 0;
+        let mut buf = vec![0; 1 << 16];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got += n,
+            }
+        }
     }
 
     /// The server closed the connection (EOF; ECONNRESET if it left bytes we sent unread).
@@ -325,14 +338,7 @@ fn a_client_that_does_not_read_is_dropped_and_others_are_still_served() {
     assert!(answered < 200 && answered * 65536 < 4 * MAX_PENDING_OUTPUT as u64, "{answered} answered");
     assert_eq!(reader.call(r#"{"id":"alive","method":"echo"}"#)["id"], "alive");
     // What the kernel had taken is still readable, then the connection ends.
-    let mut got = 0;
-    let mut buf = vec![0; 1 << 16];
-    loop {
-        match sluggard.reader.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got += n,
-        }
-    }
+    let got = sluggard.read_to_close();
     assert!(got < 200 * 65536, "the server kept writing to a dropped client ({got} bytes)");
 }
 
@@ -554,4 +560,74 @@ fn the_socket_is_removed_on_drop_unless_it_was_replaced() {
     let _other = StdListener::bind(&path).expect("another socket at the same path");
     drop(server);
     assert!(path.exists(), "removed a socket that was not its own");
+}
+
+/// Serves on this thread until `cond(server)` holds, or panics at the deadline.
+fn serve_until(server: &mut ControlServer, what: &str, cond: impl Fn(&ControlServer) -> bool) {
+    let deadline = Instant::now() + DEADLINE;
+    while !cond(server) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {server:?}");
+        server.serve(Duration::from_millis(5), &mut handler);
+    }
+}
+
+#[test]
+fn subscribers_get_notifications_after_their_reply_and_others_do_not() {
+    let dir = tempdir();
+    let mut server = ControlServer::bind(&socket_path(&dir), &SocketAccess::default()).expect("bind");
+    let mut sub = TestClient::connect(server.path());
+    let mut other = TestClient::connect(server.path());
+    sub.send("{\"id\":1,\"method\":\"events.subscribe\"}\n");
+    other.send("{\"id\":2,\"method\":\"events.subscribe\",\"params\":{\"x\":1}}\n{\"id\":3,\"method\":\"refuse\"}\n");
+    serve_until(&mut server, "the subscription", |s| s.subscribers() == 2 && s.stats().requests == 3);
+    server.notify("event", &json!({ "n": 1 }));
+    server.notify("event", &json!({ "n": 2 }));
+    assert_eq!(sub.reply(), json!({ "jsonrpc": "2.0", "id": 1, "result": { "subscribed": true } }));
+    assert_eq!(sub.line(), "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"n\":1}}\n");
+    assert_eq!(sub.reply()["params"]["n"], 2);
+    // The second client subscribed too (params are the handler's business); its refused
+    // request comes before the events, which come in order.
+    assert_eq!(other.reply()["id"], 2);
+    assert_eq!(other.reply()["id"], 3);
+    assert_eq!(other.reply()["params"]["n"], 1);
+    // A client that did not subscribe gets only its replies.
+    let mut plain = TestClient::connect(server.path());
+    plain.send("{\"id\":4,\"method\":\"echo\",\"params\":{\"a\":1}}\n");
+    serve_until(&mut server, "the echo", |s| s.stats().requests == 4);
+    server.notify("event", &json!({ "n": 3 }));
+    assert_eq!(plain.reply()["result"], json!({ "a": 1 }));
+    plain.send("{\"id\":5,\"method\":\"echo\"}\n");
+    serve_until(&mut server, "the second echo", |s| s.stats().requests == 5);
+    assert_eq!(plain.reply()["id"], 5, "no notification in between");
+    assert_eq!(sub.reply()["params"]["n"], 3);
+}
+
+#[test]
+fn a_subscriber_that_does_not_read_is_dropped_at_the_output_limit() {
+    let dir = tempdir();
+    let limits = Limits { max_pending_output: 64 * 1024, ..Limits::default() };
+    let mut server = ControlServer::bind_with_limits(&socket_path(&dir), &SocketAccess::default(), limits).expect("bind");
+    let mut sluggard = TestClient::connect(server.path());
+    let mut reader = TestClient::connect(server.path());
+    sluggard.send("{\"id\":1,\"method\":\"events.subscribe\"}\n");
+    reader.send("{\"id\":1,\"method\":\"events.subscribe\"}\n");
+    serve_until(&mut server, "the subscriptions", |s| s.subscribers() == 2);
+    assert_eq!(reader.reply()["id"], 1);
+    let big = "x".repeat(16 * 1024);
+    let mut sent = 0;
+    // Socket buffers take some; past them, 64 KiB unread drops the subscriber. The reader
+    // keeps up and stays.
+    while server.subscribers() == 2 {
+        assert!(sent < 10_000, "the slow subscriber was never dropped: {server:?}");
+        server.notify("event", &json!({ "n": sent, "pad": big }));
+        assert_eq!(reader.reply()["params"]["n"], sent);
+        sent += 1;
+    }
+    assert_eq!(server.stats().dropped_slow, 1);
+    assert_eq!(server.clients(), 1);
+    server.notify("event", &json!({ "n": "last" }));
+    assert_eq!(reader.reply()["params"]["n"], "last");
+    // What its socket had taken is readable, then EOF (or a reset).
+    let got = sluggard.read_to_close();
+    assert!(got < sent * big.len() + 4096, "the server kept writing to a dropped subscriber ({got} bytes)");
 }
