@@ -232,6 +232,13 @@ migrate() {
         die "migration failed: $(tail -n 5 "$DIR/$from-migrate.qmp.log")"
     t1=$(date +%s.%N)
     wait "$resume_pid" || failures+=("$to: no RESUME event: $(tail -n 2 "$DIR/$to-resume.qmp.log")")
+    # QEMU announces `completed` before it has filled in total-time and downtime: ask again
+    # until they are there (the figures take the last answer).
+    for _ in $(seq 20); do
+        grep '^qmp< {"return":{"status":"completed"' "$DIR/$from-migrate.qmp.log" | tail -n 1 | grep -qv '"total-time":0,' && break
+        sleep 0.1
+        "$PY" dpdk-config/qmp.py "$DIR/$from.qmp" '{"execute":"query-migrate"}' >>"$DIR/$from-migrate.qmp.log" 2>&1 || break
+    done
     "$PY" dpdk-config/qmp.py "$DIR/$to.qmp" '{"execute":"query-status"}' >"$DIR/$to-status.qmp.log" 2>&1 || true
     grep -q '"running":true' "$DIR/$to-status.qmp.log" || failures+=("$to is not running after the migration")
     "$PY" dpdk-config/qmp.py "$DIR/$from.qmp" '{"execute":"quit"}' >/dev/null 2>&1 || true
