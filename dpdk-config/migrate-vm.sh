@@ -78,7 +78,7 @@ CTL=$BIN_dpdk_macvtapctl
 
 # --- cleanup --------------------------------------------------------------------------------------
 
-declare -A sw_pid=() sw_rc=()
+declare -A sw_pid=()
 aux_pids=()
 cleanup() {
     local rc=$?
@@ -405,7 +405,6 @@ for h in a b; do
     switch_pid=${sw_pid[$h]}
     stop_switch
     sw_pid[$h]=
-    sw_rc[$h]=$switch_rc
     tail -c +"$((off + 1))" "$DIR/$h/switch.log" | grep -E '^(final|mempool in use)' | sed "s/^/   switch $h| /"
     echo "   switch $h exit status: $switch_rc (non-zero also when an mbuf leaked)"
     [ "$switch_rc" -eq 0 ] || failures+=("dpdk-macvtap on host $h exited with status $switch_rc")
