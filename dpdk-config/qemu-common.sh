@@ -12,7 +12,12 @@
 #   qvm_kernel                the Debian kernel, unpacked into KERNEL_DIR: sets vmlinuz, KVER
 #   qvm_initramfs             a busybox initramfs ($INITRD) whose /init is described below
 #   qvm_build BIN...          cargo build --release of the binaries; private copies in $DIR
-#   qvm_start NAME MAC IP PING WAIT [QEMU ARG...]   boots a VM on $DIR/NAME.sock (qemu_pid[NAME])
+#   qvm_start NAME MAC IP PING WAIT [QEMU ARG...]   boots a VM on $DIR/NAME.sock (qemu_pid[NAME]);
+#                             optional variables for the call: QVM_ID (the key of qemu_pid, con_fd
+#                             and the console files, default NAME: two QEMUs of one VM, as in a
+#                             migration), QVM_SOCK (the vhost-user socket, default $DIR/NAME.sock),
+#                             QVM_SOCK_SERVER=1 (QEMU creates the socket: the switch is the client),
+#                             QVM_NIC_OPTS (",key=value..." appended to the virtio-net-pci device)
 #   vm_cmd NAME LINE          one command to the VM's init, over its serial console
 #   wait_line FILE OFFSET REGEX TIMEOUT PID         waits for a line (no fixed sleeps)
 #   size FILE                 its size in bytes (the OFFSET of what comes next)
@@ -31,6 +36,8 @@
 #                       gives it IP/LEN and brings it up; from then on every interface answers
 #                       ARP only for its own addresses (arp_ignore=1, arp_announce=2)
 #   links               the interfaces: `VM-RESULT: NAME links: lo=MAC eth0=MAC ...`
+#   stream IP PORT      in the background, a TCP connection to IP:PORT carrying `seq N` lines,
+#                       10 a second, until it breaks (then `VM-RESULT: NAME stream ended`)
 #   off                 powers off (`VM-DONE: NAME`)
 
 KERNEL_DIR=${KERNEL_DIR:-$DIR/root}
@@ -214,6 +221,17 @@ if_up() {
     echo "VM-RESULT: $name ifup $1 OK: $dev $2 operstate $(cat /sys/class/net/$dev/operstate)"
 }
 
+# A TCP stream that lives as long as its connection: the host side sees whether a migration
+# broke it (an end of file or a reset) or only paused it.
+stream() {
+    (
+        i=0
+        while :; do echo "seq $i"; i=$((i + 1)); sleep 0.1; done | nc "$1" "$2"
+        echo "VM-RESULT: $name stream ended"
+    ) </dev/null >/dev/console 2>&1 &
+    echo "VM-RESULT: $name stream $1:$2 started"
+}
+
 links() {
     l=
     for d in /sys/class/net/*; do l="$l ${d##*/}=$(cat "$d/address")"; done
@@ -230,6 +248,7 @@ if [ "$vm_wait" = 1 ]; then
             arp) ip neigh ;;
             ifup) if_up "$arg" "$arg2" ;;
             links) links ;;
+            stream) stream "$arg" "$arg2" ;;
             off) break ;;
             "") continue ;;
             *) echo "VM-ERROR: $name: unknown command '$cmd'" ;;
@@ -250,7 +269,7 @@ INIT
 # Builds the binaries (unless SKIP_BUILD is set) and runs private copies from $DIR: others may
 # rebuild target/release while the VMs boot. Sets BIN_<name> (dashes as underscores).
 qvm_build() {
-    local b args=()
+    local b args=() rel=${CARGO_TARGET_DIR:-target}/release
     for b in "$@"; do args+=(--bin "$b"); done
     if [ -z "${SKIP_BUILD:-}" ]; then
         say "cargo build --release ${args[*]}"
@@ -258,10 +277,10 @@ qvm_build() {
             die "the build failed (SKIP_BUILD=1 runs the binaries already in target/release)"
     fi
     for b in "$@"; do
-        [ -x "target/release/$b" ] || die "target/release/$b is missing (build with: cargo build --release)"
-        cp "target/release/$b" "$DIR/$b"
+        [ -x "$rel/$b" ] || die "$rel/$b is missing (build with: cargo build --release)"
+        cp "$rel/$b" "$DIR/$b"
         printf -v "BIN_${b//-/_}" '%s' "$DIR/$b"
-        echo "$b: built $(date -r "target/release/$b" '+%F %T')"
+        echo "$b: built $(date -r "$rel/$b" '+%F %T')"
     done
 }
 
@@ -319,27 +338,34 @@ size() { stat -c %s "$1"; }
 # qvm_start NAME MAC IP PING WAIT [QEMU ARG...]: a VM whose first NIC is on $DIR/NAME.sock.
 qvm_start() {
     local name=$1 mac=$2 ip=$3 ping=$4 wait=$5 fd
+    local id=${QVM_ID:-$1} sock=${QVM_SOCK:-$DIR/$1.sock} chr=
     shift 5
-    [ -S "$DIR/$name.sock" ] || die "the switch has not created $DIR/$name.sock"
+    if [ -n "${QVM_SOCK_SERVER:-}" ]; then
+        # QEMU listens and waits (in netdev set-up) until the switch connects.
+        rm -f "$sock"
+        chr=,server=on,wait=off
+    else
+        [ -S "$sock" ] || die "the switch has not created $sock"
+    fi
     # The serial console reads from a FIFO that stays open read-write on our side, so writing
     # commands never blocks and QEMU never sees end-of-file.
-    rm -f "$DIR/$name.con"
-    mkfifo "$DIR/$name.con"
-    exec {fd}<>"$DIR/$name.con"
-    con_fd[$name]=$fd
+    rm -f "$DIR/$id.con"
+    mkfifo "$DIR/$id.con"
+    exec {fd}<>"$DIR/$id.con"
+    con_fd[$id]=$fd
     # vectors=0: QEMU 7.2 under TCG crashes when the guest driver enables MSI-X on a vhost-user
     # virtio-net-pci; with no vectors the guest falls back to INTx. romfile=: no iPXE ROM to run.
     qemu-system-x86_64 -machine q35,accel="$ACCEL" -cpu max -m "$VM_MEM" -smp 1 \
         -object memory-backend-memfd,id=mem,size="${VM_MEM}M",share=on -numa node,memdev=mem \
-        -chardev socket,id=chr0,path="$DIR/$name.sock" \
+        -chardev socket,id=chr0,path="$sock$chr" \
         -netdev vhost-user,id=net0,chardev=chr0 \
-        -device virtio-net-pci,netdev=net0,mac="$mac",vectors=0,romfile= \
+        -device virtio-net-pci,netdev=net0,mac="$mac",vectors=0,romfile="${QVM_NIC_OPTS:-}" \
         -kernel "$vmlinuz" -initrd "$INITRD" \
         -append "console=ttyS0 quiet panic=-1 ipv6.disable=1 vm_name=$name vm_ip=$ip vm_ping=$ping vm_wait=$wait" \
         -nographic -no-reboot "$@" \
-        <"$DIR/$name.con" >"$DIR/$name.console" 2>&1 &
-    qemu_pid[$name]=$!
-    echo "   $name: QEMU pid ${qemu_pid[$name]}, mac $mac, ip $ip/24, console $DIR/$name.console"
+        <"$DIR/$id.con" >"$DIR/$id.console" 2>&1 &
+    qemu_pid[$id]=$!
+    echo "   $id: QEMU pid ${qemu_pid[$id]}, mac $mac, ip $ip/24, socket $sock, console $DIR/$id.console"
 }
 
 vm_cmd() { printf '%s\n' "$2" >&"${con_fd[$1]}"; }

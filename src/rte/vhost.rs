@@ -6,6 +6,11 @@
 //! driver comes up (`new_device`) and before its memory goes away (`destroy_device`). The
 //! handler must not return from `destroy_device` while a worker can still use that vid; the
 //! caller's `GuestLinks` implements that handshake.
+//!
+//! Live migration: the library offers dirty page logging (`VHOST_F_LOG_ALL`, `LOG_SHMFD`) and
+//! the announce (`GUEST_ANNOUNCE`, `SEND_RARP`) as long as we neither disable them nor register
+//! with `RTE_VHOST_USER_ASYNC_COPY`, and logs what `enqueue`/`dequeue` write into the guest.
+//! Guest memory must be written through those calls only (tests/migration.rs).
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::os::unix::ffi::OsStrExt;
@@ -68,7 +73,9 @@ fn ifname(vid: c_int) -> String {
 /// syscall in the guest for every batch it posts (with kicks on, a testpmd guest sent 14%
 /// fewer 64-byte frames per second through us). The library keeps the setting for a vring
 /// that is not ready yet and applies it when it is. Not from `vring_state_changed`: the
-/// library calls that with the vring's lock held, which this call takes too.
+/// library calls that with the vring's lock held, which this call takes too. The library writes
+/// the used ring's flags here without logging the page for a migration, so this runs only when
+/// a device starts: before a migration's first pass copies all memory, or on the destination.
 fn suppress_kicks(vid: c_int, vring: u16) {
     // SAFETY: vid names a live device (called from its own callbacks). A failure only leaves
     // kicks on, which costs the guest time but loses nothing.
