@@ -83,7 +83,7 @@ pub enum Command {
         name: String,
     },
     /// Add a guest, from flags, a file holding one [[guest]] table, or TOML text.
-    GuestAdd(GuestAdd),
+    GuestAdd(Box<GuestAdd>),
     /// Remove a guest (its vhost-user socket is closed); prints its final counters.
     GuestDel {
         /// Guest name.

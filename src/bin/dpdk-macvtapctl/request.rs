@@ -510,7 +510,7 @@ mod tests {
                 ..
             })
         ));
-        let req = build(&Command::GuestAdd(flags())).expect("request");
+        let req = build(&Command::GuestAdd(Box::new(flags()))).expect("request");
         assert_eq!(req.method, "guest-add");
         let text = req
             .params
