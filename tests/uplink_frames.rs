@@ -20,19 +20,6 @@ const ROUNDS: u64 = 5;
 /// would matter (the counters say when every frame has left before it is used).
 const IDLE: Duration = Duration::from_millis(300);
 
-/// The RARP frame QEMU's announce-self sends for `m`, written out by hand.
-fn rarp(m: [u8; 6]) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&m);
-    f.extend_from_slice(&[0x80, 0x35, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x03]);
-    f.extend_from_slice(&m);
-    f.extend_from_slice(&[0; 4]);
-    f.extend_from_slice(&m);
-    f.extend_from_slice(&[0; 4]);
-    f.resize(60, 0);
-    f
-}
-
 /// Waits until `done` holds for the `stats` reply, with a deadline; returns that reply.
 fn wait_stats(env: &LabSwitch, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -54,7 +54,7 @@ fn metric(socket: &Path, sample: &str) -> String {
 fn seqs(frames: &[Vec<u8>], dst: [u8; 6], src: [u8; 6]) -> Vec<u32> {
     frames
         .iter()
-        .filter(|f| f.len() >= 18 && f[6..12] == src)
+        .filter(|f| f.len() >= 18 && f[6..12] == src && f[12..14] == [0x88, 0xb5])
         .map(|f| {
             let n = u32::from_be_bytes([f[14], f[15], f[16], f[17]]);
             assert_eq!(*f, seq_frame(dst, src, n, LEN), "frame {n} arrived changed");
@@ -118,6 +118,11 @@ fn guest_frames_wait_while_the_uplink_is_down() {
     // The 100 that waited leave now, all of them, in order; then the stream goes on.
     let waited = ext.collect_incoming(Duration::from_millis(1000));
     assert_eq!(seqs(&waited, dst, src), (1000..1100).collect::<Vec<_>>(), "the frames that waited in the virtqueue: {}", ctl.json(&["stats"]));
+    // The link-up handler re-announced the guest's MAC (a RARP from it, to broadcast).
+    assert!(
+        waited.iter().any(|f| f.len() >= 14 && f[0..6] == [0xff; 6] && f[6..12] == src && f[12..14] == [0x80, 0x35]),
+        "no RARP re-announcing the guest's MAC after the link came back"
+    );
     assert_eq!(a.stream_from(dst, src, LEN, 1000, 1100), 1000);
     let after = ext.collect_incoming(Duration::from_millis(700));
     assert_eq!(seqs(&after, dst, src), (1100..2100).collect::<Vec<_>>(), "after the link came back");

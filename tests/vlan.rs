@@ -119,6 +119,15 @@ fn tags_on_the_wire_and_none_in_the_guests() {
     assert_eq!(b.recv(3000, 2), vec![bc10], "B: VLAN 10's broadcast, untagged");
     assert_eq!(c.recv(3000, 2), vec![bc20], "C: VLAN 20's only");
     assert_eq!(d.recv(3000, 2), vec![bc0], "D: the untagged one only");
+
+    // A re-announcement goes out in each guest's VLAN: C's RARP tagged 20, D's untagged
+    // (the first of its rounds; the external switch must learn C's MAC in VLAN 20).
+    env.ctl().json(&["announce", "c"]);
+    env.ctl().json(&["announce", "d"]);
+    let wire = incoming(capture.collect(IDLE));
+    assert!(wire.contains(&tagged(&rarp(mac(C)), 20)), "C announced in VLAN 20: {wire:?}");
+    assert!(wire.contains(&rarp(mac(D))), "D announced untagged: {wire:?}");
+    assert!(!wire.contains(&rarp(mac(C))), "C never announced untagged: {wire:?}");
     let v = nothing_more_then_stop(&mut env, [a, b, c, d]);
     let up = &v["uplink"];
     assert_eq!(up["rx_packets"], 8, "{v}");

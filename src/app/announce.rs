@@ -13,6 +13,8 @@ use super::originate::Kind;
 use super::switch::Switch;
 use crate::fib::GuestId;
 use crate::wire::announce::{gap_after, write_announce, ANNOUNCE_LEN, ANNOUNCE_ROUNDS};
+use crate::wire::vlan;
+use crate::wire::VLAN_TAG_LEN;
 
 /// One announcement under way: whose MACs, the next round, when it is due.
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +81,9 @@ impl Switch {
     /// Returns (guests, MACs, frames queued).
     fn announce_round(&mut self, guest: Option<GuestId>) -> (usize, usize, usize) {
         let mut frames: Vec<[u8; ANNOUNCE_LEN]> = Vec::new();
+        // A VLAN guest's MAC is announced in its VLAN: that is where the external switch must
+        // learn it.
+        let mut tagged: Vec<[u8; ANNOUNCE_LEN + VLAN_TAG_LEN]> = Vec::new();
         let mut guests = 0;
         for (id, r) in self.running.guests.iter() {
             if guest.is_some_and(|g| g != id) {
@@ -88,10 +93,18 @@ impl Switch {
             for &mac in &r.cfg.macs {
                 let mut f = [0u8; ANNOUNCE_LEN];
                 write_announce(&mut f, mac);
-                frames.push(f);
+                if r.cfg.vlan == 0 {
+                    frames.push(f);
+                } else {
+                    let mut t = [0u8; ANNOUNCE_LEN + VLAN_TAG_LEN];
+                    t[VLAN_TAG_LEN..].copy_from_slice(&f);
+                    // A whole header is there: the insert cannot fail.
+                    vlan::insert(&mut t, r.cfg.vlan);
+                    tagged.push(t);
+                }
             }
         }
-        let queued = self.running.origin.send(Kind::Announce, &frames, false);
-        (guests, frames.len(), queued)
+        let queued = self.running.origin.send(Kind::Announce, &frames, false) + self.running.origin.send(Kind::Announce, &tagged, false);
+        (guests, frames.len() + tagged.len(), queued)
     }
 }

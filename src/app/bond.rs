@@ -102,6 +102,9 @@ pub struct BondUplink {
     /// `--bond-up-delay`: a partner's port may take a while to forward after its link comes
     /// up (a Linux bridge port: about half a second here).
     up_delay: Duration,
+    /// The bond moved from one set of members in use to another since `take_moved` was last
+    /// asked: the external switch must relearn the guests' MACs on the new member.
+    moved: bool,
 }
 
 impl BondUplink {
@@ -111,7 +114,7 @@ impl BondUplink {
     /// Returns the lines to print.
     pub fn prepare(port: &Port, driver: &str, devargs: &[String], up_delay: Duration) -> Option<(BondUplink, Vec<String>)> {
         let bond = Bond::of(port, driver)?;
-        let mut b = BondUplink { bond, mode: BondMode::RoundRobin, kick: false, in_use: Vec::new(), preferred: None, watched: Vec::new(), up_delay };
+        let mut b = BondUplink { bond, mode: BondMode::RoundRobin, kick: false, in_use: Vec::new(), preferred: None, watched: Vec::new(), up_delay, moved: false };
         let mut lines = Vec::new();
         b.mode = match bond.mode() {
             Ok(m) => m,
@@ -193,6 +196,18 @@ impl BondUplink {
         (Some(target) != current).then_some(target)
     }
 
+    /// Whether every member is watched through its kernel carrier and none has it: the
+    /// uplink is down whatever the bond (which never hears of it) reports.
+    pub fn carrier_lost(&self) -> bool {
+        let members = self.bond.members().unwrap_or_default();
+        !members.is_empty() && members.iter().all(|&m| self.watched.iter().any(|w| w.id == m && !w.carrier))
+    }
+
+    /// Whether the bond moved to other members since the last call (see `moved`).
+    pub fn take_moved(&mut self) -> bool {
+        std::mem::take(&mut self.moved)
+    }
+
     /// Follows the watched members' carrier (moving an active-backup bond off a member that
     /// lost it, and back to its primary when that has it again), and reports what changed:
     /// a carrier, or the members in use (the first call reports the start-up state).
@@ -227,6 +242,7 @@ impl BondUplink {
                 _ => "members up",
             };
             lines.push(format!("uplink bond: {what} {} (was {})", list(&now), list(&self.in_use)));
+            self.moved |= !self.in_use.is_empty() && !now.is_empty();
             self.in_use = now;
         }
         lines

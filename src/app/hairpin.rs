@@ -106,7 +106,7 @@ impl Switch {
     /// The start-up check once the link is up, and the verdict of a check under way.
     pub(super) fn hairpin_tick(&mut self, now: Instant) {
         if let Startup::AwaitingLink(since) = self.hairpin.startup {
-            if self.running.uplink.link().up || now >= since + LINK_WAIT {
+            if self.uplink_link.link.up || now >= since + LINK_WAIT {
                 self.hairpin_check();
             }
             return;

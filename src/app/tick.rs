@@ -25,13 +25,20 @@ impl Switch {
     /// Returns whether the switch's state changed in a way its status line shows (links, the
     /// guest set).
     pub fn tick(&mut self, t: &mut Timers, signals: &Signals) -> bool {
+        // The bond first: its members' carrier is part of the uplink's link.
+        for line in self.bond.as_mut().map(|b| b.poll()).unwrap_or_default() {
+            println!("{line}");
+        }
+        if self.bond.as_mut().is_some_and(|b| b.take_moved()) {
+            // Another member now carries the guests' frames: the external switch relearns
+            // their MACs there at once, as Linux has its macvlans announce after a failover.
+            let a = self.announce_all();
+            println!("uplink bond: re-announcing {} MAC(s) of {} guest(s)", a.macs, a.guests);
+        }
         let uplink_changed = self.poll_uplink();
         let links = self.poll_links();
         let mut changed = uplink_changed || !links.is_empty() || std::mem::take(&mut self.guests_changed);
         for line in links {
-            println!("{line}");
-        }
-        for line in self.bond.as_mut().map(|b| b.poll()).unwrap_or_default() {
             println!("{line}");
         }
         let now = Instant::now();

@@ -78,7 +78,12 @@ impl Switch {
     /// event and published to the workers). Returns whether the state changed.
     pub(super) fn poll_uplink(&mut self) -> bool {
         let now = SystemTime::now();
-        let seen = read_link(&self.running.uplink, self.uplink_iface.as_ref());
+        let bond_down = self.bond.as_ref().is_some_and(|b| b.carrier_lost());
+        let seen = read_link(&self.running.uplink, self.uplink_iface.as_ref()).map(|mut l| {
+            // A bond over members that never report their link says up; their carriers say.
+            l.up &= !bond_down;
+            l
+        });
         match self.uplink_link.observe(seen, now, std::time::Instant::now()) {
             Seen::Same | Seen::Error => false,
             Seen::FirstError(e) => {

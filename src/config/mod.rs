@@ -129,7 +129,8 @@ impl GuestConfig {
     }
 
     /// Largest frame the guest may send or receive, without CRC: the MTU plus the Ethernet
-    /// header plus one VLAN tag (guests may tag their own traffic).
+    /// header plus one VLAN tag (a passthru guest's own tags; a tagged frame on its way in
+    /// before the tag comes off).
     pub fn max_frame_len(&self) -> usize {
         usize::from(self.mtu) + ETHER_HDR_LEN + VLAN_TAG_LEN
     }

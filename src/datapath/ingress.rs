@@ -24,6 +24,7 @@ use crate::policy::{self, Cast, Origin};
 use crate::rte::eal::rdtsc;
 use crate::rte::{vhost, Mbuf, BURST};
 use crate::stats::DropReason;
+use crate::wire::probe::{parse_probe, PROBE_ETHERTYPE};
 use crate::wire::flow::flow_hash;
 use crate::wire::{ethertype, MacAddr, ETHER_HDR_LEN};
 
@@ -63,6 +64,10 @@ impl Worker {
             return;
         }
         if let Some(g) = self.tables.passthru {
+            // The switch's own hairpin probes coming back are its own, even here.
+            if head[12..14] == PROBE_ETHERTYPE.to_be_bytes() && parse_probe(head).is_some() {
+                return self.unknown_destination(&m);
+            }
             // Before any VLAN work: the passthru guest gets the wire's frames as they came.
             return self.deliver_passthru(g, m);
         }

@@ -21,6 +21,8 @@ impl Worker {
             self.uplink_pending_bytes = 0;
             self.stats.uplink().tx_drop(DropReason::UplinkDown, held);
         }
+        // An 802.3ad bond still exchanges LACP (from inside tx bursts) to find a member that works.
+        self.uplink_tx.kick();
         // What this pass's ingress and peer rings left for the guests.
         self.flush_slots();
         self.flush_peers();

@@ -253,7 +253,11 @@ impl Worker {
             moved += self.drain_peer(i);
         }
         moved += self.egress_all();
-        moved += self.send_originated();
+        // While the link is down the switch's own frames wait in their ring too (the link-up
+        // re-announce follows anyway).
+        if self.tables.uplink_up {
+            moved += self.send_originated();
+        }
         moved
     }
 

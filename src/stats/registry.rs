@@ -224,7 +224,7 @@ impl StatsRegistry {
             sent += shard.originated().load();
         }
         // The control thread's part (what it queued) is filled in by the caller.
-        let originated = OriginStats { tx_packets: sent.tx_packets, tx_bytes: sent.tx_bytes, dropped_at_stop: sent.drops[DropReason::UplinkFull], ..OriginStats::default() };
+        let originated = OriginStats { tx_packets: sent.tx_packets, tx_bytes: sent.tx_bytes, dropped_at_stop: sent.tx_drops[DropReason::Stopped], ..OriginStats::default() };
         let guests = (0..self.guests.len()).filter_map(|i| self.guest(GuestId(i as u16))).collect();
         StatsSnapshot {
             uplink,

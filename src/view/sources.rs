@@ -30,7 +30,9 @@ impl SourceTable {
         let mut lists: HashMap<u64, Vec<GuestId>, FxBuildHasher> = HashMap::default();
         for (id, g) in guests {
             for src in &g.sources {
-                let origin = match fib.lookup(src) {
+                // In the guest's own VLAN: a sibling there (a private one, say) is the one whose
+                // reflected frames the policy must judge. (MACs are unique on the switch.)
+                let origin = match fib.lookup_in(g.vlan, src) {
                     None => Origin::External,
                     Some(owner) if owner == id => Origin::Itself,
                     Some(owner) => Origin::Sibling(fib.guest(owner).mode),
@@ -106,6 +108,17 @@ sources = \"02:00:00:00:aa:02\"\n\
         let (t, _) = table(GUESTS);
         assert_eq!(t.lookup(&mac("52:54:00:00:00:02")), Some(&[GuestId(0)][..]));
         assert_eq!(t.lookup(&mac("52:54:00:00:00:03")), None);
+    }
+
+    /// The same in a VLAN: the private sibling is found in the source guest's VLAN, so its
+    /// reflected frames are still not copied.
+    #[test]
+    fn siblings_follow_the_policy_in_a_vlan() {
+        let tagged = GUESTS.replace("mode = \"source\"\n", "mode = \"source\"\nvlan = 10\n").replace("mode = \"private\"\n", "mode = \"private\"\nvlan = 10\n");
+        let (t, cfg) = table(&tagged);
+        assert_eq!(cfg.guests[3].vlan, 10, "{tagged}");
+        assert_eq!(t.lookup(&mac("52:54:00:00:00:03")), None, "private isolation holds in VLAN 10");
+        assert_eq!(t.lookup(&mac("02:00:00:00:aa:01")), Some(&[GuestId(0)][..]));
     }
 
     #[test]

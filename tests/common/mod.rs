@@ -77,6 +77,19 @@ pub fn eal_test_args() -> Vec<String> {
     line["EAL_ARGS=".len()..].trim_matches('"').split_whitespace().map(str::to_owned).collect()
 }
 
+/// The RARP frame QEMU's announce-self sends for `m`, written out by hand.
+pub fn rarp(m: [u8; 6]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&m);
+    f.extend_from_slice(&[0x80, 0x35, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x03]);
+    f.extend_from_slice(&m);
+    f.extend_from_slice(&[0; 4]);
+    f.extend_from_slice(&m);
+    f.extend_from_slice(&[0; 4]);
+    f.resize(60, 0);
+    f
+}
+
 /// An Ethernet frame of exactly 14 + `payload_len` bytes. The payload starts with `tag` and
 /// counts up from it, so frames with different tags differ in every payload byte and a
 /// corrupted or truncated frame does not compare equal.
