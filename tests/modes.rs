@@ -273,3 +273,26 @@ fn passthru_set_and_unset_at_run_time() {
     assert_eq!(guest_stats(&v, "vm1")["tx_packets"], 1, "{v}");
     assert_eq!(drops(&v["uplink"], "unknown_dest"), 1, "{v}");
 }
+
+/// The switch's own hairpin probes are not the passthru guest's, though it takes every other
+/// frame: a check still tells a reflecting bridge port, and the guest never sees a probe.
+#[test]
+fn a_passthru_guest_never_gets_the_switchs_hairpin_probes() {
+    let mut env = LabSwitch::start(&[("pt", A, "mode = \"passthru\"")], LabOpts { hairpin_check: true, ..LabOpts::default() });
+    let line = env.switch().proc.wait_line("hairpin: ", Duration::from_secs(10));
+    assert_eq!(line, "hairpin: does not reflect: VEPA guests cannot reach each other through it");
+    let g = env.guest("pt");
+    env.lab.set_hairpin(true);
+    let ctl = env.ctl();
+    let out = ctl.run(&["hairpin-check"]);
+    assert!(out.stdout.starts_with("hairpin: external switch reflects (hairpin on)\n"), "{}{}", out.stdout, out.stderr);
+    // Whatever else the guest gets from the wire (the reflections of the first probe's
+    // flood aside, which are the switch's too), no frame of the probes' ethertype.
+    let got = g.recv(500, 64);
+    assert!(got.iter().all(|f| f.len() < 14 || f[12..14] != [0x88, 0xb5]), "a probe reached the passthru guest: {got:?}");
+    let v = ctl.json(&["stats"]);
+    let probes = v["uplink"]["rx_drops"]["hairpin_probe"].as_u64().unwrap_or(0);
+    assert!(probes >= 1, "the returning probes are counted apart: {v:#}");
+    g.quit();
+    env.stop();
+}
