@@ -47,6 +47,28 @@ pub use runtime::{apply_changes, apply_settings, diff, parse_addition, ConfigDif
 /// `MAX_VHOST_DEVICE` (1024) entries: `rte_vhost_driver_register` fails for the 1025th.
 /// Refusing it here gives the reason at the guest's line instead of a failure at start-up.
 pub const MAX_GUESTS: usize = 1024;
+/// Descriptors DPDK 22.11's vhost library watches at once: its one set holds 1024, one of
+/// them its own wake-up pipe. A guest the switch serves (vhost server) takes two, its
+/// listening socket and, once the VM is there, its connection; a guest the switch connects
+/// to (client) takes one. Past this the library cannot listen for (or talk to) the next
+/// guest, so the file and a runtime add are refused before anything starts.
+pub const VHOST_FDS: usize = 1023;
+
+/// What guest `g` takes of [`VHOST_FDS`].
+pub fn vhost_fds(g: &GuestConfig) -> usize {
+    match g.vhost {
+        VhostRole::Server => 2,
+        VhostRole::Client => 1,
+    }
+}
+
+/// Why a guest set that needs `need` of [`VHOST_FDS`] is refused.
+fn vhost_fds_why(guests: usize, need: usize) -> String {
+    format!(
+        "{guests} guests need {need} of the {VHOST_FDS} descriptors DPDK's vhost library watches \
+         (a guest the switch serves takes 2, its socket and its connection; one it connects to (vhost = \"client\") takes 1)"
+    )
+}
 pub const MAX_QUEUES: u16 = 8;
 /// Source MACs one source-mode guest may list (`sources`). A bound so a file cannot make
 /// the source table (one entry per listed MAC, rebuilt on every change) arbitrarily large;
@@ -188,6 +210,15 @@ fn parse_with(text: &str, path: &Path, ids: &dyn ids::IdLookup) -> Result<Config
         .iter()
         .map(|table| guest::validate(&src, table, &mut claims, ids))
         .collect::<Result<Vec<_>, _>>()?;
+    // The first guest past the vhost library's descriptors, at its line.
+    let mut need = 0;
+    for (i, g) in guests.iter().enumerate() {
+        need += vhost_fds(g);
+        if need > VHOST_FDS {
+            let line = raw::line_of(text, tables[i].span().start);
+            return Err(src.problem(Some(line), Some(g.name.clone()), vhost_fds_why(i + 1, need)));
+        }
+    }
     Ok(Config {
         path: path.to_path_buf(),
         guests,

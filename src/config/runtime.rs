@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::guest::{self, Claims, Source};
 use super::ids::{self, IdLookup};
 use super::raw::{line_of, RawTable};
-use super::{dump, max_guests_why, read_tables, Config, ConfigError, GuestConfig, MAX_GUESTS};
+use super::{dump, max_guests_why, read_tables, vhost_fds, vhost_fds_why, Config, ConfigError, GuestConfig, MAX_GUESTS, VHOST_FDS};
 
 /// The keys that can change while the guest stays connected; a change to any other key
 /// needs the guest's vhost-user device torn down and created again, so the VM reconnects.
@@ -72,7 +72,12 @@ pub(super) fn parse_addition_with(
             ),
         ));
     }
-    guest::validate(&src, table, &mut Claims::running(running), ids)
+    let added = guest::validate(&src, table, &mut Claims::running(running), ids)?;
+    let need = running.iter().map(vhost_fds).sum::<usize>() + vhost_fds(&added);
+    if need > VHOST_FDS {
+        return Err(src.problem(Some(line_of(text, table.span().start)), Some(added.name.clone()), vhost_fds_why(running.len() + 1, need)));
+    }
+    Ok(added)
 }
 
 /// `current` with the keys of `set` replaced, validated as the file would validate it, and

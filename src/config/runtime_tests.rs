@@ -245,14 +245,21 @@ fn addition_rejections() {
 
 #[test]
 fn addition_is_refused_when_the_switch_is_full() {
-    let one = running().remove(0);
+    let mut one = running().remove(0);
+    one.vhost = VhostRole::Client;
     let full: Vec<GuestConfig> = (0..MAX_GUESTS).map(|_| one.clone()).collect();
     assert_eq!(
         add_err(VM3, &full),
         "guest-add:1: guest \"vm3\": 1024 guests are already running: DPDK's vhost library serves at most 1024 vhost-user sockets"
     );
-    // One fewer leaves room (the copies of vm1 are not distinct, which only vm1's keys see).
-    add(VM3, &full[1..]).expect("room for one more");
+    // Fewer, but the vhost library's descriptors are used up: vm3, served, takes two.
+    assert_eq!(
+        add_err(VM3, &full[2..]),
+        "guest-add:1: guest \"vm3\": 1023 guests need 1024 of the 1023 descriptors DPDK's vhost library watches \
+         (a guest the switch serves takes 2, its socket and its connection; one it connects to (vhost = \"client\") takes 1)"
+    );
+    // Room (the copies of vm1 are not distinct, which only vm1's keys see).
+    add(VM3, &full[3..]).expect("room for one more");
 }
 
 // ---- apply_settings / apply_changes ----
