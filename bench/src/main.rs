@@ -14,6 +14,7 @@ mod model;
 mod pcap;
 mod plot;
 mod proc;
+mod profile;
 mod report;
 mod scale;
 mod systems;
@@ -109,6 +110,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 4096)]
     #[serde(default)]
     scale_macs: usize,
+    /// Seconds of `perf record` on the switch's forwarding thread after the first run's
+    /// window of each case (dpdk-macvtap and testpmd); 0: none. Needs `perf` (linux-perf).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    #[serde(default)]
+    perf: u64,
     /// Guests attached in the scale cases (at most the configured count); the frames go to a
     /// spread of their MACs.
     #[arg(long, default_value_t = 32)]
@@ -163,6 +169,9 @@ pub struct Sample {
     pub run: usize,
     pub pps: f64,
     pub switch: SwitchFigures,
+    /// `--perf`: the forwarding thread's symbols by share of samples (first run only).
+    #[serde(default)]
+    pub perf_top: Vec<(f64, String)>,
 }
 
 /// Everything a report is made from (also saved as raw.json).
@@ -365,10 +374,11 @@ fn run(mut a: RunArgs) -> Result<()> {
                 }
                 wait_quiet(a.wait_quiet);
                 eprint!("[{done}/{total}] {} | {} | run {}: ", case.label(), sys, run + 1);
-                match measure(&env, sys, case) {
-                    Ok(Some((pps, fig))) => {
+                let perf_s = if run == 0 { a.perf } else { 0 };
+                match measure(&env, sys, case, perf_s) {
+                    Ok(Some((pps, fig, perf_top))) => {
                         eprintln!("{:.3} Mpps{}", pps / 1e6, fig.cycles_per_pkt.map(|c| format!(", {c:.0} cycles/pkt")).unwrap_or_default());
-                        res.samples.push(Sample { case: *case, system: sys, run, pps, switch: fig });
+                        res.samples.push(Sample { case: *case, system: sys, run, pps, switch: fig, perf_top });
                     }
                     Ok(None) => {
                         eprintln!("not applicable");
@@ -412,9 +422,13 @@ pub fn abs(p: &std::path::Path) -> Result<PathBuf> {
 
 /// Runs one system on one case; returns guest-side packets per second and the switch's own
 /// figures, or None when the system cannot do the case.
-fn measure(env: &Env, sys: System, case: &Case) -> Result<Option<(f64, SwitchFigures)>> {
+/// A measurement: guest-side packets per second, the switch's figures, its profile.
+type Measured = (f64, SwitchFigures, Vec<(f64, String)>);
+
+/// `perf_s` > 0: the forwarding thread is then profiled that long after the window.
+fn measure(env: &Env, sys: System, case: &Case, perf_s: u64) -> Result<Option<Measured>> {
     if sys == System::Kernel {
-        return kernel::measure(env, case);
+        return Ok(kernel::measure(env, case)?.map(|(pps, fig)| (pps, fig, Vec::new())));
     }
     let n = case.path.guests();
     let macs: Vec<[u8; 6]> = (0..n).map(|g| case.path.macs_of(g)[0]).collect();
@@ -454,8 +468,15 @@ fn measure(env: &Env, sys: System, case: &Case) -> Result<Option<(f64, SwitchFig
         // OVS daemonised itself: its CPU time is not in `pids`.
         fig.others_pct = others_pct;
     }
-    // One more stats period so the last window sample is printed.
-    nap(Duration::from_millis(1200))?;
+    // One more stats period so the last window sample is printed (or the profile's time).
+    let mut perf_top = Vec::new();
+    match sw.pid().filter(|_| perf_s > 0 && sys != System::Ovs) {
+        Some(pid) => match profile::record(env, pid, case, sys, perf_s) {
+            Ok(t) => perf_top = t,
+            Err(e) => eprint!("(perf: {e:#}) "),
+        },
+        None => nap(Duration::from_millis(1200))?,
+    }
     if let Some(p) = g.dead() {
         bail!("guest testpmd exited early; log {}:\n{}", p.log.display(), proc::tail(&p.log_text(), 15));
     }
@@ -468,7 +489,7 @@ fn measure(env: &Env, sys: System, case: &Case) -> Result<Option<(f64, SwitchFig
     if pps <= 0.0 {
         bail!("no traffic reached the guest side");
     }
-    Ok(Some((pps, fig)))
+    Ok(Some((pps, fig, perf_top)))
 }
 
 /// The pcap replayed for `case` (written once per case and `suffix`).

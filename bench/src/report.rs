@@ -246,6 +246,7 @@ iteration's cycles twice (`add_cycles(dt, 0)` and `add_loop(moved, dt)` in src/d
 
     crate::kernel::report_section(res, &mut o);
     crate::latency::report_section(res, &mut o);
+    crate::profile::report_section(res, &mut o);
 
     let _ = writeln!(o, "\n## Per-run values (Mpps) and neighbouring-run ratios\n");
     for c in cases(res) {
