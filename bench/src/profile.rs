@@ -28,7 +28,7 @@ pub fn record(env: &Env, pid: i32, case: &Case, sys: System, secs: u64) -> Resul
     proc::run(&mut rec)?;
     let mut rep = Command::new("perf");
     rep.arg("report").arg("-i").arg(&data);
-    rep.args(["--stdio", "--no-children", "--sort", "symbol", "-q", "--percent-limit", &MIN_PCT.to_string()]);
+    rep.args(["--stdio", "--no-children", "--sort", "dso,symbol", "-q", "--percent-limit", &MIN_PCT.to_string()]);
     env.record(&format!("{}/perf report", sys.key()), &proc::render(&rep));
     let text = proc::run(&mut rep)?;
     let top = parse(&text);
@@ -38,16 +38,18 @@ pub fn record(env: &Env, pid: i32, case: &Case, sys: System, secs: u64) -> Resul
     Ok(top)
 }
 
-/// `  23.45%  [.] rte_vhost_enqueue_burst` lines: share and symbol.
+/// `  23.45%  librte_vhost.so.23.0  [.] rte_vhost_enqueue_burst   -  -` lines: share and
+/// "symbol (object)"; a symbol the object does not name is its address there.
 pub fn parse(text: &str) -> Vec<(f64, String)> {
     text.lines()
         .filter_map(|l| {
-            let l = l.trim();
-            let (pct, rest) = l.split_once('%')?;
+            let (pct, rest) = l.trim().split_once('%')?;
             let pct: f64 = pct.trim().parse().ok()?;
-            let sym = rest.trim();
-            let sym = sym.split_once("] ").map(|(_, s)| s).unwrap_or(sym).trim();
-            (!sym.is_empty()).then(|| (pct, sym.to_owned()))
+            let (dso, sym) = rest.trim_start().split_once(char::is_whitespace)?;
+            let sym = sym.trim_start().split_once("] ")?.1.trim();
+            // perf pads the symbol column and may add columns after it (IPC: "-  -").
+            let sym = sym.split("  ").next().unwrap_or(sym).trim();
+            (!sym.is_empty()).then(|| (pct, format!("{sym} ({})", dso.trim())))
         })
         .take(TOP)
         .collect()
@@ -62,8 +64,10 @@ pub fn report_section(res: &Results, o: &mut String) {
     let _ = writeln!(
         o,
         "`perf record -F 4999 -t <forwarding thread>` for {} s right after the first run's window (traffic still flowing), then \
-`perf report --no-children --sort symbol`: share of the samples per symbol (at least {MIN_PCT} %, at most {TOP}). DPDK's \
-internal functions show as they are named in Debian's shared libraries (no debug symbols installed).\n",
+`perf report --no-children --sort dso,symbol`: share of the samples per symbol (at least {MIN_PCT} %, at most {TOP}), with the \
+object it is in. Functions a library does not export show as addresses (Debian's DPDK without debug symbols); the switch is a \
+release build without debug information, so what the compiler inlined counts under the function it was inlined into \
+(`Worker::run` holds most of the datapath). Kernel symbols on the worker's thread are interrupts and preemption.\n",
         res.args.perf
     );
     for s in with {
@@ -77,7 +81,10 @@ mod tests {
 
     #[test]
     fn report_lines_are_parsed() {
-        let t = "    31.20%  [.] rte_vhost_enqueue_burst\n     5.01%  [k] native_write_msr\n\n";
-        assert_eq!(parse(t), vec![(31.2, "rte_vhost_enqueue_burst".to_owned()), (5.01, "native_write_msr".to_owned())]);
+        let t = "    31.20%  librte_vhost.so.23.0  [.] rte_vhost_enqueue_burst      -      -\n     5.01%  [kernel.kallsyms]     [k] native_write_msr\n\n";
+        assert_eq!(
+            parse(t),
+            vec![(31.2, "rte_vhost_enqueue_burst (librte_vhost.so.23.0)".to_owned()), (5.01, "native_write_msr ([kernel.kallsyms])".to_owned())]
+        );
     }
 }
