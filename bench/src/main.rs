@@ -334,6 +334,9 @@ fn run(mut a: RunArgs) -> Result<()> {
     }
     for &configured in a.scale.iter().filter(|_| want("scale")) {
         let macs = if configured == 1 { 1 } else { a.scale_macs.div_ceil(configured) * configured };
+        if macs / configured > 256 {
+            bail!("--scale-macs {} over {configured} guests is more than 256 MACs per guest (scale_mac numbers them in one byte)", a.scale_macs);
+        }
         let path = Path::Scale { configured, macs, connected: a.scale_attached.clamp(1, configured) };
         first.push(Case { path, size: head, shared_core: false });
     }
