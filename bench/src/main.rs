@@ -98,9 +98,9 @@ pub struct RunArgs {
     control_core: Vec<String>,
     /// The `scale` path: uplink -> guests with this many configured guests each (one case
     /// per count, at the first size), 1 guest having 1 MAC and more sharing `--scale-macs`.
-    /// Not 1024 by default: DPDK 22.11's vhost library watches listening and connected
-    /// vhost-user sockets in one set of 1023 descriptors, so 1024 server sockets fail at
-    /// start (the 1024th cannot be added); 990 leaves room for 32 attached guests. 32 (all
+    /// Not 1024: with 1024 guests the switch does not start (DPDK 22.11's vhost library says
+    /// "failed to add listen fd ... to vhost server fdset" for the 1024th socket; that set
+    /// also holds the attached guests' connections), so 990 leaves room for 32 attached. 32 (all
     /// attached) separates the spread over guests from the table's size.
     #[arg(long, value_delimiter = ',', default_value = "1,32,64,256,990")]
     #[serde(default)]
