@@ -110,6 +110,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 4096)]
     #[serde(default)]
     scale_macs: usize,
+    /// Interleave the cases too: run 1 of every case, then run 2 of every case, ... (ratios
+    /// between cases, e.g. the scale rows, then compare neighbouring runs).
+    #[arg(long)]
+    #[serde(default)]
+    interleave_cases: bool,
     /// Seconds of `perf record` on the switch's forwarding thread after the first run's
     /// window of each case (dpdk-macvtap and testpmd); 0: none. Needs `perf` (linux-perf).
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
@@ -361,40 +366,46 @@ fn run(mut a: RunArgs) -> Result<()> {
     let raw = stem.with_extension("json");
     let total = cases.len() * a.runs * systems.len();
     let mut done = 0;
-    for (k, case) in cases.iter().enumerate() {
-        if k == first.len() && !a.no_latency && !stopping() {
+    // Case by case, or (--interleave-cases) run by run across the cases, so that a slow
+    // phase of a shared machine falls on every case alike.
+    let order: Vec<(usize, usize)> = if a.interleave_cases {
+        (0..a.runs).flat_map(|run| (0..cases.len()).map(move |k| (k, run))).collect()
+    } else {
+        (0..cases.len()).flat_map(|k| (0..a.runs).map(move |run| (k, run))).collect()
+    };
+    for (k, run) in order {
+        let case = &cases[k];
+        if k == first.len() && run == 0 && !a.no_latency && !stopping() {
             res.latency = latency::run_all(&env, &systems, &a)?;
             std::fs::write(&raw, serde_json::to_string_pretty(&res)?)?;
         }
-        for run in 0..a.runs {
-            for &sys in &systems {
-                done += 1;
-                if res.skipped.iter().any(|(c, s, _)| *c == case.label() && *s == sys.name()) {
-                    continue;
+        for &sys in &systems {
+            done += 1;
+            if res.skipped.iter().any(|(c, s, _)| *c == case.label() && *s == sys.name()) {
+                continue;
+            }
+            if stopping() {
+                break;
+            }
+            wait_quiet(a.wait_quiet);
+            eprint!("[{done}/{total}] {} | {} | run {}: ", case.label(), sys, run + 1);
+            let perf_s = if run == 0 { a.perf } else { 0 };
+            match measure(&env, sys, case, perf_s) {
+                Ok(Some((pps, fig, perf_top))) => {
+                    eprintln!("{:.3} Mpps{}", pps / 1e6, fig.cycles_per_pkt.map(|c| format!(", {c:.0} cycles/pkt")).unwrap_or_default());
+                    res.samples.push(Sample { case: *case, system: sys, run, pps, switch: fig, perf_top });
                 }
-                if stopping() {
-                    break;
+                Ok(None) => {
+                    eprintln!("not applicable");
+                    res.skipped.push((case.label(), sys.name().into(), not_applicable(sys, case)));
                 }
-                wait_quiet(a.wait_quiet);
-                eprint!("[{done}/{total}] {} | {} | run {}: ", case.label(), sys, run + 1);
-                let perf_s = if run == 0 { a.perf } else { 0 };
-                match measure(&env, sys, case, perf_s) {
-                    Ok(Some((pps, fig, perf_top))) => {
-                        eprintln!("{:.3} Mpps{}", pps / 1e6, fig.cycles_per_pkt.map(|c| format!(", {c:.0} cycles/pkt")).unwrap_or_default());
-                        res.samples.push(Sample { case: *case, system: sys, run, pps, switch: fig, perf_top });
-                    }
-                    Ok(None) => {
-                        eprintln!("not applicable");
-                        res.skipped.push((case.label(), sys.name().into(), not_applicable(sys, case)));
-                    }
-                    Err(e) => {
-                        eprintln!("FAILED: {e:#}");
-                        res.skipped.push((case.label(), sys.name().into(), format!("failed: {}", first_line(&format!("{e:#}")))));
-                    }
+                Err(e) => {
+                    eprintln!("FAILED: {e:#}");
+                    res.skipped.push((case.label(), sys.name().into(), format!("failed: {}", first_line(&format!("{e:#}")))));
                 }
             }
-            std::fs::write(&raw, serde_json::to_string_pretty(&res)?)?;
         }
+        std::fs::write(&raw, serde_json::to_string_pretty(&res)?)?;
     }
     if !a.no_latency && !stopping() && first.len() == cases.len() {
         res.latency = latency::run_all(&env, &systems, &a)?;

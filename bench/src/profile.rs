@@ -17,7 +17,8 @@ const MIN_PCT: f64 = 0.5;
 /// At most this many symbols per case and system in the report.
 const TOP: usize = 15;
 
-/// Samples the forwarding thread of process `pid` for `secs` seconds; (share %, symbol).
+/// Samples the forwarding thread of process `pid` for `secs` seconds; (share %, symbol), the
+/// shares per object first ("all of OBJECT": unexported functions spread over many addresses).
 pub fn record(env: &Env, pid: i32, case: &Case, sys: System, secs: u64) -> Result<Vec<(f64, String)>> {
     let tid = crate::cpu::worker_thread(pid, 1)?;
     let data = env.work.join(format!("perf-{}-{}-{}{}.data", sys.key(), case.path.key(), case.size, if case.shared_core { "-shared" } else { "" }));
@@ -26,16 +27,31 @@ pub fn record(env: &Env, pid: i32, case: &Case, sys: System, secs: u64) -> Resul
     rec.args(["-F", "4999", "-t", &tid.to_string(), "--", "sleep", &secs.to_string()]);
     env.record(&format!("{}/perf record", sys.key()), &proc::render(&rec));
     proc::run(&mut rec)?;
-    let mut rep = Command::new("perf");
-    rep.arg("report").arg("-i").arg(&data);
-    rep.args(["--stdio", "--no-children", "--sort", "dso,symbol", "-q", "--percent-limit", &MIN_PCT.to_string()]);
-    env.record(&format!("{}/perf report", sys.key()), &proc::render(&rep));
-    let text = proc::run(&mut rep)?;
-    let top = parse(&text);
+    let report = |sort: &str| {
+        let mut rep = Command::new("perf");
+        rep.arg("report").arg("-i").arg(&data);
+        rep.args(["--stdio", "--no-children", "--sort", sort, "-q", "--percent-limit", &MIN_PCT.to_string()]);
+        env.record(&format!("{}/perf report ({sort})", sys.key()), &proc::render(&rep));
+        proc::run(&mut rep)
+    };
+    let mut top = parse_objects(&report("dso")?);
+    let text = report("dso,symbol")?;
+    top.extend(parse(&text));
     if top.is_empty() {
         bail!("perf report gave no symbols:\n{}", proc::tail(&text, 5));
     }
     Ok(top)
+}
+
+/// `  45.10%  librte_vhost.so.23.0` lines: "all of OBJECT" and its share.
+pub fn parse_objects(text: &str) -> Vec<(f64, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (pct, rest) = l.trim().split_once('%')?;
+            let dso = rest.split_whitespace().next()?;
+            Some((pct.trim().parse().ok()?, format!("all of {dso}")))
+        })
+        .collect()
 }
 
 /// `  23.45%  librte_vhost.so.23.0  [.] rte_vhost_enqueue_burst   -  -` lines: share and
@@ -71,13 +87,25 @@ release build without debug information, so what the compiler inlined counts und
         res.args.perf
     );
     for s in with {
-        let _ = writeln!(o, "- {}, {}: {}", s.case.label(), s.system, s.perf_top.iter().map(|(p, n)| format!("{p:.1} % `{n}`")).collect::<Vec<_>>().join(", "));
+        let (objects, symbols): (Vec<_>, Vec<_>) = s.perf_top.iter().partition(|(_, n)| n.starts_with("all of "));
+        let list = |v: Vec<&(f64, String)>| v.iter().map(|(p, n)| format!("{p:.1} % `{}`", n.trim_start_matches("all of "))).collect::<Vec<_>>().join(", ");
+        if objects.is_empty() {
+            let _ = writeln!(o, "- {}, {}: {}", s.case.label(), s.system, list(symbols));
+        } else {
+            let _ = writeln!(o, "- {}, {}: by object {}; by symbol {}", s.case.label(), s.system, list(objects), list(symbols));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_lines_are_parsed() {
+        let t = "    45.10%  librte_vhost.so.23.0\n     3.00%  [kernel.kallsyms]\n";
+        assert_eq!(parse_objects(t), vec![(45.1, "all of librte_vhost.so.23.0".to_owned()), (3.0, "all of [kernel.kallsyms]".to_owned())]);
+    }
 
     #[test]
     fn report_lines_are_parsed() {
