@@ -43,6 +43,9 @@ dpkg -s libpcap0.8 >/dev/null 2>&1 || need+=(libpcap0.8)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 command -v ip >/dev/null || need+=(iproute2)
 command -v taskset >/dev/null || need+=(util-linux)
+case " $* " in
+    *" --perf "*|*" --perf="*) command -v perf >/dev/null || need+=(linux-perf) ;;
+esac
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -11,15 +11,51 @@ use std::process::Command;
 
 use anyhow::{bail, Result};
 
-use crate::model::{guest_mac, mac_str, Case, Env, Path};
+use crate::model::{mac_str, Case, Env};
 use crate::proc::Proc;
 
 pub const TESTPMD: &str = "/usr/bin/dpdk-testpmd";
 /// The generator's core. The switch worker gets the other one.
 pub const GUEST_CORE: &str = "0";
 
-/// Starts the guests of `case` on the given sockets (clients: the switch owns the sockets).
-pub fn start(env: &Env, case: &Case, sockets: &[PathBuf], system_key: &str) -> Result<Proc> {
+/// At most this many guests per testpmd process: DPDK's ethdev port limit
+/// (`RTE_MAX_ETHPORTS`, 32 in Debian's build). More guests take more processes, all on the
+/// generator's core.
+pub const PORTS_PER_PROCESS: usize = 32;
+
+/// The guest processes of one measurement.
+pub struct Guests {
+    pub procs: Vec<Proc>,
+}
+
+impl Guests {
+    pub fn pids(&self) -> Vec<i32> {
+        self.procs.iter().map(Proc::pid).collect()
+    }
+
+    /// The first process that exited early, if any.
+    pub fn dead(&mut self) -> Option<&Proc> {
+        let i = self.procs.iter_mut().position(|p| !p.alive())?;
+        Some(&self.procs[i])
+    }
+
+    /// Stops every process; their logs.
+    pub fn stop(self, grace: std::time::Duration) -> Vec<String> {
+        self.procs.into_iter().map(|p| p.stop(grace)).collect()
+    }
+}
+
+/// Starts the guests of `case` on the given sockets (clients: the switch owns the sockets),
+/// port i with MAC `macs[i]`: one testpmd per `PORTS_PER_PROCESS` guests.
+pub fn start(env: &Env, case: &Case, sockets: &[PathBuf], macs: &[[u8; 6]], system_key: &str) -> Result<Guests> {
+    let mut procs = Vec::new();
+    for (chunk, (socks, macs)) in sockets.chunks(PORTS_PER_PROCESS).zip(macs.chunks(PORTS_PER_PROCESS)).enumerate() {
+        procs.push(start_one(env, case, socks, macs, system_key, chunk)?);
+    }
+    Ok(Guests { procs })
+}
+
+fn start_one(env: &Env, case: &Case, sockets: &[PathBuf], macs: &[[u8; 6]], system_key: &str, chunk: usize) -> Result<Proc> {
     let seq = env.next_seq();
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", GUEST_CORE, TESTPMD]);
@@ -31,14 +67,11 @@ pub fn start(env: &Env, case: &Case, sockets: &[PathBuf], system_key: &str) -> R
     cmd.args(["--no-pci", "--log-level=lib.eal:warning", &format!("--file-prefix=bguest{seq}")]);
     // Main lcore and forwarding lcore both on the generator's core.
     cmd.args(["--lcores", &format!("0@{GUEST_CORE},1@{GUEST_CORE}")]);
-    for (i, s) in sockets.iter().enumerate() {
-        cmd.arg("--vdev").arg(format!("net_virtio_user{i},path={},mac={},queues=1", s.display(), mac_str(guest_mac(i))));
+    for (i, (s, mac)) in sockets.iter().zip(macs).enumerate() {
+        cmd.arg("--vdev").arg(format!("net_virtio_user{i},path={},mac={},queues=1", s.display(), mac_str(*mac)));
     }
     cmd.arg("--");
-    let mode = match case.path {
-        Path::GuestToUplink => "txonly",
-        _ => "rxonly",
-    };
+    let mode = if case.path.guests_send() { "txonly" } else { "rxonly" };
     cmd.args([&format!("--forward-mode={mode}"), "--nb-cores=1", "--stats-period=1", "--rxd=1024", "--txd=1024"]);
     // testpmd parses in order: --mbuf-size must come before --txpkts, which checks the
     // segment against the mbuf size known at that point (else it keeps 64 B and says so).
@@ -46,10 +79,16 @@ pub fn start(env: &Env, case: &Case, sockets: &[PathBuf], system_key: &str) -> R
         cmd.args(["--mbuf-size=10240", &format!("--max-pkt-len={}", case.size)]);
     }
     cmd.arg(format!("--txpkts={}", case.buf_len()));
-    cmd.arg("--total-num-mbufs=16384");
+    // Every port's rx ring is filled at start: room for both rings of each, and slack.
+    cmd.arg(format!("--total-num-mbufs={}", 16384.max(sockets.len() * 2048 + 4096)));
     let log = env.work.join(format!("guest-{system_key}-{}-{}-{seq}.log", case.path.key(), case.size));
-    let p = Proc::spawn("guest testpmd", cmd, &log)?;
-    env.record(&format!("{system_key}/guests ({})", case.path.key()), &p.cmdline);
+    let mut p = Proc::spawn("guest testpmd", cmd, &log)?;
+    // Started one after the other, each once its ports are up and it forwards: two that
+    // attach many virtio-user ports at once were seen to hang in EAL init.
+    p.wait_for("packet forwarding - ports=", std::time::Duration::from_secs(90))?;
+    if chunk == 0 {
+        env.record(&format!("{system_key}/guests ({})", case.path.key()), &p.cmdline);
+    }
     Ok(p)
 }
 
@@ -77,8 +116,13 @@ fn field(line: &str, name: &str) -> Option<f64> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-/// The guest-side rate of `case` in packets per second: transmitted for guest -> uplink,
-/// received (all guests) otherwise.
+/// The guest-side rate of `case` in packets per second, summed over the guest processes'
+/// logs: transmitted when the guests send, received (all guests) otherwise.
+pub fn rate_all(logs: &[String], case: &Case, warmup: usize, duration: usize) -> Result<f64> {
+    logs.iter().map(|l| rate(l, case, warmup, duration)).sum()
+}
+
+/// The same for one process's log.
 pub fn rate(log: &str, case: &Case, warmup: usize, duration: usize) -> Result<f64> {
     let s = samples(log);
     if s.len() < warmup + 1 {
@@ -87,7 +131,7 @@ pub fn rate(log: &str, case: &Case, warmup: usize, duration: usize) -> Result<f6
     let window: Vec<f64> = s[warmup..]
         .iter()
         .take(duration)
-        .map(|&(rx, tx)| if case.path == Path::GuestToUplink { tx } else { rx })
+        .map(|&(rx, tx)| if case.path.guests_send() { tx } else { rx })
         .collect();
     Ok(window.iter().sum::<f64>() / window.len() as f64)
 }
@@ -95,6 +139,7 @@ pub fn rate(log: &str, case: &Case, warmup: usize, duration: usize) -> Result<f6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Path;
 
     const LOG: &str = "
 Port statistics ====================================
@@ -113,7 +158,7 @@ Port statistics ====================================
     #[test]
     fn sums_ports_per_sample() {
         assert_eq!(samples(LOG), vec![(15.0, 100.0), (20.0, 200.0)]);
-        let c = Case { path: Path::GuestToUplink, size: 64 };
+        let c = Case { path: Path::GuestToUplink, size: 64, shared_core: false };
         assert_eq!(rate(LOG, &c, 1, 5).ok(), Some(200.0));
     }
 }

@@ -300,10 +300,10 @@ fn first_line(s: &str) -> String {
 fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Result<IdleSample> {
     let seq = env.next_seq();
     let (topo, up_sock) = match sc {
-        Scenario::Hairpin => (Topology { guests: 2, uplink: Uplink::Loop, jumbo: false, tag: "idle hairpin".into() }, None),
+        Scenario::Hairpin => (Topology::new(2, Uplink::Loop, false, "idle hairpin"), None),
         Scenario::Uplink => {
             let s = env.work.join(format!("uplink{seq}.sock"));
-            (Topology { guests: 1, uplink: Uplink::Vhost(s.clone()), jumbo: false, tag: "idle uplink".into() }, Some(s))
+            (Topology::new(1, Uplink::Vhost(s.clone()), false, "idle uplink"), Some(s))
         }
     };
     let sw = match v {

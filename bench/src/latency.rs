@@ -162,7 +162,7 @@ pub fn run_all(env: &Env, systems: &[System], a: &RunArgs) -> Result<Vec<Latency
 }
 
 fn one(env: &Env, sys: System, rate: u64, secs: u64) -> Result<LatencyResult> {
-    let topo = Topology { guests: 2, uplink: Uplink::Loop, jumbo: false, tag: "latency".into() };
+    let topo = Topology::new(2, Uplink::Loop, false, "latency");
     let Some(sw) = systems::start(env, sys, &topo)? else { bail!("not applicable") };
     let seq = env.next_seq();
     let json = env.work.join(format!("latency-{}-{rate}-{seq}.json", sys.key()));

@@ -14,7 +14,9 @@ mod model;
 mod pcap;
 mod plot;
 mod proc;
+mod profile;
 mod report;
+mod scale;
 mod systems;
 
 use std::path::PathBuf;
@@ -23,7 +25,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use model::{guest_mac, Case, Env, Path, System, EXTERNAL_MAC};
+use model::{Case, Env, Path, System, EXTERNAL_MAC};
 use systems::{SwitchFigures, Topology, Uplink};
 
 #[derive(Parser, Debug)]
@@ -82,6 +84,47 @@ pub struct RunArgs {
     /// Frame sizes for the fan-out cases.
     #[arg(long, value_delimiter = ',', default_value = "64,1518")]
     fanout_sizes: Vec<usize>,
+    /// Guests on the g2u and u2g paths: 1 is the single-guest case; N > 1 has all N guests
+    /// sending at once (g2u) or receiving at once (u2g, uplink frames spread round-robin
+    /// over their MACs), with testpmd io-fwd given N uplink/guest port pairs.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    #[serde(default)]
+    guests: Vec<usize>,
+    /// Where the switch's control/main thread runs on the g2u and u2g paths: `apart` (on the
+    /// generator's core 0, the forwarding thread alone on core 1) and/or `shared` (the whole
+    /// switch process on core 1, as on a host that gives the switch one core).
+    #[arg(long, value_delimiter = ',', default_value = "apart")]
+    #[serde(default)]
+    control_core: Vec<String>,
+    /// The `scale` path: uplink -> guests with this many configured guests each (one case
+    /// per count, at the first size), 1 guest having 1 MAC and more sharing `--scale-macs`.
+    /// Not 1024: with 1024 guests the switch does not start (DPDK 22.11's vhost library says
+    /// "failed to add listen fd ... to vhost server fdset" for the 1024th socket; that set
+    /// also holds the attached guests' connections), so 990 leaves room for 32 attached. 32 (all
+    /// attached) separates the spread over guests from the table's size.
+    #[arg(long, value_delimiter = ',', default_value = "1,32,64,256,990")]
+    #[serde(default)]
+    scale: Vec<usize>,
+    /// MACs in all for the scale cases of more than one guest (several per guest, rounded
+    /// up to the same number each).
+    #[arg(long, default_value_t = 4096)]
+    #[serde(default)]
+    scale_macs: usize,
+    /// Interleave the cases too: run 1 of every case, then run 2 of every case, ... (ratios
+    /// between cases, e.g. the scale rows, then compare neighbouring runs).
+    #[arg(long)]
+    #[serde(default)]
+    interleave_cases: bool,
+    /// Seconds of `perf record` on the switch's forwarding thread after the first run's
+    /// window of each case (dpdk-macvtap and testpmd); 0: none. Needs `perf` (linux-perf).
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    #[serde(default)]
+    perf: u64,
+    /// Guests attached in the scale cases (at most the configured count); the frames go to a
+    /// spread of their MACs.
+    #[arg(long, default_value_t = 32)]
+    #[serde(default)]
+    scale_attached: usize,
     /// Seconds of traffic before the window.
     #[arg(long, default_value_t = 2)]
     warmup: u64,
@@ -131,6 +174,9 @@ pub struct Sample {
     pub run: usize,
     pub pps: f64,
     pub switch: SwitchFigures,
+    /// `--perf`: the forwarding thread's symbols by share of samples (first run only).
+    #[serde(default)]
+    pub perf_top: Vec<(f64, String)>,
 }
 
 /// Everything a report is made from (also saved as raw.json).
@@ -258,20 +304,46 @@ fn run(mut a: RunArgs) -> Result<()> {
     let mut sizes = vec![head];
     sizes.extend(a.sizes.iter().copied().filter(|&s| s != head));
     let want = |p: &str| a.paths.iter().any(|x| x == p);
+    let mut shared_modes = Vec::new();
+    for m in if a.control_core.is_empty() { vec!["apart".to_owned()] } else { a.control_core.clone() } {
+        match m.as_str() {
+            "apart" => shared_modes.push(false),
+            "shared" => shared_modes.push(true),
+            _ => bail!("--control-core takes apart and/or shared, not {m:?}"),
+        }
+    }
+    let counts = if a.guests.is_empty() { vec![1] } else { a.guests.clone() };
+    if counts.contains(&0) || a.scale.contains(&0) {
+        bail!("guest counts must be at least 1");
+    }
     for &size in &sizes {
         let dst = if size == head { &mut first } else { &mut later };
-        if want("g2u") {
-            dst.push(Case { path: Path::GuestToUplink, size });
-        }
-        if want("u2g") {
-            dst.push(Case { path: Path::UplinkToGuest, size });
+        for &shared_core in &shared_modes {
+            for &n in &counts {
+                if want("g2u") {
+                    let path = if n == 1 { Path::GuestToUplink } else { Path::GuestsToUplink(n) };
+                    dst.push(Case { path, size, shared_core });
+                }
+                if want("u2g") {
+                    let path = if n == 1 { Path::UplinkToGuest } else { Path::UplinkToGuests(n) };
+                    dst.push(Case { path, size, shared_core });
+                }
+            }
         }
     }
     for &n in a.fanout.iter().filter(|_| want("fanout")) {
         for &size in &a.fanout_sizes {
             let dst = if size == head { &mut first } else { &mut later };
-            dst.push(Case { path: Path::Fanout(n), size });
+            dst.push(Case { path: Path::Fanout(n), size, shared_core: false });
         }
+    }
+    for &configured in a.scale.iter().filter(|_| want("scale")) {
+        let macs = if configured == 1 { 1 } else { a.scale_macs.div_ceil(configured) * configured };
+        if macs / configured > 256 {
+            bail!("--scale-macs {} over {configured} guests is more than 256 MACs per guest (scale_mac numbers them in one byte)", a.scale_macs);
+        }
+        let path = Path::Scale { configured, macs, connected: a.scale_attached.clamp(1, configured) };
+        first.push(Case { path, size: head, shared_core: false });
     }
     let cases: Vec<Case> = first.iter().chain(&later).copied().collect();
     install_stop_handler();
@@ -294,39 +366,46 @@ fn run(mut a: RunArgs) -> Result<()> {
     let raw = stem.with_extension("json");
     let total = cases.len() * a.runs * systems.len();
     let mut done = 0;
-    for (k, case) in cases.iter().enumerate() {
-        if k == first.len() && !a.no_latency && !stopping() {
+    // Case by case, or (--interleave-cases) run by run across the cases, so that a slow
+    // phase of a shared machine falls on every case alike.
+    let order: Vec<(usize, usize)> = if a.interleave_cases {
+        (0..a.runs).flat_map(|run| (0..cases.len()).map(move |k| (k, run))).collect()
+    } else {
+        (0..cases.len()).flat_map(|k| (0..a.runs).map(move |run| (k, run))).collect()
+    };
+    for (k, run) in order {
+        let case = &cases[k];
+        if k == first.len() && run == 0 && !a.no_latency && !stopping() {
             res.latency = latency::run_all(&env, &systems, &a)?;
             std::fs::write(&raw, serde_json::to_string_pretty(&res)?)?;
         }
-        for run in 0..a.runs {
-            for &sys in &systems {
-                done += 1;
-                if res.skipped.iter().any(|(c, s, _)| *c == case.label() && *s == sys.name()) {
-                    continue;
+        for &sys in &systems {
+            done += 1;
+            if res.skipped.iter().any(|(c, s, _)| *c == case.label() && *s == sys.name()) {
+                continue;
+            }
+            if stopping() {
+                break;
+            }
+            wait_quiet(a.wait_quiet);
+            eprint!("[{done}/{total}] {} | {} | run {}: ", case.label(), sys, run + 1);
+            let perf_s = if run == 0 { a.perf } else { 0 };
+            match measure(&env, sys, case, perf_s) {
+                Ok(Some((pps, fig, perf_top))) => {
+                    eprintln!("{:.3} Mpps{}", pps / 1e6, fig.cycles_per_pkt.map(|c| format!(", {c:.0} cycles/pkt")).unwrap_or_default());
+                    res.samples.push(Sample { case: *case, system: sys, run, pps, switch: fig, perf_top });
                 }
-                if stopping() {
-                    break;
+                Ok(None) => {
+                    eprintln!("not applicable");
+                    res.skipped.push((case.label(), sys.name().into(), not_applicable(sys, case)));
                 }
-                wait_quiet(a.wait_quiet);
-                eprint!("[{done}/{total}] {} | {} | run {}: ", case.label(), sys, run + 1);
-                match measure(&env, sys, case) {
-                    Ok(Some((pps, fig))) => {
-                        eprintln!("{:.3} Mpps{}", pps / 1e6, fig.cycles_per_pkt.map(|c| format!(", {c:.0} cycles/pkt")).unwrap_or_default());
-                        res.samples.push(Sample { case: *case, system: sys, run, pps, switch: fig });
-                    }
-                    Ok(None) => {
-                        eprintln!("not applicable");
-                        res.skipped.push((case.label(), sys.name().into(), not_applicable(sys, case)));
-                    }
-                    Err(e) => {
-                        eprintln!("FAILED: {e:#}");
-                        res.skipped.push((case.label(), sys.name().into(), format!("failed: {}", first_line(&format!("{e:#}")))));
-                    }
+                Err(e) => {
+                    eprintln!("FAILED: {e:#}");
+                    res.skipped.push((case.label(), sys.name().into(), format!("failed: {}", first_line(&format!("{e:#}")))));
                 }
             }
-            std::fs::write(&raw, serde_json::to_string_pretty(&res)?)?;
         }
+        std::fs::write(&raw, serde_json::to_string_pretty(&res)?)?;
     }
     if !a.no_latency && !stopping() && first.len() == cases.len() {
         res.latency = latency::run_all(&env, &systems, &a)?;
@@ -357,21 +436,44 @@ pub fn abs(p: &std::path::Path) -> Result<PathBuf> {
 
 /// Runs one system on one case; returns guest-side packets per second and the switch's own
 /// figures, or None when the system cannot do the case.
-fn measure(env: &Env, sys: System, case: &Case) -> Result<Option<(f64, SwitchFigures)>> {
+/// A measurement: guest-side packets per second, the switch's figures, its profile.
+type Measured = (f64, SwitchFigures, Vec<(f64, String)>);
+
+/// `perf_s` > 0: the forwarding thread is then profiled that long after the window.
+fn measure(env: &Env, sys: System, case: &Case, perf_s: u64) -> Result<Option<Measured>> {
     if sys == System::Kernel {
-        return kernel::measure(env, case);
+        return Ok(kernel::measure(env, case)?.map(|(pps, fig)| (pps, fig, Vec::new())));
     }
-    let uplink = match case.path {
-        Path::GuestToUplink => Uplink::Null,
-        Path::UplinkToGuest => Uplink::Pcap(pcap_for(env, case, &[guest_mac(0)])?),
-        Path::Fanout(_) => Uplink::Pcap(pcap_for(env, case, &[[0xff; 6]])?),
+    let n = case.path.guests();
+    let macs: Vec<[u8; 6]> = (0..n).map(|g| case.path.macs_of(g)[0]).collect();
+    let (uplink, pair_uplinks) = match case.path {
+        Path::GuestToUplink => (Uplink::Null, Vec::new()),
+        Path::GuestsToUplink(n) => (Uplink::Null, vec![Uplink::Null; n]),
+        Path::UplinkToGuest => (Uplink::Pcap(pcap_for(env, case, "", &macs)?), Vec::new()),
+        Path::UplinkToGuests(_) => {
+            let pairs = macs.iter().enumerate().map(|(i, m)| Ok(Uplink::Pcap(pcap_for(env, case, &format!("-port{i}"), &[*m])?))).collect::<Result<_>>()?;
+            (Uplink::Pcap(pcap_for(env, case, "", &macs)?), pairs)
+        }
+        Path::Fanout(_) => (Uplink::Pcap(pcap_for(env, case, "", &[[0xff; 6]])?), Vec::new()),
+        Path::Scale { .. } => {
+            // MAC k of every attached guest before MAC k+1 of any: consecutive frames go to
+            // different guests, and a capped file still reaches all of them.
+            let per = case.path.macs_of(0).len();
+            let dsts: Vec<[u8; 6]> = (0..per).flat_map(|k| (0..n).map(move |g| case.path.macs_of(g)[k])).collect();
+            (Uplink::Pcap(pcap_for(env, case, "", &dsts)?), Vec::new())
+        }
     };
-    let topo = Topology { guests: case.path.guests(), uplink, jumbo: case.jumbo(), tag: case.path.key() };
+    let mut topo = Topology::new(n, uplink, case.jumbo(), &case.path.key());
+    topo.pair_uplinks = pair_uplinks;
+    topo.shared_core = case.shared_core;
+    if let Path::Scale { configured, .. } = case.path {
+        topo.macs = (0..configured).map(|g| case.path.macs_of(g)).collect();
+    }
     let Some(mut sw) = systems::start(env, sys, &topo)? else { return Ok(None) };
-    let mut g = guest::start(env, case, &sw.sockets, sys.key())?;
+    let mut g = guest::start(env, case, &sw.sockets, &macs, sys.key())?;
     nap(Duration::from_secs(env.warmup_s))?;
     let started = sw.window_start();
-    let pids: Vec<i32> = sw.pid().into_iter().chain([g.pid()]).collect();
+    let pids: Vec<i32> = sw.pid().into_iter().chain(g.pids()).collect();
     let others = cpu::OthersLoad::read(&pids);
     nap(Duration::from_secs(env.duration_s))?;
     let others_pct = others.and_then(|o| o.since(&pids));
@@ -380,26 +482,33 @@ fn measure(env: &Env, sys: System, case: &Case) -> Result<Option<(f64, SwitchFig
         // OVS daemonised itself: its CPU time is not in `pids`.
         fig.others_pct = others_pct;
     }
-    // One more stats period so the last window sample is printed.
-    nap(Duration::from_millis(1200))?;
-    if !g.alive() {
-        bail!("guest testpmd exited early; log {}:\n{}", g.log.display(), proc::tail(&g.log_text(), 15));
+    // One more stats period so the last window sample is printed (or the profile's time).
+    let mut perf_top = Vec::new();
+    match sw.pid().filter(|_| perf_s > 0 && sys != System::Ovs) {
+        Some(pid) => match profile::record(env, pid, case, sys, perf_s) {
+            Ok(t) => perf_top = t,
+            Err(e) => eprint!("(perf: {e:#}) "),
+        },
+        None => nap(Duration::from_millis(1200))?,
     }
-    let glog = g.stop(Duration::from_secs(10));
+    if let Some(p) = g.dead() {
+        bail!("guest testpmd exited early; log {}:\n{}", p.log.display(), proc::tail(&p.log_text(), 15));
+    }
+    let glogs = g.stop(Duration::from_secs(10));
     let at_exit = sw.stop();
     if fig.cycles_per_pkt.is_none() {
         fig.cycles_per_pkt = at_exit.cycles_per_pkt;
     }
-    let pps = guest::rate(&glog, case, env.warmup_s as usize, env.duration_s as usize)?;
+    let pps = guest::rate_all(&glogs, case, env.warmup_s as usize, env.duration_s as usize)?;
     if pps <= 0.0 {
         bail!("no traffic reached the guest side");
     }
-    Ok(Some((pps, fig)))
+    Ok(Some((pps, fig, perf_top)))
 }
 
-/// The pcap replayed for `case` (written once per case).
-fn pcap_for(env: &Env, case: &Case, dsts: &[[u8; 6]]) -> Result<PathBuf> {
-    let f = env.work.join(format!("{}-{}.pcap", case.path.key(), case.size));
+/// The pcap replayed for `case` (written once per case and `suffix`).
+fn pcap_for(env: &Env, case: &Case, suffix: &str, dsts: &[[u8; 6]]) -> Result<PathBuf> {
+    let f = env.work.join(format!("{}-{}{suffix}.pcap", case.path.key(), case.size));
     if !f.exists() {
         pcap::write(&f, dsts, EXTERNAL_MAC, case.buf_len())?;
     }
@@ -438,7 +547,7 @@ pub fn wait_quiet(max_s: u64) {
             return;
         }
         let p = o.and_then(|o| o.since(&[]));
-        if p.map_or(true, |p| p < latency::QUIET_OTHERS_PCT) {
+        if !p.is_some_and(|p| p >= latency::QUIET_OTHERS_PCT) {
             if t0.elapsed() > Duration::from_millis(1500) {
                 eprintln!("(waited {} s for a quiet machine)", t0.elapsed().as_secs());
             }

@@ -67,6 +67,14 @@ pub enum Path {
     UplinkToGuest,
     /// The uplink replays broadcasts; N guests sink. Counted as frames delivered (all guests).
     Fanout(usize),
+    /// N guests transmit at once (one testpmd, N ports, txonly); the uplink sinks.
+    GuestsToUplink(usize),
+    /// The uplink replays frames spread round-robin over N guests' MACs; all N sink.
+    UplinkToGuests(usize),
+    /// Uplink -> guests with `configured` guests holding `macs` MACs in all (the same number
+    /// each), the first `connected` of them attached; frames spread over the attached guests'
+    /// MACs. The MAC table's size is what changes from one to the next.
+    Scale { configured: usize, macs: usize, connected: usize },
 }
 
 impl Path {
@@ -75,6 +83,11 @@ impl Path {
             Path::GuestToUplink => "guest -> uplink".into(),
             Path::UplinkToGuest => "uplink -> guest".into(),
             Path::Fanout(n) => format!("uplink broadcast -> {n} guests"),
+            Path::GuestsToUplink(n) => format!("{n} guests -> uplink"),
+            Path::UplinkToGuests(n) => format!("uplink -> {n} guests"),
+            Path::Scale { configured, macs, connected } => {
+                format!("uplink -> guest, {configured} configured, {macs} MACs, {connected} attached")
+            }
         }
     }
 
@@ -83,15 +96,50 @@ impl Path {
             Path::GuestToUplink => "g2u".into(),
             Path::UplinkToGuest => "u2g".into(),
             Path::Fanout(n) => format!("fanout{n}"),
+            Path::GuestsToUplink(n) => format!("g2u{n}"),
+            Path::UplinkToGuests(n) => format!("u2g{n}"),
+            Path::Scale { configured, .. } => format!("scale{configured}"),
         }
     }
 
+    /// Guests attached (virtio-user ports of the generator).
     pub fn guests(self) -> usize {
         match self {
-            Path::Fanout(n) => n,
-            _ => 1,
+            Path::Fanout(n) | Path::GuestsToUplink(n) | Path::UplinkToGuests(n) => n,
+            Path::Scale { connected, .. } => connected,
+            Path::GuestToUplink | Path::UplinkToGuest => 1,
         }
     }
+
+    /// Guests in the switch's configuration (attached or not).
+    pub fn configured(self) -> usize {
+        match self {
+            Path::Scale { configured, .. } => configured,
+            p => p.guests(),
+        }
+    }
+
+    /// The guests transmit (testpmd txonly); otherwise they sink (rxonly).
+    pub fn guests_send(self) -> bool {
+        matches!(self, Path::GuestToUplink | Path::GuestsToUplink(_))
+    }
+
+    /// The MACs of configured guest `g` (the first is the one its port uses). Scale guests
+    /// share `macs` evenly; every other path gives a guest one MAC.
+    pub fn macs_of(self, g: usize) -> Vec<[u8; 6]> {
+        match self {
+            Path::Scale { configured, macs, .. } => {
+                let per = (macs / configured.max(1)).max(1);
+                (0..per).map(|k| scale_mac(g, k)).collect()
+            }
+            _ => vec![guest_mac(g)],
+        }
+    }
+}
+
+/// MAC `k` of scale guest `g` (k < 256, g < 65536): 52:55:kk:00:gg:gg.
+pub fn scale_mac(g: usize, k: usize) -> [u8; 6] {
+    [0x52, 0x55, k as u8, 0x00, (g >> 8) as u8, g as u8]
 }
 
 /// One cell of the matrix: a path at a frame size.
@@ -100,6 +148,10 @@ pub struct Case {
     pub path: Path,
     /// Frame size on the wire, FCS included (64 = a 60-byte buffer).
     pub size: usize,
+    /// The switch's control/main thread runs on its forwarding thread's core (the whole
+    /// switch process pinned there), as on a host that gives the switch one core.
+    #[serde(default)]
+    pub shared_core: bool,
 }
 
 impl Case {
@@ -114,7 +166,16 @@ impl Case {
     }
 
     pub fn label(&self) -> String {
-        format!("{} {} B", self.path.name(), self.size)
+        format!("{} {} B", self.path_name(), self.size)
+    }
+
+    /// The path's name, and where the switch's control thread ran when not apart.
+    pub fn path_name(&self) -> String {
+        if self.shared_core {
+            format!("{}, control on worker core", self.path.name())
+        } else {
+            self.path.name()
+        }
     }
 }
 

@@ -10,6 +10,9 @@ use anyhow::{Context, Result};
 pub const ETHERTYPE: u16 = 0x88b5;
 /// Frames per file: enough for the PMD's ring to cycle through, small enough to load fast.
 const FRAMES: usize = 256;
+/// At most this many when there are more destinations: `infinite_rx` holds every frame of
+/// the file in an mbuf of the switch's pool for the whole run.
+const MAX_FRAMES: usize = 1024;
 
 /// One Ethernet frame of `len` bytes (FCS excluded): `dst`, `src`, ethertype, zero payload
 /// with a sequence number in the first payload bytes.
@@ -24,9 +27,11 @@ pub fn frame(dst: [u8; 6], src: [u8; 6], len: usize, seq: u32) -> Vec<u8> {
     f
 }
 
-/// Writes `FRAMES` frames from `src` to each destination of `dsts` in turn.
+/// Writes frames from `src` to each destination of `dsts` in turn: `FRAMES`, or one per
+/// destination up to `MAX_FRAMES` (then only the first `MAX_FRAMES` destinations).
 pub fn write(path: &Path, dsts: &[[u8; 6]], src: [u8; 6], len: usize) -> Result<()> {
-    let mut out = Vec::with_capacity(24 + FRAMES * (16 + len));
+    let frames = FRAMES.max(dsts.len().min(MAX_FRAMES));
+    let mut out = Vec::with_capacity(24 + frames * (16 + len));
     // Global header: magic, version 2.4, tz 0, sigfigs 0, snaplen, linktype 1 (Ethernet).
     out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     out.extend_from_slice(&2u16.to_le_bytes());
@@ -35,7 +40,7 @@ pub fn write(path: &Path, dsts: &[[u8; 6]], src: [u8; 6], len: usize) -> Result<
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&65535u32.to_le_bytes());
     out.extend_from_slice(&1u32.to_le_bytes());
-    for i in 0..FRAMES {
+    for i in 0..frames {
         let f = frame(dsts[i % dsts.len()], src, len, i as u32);
         out.extend_from_slice(&0u32.to_le_bytes()); // ts_sec
         out.extend_from_slice(&(i as u32).to_le_bytes()); // ts_usec

@@ -6,7 +6,7 @@ use std::path::Path as FsPath;
 use anyhow::{anyhow, Context, Result};
 use plotters::prelude::*;
 
-use crate::model::{Path, System};
+use crate::model::{Case, Path, System};
 use crate::report::{cases, pps, stats, systems};
 use crate::Results;
 
@@ -35,7 +35,9 @@ fn load_font() -> Result<()> {
 
 pub fn draw(res: &Results, png: &FsPath) -> Result<()> {
     load_font()?;
-    let mut paths: Vec<Path> = cases(res).iter().map(|c| c.path).collect();
+    // One panel per path and control thread placement.
+    let mut paths: Vec<(Path, bool)> = cases(res).iter().map(|c| (c.path, c.shared_core)).collect();
+    paths.sort();
     paths.dedup();
     if paths.is_empty() {
         return Err(anyhow!("no samples"));
@@ -53,8 +55,8 @@ pub fn draw(res: &Results, png: &FsPath) -> Result<()> {
         )
         .map_err(|e| anyhow!("{e}"))?;
     let panels = body.split_evenly((rows, cols));
-    for (path, area) in paths.iter().zip(panels.iter()) {
-        let cs: Vec<_> = cases(res).into_iter().filter(|c| c.path == *path).collect();
+    for (&(path, shared), area) in paths.iter().zip(panels.iter()) {
+        let cs: Vec<_> = cases(res).into_iter().filter(|c| c.path == path && c.shared_core == shared).collect();
         let mut ymax: f64 = 0.0;
         for c in &cs {
             for s in &syss {
@@ -65,7 +67,7 @@ pub fn draw(res: &Results, png: &FsPath) -> Result<()> {
         }
         let n = cs.len() as f64;
         let mut chart = ChartBuilder::on(area)
-            .caption(path.name(), ("sans-serif", 20))
+            .caption(Case { path, size: 0, shared_core: shared }.path_name(), ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(35)
             .y_label_area_size(55)

@@ -74,7 +74,7 @@ pub fn systems(res: &Results) -> Vec<System> {
     v
 }
 
-fn of<'a>(res: &'a Results, case: &Case, sys: System) -> Vec<&'a Sample> {
+pub fn of<'a>(res: &'a Results, case: &Case, sys: System) -> Vec<&'a Sample> {
     res.samples.iter().filter(|s| s.case == *case && s.system == sys).collect()
 }
 
@@ -82,7 +82,7 @@ fn of<'a>(res: &'a Results, case: &Case, sys: System) -> Vec<&'a Sample> {
 /// (which io-fwd cannot do) testpmd uplink -> one guest at the same size.
 fn reference_case(case: &Case) -> Case {
     match case.path {
-        Path::Fanout(_) => Case { path: Path::UplinkToGuest, size: case.size },
+        Path::Fanout(_) => Case { path: Path::UplinkToGuest, size: case.size, shared_core: case.shared_core },
         _ => *case,
     }
 }
@@ -95,14 +95,14 @@ pub fn ratios(res: &Results, case: &Case, a: System, b: System, b_case: &Case) -
         .collect()
 }
 
-fn fmt_range(t: Option<(f64, f64, f64)>, prec: usize) -> String {
+pub fn fmt_range(t: Option<(f64, f64, f64)>, prec: usize) -> String {
     match t {
         Some((m, lo, hi)) => format!("{m:.prec$} ({lo:.prec$}–{hi:.prec$})"),
         None => "–".into(),
     }
 }
 
-fn opt(v: Option<f64>, prec: usize) -> String {
+pub fn opt(v: Option<f64>, prec: usize) -> String {
     v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "–".into())
 }
 
@@ -164,7 +164,7 @@ pub fn write(res: &Results, md: &FsPath, png: &FsPath) -> Result<()> {
         let _ = writeln!(
             o,
             "| {} | {} B | {} | {}{note} | {} | {} |",
-            c.path.name(),
+            c.path_name(),
             c.size,
             fmt_range(m.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
             fmt_range(t.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
@@ -176,6 +176,7 @@ pub fn write(res: &Results, md: &FsPath, png: &FsPath) -> Result<()> {
 (frames delivered per second). Fan-out rates count frames delivered to all guests together.\n");
 
     sleep_section(res, &mut o);
+    crate::scale::report_section(res, &mut o);
 
     let _ = writeln!(o, "## Throughput, every system\n");
     let _ = writeln!(o, "Mpps and Gbps are measured on the guest side (testpmd's per-port rates: transmitted for guest -> uplink, received and summed over guests otherwise). \
@@ -201,7 +202,7 @@ Gbps = Mpps × frame size (FCS included) × 8, without preamble and gap. Switch 
             let _ = writeln!(
                 o,
                 "| {} | {} B | {} | {} | {} | {} | {} | {} |",
-                c.path.name(),
+                c.path_name(),
                 c.size,
                 sys,
                 fmt_range(s.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
@@ -245,10 +246,11 @@ iteration's cycles twice (`add_cycles(dt, 0)` and `add_loop(moved, dt)` in src/d
 
     crate::kernel::report_section(res, &mut o);
     crate::latency::report_section(res, &mut o);
+    crate::profile::report_section(res, &mut o);
 
     let _ = writeln!(o, "\n## Per-run values (Mpps) and neighbouring-run ratios\n");
     for c in cases(res) {
-        let _ = write!(o, "- {} {} B:", c.path.name(), c.size);
+        let _ = write!(o, "- {}:", c.label());
         for sys in systems(res) {
             let v: Vec<String> = of(res, &c, sys).iter().map(|x| format!("{:.3}", x.pps / 1e6)).collect();
             if !v.is_empty() {
@@ -276,7 +278,7 @@ iteration's cycles twice (`add_cycles(dt, 0)` and `add_loop(moved, dt)` in src/d
 shared its cores with someone else's work.\n"
         );
         for c in cases(res) {
-            let _ = write!(o, "- {} {} B:", c.path.name(), c.size);
+            let _ = write!(o, "- {}:", c.label());
             for sys in systems(res) {
                 let v: Vec<String> = of(res, &c, sys).iter().map(|x| x.switch.others_pct.map(|p| format!("{p:.0}")).unwrap_or_else(|| "–".into())).collect();
                 if !v.is_empty() {
@@ -335,7 +337,7 @@ machine (everything else < {:.0} % of a core over the window, see \"Other load\"
         let _ = writeln!(
             o,
             "| {} | {} B | {} | {} | {} | {} ({}) | {} | {} / {} |",
-            c.path.name(),
+            c.path_name(),
             c.size,
             fmt_range(m.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
             fmt_range(n.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),

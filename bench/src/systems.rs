@@ -55,11 +55,46 @@ impl Uplink {
 /// The vdev topology of one measurement.
 #[derive(Clone, Debug)]
 pub struct Topology {
+    /// Guests attached (the first ones configured).
     pub guests: usize,
     pub uplink: Uplink,
     pub jumbo: bool,
     /// A short name for logs and the command list ("g2u", "lat", ...).
     pub tag: String,
+    /// dpdk-macvtap: the MACs of every configured guest; empty: `guests` guests with one MAC
+    /// each (`guest_mac`).
+    pub macs: Vec<Vec<[u8; 6]>>,
+    /// testpmd io-fwd with several guests: one uplink per guest, paired with it
+    /// (uplink i <-> guest i); empty: testpmd cannot do a topology of several guests.
+    pub pair_uplinks: Vec<Uplink>,
+    /// The switch's main/control thread on its forwarding core (the whole process pinned
+    /// there) instead of the generator's.
+    pub shared_core: bool,
+}
+
+impl Topology {
+    /// Guests in the switch's configuration (attached or not).
+    pub fn configured(&self) -> usize {
+        self.macs.len().max(self.guests)
+    }
+
+    pub fn new(guests: usize, uplink: Uplink, jumbo: bool, tag: &str) -> Topology {
+        Topology { guests, uplink, jumbo, tag: tag.to_owned(), macs: Vec::new(), pair_uplinks: Vec::new(), shared_core: false }
+    }
+
+    /// `--lcores` and the command's prefix: main lcore 0 on the generator's core (or the
+    /// forwarding core when shared), forwarding lcore 1 on core 1.
+    fn placement(&self, program: &FsPath) -> (Command, &'static str) {
+        if self.shared_core {
+            // taskset too: DPDK's own control threads (vhost-user events, interrupts) take the
+            // process's CPUs not given to lcores, or the main lcore's when there are none.
+            let mut c = Command::new("taskset");
+            c.args(["-c", "1"]).arg(program);
+            (c, "0@1,1@1")
+        } else {
+            (Command::new(program), "0@0,1@1")
+        }
+    }
 }
 
 /// What a switch reports about its own forwarding thread over the measurement window.
@@ -80,6 +115,13 @@ pub struct SwitchFigures {
     /// core (/proc): the shared machine's other load.
     #[serde(default)]
     pub others_pct: Option<f64>,
+    /// dpdk-macvtap only: the worker's own accounting, `busy_cycles` / `frames`.
+    #[serde(default)]
+    pub own_cycles_per_pkt: Option<f64>,
+    /// dpdk-macvtap only: frames per copy call into a guest (`enqueue_frames` /
+    /// `enqueue_calls`), the effect of batching deliveries across bursts.
+    #[serde(default)]
+    pub frames_per_copy: Option<f64>,
 }
 
 /// dpdk-macvtap's worker counters from `--stats-json`, summed over workers (TSC cycles).
@@ -89,6 +131,8 @@ pub struct MacvtapCounters {
     pub idle: u64,
     pub sleep: u64,
     pub frames: u64,
+    pub enqueue_calls: u64,
+    pub enqueue_frames: u64,
 }
 
 /// The TSC, the clock every DPDK process here counts cycles with.
@@ -113,8 +157,8 @@ pub fn start(env: &Env, system: System, topo: &Topology) -> Result<Option<Runnin
         System::Macvtap => start_macvtap(env, topo, env.idle_sleep_max).map(Some),
         System::MacvtapNosleep => start_macvtap(env, topo, Some(0)).map(Some),
         System::Testpmd => {
-            // io-fwd pairs ports: no fan-out.
-            if topo.guests > 1 && !matches!(topo.uplink, Uplink::Loop) {
+            // io-fwd pairs ports: no fan-out, and several guests only with an uplink each.
+            if topo.guests > 1 && !matches!(topo.uplink, Uplink::Loop) && topo.pair_uplinks.len() != topo.guests {
                 return Ok(None);
             }
             start_testpmd(env, topo).map(Some)
@@ -128,7 +172,7 @@ pub fn start(env: &Env, system: System, topo: &Topology) -> Result<Option<Runnin
             if topo.jumbo && !matches!(topo.uplink, Uplink::Loop) {
                 return Ok(None);
             }
-            if matches!(topo.uplink, Uplink::Vhost(_)) {
+            if matches!(topo.uplink, Uplink::Vhost(_)) || topo.shared_core || topo.configured() > topo.guests {
                 return Ok(None);
             }
             start_ovs(env, topo).map(Some)
@@ -144,22 +188,28 @@ pub fn start_macvtap(env: &Env, topo: &Topology, idle_sleep_max: Option<u32>) ->
     std::fs::create_dir_all(&dir)?;
     let mut toml = String::new();
     let mut sockets = Vec::new();
-    for i in 0..topo.guests {
+    for i in 0..topo.configured() {
         let sock = dir.join(format!("vm{i}.sock"));
+        let macs: Vec<String> = match topo.macs.get(i) {
+            Some(m) => m.iter().map(|m| format!("\"{}\"", mac_str(*m))).collect(),
+            None => vec![format!("\"{}\"", mac_str(guest_mac(i)))],
+        };
         toml.push_str(&format!(
-            "[[guest]]\nname = \"vm{i}\"\nmac = \"{}\"\nsocket = \"{}\"\nmtu = {}\n\n",
-            mac_str(guest_mac(i)),
+            "[[guest]]\nname = \"vm{i}\"\nmac = [{}]\nsocket = \"{}\"\nmtu = {}\n\n",
+            macs.join(", "),
             sock.display(),
             if topo.jumbo { 9000 } else { 1500 }
         ));
-        sockets.push(sock);
+        if i < topo.guests {
+            sockets.push(sock);
+        }
     }
     let guests = dir.join("guests.toml");
     std::fs::write(&guests, toml)?;
     let json = dir.join("stats.json");
-    let mut cmd = Command::new(&env.macvtap_bin);
+    let (mut cmd, lcores) = topo.placement(&env.macvtap_bin);
     cmd.args(env.eal_mem(512));
-    cmd.args(["--no-pci", "--log-level=lib.eal:warning", &format!("--file-prefix=bmvt{seq}"), "--lcores", "0@0,1@1"]);
+    cmd.args(["--no-pci", "--log-level=lib.eal:warning", &format!("--file-prefix=bmvt{seq}"), "--lcores", lcores]);
     cmd.arg("--vdev").arg(topo.uplink.devargs(0));
     cmd.args(["--", "--port", "0", "--guests"]).arg(&guests);
     cmd.args(["--stats-interval", "0", "--stats-json"]).arg(&json);
@@ -184,9 +234,9 @@ fn start_testpmd(env: &Env, topo: &Topology) -> Result<Running> {
     let dir = env.work.join(format!("testpmd{seq}"));
     std::fs::create_dir_all(&dir)?;
     let sockets: Vec<PathBuf> = (0..topo.guests).map(|i| dir.join(format!("vm{i}.sock"))).collect();
-    let mut cmd = Command::new(crate::guest::TESTPMD);
+    let (mut cmd, lcores) = topo.placement(FsPath::new(crate::guest::TESTPMD));
     cmd.args(env.eal_mem(512));
-    cmd.args(["--no-pci", "--log-level=lib.eal:warning", &format!("--file-prefix=btpm{seq}"), "--lcores", "0@0,1@1"]);
+    cmd.args(["--no-pci", "--log-level=lib.eal:warning", &format!("--file-prefix=btpm{seq}"), "--lcores", lcores]);
     let vhost = |i: usize| format!("net_vhost{i},iface={},queues=1", sockets[i].display());
     let chained = matches!(topo.uplink, Uplink::Loop);
     // A vhost uplink must not take the name of guest 0's net_vhost0.
@@ -196,6 +246,13 @@ fn start_testpmd(env: &Env, topo: &Topology) -> Result<Running> {
         cmd.arg("--vdev").arg(vhost(0));
         cmd.arg("--vdev").arg(topo.uplink.devargs(0));
         cmd.arg("--vdev").arg(vhost(1));
+    } else if topo.guests > 1 {
+        // Ports 2i (uplink i) and 2i+1 (guest i): the default paired topology forwards each
+        // pair both ways, so every guest has a wire of its own.
+        for (i, u) in topo.pair_uplinks.iter().enumerate() {
+            cmd.arg("--vdev").arg(u.devargs(i as u32));
+            cmd.arg("--vdev").arg(vhost(i));
+        }
     } else {
         cmd.arg("--vdev").arg(topo.uplink.devargs(up));
         cmd.arg("--vdev").arg(vhost(0));
@@ -258,7 +315,10 @@ impl Running {
                 // `reported_busy_x` compares the two.
                 let wall = t1.saturating_sub(t0);
                 let busy = wall.saturating_sub(di).saturating_sub(ds);
+                let (dc, de) = (c1.enqueue_calls - c0.enqueue_calls, c1.enqueue_frames - c0.enqueue_frames);
                 Ok(SwitchFigures {
+                    own_cycles_per_pkt: (df > 0).then(|| db as f64 / df as f64),
+                    frames_per_copy: (dc > 0).then(|| de as f64 / dc as f64),
                     cycles_per_pkt: (df > 0 && wall > 0).then(|| busy as f64 / df as f64),
                     busy_pct: (wall > 0).then(|| 100.0 * busy as f64 / wall as f64),
                     reported_busy_x: (busy > 0).then(|| db as f64 / busy as f64),
@@ -319,6 +379,8 @@ fn macvtap_counters(proc: &Proc, json: &FsPath) -> Result<MacvtapCounters> {
         sum.idle += n("idle_cycles");
         sum.sleep += n("sleep_cycles");
         sum.frames += n("frames");
+        sum.enqueue_calls += n("enqueue_calls");
+        sum.enqueue_frames += n("enqueue_frames");
     }
     Ok(sum)
 }
@@ -328,7 +390,7 @@ pub fn parse_testpmd_cycles(log: &str) -> Option<f64> {
     log.lines()
         .filter_map(|l| l.split("CPU cycles/packet=").nth(1))
         .filter_map(|r| r.split_whitespace().next()?.parse::<f64>().ok())
-        .last()
+        .next_back()
 }
 
 /// `avg processing cycles per packet: X` and `processing cycles: N (P%)` from pmd-stats-show.
