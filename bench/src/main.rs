@@ -98,10 +98,10 @@ pub struct RunArgs {
     control_core: Vec<String>,
     /// The `scale` path: uplink -> guests with this many configured guests each (one case
     /// per count, at the first size), 1 guest having 1 MAC and more sharing `--scale-macs`.
-    /// Not 1024: with 1024 guests the switch does not start (DPDK 22.11's vhost library says
-    /// "failed to add listen fd ... to vhost server fdset" for the 1024th socket; that set
-    /// also holds the attached guests' connections), so 990 leaves room for 32 attached. 32 (all
-    /// attached) separates the spread over guests from the table's size.
+    /// Not 1024: DPDK 22.11's vhost library watches 1023 descriptors in all (listening
+    /// sockets and connections), which the switch checks at start; the guests nobody
+    /// attaches are client-role (one descriptor each), so 990 leaves room for 32 attached.
+    /// 32 (all attached) separates the spread over guests from the table's size.
     #[arg(long, value_delimiter = ',', default_value = "1,32,64,256,990")]
     #[serde(default)]
     scale: Vec<usize>,

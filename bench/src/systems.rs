@@ -194,8 +194,12 @@ pub fn start_macvtap(env: &Env, topo: &Topology, idle_sleep_max: Option<u32>) ->
             Some(m) => m.iter().map(|m| format!("\"{}\"", mac_str(*m))).collect(),
             None => vec![format!("\"{}\"", mac_str(guest_mac(i)))],
         };
+        // Guests nobody attaches (the scale cases) are client-role: the switch keeps no
+        // listening socket for them, and the vhost library's 1023 descriptors (2 a served
+        // guest) then hold up to 990 configured guests beside the attached ones.
+        let role = if i < topo.guests { "" } else { "vhost = \"client\"\n" };
         toml.push_str(&format!(
-            "[[guest]]\nname = \"vm{i}\"\nmac = [{}]\nsocket = \"{}\"\nmtu = {}\n\n",
+            "[[guest]]\nname = \"vm{i}\"\nmac = [{}]\nsocket = \"{}\"\nmtu = {}\n{role}\n",
             macs.join(", "),
             sock.display(),
             if topo.jumbo { 9000 } else { 1500 }
