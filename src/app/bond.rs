@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::rte::bond::{Bond, BondMode};
 use crate::rte::ethdev::port_name;
+use crate::rte::kernel_if::KernelIface;
 use crate::rte::{Port, PortId, TxQueue};
 
 /// The bond members named in one devargs string (`net_bonding0,mode=1,slave=A,slave=B`):
@@ -62,24 +63,20 @@ fn list(ids: &[PortId]) -> String {
 /// The kernel interface behind a `net_af_packet` member, from its `--vdev` devargs.
 fn af_packet_iface(member: &str, devargs: &[String]) -> Option<String> {
     let d = devargs.iter().find(|d| d.split(',').next().map(str::trim) == Some(member))?;
-    let mut parts = d.split(',');
-    let name = parts.next()?;
-    if !(name.starts_with("net_af_packet") || name.starts_with("eth_af_packet")) {
-        return None;
-    }
-    parts.filter_map(|kv| kv.split_once('=')).find(|(k, _)| k.trim() == "iface").map(|(_, v)| v.trim().to_owned())
+    super::uplink::af_packet_args(d)?.find(|(k, _)| k.trim() == "iface").map(|(_, v)| v.trim().to_owned())
 }
 
-/// Whether kernel interface `iface` has carrier (down, or gone, counts as none).
-fn carrier(iface: &str) -> bool {
-    std::fs::read_to_string(format!("/sys/class/net/{iface}/carrier")).is_ok_and(|c| c.trim() == "1")
+/// Whether kernel interface `iface` is up with carrier (down, or gone, counts as none): the
+/// same question the link watcher asks of the uplink's own interface.
+fn carrier(iface: &KernelIface) -> bool {
+    iface.running().unwrap_or(false)
 }
 
 /// A member whose PMD never reports a link change (DPDK 22.11's net_af_packet says "up"
 /// from start to stop), followed through its kernel interface's carrier instead.
 struct Watched {
     id: PortId,
-    iface: String,
+    iface: KernelIface,
     /// The carrier as the bond uses it: the kernel's, a carrier that came back once it held
     /// for `up_delay`.
     carrier: bool,
@@ -153,7 +150,10 @@ impl BondUplink {
             };
             lines.push(format!("uplink bond: member {} (net_af_packet) never reports a link change (DPDK 22.11): {how}", member_name(m)));
             if b.mode == BondMode::ActiveBackup {
-                b.watched.push(Watched { id: m, carrier: carrier(&iface), changed: None, iface });
+                match KernelIface::from_name(&iface) {
+                    Ok(k) => b.watched.push(Watched { id: m, carrier: carrier(&k), changed: None, iface: k }),
+                    Err(e) => lines.push(format!("uplink bond: member {}: cannot follow {iface}'s carrier ({e})", member_name(m))),
+                }
             }
         }
         Some((b, lines))
@@ -221,7 +221,7 @@ impl BondUplink {
                 continue;
             }
             let since = *w.changed.get_or_insert_with(|| {
-                lines.push(format!("uplink bond: member {} ({}) carrier {}", member_name(w.id), w.iface, if kernel { "up" } else { "down" }));
+                lines.push(format!("uplink bond: member {} ({}) carrier {}", member_name(w.id), w.iface.name(), if kernel { "up" } else { "down" }));
                 now
             });
             if !kernel || now.duration_since(since) >= self.up_delay {
@@ -268,6 +268,7 @@ mod tests {
         assert_eq!(af_packet_iface("net_af_packet1", &vdevs).as_deref(), Some("bnd1"));
         assert_eq!(af_packet_iface("net_tap0", &vdevs), None, "not af_packet");
         assert_eq!(af_packet_iface("net_af_packet2", &vdevs), None);
-        assert!(!carrier("no-such-if0"), "no interface, no carrier");
+        assert!(!carrier(&KernelIface::from_name("no-such-if0").expect("a valid name")), "no interface, no carrier");
+        assert!(KernelIface::from_name("a-name-far-too-long").is_err());
     }
 }

@@ -74,13 +74,9 @@ const AF_PACKET_FRAMESZ: u64 = 2048;
 /// whole number of frames the PMD soon reads where no frame is and the uplink stops
 /// receiving. `devargs` is one `--vdev` value or `--port` spec; other drivers pass.
 pub fn check_af_packet(devargs: &str) -> Result<(), String> {
-    let mut parts = devargs.split(',');
-    if !parts.next().is_some_and(|name| name.starts_with("net_af_packet") || name.starts_with("eth_af_packet")) {
-        return Ok(());
-    }
+    let Some(args) = af_packet_args(devargs) else { return Ok(()) };
     let (mut block, mut frame) = (AF_PACKET_BLOCKSZ, AF_PACKET_FRAMESZ);
-    for kv in parts {
-        let Some((k, v)) = kv.split_once('=') else { continue };
+    for (k, v) in args {
         let n = || v.trim().parse::<u64>().map_err(|_| format!("{devargs}: {k}={v} is not a number"));
         match k.trim() {
             "blocksz" => block = n()?,
@@ -95,6 +91,14 @@ pub fn check_af_packet(devargs: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The `key=value` arguments (as written) of `devargs`, a `--vdev` value, when it names a
+/// net_af_packet device; None for any other driver.
+pub fn af_packet_args(devargs: &str) -> Option<impl Iterator<Item = (&str, &str)>> {
+    let mut parts = devargs.split(',');
+    let name = parts.next()?.trim();
+    (name.starts_with("net_af_packet") || name.starts_with("eth_af_packet")).then(|| parts.filter_map(|kv| kv.split_once('=')))
 }
 
 /// `check_af_packet` for every `--vdev` among the EAL arguments.

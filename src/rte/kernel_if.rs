@@ -23,6 +23,24 @@ impl KernelIface {
         if unsafe { libc::if_indextoname(if_index, name.as_mut_ptr()) }.is_null() {
             return Err(io::Error::last_os_error());
         }
+        Self::with_name(name)
+    }
+
+    /// The interface named `name` (it need not exist yet: `running` says false while it
+    /// does not). Err for a name no interface can have (empty, too long, a NUL byte).
+    pub fn from_name(name: &str) -> io::Result<KernelIface> {
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is no interface name")));
+        }
+        let mut buf = [0 as c_char; libc::IFNAMSIZ];
+        for (d, s) in buf.iter_mut().zip(name.bytes()) {
+            *d = s as c_char;
+        }
+        Self::with_name(buf)
+    }
+
+    /// `name`: NUL-terminated within its IFNAMSIZ bytes.
+    fn with_name(name: [c_char; libc::IFNAMSIZ]) -> io::Result<KernelIface> {
         // SAFETY: plain socket creation; the descriptor is owned from here on.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
@@ -39,7 +57,7 @@ impl KernelIface {
     }
 
     /// Whether the interface is up with carrier (IFF_UP and IFF_RUNNING): what a frame
-    /// sent into it needs to go anywhere.
+    /// sent into it needs to go anywhere. Err if it cannot be asked (e.g. it is gone).
     pub fn running(&self) -> io::Result<bool> {
         // SAFETY: ifreq is plain old data; all zero is a valid value.
         let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
