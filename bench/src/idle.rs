@@ -26,7 +26,6 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -316,13 +315,7 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
     };
     let idle_secs = a.settle + a.window + 1;
     let json = env.work.join(format!("idle-{}-{}-{seq}.json", sc.key(), v.short().replace(' ', "")));
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", crate::guest::GUEST_CORE]).arg(&env.latgen_bin);
-    cmd.args(env.eal_mem(256));
-    if env.hugepages {
-        cmd.arg("--single-file-segments");
-    }
-    cmd.args(["--no-pci", "--log-level=lib.eal:warning", &format!("--file-prefix=blat{seq}"), "--lcores", "0@0"]);
+    let mut cmd = crate::latency::latgen_command(env, seq);
     for (i, (sock, mac)) in [(&sock_a, mac_a), (&sock_b, mac_b)].into_iter().enumerate() {
         cmd.arg("--vdev").arg(format!("net_virtio_user{i},path={},mac={},queues=1,queue_size={}", sock.display(), mac_str(mac), a.queue_size));
     }

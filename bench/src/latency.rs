@@ -161,11 +161,9 @@ pub fn run_all(env: &Env, systems: &[System], a: &RunArgs) -> Result<Vec<Latency
     Ok(out)
 }
 
-fn one(env: &Env, sys: System, rate: u64, secs: u64) -> Result<LatencyResult> {
-    let topo = Topology::new(2, Uplink::Loop, false, "latency");
-    let Some(sw) = systems::start(env, sys, &topo)? else { bail!("not applicable") };
-    let seq = env.next_seq();
-    let json = env.work.join(format!("latency-{}-{rate}-{seq}.json", sys.key()));
+/// macvtap-latgen pinned to the guests' core with its EAL options, before its vdevs: how
+/// every latency-style measurement (this one, the idle bursts) starts it.
+pub fn latgen_command(env: &Env, seq: u32) -> Command {
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", crate::guest::GUEST_CORE]).arg(&env.latgen_bin);
     cmd.args(env.eal_mem(256));
@@ -173,6 +171,15 @@ fn one(env: &Env, sys: System, rate: u64, secs: u64) -> Result<LatencyResult> {
         cmd.arg("--single-file-segments");
     }
     cmd.args(["--no-pci", "--log-level=lib.eal:warning", &format!("--file-prefix=blat{seq}"), "--lcores", "0@0"]);
+    cmd
+}
+
+fn one(env: &Env, sys: System, rate: u64, secs: u64) -> Result<LatencyResult> {
+    let topo = Topology::new(2, Uplink::Loop, false, "latency");
+    let Some(sw) = systems::start(env, sys, &topo)? else { bail!("not applicable") };
+    let seq = env.next_seq();
+    let json = env.work.join(format!("latency-{}-{rate}-{seq}.json", sys.key()));
+    let mut cmd = latgen_command(env, seq);
     for i in 0..2 {
         cmd.arg("--vdev").arg(format!("net_virtio_user{i},path={},mac={},queues=1", sw.sockets[i].display(), mac_str(guest_mac(i))));
     }
