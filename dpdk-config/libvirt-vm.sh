@@ -93,16 +93,11 @@ SOCK_DIR=$DIR/vhost
 mkdir -p "$SOCK_DIR"
 chown "$QEMU_USER:$QEMU_GROUP" "$SOCK_DIR"
 chmod 750 "$SOCK_DIR"
-qvm_kernel
-say "initramfs"
-qvm_initramfs
+qvm_prepare
 # libvirt chowns the kernel and initramfs to the QEMU user while the VM runs: use private
 # copies, not the cache shared with qemu-vm.sh.
 KERNEL=$DIR/vmlinuz
 cp "$vmlinuz" "$KERNEL"
-qvm_build dpdk-macvtap dpdk-macvtapctl
-# shellcheck disable=SC2154 # both set by qvm_build
-BIN=$BIN_dpdk_macvtap CTL=$BIN_dpdk_macvtapctl
 
 # --- cleanup ------------------------------------------------------------------------------------
 

@@ -69,12 +69,7 @@ PY=/usr/bin/python3
 say "packages"
 qvm_packages tcpdump ethtool iputils-ping
 mkdir -p "$DIR/a" "$DIR/b"
-qvm_kernel
-say "initramfs"
-qvm_initramfs
-qvm_build dpdk-macvtap dpdk-macvtapctl
-BIN=$BIN_dpdk_macvtap
-CTL=$BIN_dpdk_macvtapctl
+qvm_prepare
 
 # --- cleanup --------------------------------------------------------------------------------------
 

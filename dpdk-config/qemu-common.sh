@@ -12,6 +12,8 @@
 #   qvm_kernel                the Debian kernel, unpacked into KERNEL_DIR: sets vmlinuz, KVER
 #   qvm_initramfs             a busybox initramfs ($INITRD) whose /init is described below
 #   qvm_build BIN...          cargo build --release of the binaries; private copies in $DIR
+#   qvm_prepare               qvm_kernel, qvm_initramfs and qvm_build of the switch and its
+#                             client: sets vmlinuz, KVER, BIN and CTL
 #   qvm_start NAME MAC IP PING WAIT [QEMU ARG...]   boots a VM on $DIR/NAME.sock (qemu_pid[NAME]);
 #                             optional variables for the call: QVM_ID (the key of qemu_pid, con_fd
 #                             and the console files, default NAME: two QEMUs of one VM, as in a
@@ -282,6 +284,17 @@ qvm_build() {
         printf -v "BIN_${b//-/_}" '%s' "$DIR/$b"
         echo "$b: built $(date -r "$rel/$b" '+%F %T')"
     done
+}
+
+# The guest kernel and initramfs, and the switch and its control client built: what the
+# scripts that run a switch beside VMs start from. Sets BIN and CTL (besides vmlinuz, KVER).
+qvm_prepare() {
+    qvm_kernel
+    say "initramfs"
+    qvm_initramfs
+    qvm_build dpdk-macvtap dpdk-macvtapctl
+    # shellcheck disable=SC2034,SC2154 # BIN/CTL are the callers'; BIN_* set by qvm_build
+    BIN=$BIN_dpdk_macvtap CTL=$BIN_dpdk_macvtapctl
 }
 
 # --- processes ----------------------------------------------------------------------------------

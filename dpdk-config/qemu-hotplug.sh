@@ -60,12 +60,7 @@ command -v python3 >/dev/null 2>&1 || extra+=(python3)
 qvm_packages "${extra[@]}"
 echo "$(python3 --version) (QMP client: dpdk-config/qmp.py)"
 mkdir -p "$DIR"
-qvm_kernel
-say "initramfs"
-qvm_initramfs
-qvm_build dpdk-macvtap dpdk-macvtapctl
-BIN=$BIN_dpdk_macvtap
-CTL=$BIN_dpdk_macvtapctl
+qvm_prepare
 QMP_SOCK=$DIR/$VM.qmp
 
 # --- cleanup ------------------------------------------------------------------------------------
