@@ -95,6 +95,11 @@ pub fn ratios(res: &Results, case: &Case, a: System, b: System, b_case: &Case) -
         .collect()
 }
 
+/// A packets-per-second median (min–max) as Mpps, three decimals.
+pub fn fmt_mpps(t: Option<(f64, f64, f64)>) -> String {
+    fmt_range(t.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3)
+}
+
 pub fn fmt_range(t: Option<(f64, f64, f64)>, prec: usize) -> String {
     match t {
         Some((m, lo, hi)) => format!("{m:.prec$} ({lo:.prec$}–{hi:.prec$})"),
@@ -166,8 +171,8 @@ pub fn write(res: &Results, md: &FsPath, png: &FsPath) -> Result<()> {
             "| {} | {} B | {} | {}{note} | {} | {} |",
             c.path_name(),
             c.size,
-            fmt_range(m.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
-            fmt_range(t.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
+            fmt_mpps(m),
+            fmt_mpps(t),
             fmt_range(r, 3),
             fmt_range(ro, 3)
         );
@@ -205,7 +210,7 @@ Gbps = Mpps × frame size (FCS included) × 8, without preamble and gap. Switch 
                 c.path_name(),
                 c.size,
                 sys,
-                fmt_range(s.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
+                fmt_mpps(s),
                 opt(s.map(|x| x.0 * c.size as f64 * 8.0 / 1e9), 2),
                 opt(cyc.map(|x| x.0), 0),
                 opt(busy.map(|x| x.0), 0),
@@ -339,8 +344,8 @@ machine (everything else < {:.0} % of a core over the window, see \"Other load\"
             "| {} | {} B | {} | {} | {} | {} ({}) | {} | {} / {} |",
             c.path_name(),
             c.size,
-            fmt_range(m.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
-            fmt_range(n.map(|(a, b, c)| (a / 1e6, b / 1e6, c / 1e6)), 3),
+            fmt_mpps(m),
+            fmt_mpps(n),
             fmt_range(r, 3),
             fmt_range(stats(&q), 3),
             q.len(),
