@@ -1,6 +1,8 @@
 //! The uplink port at start: opened (or probed), configured with a queue pair per worker
 //! (or VMDq pools where the port steers that way), its MTU set and its queues set up.
 
+use std::sync::Arc;
+
 use anyhow::{bail, Result};
 
 use crate::config::GuestConfig;
@@ -198,7 +200,7 @@ pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, gu
 
 impl Layout {
     /// Sets the queues up, their rx rings filled from `pool`.
-    pub fn setup(self, pool: &Mempool) -> Result<Uplink> {
+    pub fn setup(self, pool: &Arc<Mempool>) -> Result<Uplink> {
         let Layout { port, rx_descriptors, tx_queues, tx_descriptors, scopes, vmdq } = self;
         let rx = rx_descriptors.iter().enumerate().map(|(q, &d)| port.rx_queue(q as u16, d, pool).map(Some)).collect::<Result<_, _>>()?;
         let tx = (0..tx_queues).map(|q| port.tx_queue(q, tx_descriptors).map(Some)).collect::<Result<_, _>>()?;

@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -66,7 +67,7 @@ struct GuestPort {
 }
 
 struct Guest {
-    pool: Mempool,
+    pool: Arc<Mempool>,
     ports: Vec<GuestPort>,
     /// Frames received while a send command ran (a VM receives while it sends); the next
     /// receiving command takes them first.
@@ -173,7 +174,7 @@ fn main() {
     }
 }
 
-fn open_port(i: usize, cli: &Cli, pool: &Mempool) -> Result<GuestPort> {
+fn open_port(i: usize, cli: &Cli, pool: &Arc<Mempool>) -> Result<GuestPort> {
     let path = &cli.socket[i];
     if cli.server {
         // A socket left by a previous guest process that did not close its port.
@@ -208,7 +209,7 @@ fn open_port(i: usize, cli: &Cli, pool: &Mempool) -> Result<GuestPort> {
 fn run(cli: Cli, eal_args: Vec<String>) -> Result<()> {
     let eal = Eal::init(&eal_args).context("EAL")?;
     let ring_buffers = cli.socket.len() as u32 * u32::from(cli.queues) * QUEUE_SIZE;
-    let pool = Mempool::pktmbuf("guest_pool", 2 * ring_buffers + 4095, 64, DATA_ROOM, eal.socket_id())?;
+    let pool = Arc::new(Mempool::pktmbuf("guest_pool", 2 * ring_buffers + 4095, 64, DATA_ROOM, eal.socket_id())?);
     let ports = (0..cli.socket.len()).map(|i| open_port(i, &cli, &pool)).collect::<Result<Vec<_>>>()?;
     let deadline = Instant::now() + Duration::from_secs(cli.link_timeout);
     for (i, p) in ports.iter().enumerate() {

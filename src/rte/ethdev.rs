@@ -2,12 +2,14 @@
 //! their queue tokens. The switch's guests are not ethdev ports: see `vhost`.
 //!
 //! A port is closed when the last of its handles goes: the `Port` itself and every queue
-//! token share one `Arc`, so a worker still holding a queue keeps the port open.
+//! token share one `Arc`, so a worker still holding a queue keeps the port open. The handle
+//! also holds the pools its rx queues were filled from, so a pool outlives every port that
+//! takes buffers from it, whatever order the owner drops them in.
 
 use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::burst::Burst;
 use super::error::{check, Result, RteError};
@@ -25,6 +27,15 @@ impl std::fmt::Display for PortId {
 
 struct PortHandle {
     id: PortId,
+    /// Dropped after the port is closed (fields drop after `drop`): closing hands the rx
+    /// rings' buffers back to these pools.
+    pools: Mutex<Vec<Arc<Mempool>>>,
+}
+
+impl PortHandle {
+    fn new(id: PortId) -> Arc<PortHandle> {
+        Arc::new(PortHandle { id, pools: Mutex::new(Vec::new()) })
+    }
 }
 
 impl Drop for PortHandle {
@@ -154,7 +165,7 @@ impl Port {
                 .with_detail(format!("no port {id} (ports available: {})", Self::count())));
         }
         let name = port_name(id)?;
-        Ok(Port { handle: Arc::new(PortHandle { id }), name })
+        Ok(Port { handle: PortHandle::new(id), name })
     }
 
     /// Probes a device from a devargs string (`net_vhost0,iface=/run/x.sock`, a PCI address...)
@@ -171,7 +182,7 @@ impl Port {
         // SAFETY: cname is a valid C string, id a valid out-pointer.
         check("rte_eth_dev_get_port_by_name", unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) })
             .map_err(|e| e.with_detail(name.to_owned()))?;
-        Ok(Port { handle: Arc::new(PortHandle { id: PortId(id) }), name: name.to_owned() })
+        Ok(Port { handle: PortHandle::new(PortId(id)), name: name.to_owned() })
     }
 
     /// Number of ports EAL knows.
@@ -270,9 +281,18 @@ impl Port {
         Ok(mtu)
     }
 
-    /// Sets up rx queue `queue`; mbufs for it come from `pool`, which must outlive the port.
-    pub fn rx_queue(&self, queue: u16, descriptors: u16, pool: &Mempool) -> Result<RxQueue> {
-        // SAFETY: a null rxconf selects the driver's defaults; pool is live.
+    /// Sets up rx queue `queue`; mbufs for it come from `pool`, which the port keeps until it
+    /// is closed.
+    pub fn rx_queue(&self, queue: u16, descriptors: u16, pool: &Arc<Mempool>) -> Result<RxQueue> {
+        // Kept before the driver may take a buffer from it (a failed setup keeps it too: the
+        // driver may have filled part of the ring).
+        let mut pools = self.handle.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if !pools.iter().any(|p| Arc::ptr_eq(p, pool)) {
+            pools.push(Arc::clone(pool));
+        }
+        drop(pools);
+        // SAFETY: a null rxconf selects the driver's defaults; the pool is live and stays so
+        // until the port is closed (held by the handle above).
         check("rte_eth_rx_queue_setup", unsafe {
             sys::rte_eth_rx_queue_setup(self.raw(), queue, descriptors, self.socket(), std::ptr::null(), pool.as_ptr())
         })

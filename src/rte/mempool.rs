@@ -7,7 +7,14 @@ use super::error::{Result, RteError};
 use crate::sys;
 
 /// A pktmbuf pool. DPDK pools are thread-safe (lock-free ring plus a per-lcore cache), hence
-/// `Send + Sync`. It must outlive every port queue set up with it: `app` drops pools after ports.
+/// `Send + Sync`.
+///
+/// Dropped with buffers still out (an `Mbuf` alive, a ring or virtqueue holding one), the pool
+/// is left allocated rather than freed under them: freeing would return its memory to EAL,
+/// which may hand the pages back to the kernel, and whoever still reads a buffer (a vhost
+/// backend copying a frame out of this process's memory) would read zeros. Ports keep the
+/// pools their rx rings are filled from (`Port::rx_queue`), so those buffers are back before
+/// the pool is dropped.
 pub struct Mempool {
     raw: NonNull<sys::rte_mempool>,
 }
@@ -55,7 +62,63 @@ impl Mempool {
 
 impl Drop for Mempool {
     fn drop(&mut self) {
-        // SAFETY: no queue or mbuf refers to the pool any more (ports were closed first).
+        if self.in_use() > 0 {
+            // Leaked on purpose: see the type's documentation.
+            return;
+        }
+        // SAFETY: every buffer is back in the pool, so no mbuf, ring or queue refers to it,
+        // and nothing can take one any more (this is its only handle).
         unsafe { sys::rte_mempool_free(self.raw.as_ptr()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+    use std::sync::Arc;
+
+    use crate::rte::ethdev::{Port, PortConf};
+    use crate::rte::testing::pool;
+    use crate::rte::Mbuf;
+    use crate::sys;
+
+    /// Whether EAL still has a pool of that name (a freed pool is gone from its list).
+    fn allocated(name: &str) -> bool {
+        let c = CString::new(name).expect("name");
+        // SAFETY: c is a valid C string; lookup only reads EAL's list of pools.
+        !unsafe { sys::rte_mempool_lookup(c.as_ptr()) }.is_null()
+    }
+
+    #[test]
+    fn a_pool_dropped_with_a_buffer_out_stays_allocated_under_it() {
+        let p = pool("drop_with_out", 8);
+        let mut m = Mbuf::alloc(&p).expect("mbuf");
+        drop(p);
+        assert!(allocated("drop_with_out"), "freed under a live buffer");
+        m.append(4).expect("room").copy_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(m.data(), &[1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_pool_with_every_buffer_back_is_freed() {
+        let p = pool("drop_all_back", 8);
+        drop(Mbuf::alloc(&p).expect("mbuf"));
+        drop(p);
+        assert!(!allocated("drop_all_back"));
+    }
+
+    /// The pool an rx queue is filled from lives until the port is closed, even when its owner
+    /// lets go of it first (net_null takes buffers only when polled, so none is out here).
+    #[test]
+    fn a_port_keeps_its_rx_pool_until_it_is_closed() {
+        let p = Arc::new(pool("port_keeps", 64));
+        let port = Port::probe("net_null_mempool_keep").expect("net_null");
+        port.configure(&PortConf { rx_queues: 1, tx_queues: 1, ..PortConf::default() }).expect("configure");
+        let rx = port.rx_queue(0, 32, &p).expect("rx queue");
+        drop(p);
+        assert!(allocated("port_keeps"), "freed while the port may still take buffers from it");
+        drop(rx);
+        drop(port);
+        assert!(!allocated("port_keeps"), "the port closed and gave it back");
     }
 }

@@ -6,9 +6,10 @@
 //! What the types enforce: a queue token keeps its port open (they share an `Arc`); an mbuf
 //! is freed once (`Mbuf` owns one reference) and written only while it is the only one; a
 //! vhost call needs a `vhost_links::Device`, which cannot outlive the worker pass it was read
-//! in. What they do not, and the application's teardown order (`app::switch`) provides:
-//! the pool outlives every port and ring that holds its buffers (ports close, rings free
-//! what they hold, then the pool goes), and EAL outlives everything (`Eal` is dropped last).
+//! in; a port keeps the pools its rx rings take from until it is closed, and a pool dropped
+//! while any buffer is still out is left allocated rather than freed under it. What they do
+//! not, and the application's teardown order (`app::switch`) provides: EAL outlives
+//! everything (`Eal` is dropped last).
 
 mod boundary;
 pub mod bond;

@@ -143,7 +143,7 @@ fn main() {
     }
 }
 
-fn open(id: u16, pool: &Mempool) -> Result<(Port, dpdk_macvtap::rte::RxQueue, dpdk_macvtap::rte::TxQueue)> {
+fn open(id: u16, pool: &std::sync::Arc<Mempool>) -> Result<(Port, dpdk_macvtap::rte::RxQueue, dpdk_macvtap::rte::TxQueue)> {
     let p = Port::from_id(PortId(id)).with_context(|| format!("port {id} (give two --vdev net_virtio_user)"))?;
     p.configure(&PortConf::default())?;
     let rx = p.rx_queue(0, DESCRIPTORS, pool)?;
@@ -158,7 +158,7 @@ fn run(cli: Cli, eal_args: Vec<String>) -> Result<()> {
     }
     let eal = Eal::init(&eal_args).context("EAL")?;
     let hz = eal.tsc_hz();
-    let pool = Mempool::pktmbuf("latgen", 8191, 256, 2048 + 128, eal.socket_id())?;
+    let pool = std::sync::Arc::new(Mempool::pktmbuf("latgen", 8191, 256, 2048 + 128, eal.socket_id())?);
     let (pa, rx_a, mut tx_a) = open(0, &pool)?;
     let (pb, mut rx_b, tx_b) = open(1, &pool)?;
     let t_link = Instant::now();
