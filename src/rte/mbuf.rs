@@ -1,6 +1,7 @@
 //! An owned packet buffer (`rte_mbuf` chain) that is freed exactly once.
 
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use super::mempool::Mempool;
 use crate::sys;
@@ -239,18 +240,43 @@ impl Mbuf {
 
     #[inline]
     pub fn refcnt(&self) -> u16 {
-        // SAFETY: self owns a reference to a live mbuf.
-        unsafe { sys::shim_rte_mbuf_refcnt_read(self.0.as_ptr()) }
+        refcnt_of(self.0.as_ptr()).load(Ordering::Relaxed)
     }
 
     /// A second reference to the same frame (every segment's refcount + 1): each reference
     /// is freed once, and the buffers return to the pool when the last one goes.
+    ///
+    /// Done here rather than through DPDK's inline `rte_pktmbuf_refcnt_update`, which Rust
+    /// can only reach through an out-of-line C call: a flood takes a reference per receiving
+    /// guest, and that call was a tenth of a flooding worker's time. Same protocol as DPDK's:
+    /// an increment needs no ordering (as `Arc::clone`: the holder's reference keeps the
+    /// segment alive), and a count of 1 is ours alone, so it is stored rather than added to
+    /// without a locked instruction.
     #[inline]
     pub fn share(&self) -> Mbuf {
-        // SAFETY: self keeps the chain alive; bumping every segment keeps chained frames correct.
-        unsafe { sys::shim_rte_pktmbuf_refcnt_update(self.0.as_ptr(), 1) };
+        let mut seg = self.0.as_ptr();
+        while !seg.is_null() {
+            let count = refcnt_of(seg);
+            let now = count.load(Ordering::Relaxed);
+            if now == 1 {
+                count.store(2, Ordering::Relaxed);
+            } else {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            // SAFETY: seg is a segment of the chain self keeps alive.
+            seg = unsafe { (*seg).next };
+        }
         Mbuf(self.0)
     }
+}
+
+/// The reference count of a live segment, as the atomic DPDK treats it as.
+#[inline]
+fn refcnt_of<'a>(seg: *mut sys::rte_mbuf) -> &'a AtomicU16 {
+    // SAFETY: callers pass a segment of a chain they hold a reference to, so it is live for
+    // as long as they use the count; `refcnt` is an aligned u16 that DPDK only ever reads and
+    // writes atomically (`rte_mbuf_refcnt_*`), as AtomicU16 requires.
+    unsafe { AtomicU16::from_ptr(std::ptr::addr_of_mut!((*seg).refcnt)) }
 }
 
 impl Drop for Mbuf {
@@ -270,4 +296,40 @@ pub fn prefetch(p: *const u8) {
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rte::testing::pool;
+
+    fn frame(p: &Mempool, bytes: &[u8]) -> Mbuf {
+        let mut m = Mbuf::alloc(p).expect("mbuf");
+        m.append(bytes.len() as u16).expect("room").copy_from_slice(bytes);
+        m
+    }
+
+    #[test]
+    fn shared_references_count_on_every_segment_and_free_once_each() {
+        let p = pool("mbuf_share", 16);
+        let mut head = frame(&p, &[1; 60]);
+        assert!(head.chain(frame(&p, &[2; 40])).is_ok(), "chain");
+        assert!(head.is_exclusive());
+        let copies: Vec<Mbuf> = (0..3).map(|_| head.share()).collect();
+        assert_eq!(head.refcnt(), 4);
+        assert_eq!(head.segments().count(), 2);
+        // SAFETY: the second segment is live while `head` holds the chain.
+        let tail = unsafe { &*head.head().next };
+        assert_eq!(tail.refcnt, 4, "the chained segment counts every reference too");
+        assert!(!head.is_exclusive());
+        let mut head = head;
+        assert!(head.data_mut().is_none(), "no writes through a shared frame");
+        assert_eq!(p.in_use(), 2);
+        drop(copies);
+        assert_eq!(head.refcnt(), 1);
+        assert!(head.data_mut().is_some());
+        assert_eq!(p.in_use(), 2);
+        drop(head);
+        assert_eq!(p.in_use(), 0, "both segments back once the last reference went");
+    }
 }

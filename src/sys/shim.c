@@ -48,16 +48,6 @@ int shim_rte_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail)
 	return rte_pktmbuf_chain(head, tail);
 }
 
-uint16_t shim_rte_mbuf_refcnt_read(const struct rte_mbuf *m)
-{
-	return rte_mbuf_refcnt_read(m);
-}
-
-void shim_rte_pktmbuf_refcnt_update(struct rte_mbuf *m, int16_t value)
-{
-	rte_pktmbuf_refcnt_update(m, value);
-}
-
 unsigned int shim_rte_ring_enqueue_burst(struct rte_ring *r, void *const *objs,
 					 unsigned int n)
 {

@@ -26,8 +26,6 @@ void shim_rte_pktmbuf_free(struct rte_mbuf *m);
 uint16_t shim_rte_pktmbuf_data_room_size(struct rte_mempool *mp);
 char *shim_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 int shim_rte_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail);
-uint16_t shim_rte_mbuf_refcnt_read(const struct rte_mbuf *m);
-void shim_rte_pktmbuf_refcnt_update(struct rte_mbuf *m, int16_t value);
 
 unsigned int shim_rte_ring_enqueue_burst(struct rte_ring *r, void *const *objs,
 					 unsigned int n);
