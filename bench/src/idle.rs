@@ -31,6 +31,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::cpu;
+use crate::floor::{self, FloorSample};
 use crate::model::{guest_mac, mac_str, Env, System, EXTERNAL_MAC};
 use crate::proc::{self, Proc};
 use crate::report::{self, stats};
@@ -200,6 +201,9 @@ pub struct IdleResults {
     pub host: String,
     pub versions: Vec<(String, String)>,
     pub samples: Vec<IdleSample>,
+    /// A bare sleeping thread at each bound, once per run (`floor`).
+    #[serde(default)]
+    pub floors: Vec<FloorSample>,
     pub failures: Vec<(String, String)>,
     pub commands: Vec<(String, String)>,
 }
@@ -235,6 +239,7 @@ pub fn run(mut a: IdleArgs) -> Result<()> {
         host,
         versions: report::versions(&env),
         samples: Vec::new(),
+        floors: Vec::new(),
         failures: Vec::new(),
         commands: Vec::new(),
     };
@@ -271,6 +276,24 @@ pub fn run(mut a: IdleArgs) -> Result<()> {
                     }
                 }
                 std::fs::write(stem.with_extension("json"), serde_json::to_string_pretty(&res)?)?;
+            }
+        }
+        // With no switch running: the same sleeps, and nothing else.
+        for &b in a.bounds.iter().filter(|&&b| b > 0) {
+            if crate::stopping() {
+                break 'all;
+            }
+            crate::wait_quiet(a.wait_quiet);
+            eprint!("floor | sleep {b} µs alone | run {}: ", run + 1);
+            match floor::measure(b, Duration::from_secs(a.window), run) {
+                Ok(f) => {
+                    eprintln!("{:.2}% of a core, {:.0} wake-ups/s", f.cpu_pct, f.wakeups_per_s);
+                    res.floors.push(f);
+                }
+                Err(e) => {
+                    eprintln!("FAILED: {e:#}");
+                    res.failures.push((format!("floor | {b} µs | run {}", run + 1), first_line(&format!("{e:#}"))));
+                }
             }
         }
     }
@@ -386,6 +409,42 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
 }
 
 /// The delays of the probes that arrived (0 marks a lost one).
+/// The floor beside the worker: what sleeping at each bound costs with nothing else done.
+fn write_floor(o: &mut String, res: &IdleResults) {
+    if res.floors.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "### What the sleeps alone cost (the floor)\n");
+    let _ = writeln!(
+        o,
+        "A thread of the bench itself, pinned to core 1 with the worker's timer slack (1 µs), doing nothing but sleep the bound \
+at a time for the same window, with no switch running (`bench/src/floor.rs`), read the same way. The idle worker cannot cost \
+less at that bound; the difference is its own pass between sleeps.\n"
+    );
+    let sc = scenarios(res);
+    let _ = writeln!(o, "| bound µs | sleeping alone % (stat) | alone % (schedstat) | alone wake-ups/s | {} |", sc.iter().map(|s| format!("worker % ({s})")).collect::<Vec<_>>().join(" | "));
+    let _ = writeln!(o, "|---:|---:|---:|---:|{}", "---:|".repeat(sc.len()));
+    let mut bounds: Vec<u32> = res.floors.iter().map(|f| f.bound_us).collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    for b in bounds {
+        let fs: Vec<&FloorSample> = res.floors.iter().filter(|f| f.bound_us == b).collect();
+        let worker: Vec<String> = sc
+            .iter()
+            .map(|s| range(&res.samples.iter().filter(|x| &x.scenario == s && x.variant == Variant::Macvtap(b)).map(|x| x.cpu_pct).collect::<Vec<_>>(), 1))
+            .collect();
+        let _ = writeln!(
+            o,
+            "| {b} | {} | {} | {} | {} |",
+            range(&fs.iter().map(|f| f.cpu_pct).collect::<Vec<_>>(), 1),
+            range(&fs.iter().filter_map(|f| f.sched_pct).collect::<Vec<_>>(), 1),
+            range(&fs.iter().map(|f| f.wakeups_per_s).collect::<Vec<_>>(), 0),
+            worker.join(" | ")
+        );
+    }
+    let _ = writeln!(o);
+}
+
 fn received(ns: &[u64]) -> Vec<f64> {
     ns.iter().filter(|&&x| x > 0).map(|&x| x as f64).collect()
 }
@@ -503,6 +562,8 @@ A pure-polling thread below 100 % is one that other tasks pushed off its core pa
         }
         let _ = writeln!(o);
     }
+
+    write_floor(&mut o, res);
 
     // 2. Bursts
     let _ = writeln!(o, "## A burst after a long idle period\n");

@@ -6,6 +6,7 @@
 //! measured processes are children pinned to cores 0 (generator) and 1 (switch).
 
 mod cpu;
+mod floor;
 mod guest;
 mod idle;
 mod kernel;
