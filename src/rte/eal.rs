@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, CString};
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::error::{Result, RteError};
 use super::lcore::LcoreId;
@@ -10,8 +10,49 @@ use crate::sys;
 
 static EAL_STARTED: AtomicBool = AtomicBool::new(false);
 
-/// The initialised EAL. Dropping it runs `rte_eal_cleanup`, so it must outlive every port,
-/// pool and lcore launch; `app` keeps it last. Not `Send`: clean-up belongs to the main thread.
+/// How many wrappers of things EAL holds are alive (pools, ports, rings, vhost sockets, flow
+/// rules, link callbacks, lcore launches: each holds an [`EalUse`]), with `NOT_RUNNING` set
+/// before EAL is up and once it was cleaned up. `rte_eal_cleanup` frees EAL's memory and stops
+/// its threads, so it runs only when nothing built on EAL is left, and nothing is built after.
+static USES: AtomicUsize = AtomicUsize::new(NOT_RUNNING);
+const NOT_RUNNING: usize = 1 << (usize::BITS - 1);
+
+/// One thing built on EAL, alive: while any exists EAL is not cleaned up (dropping [`Eal`]
+/// first leaves EAL's memory to the end of the process rather than freeing it under them).
+/// A wrapper drops it after releasing what it wraps (struct fields drop after `Drop::drop`).
+pub(crate) struct EalUse(());
+
+impl EalUse {
+    /// Fails before EAL is up and after it was cleaned up: nothing can be built on it then.
+    pub(crate) fn take(op: &'static str) -> Result<EalUse> {
+        let mut now = USES.load(Ordering::SeqCst);
+        loop {
+            if now & NOT_RUNNING != 0 {
+                return Err(RteError::new(op, libc::ENODEV).with_detail("EAL is not running"));
+            }
+            match USES.compare_exchange_weak(now, now + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Ok(EalUse(())),
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    /// Keeps EAL up to the end of the process: for something left allocated on purpose (a
+    /// pool dropped with buffers still out), which EAL's clean-up would free under them.
+    pub(crate) fn keep_to_exit(&self) {
+        USES.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for EalUse {
+    fn drop(&mut self) {
+        USES.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The initialised EAL. Dropping it runs `rte_eal_cleanup` once nothing built on EAL is left
+/// (see [`EalUse`]); `app` drops it last, so that clean-up runs. Not `Send`: clean-up belongs
+/// to the main thread.
 pub struct Eal {
     _main_thread: PhantomData<*const ()>,
 }
@@ -44,6 +85,7 @@ impl Eal {
             return Err(RteError::new("rte_eal_init", libc::EINVAL)
                 .with_detail(format!("not EAL options: {rest} (put application options after `--`)")));
         }
+        USES.fetch_and(!NOT_RUNNING, Ordering::SeqCst);
         Ok(Eal { _main_thread: PhantomData })
     }
 
@@ -84,8 +126,12 @@ impl Eal {
 
 impl Drop for Eal {
     fn drop(&mut self) {
-        // SAFETY: everything built on EAL was dropped before (it borrows nothing from Eal but
-        // the app orders its fields so), and this is the main thread.
+        // With something built on EAL still alive, EAL stays up until the process ends.
+        if USES.compare_exchange(0, NOT_RUNNING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            return;
+        }
+        // SAFETY: nothing built on EAL is alive and nothing can be built any more (USES), and
+        // this is the main thread (Eal is not Send).
         unsafe { sys::rte_eal_cleanup() };
     }
 }

@@ -9,9 +9,11 @@
 use std::cell::Cell;
 use std::ffi::{CStr, CString};
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::burst::Burst;
+use super::eal::EalUse;
 use super::error::{check, Result, RteError};
 use super::mempool::Mempool;
 use crate::sys;
@@ -30,11 +32,27 @@ struct PortHandle {
     /// Dropped after the port is closed (fields drop after `drop`): closing hands the rx
     /// rings' buffers back to these pools.
     pools: Mutex<Vec<Arc<Mempool>>>,
+    _eal: EalUse,
+}
+
+/// Ports with a handle in this process: a second handle would close the port under the
+/// first one's queues when it went.
+static OPEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+fn open_ports() -> std::sync::MutexGuard<'static, BTreeSet<u16>> {
+    // Single inserts and removes: a panic elsewhere cannot leave the set half-changed.
+    OPEN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl PortHandle {
-    fn new(id: PortId) -> Arc<PortHandle> {
-        Arc::new(PortHandle { id, pools: Mutex::new(Vec::new()) })
+    /// The one handle of port `id`; refused while another exists.
+    fn new(id: PortId) -> Result<Arc<PortHandle>> {
+        let eal = EalUse::take("opening a port")?;
+        if !open_ports().insert(id.0) {
+            return Err(RteError::new("opening a port", libc::EBUSY)
+                .with_detail(format!("port {id} is already open in this process")));
+        }
+        Ok(Arc::new(PortHandle { id, pools: Mutex::new(Vec::new()), _eal: eal }))
     }
 }
 
@@ -46,6 +64,7 @@ impl Drop for PortHandle {
             sys::rte_eth_dev_stop(self.id.0);
             sys::rte_eth_dev_close(self.id.0);
         }
+        open_ports().remove(&self.id.0);
     }
 }
 
@@ -165,7 +184,7 @@ impl Port {
                 .with_detail(format!("no port {id} (ports available: {})", Self::count())));
         }
         let name = port_name(id)?;
-        Ok(Port { handle: PortHandle::new(id), name })
+        Ok(Port { handle: PortHandle::new(id)?, name })
     }
 
     /// Probes a device from a devargs string (`net_vhost0,iface=/run/x.sock`, a PCI address...)
@@ -182,7 +201,7 @@ impl Port {
         // SAFETY: cname is a valid C string, id a valid out-pointer.
         check("rte_eth_dev_get_port_by_name", unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) })
             .map_err(|e| e.with_detail(name.to_owned()))?;
-        Ok(Port { handle: PortHandle::new(PortId(id)), name: name.to_owned() })
+        Ok(Port { handle: PortHandle::new(PortId(id))?, name: name.to_owned() })
     }
 
     /// Number of ports EAL knows.
@@ -519,5 +538,18 @@ impl TxQueue {
         let n = unsafe { sys::shim_rte_eth_tx_burst(self.port.id.0, self.queue, ptr, len as u16) } as usize;
         burst.consume_prefix(n);
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_has_one_handle_at_a_time() {
+        crate::rte::testing::eal();
+        let port = Port::probe("net_null_one_handle").expect("net_null");
+        let again = Port::from_id(port.id()).err().expect("a second handle is refused");
+        assert!(again.to_string().contains("already open"), "{again}");
     }
 }

@@ -8,6 +8,7 @@
 use std::ffi::CStr;
 use std::ptr::NonNull;
 
+use super::eal::EalUse;
 use super::error::{Result, RteError};
 use super::ethdev::PortId;
 use crate::sys;
@@ -143,6 +144,7 @@ pub fn validate(port: PortId, m: EthDstMatch, queue: u16) -> Result<()> {
 pub struct FlowRule {
     port: PortId,
     raw: NonNull<sys::rte_flow>,
+    _eal: EalUse,
 }
 
 // SAFETY: a rule handle is only used from the control thread that created and destroys it;
@@ -152,11 +154,12 @@ unsafe impl Send for FlowRule {}
 impl FlowRule {
     pub fn create(port: PortId, m: EthDstMatch, queue: u16) -> Result<FlowRule> {
         validate(port, m, queue)?;
+        let eal = EalUse::take("rte_flow_create")?;
         let parts = RuleParts::new(m, queue);
         let mut err = sys::rte_flow_error::default();
         // SAFETY: as in validate.
         let raw = unsafe { sys::rte_flow_create(port.0, &parts.attr, parts.pattern.as_ptr(), parts.actions.as_ptr(), &mut err) };
-        NonNull::new(raw).map(|raw| FlowRule { port, raw }).ok_or_else(|| flow_error("rte_flow_create", None, &err))
+        NonNull::new(raw).map(|raw| FlowRule { port, raw, _eal: eal }).ok_or_else(|| flow_error("rte_flow_create", None, &err))
     }
 }
 

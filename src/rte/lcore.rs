@@ -4,6 +4,7 @@ use std::ffi::{c_int, c_void};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use super::eal::EalUse;
 use super::error::{check, Result};
 use crate::sys;
 
@@ -45,6 +46,7 @@ pub struct Launched<T> {
     lcore: LcoreId,
     result: Arc<Mutex<Option<T>>>,
     joined: bool,
+    _eal: EalUse,
 }
 
 /// Runs `f` on `lcore`, which must be an idle worker lcore.
@@ -53,6 +55,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let eal = EalUse::take("rte_eal_remote_launch")?;
     let result = Arc::new(Mutex::new(None));
     let slot = Arc::clone(&result);
     let job: Job = Box::new(move || {
@@ -69,7 +72,7 @@ where
         drop(unsafe { Box::from_raw(arg as *mut Job) });
         return Err(e.with_detail(format!("lcore {lcore}")));
     }
-    Ok(Launched { lcore, result, joined: false })
+    Ok(Launched { lcore, result, joined: false, _eal: eal })
 }
 
 impl<T> Launched<T> {

@@ -9,6 +9,7 @@
 use std::ffi::{c_int, c_void};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::eal::EalUse;
 use super::error::{check, Result};
 use super::ethdev::{Port, PortId};
 use crate::sys;
@@ -36,12 +37,14 @@ unsafe extern "C" fn on_lsc(_port: u16, _event: sys::rte_eth_event_type, _arg: *
 /// unregisters the callback (before the port closes: keep it in a field dropped earlier).
 pub struct LinkEvents {
     port: PortId,
+    _eal: EalUse,
 }
 
 impl LinkEvents {
     /// Registers for `port`'s link changes; the port must have been configured with
     /// `PortConf::lsc`. One registration per process (the switch has one uplink).
     pub fn register(port: &Port, notify: Notify) -> Result<LinkEvents> {
+        let eal = EalUse::take("rte_eth_dev_callback_register")?;
         *NOTIFY.lock().unwrap_or_else(PoisonError::into_inner) = Some(notify);
         // SAFETY: on_lsc is a valid callback for the process's lifetime and ignores its
         // argument, so a null one is fine.
@@ -50,7 +53,7 @@ impl LinkEvents {
             *NOTIFY.lock().unwrap_or_else(PoisonError::into_inner) = None;
             return Err(e.with_detail(format!("port {}", port.name())));
         }
-        Ok(LinkEvents { port: port.id() })
+        Ok(LinkEvents { port: port.id(), _eal: eal })
     }
 }
 

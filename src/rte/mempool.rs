@@ -3,6 +3,7 @@
 use std::ffi::CString;
 use std::ptr::NonNull;
 
+use super::eal::EalUse;
 use super::error::{Result, RteError};
 use crate::sys;
 
@@ -17,6 +18,7 @@ use crate::sys;
 /// the pool is dropped.
 pub struct Mempool {
     raw: NonNull<sys::rte_mempool>,
+    eal: EalUse,
 }
 
 // SAFETY: rte_mempool operations are safe from any EAL or registered thread.
@@ -29,10 +31,11 @@ impl Mempool {
     pub fn pktmbuf(name: &str, n: u32, cache: u32, data_room: u16, socket: i32) -> Result<Mempool> {
         let cname = CString::new(name)
             .map_err(|_| RteError::new("rte_pktmbuf_pool_create", libc::EINVAL).with_detail(name))?;
+        let eal = EalUse::take("rte_pktmbuf_pool_create")?;
         // SAFETY: cname is a valid C string; the other arguments are plain integers.
         let raw = unsafe { sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket) };
         NonNull::new(raw)
-            .map(|raw| Mempool { raw })
+            .map(|raw| Mempool { raw, eal })
             .ok_or_else(|| {
                 RteError::from_rte_errno("rte_pktmbuf_pool_create")
                     .with_detail(format!("{name}: {n} mbufs of {data_room} bytes"))
@@ -63,7 +66,8 @@ impl Mempool {
 impl Drop for Mempool {
     fn drop(&mut self) {
         if self.in_use() > 0 {
-            // Leaked on purpose: see the type's documentation.
+            // Leaked on purpose (see the type's documentation), and EAL with it.
+            self.eal.keep_to_exit();
             return;
         }
         // SAFETY: every buffer is back in the pool, so no mbuf, ring or queue refers to it,

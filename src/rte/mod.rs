@@ -6,10 +6,11 @@
 //! What the types enforce: a queue token keeps its port open (they share an `Arc`); an mbuf
 //! is freed once (`Mbuf` owns one reference) and written only while it is the only one; a
 //! vhost call needs a `vhost_links::Device`, which cannot outlive the worker pass it was read
-//! in; a port keeps the pools its rx rings take from until it is closed, and a pool dropped
-//! while any buffer is still out is left allocated rather than freed under it. What they do
-//! not, and the application's teardown order (`app::switch`) provides: EAL outlives
-//! everything (`Eal` is dropped last).
+//! in; a port has one handle and keeps the pools its rx rings take from until it is closed;
+//! a pool dropped while any buffer is still out is left allocated rather than freed under it;
+//! EAL is cleaned up only once nothing built on it is alive (`eal::EalUse`), and nothing is
+//! built on it after. The application's teardown order (`app::switch`) is what makes that
+//! clean-up happen at exit rather than being skipped.
 
 mod boundary;
 pub mod bond;

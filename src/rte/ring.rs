@@ -8,11 +8,13 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::burst::Burst;
+use super::eal::EalUse;
 use super::error::{Result, RteError};
 use crate::sys;
 
 struct RingHandle {
     raw: NonNull<sys::rte_ring>,
+    _eal: EalUse,
 }
 
 // SAFETY: the handle is only the ring's address; rte_ring_free may run on any EAL thread,
@@ -45,11 +47,12 @@ impl Drop for RingHandle {
 pub fn spsc(name: &str, capacity: u32, socket: i32) -> Result<(Producer, Consumer)> {
     let c = CString::new(name).map_err(|_| RteError::new("rte_ring_create", libc::EINVAL).with_detail(name))?;
     let flags = sys::RING_F_SP_ENQ | sys::RING_F_SC_DEQ | sys::RING_F_EXACT_SZ;
+    let eal = EalUse::take("rte_ring_create")?;
     // SAFETY: c is a valid C string; flags are DPDK's.
     let raw = unsafe { sys::rte_ring_create(c.as_ptr(), capacity, socket, flags) };
     let raw = NonNull::new(raw)
         .ok_or_else(|| RteError::from_rte_errno("rte_ring_create").with_detail(format!("{name}: {capacity} entries")))?;
-    let h = Arc::new(RingHandle { raw });
+    let h = Arc::new(RingHandle { raw, _eal: eal });
     Ok((
         Producer { ring: Arc::clone(&h), _unsync: PhantomData },
         Consumer { ring: h, _unsync: PhantomData },

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use super::burst::Burst;
+use super::eal::EalUse;
 use super::error::{check, Result, RteError};
 use super::mempool::Mempool;
 use super::vhost_links::Device;
@@ -127,6 +128,7 @@ fn ops() -> *const sys::rte_vhost_device_ops {
 /// first, through `destroy_device`).
 pub struct VhostSocket {
     path: CString,
+    _eal: EalUse,
 }
 
 impl VhostSocket {
@@ -137,11 +139,12 @@ impl VhostSocket {
             .map_err(|_| RteError::new("rte_vhost_driver_register", libc::EINVAL).with_detail(path.display().to_string()))?;
         let flags = if client { u64::from(sys::RTE_VHOST_USER_CLIENT) } else { 0 };
         let what = || path.display().to_string();
+        let eal = EalUse::take("rte_vhost_driver_register")?;
         // SAFETY: c is a valid C string.
         check("rte_vhost_driver_register", unsafe { sys::rte_vhost_driver_register(c.as_ptr(), flags) })
             .map_err(|e| e.with_detail(what()))?;
         // From here on, Drop unregisters whatever fails next.
-        let sock = VhostSocket { path: c };
+        let sock = VhostSocket { path: c, _eal: eal };
         // SAFETY: the path was registered above.
         check("rte_vhost_driver_disable_features", unsafe { sys::rte_vhost_driver_disable_features(sock.path.as_ptr(), disabled_features) })
             .map_err(|e| e.with_detail(what()))?;
