@@ -265,8 +265,12 @@ impl Worker {
         let mut copies = 0u64;
         let mut peers: u64 = 0;
         let key = self.flood_key(f);
+        let targets = self.tables.floods.list(key).len();
+        // A reference per guest in the list, taken at once: one per local delivery, one per
+        // peer that owns some of the others (never more than the list).
+        let mut refs = m.shares(targets);
         // Indexed rather than iterated: the loop body needs `self` mutably.
-        for i in 0..self.tables.floods.list(key).len() {
+        for i in 0..targets {
             let Some((g, slot, owner)) = self.flood_target(key, i, f, hash) else { continue };
             if owner != self.me {
                 if first {
@@ -276,8 +280,8 @@ impl Worker {
                 continue;
             }
             copies += u64::from(first);
-            match self.unfit(g, &m) {
-                None => self.enqueue(slot, m.share()),
+            match self.unfit(g, refs.frame()) {
+                None => self.enqueue(slot, refs.take()),
                 // A guest the mode excludes is not in the list; one that is down or too small
                 // for the frame is a drop on that guest.
                 Some(r) => self.stats.guest(g).tx_drop(r, 1),
@@ -286,9 +290,11 @@ impl Worker {
         while peers != 0 {
             let w = peers.trailing_zeros() as usize;
             peers &= peers - 1;
-            self.send_to_peer(w, m.share());
+            self.send_to_peer(w, refs.take());
         }
-        drop(m); // the reference we were given; each shared one is freed by whoever takes it
+        // The references not taken and the one we were given go; each taken one is freed by
+        // whoever has it.
+        drop(refs);
         copies
     }
 

@@ -251,22 +251,89 @@ impl Mbuf {
     /// guest, and that call was a tenth of a flooding worker's time. Same protocol as DPDK's:
     /// an increment needs no ordering (as `Arc::clone`: the holder's reference keeps the
     /// segment alive), and a count of 1 is ours alone, so it is stored rather than added to
-    /// without a locked instruction.
+    /// with a locked instruction.
     #[inline]
     pub fn share(&self) -> Mbuf {
-        let mut seg = self.0.as_ptr();
-        while !seg.is_null() {
-            let count = refcnt_of(seg);
-            let now = count.load(Ordering::Relaxed);
-            if now == 1 {
-                count.store(2, Ordering::Relaxed);
-            } else {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-            // SAFETY: seg is a segment of the chain self keeps alive.
-            seg = unsafe { (*seg).next };
-        }
+        add_refs(self.0.as_ptr(), 1);
         Mbuf(self.0)
+    }
+}
+
+/// References to one frame for a loop that hands out up to `n` of them (a flood, one per
+/// receiving guest): the count is raised by `n` once, on every segment, instead of once per
+/// reference, and what the loop did not take is given back when this goes (after which the
+/// frame's own reference is freed as any other). With every reference taken, a flood costs one
+/// update of the count, and none that is atomic when the frame was ours alone.
+pub struct Shares {
+    frame: Mbuf,
+    spare: u16,
+}
+
+/// At most this many references are taken ahead (a count is 16 bits, and each shared
+/// reference sits in some queue besides).
+const MAX_SHARES_AHEAD: u16 = 4096;
+
+impl Mbuf {
+    /// Up to `n` more references to this frame (see `Shares`); more than that are taken one
+    /// by one.
+    #[inline]
+    pub fn shares(self, n: usize) -> Shares {
+        let n = n.min(usize::from(MAX_SHARES_AHEAD)) as u16;
+        if n > 0 {
+            add_refs(self.0.as_ptr(), n);
+        }
+        Shares { frame: self, spare: n }
+    }
+}
+
+impl Shares {
+    /// The frame, to read.
+    #[inline]
+    pub fn frame(&self) -> &Mbuf {
+        &self.frame
+    }
+
+    /// Another reference to the frame.
+    #[inline]
+    pub fn take(&mut self) -> Mbuf {
+        if self.spare == 0 {
+            return self.frame.share();
+        }
+        self.spare -= 1;
+        Mbuf(self.frame.0)
+    }
+}
+
+impl Drop for Shares {
+    fn drop(&mut self) {
+        if self.spare > 0 {
+            let mut seg = self.frame.0.as_ptr();
+            while !seg.is_null() {
+                // Never reaches 0: `frame` still holds its own reference. Release, as any
+                // decrement: this thread's reads of the frame come before another's free.
+                refcnt_of(seg).fetch_sub(self.spare, Ordering::Release);
+                // SAFETY: seg is a segment of the chain `frame` keeps alive.
+                seg = unsafe { (*seg).next };
+            }
+        }
+        // `frame` drops next: its own reference, freed as any other.
+    }
+}
+
+/// Adds `n` references on every segment of the chain starting at `seg`, which the caller
+/// holds a reference to.
+#[inline]
+fn add_refs(mut seg: *mut sys::rte_mbuf, n: u16) {
+    while !seg.is_null() {
+        let count = refcnt_of(seg);
+        let now = count.load(Ordering::Relaxed);
+        if now == 1 {
+            count.store(1 + n, Ordering::Relaxed);
+        } else {
+            count.fetch_add(n, Ordering::Relaxed);
+        }
+        // SAFETY: seg is a segment of the chain the caller keeps alive.
+        seg = unsafe { (*seg).next };
     }
 }
 
@@ -331,5 +398,26 @@ mod tests {
         assert_eq!(p.in_use(), 2);
         drop(head);
         assert_eq!(p.in_use(), 0, "both segments back once the last reference went");
+    }
+
+    #[test]
+    fn shares_taken_ahead_are_given_back_and_more_come_one_by_one() {
+        let p = pool("mbuf_shares", 16);
+        let mut head = frame(&p, &[1; 60]);
+        assert!(head.chain(frame(&p, &[2; 40])).is_ok(), "chain");
+        let mut ahead = head.shares(3);
+        let taken: Vec<Mbuf> = (0..2).map(|_| ahead.take()).collect();
+        assert_eq!(taken[0].refcnt(), 4, "the frame's own, and three ahead");
+        drop(ahead);
+        assert_eq!(taken[0].refcnt(), 2, "the unused one given back and the frame's own freed");
+        drop(taken);
+        assert_eq!(p.in_use(), 0);
+
+        let mut ahead = frame(&p, &[3; 60]).shares(1);
+        let taken: Vec<Mbuf> = (0..3).map(|_| ahead.take()).collect();
+        drop(ahead);
+        assert_eq!(taken[2].refcnt(), 3, "past the ones taken ahead, one at a time");
+        drop(taken);
+        assert_eq!(p.in_use(), 0, "every reference freed once");
     }
 }
