@@ -408,7 +408,6 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
     })
 }
 
-/// The delays of the probes that arrived (0 marks a lost one).
 /// The floor beside the worker: what sleeping at each bound costs with nothing else done.
 fn write_floor(o: &mut String, res: &IdleResults) {
     if res.floors.is_empty() {
@@ -445,6 +444,7 @@ less at that bound; the difference is its own pass between sleeps.\n"
     let _ = writeln!(o);
 }
 
+/// The delays of the probes that arrived (0 marks a lost one).
 fn received(ns: &[u64]) -> Vec<f64> {
     ns.iter().filter(|&&x| x > 0).map(|&x| x as f64).collect()
 }

@@ -45,9 +45,9 @@ fn open_ports() -> std::sync::MutexGuard<'static, BTreeSet<u16>> {
 }
 
 impl PortHandle {
-    /// The one handle of port `id`; refused while another exists.
-    fn new(id: PortId) -> Result<Arc<PortHandle>> {
-        let eal = EalUse::take("opening a port")?;
+    /// The one handle of port `id`; refused while another exists. `eal` was taken before
+    /// anything asked EAL about the port.
+    fn new(id: PortId, eal: EalUse) -> Result<Arc<PortHandle>> {
         if !open_ports().insert(id.0) {
             return Err(RteError::new("opening a port", libc::EBUSY)
                 .with_detail(format!("port {id} is already open in this process")));
@@ -178,13 +178,14 @@ pub struct Port {
 impl Port {
     /// A port EAL already created (`-a <pci>` or `--vdev`).
     pub fn from_id(id: PortId) -> Result<Port> {
-        // SAFETY: any u16 may be asked about.
+        let eal = EalUse::take("opening a port")?;
+        // SAFETY: EAL runs (eal); any u16 may be asked about.
         if unsafe { sys::rte_eth_dev_is_valid_port(id.0) } == 0 {
             return Err(RteError::new("rte_eth_dev_is_valid_port", libc::ENODEV)
                 .with_detail(format!("no port {id} (ports available: {})", Self::count())));
         }
         let name = port_name(id)?;
-        Ok(Port { handle: PortHandle::new(id)?, name })
+        Ok(Port { handle: PortHandle::new(id, eal)?, name })
     }
 
     /// Probes a device from a devargs string (`net_vhost0,iface=/run/x.sock`, a PCI address...)
@@ -192,7 +193,8 @@ impl Port {
     pub fn probe(devargs: &str) -> Result<Port> {
         let c = CString::new(devargs)
             .map_err(|_| RteError::new("rte_dev_probe", libc::EINVAL).with_detail(devargs.to_owned()))?;
-        // SAFETY: c is a valid C string.
+        let eal = EalUse::take("rte_dev_probe")?;
+        // SAFETY: EAL runs (eal); c is a valid C string.
         check("rte_dev_probe", unsafe { sys::rte_dev_probe(c.as_ptr()) })
             .map_err(|e| e.with_detail(devargs.to_owned()))?;
         let name = devargs.split(',').next().unwrap_or(devargs);
@@ -201,7 +203,7 @@ impl Port {
         // SAFETY: cname is a valid C string, id a valid out-pointer.
         check("rte_eth_dev_get_port_by_name", unsafe { sys::rte_eth_dev_get_port_by_name(cname.as_ptr(), &mut id) })
             .map_err(|e| e.with_detail(name.to_owned()))?;
-        Ok(Port { handle: PortHandle::new(PortId(id))?, name: name.to_owned() })
+        Ok(Port { handle: PortHandle::new(PortId(id), eal)?, name: name.to_owned() })
     }
 
     /// Number of ports EAL knows.

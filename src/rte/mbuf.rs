@@ -73,15 +73,24 @@ impl Mbuf {
 
     /// Whether this is the only reference to the frame (then nobody else can read it while
     /// it is written: another reference would need `share`, which takes this handle).
+    /// Every segment is asked, not only the first: a thread freeing its reference to a chain
+    /// releases the first segment before it reads the next one's link, and a writer that went
+    /// by the first alone could change that link under it (`chain`).
     #[inline]
     pub fn is_exclusive(&self) -> bool {
-        let alone = self.refcnt() == 1;
-        if alone {
-            // The refcount is read relaxed; the last other owner dropped its reference with a
-            // release decrement. This orders its reads before our writes (as `Arc::get_mut`).
-            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        let mut seg = self.0.as_ptr();
+        while !seg.is_null() {
+            // SAFETY: seg is a segment of the chain self holds a reference to.
+            if unsafe { refcnt_of(seg) }.load(Ordering::Relaxed) != 1 {
+                return false;
+            }
+            // SAFETY: as above.
+            seg = unsafe { (*seg).next };
         }
-        alone
+        // The counts are read relaxed; the last other owner dropped its reference with a
+        // release decrement. This orders its reads before our writes (as `Arc::get_mut`).
+        std::sync::atomic::fence(Ordering::Acquire);
+        true
     }
 
     /// Mutable first segment; None if the frame is shared.
@@ -240,7 +249,8 @@ impl Mbuf {
 
     #[inline]
     pub fn refcnt(&self) -> u16 {
-        refcnt_of(self.0.as_ptr()).load(Ordering::Relaxed)
+        // SAFETY: self holds a reference to the frame.
+        unsafe { refcnt_of(self.0.as_ptr()) }.load(Ordering::Relaxed)
     }
 
     /// A second reference to the same frame (every segment's refcount + 1): each reference
@@ -254,7 +264,8 @@ impl Mbuf {
     /// with a locked instruction.
     #[inline]
     pub fn share(&self) -> Mbuf {
-        add_refs(self.0.as_ptr(), 1);
+        // SAFETY: self holds a reference to the chain.
+        unsafe { add_refs(self.0.as_ptr(), 1) };
         Mbuf(self.0)
     }
 }
@@ -269,9 +280,14 @@ pub struct Shares {
     spare: u16,
 }
 
-/// At most this many references are taken ahead (a count is 16 bits, and each shared
-/// reference sits in some queue besides).
-const MAX_SHARES_AHEAD: u16 = 4096;
+/// At most this many references are taken ahead: a count is 16 bits, and every worker may be
+/// inside a flood of the same frame at once (64 workers x 257 stays far below the limit
+/// `add_refs` enforces, with the references queued besides).
+const MAX_SHARES_AHEAD: u16 = 256;
+
+/// A count past this is a runaway (references taken and never freed): the process aborts
+/// rather than let the 16-bit count wrap and free a buffer still in use (as `Arc` does).
+const REFCNT_LIMIT: u16 = 0x8000;
 
 impl Mbuf {
     /// Up to `n` more references to this frame (see `Shares`); more than that are taken one
@@ -280,7 +296,8 @@ impl Mbuf {
     pub fn shares(self, n: usize) -> Shares {
         let n = n.min(usize::from(MAX_SHARES_AHEAD)) as u16;
         if n > 0 {
-            add_refs(self.0.as_ptr(), n);
+            // SAFETY: self holds a reference to the chain.
+            unsafe { add_refs(self.0.as_ptr(), n) };
         }
         Shares { frame: self, spare: n }
     }
@@ -309,10 +326,13 @@ impl Drop for Shares {
         if self.spare > 0 {
             let mut seg = self.frame.0.as_ptr();
             while !seg.is_null() {
-                // Never reaches 0: `frame` still holds its own reference. Release, as any
-                // decrement: this thread's reads of the frame come before another's free.
-                refcnt_of(seg).fetch_sub(self.spare, Ordering::Release);
+                // Never reaches 0: `frame` still holds its own reference. Acquire and release,
+                // as DPDK's own decrements: when this leaves 1, the free that follows takes
+                // DPDK's unsynchronised "count is 1" path, and the other holders' reads must
+                // come before the buffer goes back to the pool.
                 // SAFETY: seg is a segment of the chain `frame` keeps alive.
+                unsafe { refcnt_of(seg) }.fetch_sub(self.spare, Ordering::AcqRel);
+                // SAFETY: as above.
                 seg = unsafe { (*seg).next };
             }
         }
@@ -320,29 +340,39 @@ impl Drop for Shares {
     }
 }
 
-/// Adds `n` references on every segment of the chain starting at `seg`, which the caller
-/// holds a reference to.
+/// Adds `n` (at most `MAX_SHARES_AHEAD`) references on every segment of the chain starting
+/// at `seg`. Aborts the process on a runaway count (`REFCNT_LIMIT`).
+///
+/// # Safety
+/// `seg` heads a chain the caller holds a reference to, alive for the whole call.
 #[inline]
-fn add_refs(mut seg: *mut sys::rte_mbuf, n: u16) {
+unsafe fn add_refs(mut seg: *mut sys::rte_mbuf, n: u16) {
     while !seg.is_null() {
-        let count = refcnt_of(seg);
+        // SAFETY: seg is a segment of the chain the caller keeps alive.
+        let count = unsafe { refcnt_of(seg) };
         let now = count.load(Ordering::Relaxed);
         if now == 1 {
             count.store(1 + n, Ordering::Relaxed);
-        } else {
-            count.fetch_add(n, Ordering::Relaxed);
+        } else if count.fetch_add(n, Ordering::Relaxed) > REFCNT_LIMIT {
+            // Below 0x8000 + 256 nothing has wrapped yet; the next add could.
+            std::process::abort();
         }
-        // SAFETY: seg is a segment of the chain the caller keeps alive.
+        // SAFETY: as above.
         seg = unsafe { (*seg).next };
     }
 }
 
-/// The reference count of a live segment, as the atomic DPDK treats it as.
+/// The reference count of a segment, as the atomic DPDK treats it as.
+///
+/// # Safety
+/// `seg` is a segment of a chain the caller holds a reference to, and the caller does not
+/// use the result after letting that reference go.
 #[inline]
-fn refcnt_of<'a>(seg: *mut sys::rte_mbuf) -> &'a AtomicU16 {
-    // SAFETY: callers pass a segment of a chain they hold a reference to, so it is live for
-    // as long as they use the count; `refcnt` is an aligned u16 that DPDK only ever reads and
-    // writes atomically (`rte_mbuf_refcnt_*`), as AtomicU16 requires.
+unsafe fn refcnt_of<'a>(seg: *mut sys::rte_mbuf) -> &'a AtomicU16 {
+    // SAFETY: seg is live while the caller uses the count (the function's contract), and
+    // `refcnt` is an aligned u16. DPDK updates it atomically (`rte_mbuf_refcnt_*`); the one
+    // plain write (a PMD re-arming a buffer taken from the pool) happens before the buffer is
+    // handed to anyone, through the pool and the ring, so it never races with these accesses.
     unsafe { AtomicU16::from_ptr(std::ptr::addr_of_mut!((*seg).refcnt)) }
 }
 

@@ -8,9 +8,12 @@
 //! vhost call needs a `vhost_links::Device`, which cannot outlive the worker pass it was read
 //! in; a port has one handle and keeps the pools its rx rings take from until it is closed;
 //! a pool dropped while any buffer is still out is left allocated rather than freed under it;
-//! EAL is cleaned up only once nothing built on it is alive (`eal::EalUse`), and nothing is
-//! built on it after. The application's teardown order (`app::switch`) is what makes that
-//! clean-up happen at exit rather than being skipped.
+//! EAL is cleaned up only once no pool, port, ring, vhost socket, flow rule, link callback or
+//! lcore launch is alive (`eal::EalUse`), and none can be made after. The application's
+//! teardown order (`app::switch`) is what makes that clean-up happen at exit rather than being
+//! skipped. Not guarded: the free functions that ask EAL about a port or an lcore by number
+//! (`Port::count`, `bond`'s calls on a `PortId`, `lcore::current`) assume it runs; the switch
+//! calls them only between start-up and teardown.
 
 mod boundary;
 pub mod bond;
