@@ -9,7 +9,8 @@
 #   bash bench/run.sh control [--cycles N] [any `macvtap-ctlbench` option] (guest add/del/set
 #       with 255 other guests, the workers' pause; writes bench/results/<date>-control.md)
 #
-# Builds into $CARGO_TARGET_DIR when set (else target/).
+# Builds into $CARGO_TARGET_DIR when set (else target/). MACVTAP_BIN=PATH measures that
+# switch binary instead of the one just built (another build, to compare two in turn).
 # As root (hugepages, network namespaces, apt). Cleans up on exit, Ctrl-C or failure: the
 # harness's own processes (its process group), OVS daemons it started (by their pidfiles in
 # the work directory), its network namespaces (mvtbench-*), and the hugepage count it raised.
@@ -111,12 +112,12 @@ cargo build --release -q -p macvtap-bench
 case $MODE in
     run|idle)
         setsid "$TARGET/release/macvtap-bench" "$MODE" --work "$WORK" \
-            --macvtap-bin "$TARGET/release/dpdk-macvtap" \
+            --macvtap-bin "${MACVTAP_BIN:-$TARGET/release/dpdk-macvtap}" \
             --latgen-bin "$TARGET/release/macvtap-latgen" \
             --out "$ROOT/bench/results" "$@" &
         ;;
     control)
-        setsid "$TARGET/release/macvtap-ctlbench" --switch-bin "$TARGET/release/dpdk-macvtap" \
+        setsid "$TARGET/release/macvtap-ctlbench" --switch-bin "${MACVTAP_BIN:-$TARGET/release/dpdk-macvtap}" \
             --out "$ROOT/bench/results/$(date +%Y-%m-%d-%H%M)-control.md" "$@" &
         ;;
 esac
