@@ -29,6 +29,13 @@
 #       the socket with server=on, the switch connects and reconnects)
 #   ANNOUNCE=guest|rarp (default guest): rarp gives the VM guest_announce=off, so that QEMU
 #       asks the backend for a RARP (VHOST_USER_SEND_RARP) instead of the guest announcing
+#   NIC=vhost|tap (default vhost): tap is the control experiment for what breaks a guest after a
+#       move: the same VM (same virtio-net-pci device, same guest driver, same announce, same TCG)
+#       but its NIC served by QEMU itself, in userspace, on a tap in the bridge's namespace
+#       (vmtapa for host A, vmtapb for B; QEMU runs there) instead of by the switch over
+#       vhost-user. The switches still run (nothing attached, ROLE unused), so that the machine
+#       is as loaded as with vhost; the pings, the stream, the announce and the FDB are checked
+#       the same way, on the tap's bridge port instead of the host's uplink port.
 #   DOWNTIME_LIMIT=50 (ms, QEMU's downtime-limit: the stop-and-copy phase starts once the dirty
 #       memory left would go in that long; QEMU's default, 300, leaves more to copy while paused)
 #   PREFIX=mig   DIR=/tmp/migrate-vm   VM_MEM=256 (MB)   MAX_LOST=3   BOOT_TIMEOUT=300
@@ -39,12 +46,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ME=migrate-vm
 ROLE=${ROLE:-server}
 ANNOUNCE=${ANNOUNCE:-guest}
+NIC=${NIC:-vhost}
 PREFIX=${PREFIX:-mig}
 DIR=${DIR:-/tmp/migrate-vm}
 VM_MEM=${VM_MEM:-256}
 MAX_LOST=${MAX_LOST:-3}
 DOWNTIME_LIMIT=${DOWNTIME_LIMIT:-50}
-FILE_PREFIX=migrate
+# With PREFIX in it, two runs with different PREFIX and DIR can share the machine.
+FILE_PREFIX=migrate-$PREFIX
 EXT_IP=10.77.0.1
 VM_IP=10.77.0.11
 VM_MAC=52:54:00:00:00:01
@@ -61,6 +70,11 @@ case $ANNOUNCE in
     guest) NIC_OPTS= ;;
     rarp) NIC_OPTS=,guest_announce=off ;;
     *) die "ANNOUNCE must be guest or rarp, not '$ANNOUNCE'" ;;
+esac
+case $NIC in
+    vhost) ;;
+    tap) BR_PORT=([a]=vmtapa [b]=vmtapb) ;;
+    *) die "NIC must be vhost or tap, not '$NIC'" ;;
 esac
 PY=/usr/bin/python3
 
@@ -112,6 +126,14 @@ ip -n "$PREFIX-ext" addr add "$EXT_IP/24" dev ext0
 # frame to the switch as it is: the guest, which negotiated no checksum offload, would drop every
 # segment from the external host. A real NIC completes them on the wire; here the sender must.
 ip netns exec "$PREFIX-ext" ethtool -K ext0 tx off >/dev/null
+if [ "$NIC" = tap ]; then
+    for h in a b; do
+        ip netns exec "$PREFIX-br" ip tuntap add dev "${BR_PORT[$h]}" mode tap
+        ip -n "$PREFIX-br" link set "${BR_PORT[$h]}" master br0
+        ip -n "$PREFIX-br" link set "${BR_PORT[$h]}" up
+    done
+    echo "   NIC=tap: the VM's NIC on ${BR_PORT[a]} (host A) / ${BR_PORT[b]} (host B) in br0, served by QEMU"
+fi
 
 # start_switch HOST: dpdk-macvtap in HOST's namespace, serving vm on $DIR/HOST/vm.sock.
 start_switch() {
@@ -142,17 +164,19 @@ fdb() {
 # --- 3. the VM on A, its stream and the ping ---------------------------------------------------------
 
 failures=()
-# boot_qemu ID HOST [QEMU ARG...]: the VM's QEMU attached to HOST's switch, QMP on $DIR/ID.qmp.
+# boot_qemu ID HOST [QEMU ARG...]: the VM's QEMU attached to HOST's switch (or, NIC=tap, to
+# HOST's tap), QMP on $DIR/ID.qmp.
 boot_qemu() {
-    local id=$1 h=$2
+    local id=$1 h=$2 tap='' ns=''
     shift 2
     rm -f "$DIR/$id.qmp"
-    QVM_ID=$id QVM_SOCK=$DIR/$h/vm.sock QVM_SOCK_SERVER=$([ "$ROLE" = client ] && echo 1 || true) \
+    [ "$NIC" = vhost ] || tap=${BR_PORT[$h]} ns=$PREFIX-br
+    QVM_TAP=$tap QVM_NETNS=$ns QVM_ID=$id QVM_SOCK=$DIR/$h/vm.sock QVM_SOCK_SERVER=$([ "$ROLE" = client ] && echo 1 || true) \
         QVM_NIC_OPTS=$NIC_OPTS qvm_start vm "$VM_MAC" "$VM_IP" "$EXT_IP" 1 \
         -qmp "unix:$DIR/$id.qmp,server=on,wait=off" "$@"
 }
 
-say "booting the VM on host A (accel=$ACCEL, ${VM_MEM} MB, announce by $ANNOUNCE; TCG is slow)"
+say "booting the VM on host A (accel=$ACCEL, ${VM_MEM} MB, NIC $NIC, announce by $ANNOUNCE; TCG is slow)"
 boot_qemu vm-a1 a
 cur=vm-a1
 r=$(wait_line "$DIR/$cur.console" 0 "VM-RESULT: vm ping $EXT_IP " "$BOOT_TIMEOUT" "${qemu_pid[$cur]}") ||
@@ -160,7 +184,7 @@ r=$(wait_line "$DIR/$cur.console" 0 "VM-RESULT: vm ping $EXT_IP " "$BOOT_TIMEOUT
 echo "   $r (after $((SECONDS - T0))s)"
 case $r in *" OK:"*) ;; *) die "the VM could not ping $EXT_IP" ;; esac
 wait_line "$DIR/$cur.console" 0 "VM-READY: vm" 30 "${qemu_pid[$cur]}" >/dev/null || die "the VM takes no commands"
-grep -h 'link up' "$DIR/a/switch.log" | sed 's/^/   switch a| /'
+grep -h 'link up' "$DIR/a/switch.log" | sed 's/^/   switch a| /' || true
 
 # The external host's end of the stream: every line with its arrival time, then how it ended.
 cat >"$DIR/sink.py" <<'PY'
@@ -272,8 +296,8 @@ PY
 }
 
 rm -f "$DIR/fdb.log"
-# What each host's uplink sent into the bridge tells which announce left the destination (a
-# RARP, ethertype 0x8035, or the guest's gratuitous ARP).
+# What each host's bridge port (its uplink, or NIC=tap its tap) got tells which announce left
+# the destination (a RARP, ethertype 0x8035, or the guest's gratuitous ARP).
 for h in a b; do
     ip netns exec "$PREFIX-br" tcpdump -l -n -e -Q in -i "${BR_PORT[$h]}" "ether src $VM_MAC and (arp or rarp)" >"$DIR/$h/announce.log" 2>&1 &
     aux_pids+=($!)
@@ -379,7 +403,7 @@ done
 kill "$sink_pid" 2>/dev/null || true
 
 for h in a b; do
-    echo "   ARP/RARP frames from $VM_MAC out of host $h's uplink (tcpdump on ${BR_PORT[$h]}):"
+    echo "   ARP/RARP frames from $VM_MAC into the bridge from host $h (tcpdump on ${BR_PORT[$h]}):"
     grep -E '^[0-9]' "$DIR/$h/announce.log" | sed 's/^/      /' | tail -n 12
 done
 echo "   FDB entries for $VM_MAC:"
@@ -405,7 +429,7 @@ for h in a b; do
     [ "$switch_rc" -eq 0 ] || failures+=("dpdk-macvtap on host $h exited with status $switch_rc")
 done
 
-say "summary (ROLE=$ROLE ANNOUNCE=$ANNOUNCE)"
+say "summary (NIC=$NIC ROLE=$ROLE ANNOUNCE=$ANNOUNCE)"
 sed 's/^/   /' "$DIR/figures.log"
 echo "   total time: $((SECONDS - T0))s; logs in $DIR"
 if [ ${#failures[@]} -gt 0 ]; then
