@@ -36,6 +36,11 @@
 #       vhost-user. The switches still run (nothing attached, ROLE unused), so that the machine
 #       is as loaded as with vhost; the pings, the stream, the announce and the FDB are checked
 #       the same way, on the tap's bridge port instead of the host's uplink port.
+#   MEMCHECK=1: after each move, before the destination runs, compares the guest's memory on
+#       both sides page by page (QMP pmemsave of the stopped source and of the destination,
+#       started with -S and let go with `cont` afterwards) and reports the pages that differ:
+#       any is a page the migration lost, whoever wrote it. The dumps pause the guest for
+#       seconds, so pings lost and the pause say nothing in this mode (MAX_LOST is not checked).
 #   DOWNTIME_LIMIT=50 (ms, QEMU's downtime-limit: the stop-and-copy phase starts once the dirty
 #       memory left would go in that long; QEMU's default, 300, leaves more to copy while paused)
 #   PREFIX=mig   DIR=/tmp/migrate-vm   VM_MEM=256 (MB)   MAX_LOST=3   BOOT_TIMEOUT=300
@@ -52,6 +57,8 @@ DIR=${DIR:-/tmp/migrate-vm}
 VM_MEM=${VM_MEM:-256}
 MAX_LOST=${MAX_LOST:-3}
 DOWNTIME_LIMIT=${DOWNTIME_LIMIT:-50}
+MEMCHECK=${MEMCHECK:-}
+[ -z "$MEMCHECK" ] || MAX_LOST=1000000
 # With PREFIX in it, two runs with different PREFIX and DIR can share the machine.
 FILE_PREFIX=migrate-$PREFIX
 EXT_IP=10.77.0.1
@@ -101,7 +108,7 @@ cleanup() {
     wait 2>/dev/null || true
     lab_down "$PREFIX"
     [ -e "/var/run/netns/$PREFIX-swb" ] && ip netns del "$PREFIX-swb"
-    rm -f "$DIR"/*/*.sock "$DIR"/*.sock "$DIR"/*.qmp "$DIR"/*.con
+    rm -f "$DIR"/*/*.sock "$DIR"/*.sock "$DIR"/*.qmp "$DIR"/*.con "$DIR"/*.mem
     rm -rf "/var/run/dpdk/$FILE_PREFIX-a" "/var/run/dpdk/$FILE_PREFIX-b"
     exit "$rc"
 }
@@ -223,19 +230,58 @@ echo "   ping $EXT_IP -> $VM_IP every 0.1 s running"
 # --- 4. migrations --------------------------------------------------------------------------------------
 
 declare -a mig_report=()
+# memcheck FROM TO: the pages of guest memory that differ between the stopped source and the
+# destination once it has loaded them and before it runs (the legacy VGA and BIOS area,
+# 0xa0000-0xfffff, is left out: not RAM the migration carries); then starts the destination,
+# whose RESUME event goes to $DIR/TO-resume.qmp.log as without MEMCHECK. One QMP client at a
+# time: this takes the destination's socket only after its load.
+memcheck() {
+    local from=$1 to=$2 loaded=no
+    rm -f "$DIR/$from.mem" "$DIR/$to.mem"
+    "$PY" dpdk-config/qmp.py --timeout 120 "$DIR/$from.qmp" \
+        "{\"execute\":\"pmemsave\",\"arguments\":{\"val\":0,\"size\":$((VM_MEM << 20)),\"filename\":\"$DIR/$from.mem\"}}" \
+        >>"$DIR/memcheck.log" 2>&1 || die "pmemsave on $from failed: $(tail -n 2 "$DIR/memcheck.log")"
+    # With -S the destination stays paused once the load is complete.
+    for _ in $(seq 300); do
+        if "$PY" dpdk-config/qmp.py "$DIR/$to.qmp" '{"execute":"query-status"}' 2>&1 | grep -q '"status":"paused"'; then
+            loaded=yes
+            break
+        fi
+        sleep 0.1
+    done
+    [ "$loaded" = yes ] || die "$to did not finish loading within 30 s"
+    "$PY" dpdk-config/qmp.py --timeout 120 "$DIR/$to.qmp" \
+        "{\"execute\":\"pmemsave\",\"arguments\":{\"val\":0,\"size\":$((VM_MEM << 20)),\"filename\":\"$DIR/$to.mem\"}}" \
+        '{"execute":"cont"}' event:RESUME >"$DIR/$to-resume.qmp.log" 2>&1 ||
+        die "pmemsave or cont on $to failed: $(tail -n 2 "$DIR/$to-resume.qmp.log")"
+    "$PY" - "$DIR/$from.mem" "$DIR/$to.mem" "$from->$to" <<'PY' | tee -a "$DIR/memcheck.log" ||
+import sys
+a, b = (open(p, "rb").read() for p in sys.argv[1:3])
+page = 4096
+diff = [i * page for i in range(len(a) // page)
+        if not 0xa0000 <= i * page < 0x100000 and a[i * page:(i + 1) * page] != b[i * page:(i + 1) * page]]
+shown = " ".join(f"{d:#x}" for d in diff[:16])
+print(f"   memcheck {sys.argv[3]}: {len(diff)} of {len(a) // page} pages differ{': ' + shown if diff else ''}")
+sys.exit(1 if diff else 0)
+PY
+        failures+=("$from -> $to: the guest's memory differs between source and destination")
+    rm -f "$DIR/$from.mem" "$DIR/$to.mem"
+}
 # migrate FROM_ID TO_HOST TO_ID: starts the destination QEMU, migrates, quits the source.
 migrate() {
     local from=$1 h=$2 to=$3 other fdb_before fdb_after t0 t1 off_a off_b qrc resumed
     other=$([ "$h" = a ] && echo b || echo a)
     say "migration $from (host $other) -> $to (host $h)"
     rm -f "$DIR/mig-$to.sock"
-    boot_qemu "$to" "$h" -incoming "unix:$DIR/mig-$to.sock"
+    boot_qemu "$to" "$h" -incoming "unix:$DIR/mig-$to.sock" ${MEMCHECK:+-S}
     for _ in $(seq 300); do [ -S "$DIR/mig-$to.sock" ] && break; sleep 0.1; done
     [ -S "$DIR/mig-$to.sock" ] || die "the destination QEMU does not listen on $DIR/mig-$to.sock: $(tail -n 5 "$DIR/$to.console")"
     # The destination's RESUME event, with QEMU's timestamp: the source's STOP to it is how long
     # the guest was paused (QEMU's own `downtime` counts only the source's side).
-    "$PY" dpdk-config/qmp.py --timeout 300 "$DIR/$to.qmp" event:RESUME >"$DIR/$to-resume.qmp.log" 2>&1 &
-    resume_pid=$!
+    if [ -z "$MEMCHECK" ]; then
+        "$PY" dpdk-config/qmp.py --timeout 300 "$DIR/$to.qmp" event:RESUME >"$DIR/$to-resume.qmp.log" 2>&1 &
+        resume_pid=$!
+    fi
     fdb_before=$(fdb)
     echo "   FDB before: $fdb_before"
     off_a=$(size "$DIR/a/switch.log")
@@ -250,7 +296,11 @@ migrate() {
         '{"execute":"query-migrate"}' >"$DIR/$from-migrate.qmp.log" 2>&1 ||
         die "migration failed: $(tail -n 5 "$DIR/$from-migrate.qmp.log")"
     t1=$(date +%s.%N)
-    wait "$resume_pid" || failures+=("$to: no RESUME event: $(tail -n 2 "$DIR/$to-resume.qmp.log")")
+    if [ -n "$MEMCHECK" ]; then
+        memcheck "$from" "$to"
+    else
+        wait "$resume_pid" || failures+=("$to: no RESUME event: $(tail -n 2 "$DIR/$to-resume.qmp.log")")
+    fi
     # QEMU announces `completed` before it has filled in total-time and downtime: ask again
     # until they are there (the figures take the last answer).
     for _ in $(seq 20); do
@@ -295,7 +345,7 @@ PY
     cur=$to
 }
 
-rm -f "$DIR/fdb.log"
+rm -f "$DIR/fdb.log" "$DIR/memcheck.log"
 # What each host's bridge port (its uplink, or NIC=tap its tap) got tells which announce left
 # the destination (a RARP, ethertype 0x8035, or the guest's gratuitous ARP).
 for h in a b; do
@@ -429,8 +479,9 @@ for h in a b; do
     [ "$switch_rc" -eq 0 ] || failures+=("dpdk-macvtap on host $h exited with status $switch_rc")
 done
 
-say "summary (NIC=$NIC ROLE=$ROLE ANNOUNCE=$ANNOUNCE)"
+say "summary (NIC=$NIC ROLE=$ROLE ANNOUNCE=$ANNOUNCE${MEMCHECK:+ MEMCHECK=1})"
 sed 's/^/   /' "$DIR/figures.log"
+[ -z "$MEMCHECK" ] || grep '^   memcheck' "$DIR/memcheck.log"
 echo "   total time: $((SECONDS - T0))s; logs in $DIR"
 if [ ${#failures[@]} -gt 0 ]; then
     printf '   FAILED: %s\n' "${failures[@]}"
