@@ -232,7 +232,8 @@ echo "   ping $EXT_IP -> $VM_IP every 0.1 s running"
 declare -a mig_report=()
 # memcheck FROM TO: the pages of guest memory that differ between the stopped source and the
 # destination once it has loaded them and before it runs (the legacy VGA and BIOS area,
-# 0xa0000-0xfffff, is left out: not RAM the migration carries); then starts the destination,
+# 0xa0000-0xfffff, is left out: not RAM the migration carries), with the rows that differ in
+# $DIR/memdiff-FROM-TO.log; then starts the destination,
 # whose RESUME event goes to $DIR/TO-resume.qmp.log as without MEMCHECK. One QMP client at a
 # time: this takes the destination's socket only after its load.
 memcheck() {
@@ -254,7 +255,7 @@ memcheck() {
         "{\"execute\":\"pmemsave\",\"arguments\":{\"val\":0,\"size\":$((VM_MEM << 20)),\"filename\":\"$DIR/$to.mem\"}}" \
         '{"execute":"cont"}' event:RESUME >"$DIR/$to-resume.qmp.log" 2>&1 ||
         die "pmemsave or cont on $to failed: $(tail -n 2 "$DIR/$to-resume.qmp.log")"
-    "$PY" - "$DIR/$from.mem" "$DIR/$to.mem" "$from->$to" <<'PY' | tee -a "$DIR/memcheck.log" ||
+    "$PY" - "$DIR/$from.mem" "$DIR/$to.mem" "$from->$to" "$DIR/memdiff-$from-$to.log" <<'PY' | tee -a "$DIR/memcheck.log" ||
 import sys
 a, b = (open(p, "rb").read() for p in sys.argv[1:3])
 page = 4096
@@ -262,6 +263,14 @@ diff = [i * page for i in range(len(a) // page)
         if not 0xa0000 <= i * page < 0x100000 and a[i * page:(i + 1) * page] != b[i * page:(i + 1) * page]]
 shown = " ".join(f"{d:#x}" for d in diff[:16])
 print(f"   memcheck {sys.argv[3]}: {len(diff)} of {len(a) // page} pages differ{': ' + shown if diff else ''}")
+# What differs, for whoever reads the logs: each such 16-byte row on both sides.
+with open(sys.argv[4], "w") as out:
+    for p in diff[:64]:
+        rows = [r for r in range(p, p + page, 16) if a[r:r + 16] != b[r:r + 16]]
+        out.write(f"page {p:#x}: {len(rows)} of 256 rows differ\n")
+        for r in rows[:48]:
+            out.write(f"  {r:#010x} src {a[r:r + 16].hex(' ')}  {bytes(c if 32 <= c < 127 else 46 for c in a[r:r + 16]).decode()}\n")
+            out.write(f"  {'':10} dst {b[r:r + 16].hex(' ')}  {bytes(c if 32 <= c < 127 else 46 for c in b[r:r + 16]).decode()}\n")
 sys.exit(1 if diff else 0)
 PY
         failures+=("$from -> $to: the guest's memory differs between source and destination")
@@ -345,7 +354,7 @@ PY
     cur=$to
 }
 
-rm -f "$DIR/fdb.log" "$DIR/memcheck.log"
+rm -f "$DIR/fdb.log" "$DIR/memcheck.log" "$DIR"/memdiff-*.log
 # What each host's bridge port (its uplink, or NIC=tap its tap) got tells which announce left
 # the destination (a RARP, ethertype 0x8035, or the guest's gratuitous ARP).
 for h in a b; do
