@@ -171,6 +171,14 @@ fdb() {
 # --- 3. the VM on A, its stream and the ping ---------------------------------------------------------
 
 failures=()
+# guest_oops ID: the first kernel messages on the VM's console that say it found its own memory
+# or rings inconsistent (a panicked guest's QEMU exits: -no-reboot), on one line; fails if none.
+guest_oops() {
+    local m
+    m=$(grep -E -m3 'BUG|corruption|is not a head|self-detected stall|soft lockup|Oops|general protection|Kernel panic' \
+        "$DIR/$1.console") || return 1
+    printf '%s' "$m" | tr -d '\r' | tr '\n' ' '
+}
 # boot_qemu ID HOST [QEMU ARG...]: the VM's QEMU attached to HOST's switch (or, NIC=tap, to
 # HOST's tap), QMP on $DIR/ID.qmp.
 boot_qemu() {
@@ -278,7 +286,7 @@ PY
 }
 # migrate FROM_ID TO_HOST TO_ID: starts the destination QEMU, migrates, quits the source.
 migrate() {
-    local from=$1 h=$2 to=$3 other fdb_before fdb_after t0 t1 off_a off_b qrc resumed
+    local from=$1 h=$2 to=$3 other fdb_before fdb_after t0 t1 off_a off_b qrc resumed oops
     other=$([ "$h" = a ] && echo b || echo a)
     say "migration $from (host $other) -> $to (host $h)"
     rm -f "$DIR/mig-$to.sock"
@@ -302,8 +310,10 @@ migrate() {
         "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":4294967296,\"downtime-limit\":$DOWNTIME_LIMIT}}" \
         "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$DIR/mig-$to.sock\"}}" \
         event:MIGRATION:status=completed \
-        '{"execute":"query-migrate"}' >"$DIR/$from-migrate.qmp.log" 2>&1 ||
-        die "migration failed: $(tail -n 5 "$DIR/$from-migrate.qmp.log")"
+        '{"execute":"query-migrate"}' >"$DIR/$from-migrate.qmp.log" 2>&1 || {
+        oops=$(guest_oops "$from") || true
+        die "migration failed: $(tail -n 5 "$DIR/$from-migrate.qmp.log")${oops:+; the guest kernel on $from reported: $oops}"
+    }
     t1=$(date +%s.%N)
     if [ -n "$MEMCHECK" ]; then
         memcheck "$from" "$to"
@@ -455,9 +465,7 @@ cat "$DIR/figures.log"
 [ "$figures_ok" = yes ] || failures+=("the figures miss the goal (see above)")
 # The guest's own verdict on each move: a kernel that found its rings or memory inconsistent.
 for id in vm-b vm-a2; do
-    if oops=$(grep -E -m3 'BUG|corruption|is not a head|self-detected stall|soft lockup|Oops' "$DIR/$id.console"); then
-        failures+=("the guest kernel on $id reported: $(printf '%s' "$oops" | tr -d '\r' | tr '\n' ' ')")
-    fi
+    if oops=$(guest_oops "$id"); then failures+=("the guest kernel on $id reported: $oops"); fi
 done
 kill "$sink_pid" 2>/dev/null || true
 
