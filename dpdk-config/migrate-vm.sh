@@ -29,6 +29,18 @@
 #       the socket with server=on, the switch connects and reconnects)
 #   ANNOUNCE=guest|rarp (default guest): rarp gives the VM guest_announce=off, so that QEMU
 #       asks the backend for a RARP (VHOST_USER_SEND_RARP) instead of the guest announcing
+#   NIC=vhost|tap (default vhost): tap is the control experiment for what breaks a guest after a
+#       move: the same VM (same virtio-net-pci device, same guest driver, same announce, same TCG)
+#       but its NIC served by QEMU itself, in userspace, on a tap in the bridge's namespace
+#       (vmtapa for host A, vmtapb for B; QEMU runs there) instead of by the switch over
+#       vhost-user. The switches still run (nothing attached, ROLE unused), so that the machine
+#       is as loaded as with vhost; the pings, the stream, the announce and the FDB are checked
+#       the same way, on the tap's bridge port instead of the host's uplink port.
+#   MEMCHECK=1: after each move, before the destination runs, compares the guest's memory on
+#       both sides page by page (QMP pmemsave of the stopped source and of the destination,
+#       started with -S and let go with `cont` afterwards) and reports the pages that differ:
+#       any is a page the migration lost, whoever wrote it. The dumps pause the guest for
+#       seconds, so pings lost and the pause say nothing in this mode (MAX_LOST is not checked).
 #   DOWNTIME_LIMIT=50 (ms, QEMU's downtime-limit: the stop-and-copy phase starts once the dirty
 #       memory left would go in that long; QEMU's default, 300, leaves more to copy while paused)
 #   PREFIX=mig   DIR=/tmp/migrate-vm   VM_MEM=256 (MB)   MAX_LOST=3   BOOT_TIMEOUT=300
@@ -39,12 +51,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ME=migrate-vm
 ROLE=${ROLE:-server}
 ANNOUNCE=${ANNOUNCE:-guest}
+NIC=${NIC:-vhost}
 PREFIX=${PREFIX:-mig}
 DIR=${DIR:-/tmp/migrate-vm}
 VM_MEM=${VM_MEM:-256}
 MAX_LOST=${MAX_LOST:-3}
 DOWNTIME_LIMIT=${DOWNTIME_LIMIT:-50}
-FILE_PREFIX=migrate
+MEMCHECK=${MEMCHECK:-}
+[ -z "$MEMCHECK" ] || MAX_LOST=1000000
+# With PREFIX in it, two runs with different PREFIX and DIR can share the machine.
+FILE_PREFIX=migrate-$PREFIX
 EXT_IP=10.77.0.1
 VM_IP=10.77.0.11
 VM_MAC=52:54:00:00:00:01
@@ -61,6 +77,11 @@ case $ANNOUNCE in
     guest) NIC_OPTS= ;;
     rarp) NIC_OPTS=,guest_announce=off ;;
     *) die "ANNOUNCE must be guest or rarp, not '$ANNOUNCE'" ;;
+esac
+case $NIC in
+    vhost) ;;
+    tap) BR_PORT=([a]=vmtapa [b]=vmtapb) ;;
+    *) die "NIC must be vhost or tap, not '$NIC'" ;;
 esac
 PY=/usr/bin/python3
 
@@ -87,7 +108,7 @@ cleanup() {
     wait 2>/dev/null || true
     lab_down "$PREFIX"
     [ -e "/var/run/netns/$PREFIX-swb" ] && ip netns del "$PREFIX-swb"
-    rm -f "$DIR"/*/*.sock "$DIR"/*.sock "$DIR"/*.qmp "$DIR"/*.con
+    rm -f "$DIR"/*/*.sock "$DIR"/*.sock "$DIR"/*.qmp "$DIR"/*.con "$DIR"/*.mem
     rm -rf "/var/run/dpdk/$FILE_PREFIX-a" "/var/run/dpdk/$FILE_PREFIX-b"
     exit "$rc"
 }
@@ -112,6 +133,14 @@ ip -n "$PREFIX-ext" addr add "$EXT_IP/24" dev ext0
 # frame to the switch as it is: the guest, which negotiated no checksum offload, would drop every
 # segment from the external host. A real NIC completes them on the wire; here the sender must.
 ip netns exec "$PREFIX-ext" ethtool -K ext0 tx off >/dev/null
+if [ "$NIC" = tap ]; then
+    for h in a b; do
+        ip netns exec "$PREFIX-br" ip tuntap add dev "${BR_PORT[$h]}" mode tap
+        ip -n "$PREFIX-br" link set "${BR_PORT[$h]}" master br0
+        ip -n "$PREFIX-br" link set "${BR_PORT[$h]}" up
+    done
+    echo "   NIC=tap: the VM's NIC on ${BR_PORT[a]} (host A) / ${BR_PORT[b]} (host B) in br0, served by QEMU"
+fi
 
 # start_switch HOST: dpdk-macvtap in HOST's namespace, serving vm on $DIR/HOST/vm.sock.
 start_switch() {
@@ -142,17 +171,27 @@ fdb() {
 # --- 3. the VM on A, its stream and the ping ---------------------------------------------------------
 
 failures=()
-# boot_qemu ID HOST [QEMU ARG...]: the VM's QEMU attached to HOST's switch, QMP on $DIR/ID.qmp.
+# guest_oops ID: the first kernel messages on the VM's console that say it found its own memory
+# or rings inconsistent (a panicked guest's QEMU exits: -no-reboot), on one line; fails if none.
+guest_oops() {
+    local m
+    m=$(grep -E -m3 'BUG|corruption|is not a head|self-detected stall|soft lockup|Oops|general protection|Kernel panic' \
+        "$DIR/$1.console") || return 1
+    printf '%s' "$m" | tr -d '\r' | tr '\n' ' '
+}
+# boot_qemu ID HOST [QEMU ARG...]: the VM's QEMU attached to HOST's switch (or, NIC=tap, to
+# HOST's tap), QMP on $DIR/ID.qmp.
 boot_qemu() {
-    local id=$1 h=$2
+    local id=$1 h=$2 tap='' ns=''
     shift 2
     rm -f "$DIR/$id.qmp"
-    QVM_ID=$id QVM_SOCK=$DIR/$h/vm.sock QVM_SOCK_SERVER=$([ "$ROLE" = client ] && echo 1 || true) \
+    [ "$NIC" = vhost ] || tap=${BR_PORT[$h]} ns=$PREFIX-br
+    QVM_TAP=$tap QVM_NETNS=$ns QVM_ID=$id QVM_SOCK=$DIR/$h/vm.sock QVM_SOCK_SERVER=$([ "$ROLE" = client ] && echo 1 || true) \
         QVM_NIC_OPTS=$NIC_OPTS qvm_start vm "$VM_MAC" "$VM_IP" "$EXT_IP" 1 \
         -qmp "unix:$DIR/$id.qmp,server=on,wait=off" "$@"
 }
 
-say "booting the VM on host A (accel=$ACCEL, ${VM_MEM} MB, announce by $ANNOUNCE; TCG is slow)"
+say "booting the VM on host A (accel=$ACCEL, ${VM_MEM} MB, NIC $NIC, announce by $ANNOUNCE; TCG is slow)"
 boot_qemu vm-a1 a
 cur=vm-a1
 r=$(wait_line "$DIR/$cur.console" 0 "VM-RESULT: vm ping $EXT_IP " "$BOOT_TIMEOUT" "${qemu_pid[$cur]}") ||
@@ -160,7 +199,7 @@ r=$(wait_line "$DIR/$cur.console" 0 "VM-RESULT: vm ping $EXT_IP " "$BOOT_TIMEOUT
 echo "   $r (after $((SECONDS - T0))s)"
 case $r in *" OK:"*) ;; *) die "the VM could not ping $EXT_IP" ;; esac
 wait_line "$DIR/$cur.console" 0 "VM-READY: vm" 30 "${qemu_pid[$cur]}" >/dev/null || die "the VM takes no commands"
-grep -h 'link up' "$DIR/a/switch.log" | sed 's/^/   switch a| /'
+grep -h 'link up' "$DIR/a/switch.log" | sed 's/^/   switch a| /' || true
 
 # The external host's end of the stream: every line with its arrival time, then how it ended.
 cat >"$DIR/sink.py" <<'PY'
@@ -199,19 +238,67 @@ echo "   ping $EXT_IP -> $VM_IP every 0.1 s running"
 # --- 4. migrations --------------------------------------------------------------------------------------
 
 declare -a mig_report=()
+# memcheck FROM TO: the pages of guest memory that differ between the stopped source and the
+# destination once it has loaded them and before it runs (the legacy VGA and BIOS area,
+# 0xa0000-0xfffff, is left out: not RAM the migration carries), with the rows that differ in
+# $DIR/memdiff-FROM-TO.log; then starts the destination,
+# whose RESUME event goes to $DIR/TO-resume.qmp.log as without MEMCHECK. One QMP client at a
+# time: this takes the destination's socket only after its load.
+memcheck() {
+    local from=$1 to=$2 loaded=no
+    rm -f "$DIR/$from.mem" "$DIR/$to.mem"
+    "$PY" dpdk-config/qmp.py --timeout 120 "$DIR/$from.qmp" \
+        "{\"execute\":\"pmemsave\",\"arguments\":{\"val\":0,\"size\":$((VM_MEM << 20)),\"filename\":\"$DIR/$from.mem\"}}" \
+        >>"$DIR/memcheck.log" 2>&1 || die "pmemsave on $from failed: $(tail -n 2 "$DIR/memcheck.log")"
+    # With -S the destination stays paused once the load is complete.
+    for _ in $(seq 300); do
+        if "$PY" dpdk-config/qmp.py "$DIR/$to.qmp" '{"execute":"query-status"}' 2>&1 | grep -q '"status":"paused"'; then
+            loaded=yes
+            break
+        fi
+        sleep 0.1
+    done
+    [ "$loaded" = yes ] || die "$to did not finish loading within 30 s"
+    "$PY" dpdk-config/qmp.py --timeout 120 "$DIR/$to.qmp" \
+        "{\"execute\":\"pmemsave\",\"arguments\":{\"val\":0,\"size\":$((VM_MEM << 20)),\"filename\":\"$DIR/$to.mem\"}}" \
+        '{"execute":"cont"}' event:RESUME >"$DIR/$to-resume.qmp.log" 2>&1 ||
+        die "pmemsave or cont on $to failed: $(tail -n 2 "$DIR/$to-resume.qmp.log")"
+    "$PY" - "$DIR/$from.mem" "$DIR/$to.mem" "$from->$to" "$DIR/memdiff-$from-$to.log" <<'PY' | tee -a "$DIR/memcheck.log" ||
+import sys
+a, b = (open(p, "rb").read() for p in sys.argv[1:3])
+page = 4096
+diff = [i * page for i in range(len(a) // page)
+        if not 0xa0000 <= i * page < 0x100000 and a[i * page:(i + 1) * page] != b[i * page:(i + 1) * page]]
+shown = " ".join(f"{d:#x}" for d in diff[:16])
+print(f"   memcheck {sys.argv[3]}: {len(diff)} of {len(a) // page} pages differ{': ' + shown if diff else ''}")
+# What differs, for whoever reads the logs: each such 16-byte row on both sides.
+with open(sys.argv[4], "w") as out:
+    for p in diff[:64]:
+        rows = [r for r in range(p, p + page, 16) if a[r:r + 16] != b[r:r + 16]]
+        out.write(f"page {p:#x}: {len(rows)} of 256 rows differ\n")
+        for r in rows[:48]:
+            out.write(f"  {r:#010x} src {a[r:r + 16].hex(' ')}  {bytes(c if 32 <= c < 127 else 46 for c in a[r:r + 16]).decode()}\n")
+            out.write(f"  {'':10} dst {b[r:r + 16].hex(' ')}  {bytes(c if 32 <= c < 127 else 46 for c in b[r:r + 16]).decode()}\n")
+sys.exit(1 if diff else 0)
+PY
+        failures+=("$from -> $to: the guest's memory differs between source and destination")
+    rm -f "$DIR/$from.mem" "$DIR/$to.mem"
+}
 # migrate FROM_ID TO_HOST TO_ID: starts the destination QEMU, migrates, quits the source.
 migrate() {
-    local from=$1 h=$2 to=$3 other fdb_before fdb_after t0 t1 off_a off_b qrc resumed
+    local from=$1 h=$2 to=$3 other fdb_before fdb_after t0 t1 off_a off_b qrc resumed oops
     other=$([ "$h" = a ] && echo b || echo a)
     say "migration $from (host $other) -> $to (host $h)"
     rm -f "$DIR/mig-$to.sock"
-    boot_qemu "$to" "$h" -incoming "unix:$DIR/mig-$to.sock"
+    boot_qemu "$to" "$h" -incoming "unix:$DIR/mig-$to.sock" ${MEMCHECK:+-S}
     for _ in $(seq 300); do [ -S "$DIR/mig-$to.sock" ] && break; sleep 0.1; done
     [ -S "$DIR/mig-$to.sock" ] || die "the destination QEMU does not listen on $DIR/mig-$to.sock: $(tail -n 5 "$DIR/$to.console")"
     # The destination's RESUME event, with QEMU's timestamp: the source's STOP to it is how long
     # the guest was paused (QEMU's own `downtime` counts only the source's side).
-    "$PY" dpdk-config/qmp.py --timeout 300 "$DIR/$to.qmp" event:RESUME >"$DIR/$to-resume.qmp.log" 2>&1 &
-    resume_pid=$!
+    if [ -z "$MEMCHECK" ]; then
+        "$PY" dpdk-config/qmp.py --timeout 300 "$DIR/$to.qmp" event:RESUME >"$DIR/$to-resume.qmp.log" 2>&1 &
+        resume_pid=$!
+    fi
     fdb_before=$(fdb)
     echo "   FDB before: $fdb_before"
     off_a=$(size "$DIR/a/switch.log")
@@ -223,10 +310,16 @@ migrate() {
         "{\"execute\":\"migrate-set-parameters\",\"arguments\":{\"max-bandwidth\":4294967296,\"downtime-limit\":$DOWNTIME_LIMIT}}" \
         "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$DIR/mig-$to.sock\"}}" \
         event:MIGRATION:status=completed \
-        '{"execute":"query-migrate"}' >"$DIR/$from-migrate.qmp.log" 2>&1 ||
-        die "migration failed: $(tail -n 5 "$DIR/$from-migrate.qmp.log")"
+        '{"execute":"query-migrate"}' >"$DIR/$from-migrate.qmp.log" 2>&1 || {
+        oops=$(guest_oops "$from") || true
+        die "migration failed: $(tail -n 5 "$DIR/$from-migrate.qmp.log")${oops:+; the guest kernel on $from reported: $oops}"
+    }
     t1=$(date +%s.%N)
-    wait "$resume_pid" || failures+=("$to: no RESUME event: $(tail -n 2 "$DIR/$to-resume.qmp.log")")
+    if [ -n "$MEMCHECK" ]; then
+        memcheck "$from" "$to"
+    else
+        wait "$resume_pid" || failures+=("$to: no RESUME event: $(tail -n 2 "$DIR/$to-resume.qmp.log")")
+    fi
     # QEMU announces `completed` before it has filled in total-time and downtime: ask again
     # until they are there (the figures take the last answer).
     for _ in $(seq 20); do
@@ -271,9 +364,9 @@ PY
     cur=$to
 }
 
-rm -f "$DIR/fdb.log"
-# What each host's uplink sent into the bridge tells which announce left the destination (a
-# RARP, ethertype 0x8035, or the guest's gratuitous ARP).
+rm -f "$DIR/fdb.log" "$DIR/memcheck.log" "$DIR"/memdiff-*.log
+# What each host's bridge port (its uplink, or NIC=tap its tap) got tells which announce left
+# the destination (a RARP, ethertype 0x8035, or the guest's gratuitous ARP).
 for h in a b; do
     ip netns exec "$PREFIX-br" tcpdump -l -n -e -Q in -i "${BR_PORT[$h]}" "ether src $VM_MAC and (arp or rarp)" >"$DIR/$h/announce.log" 2>&1 &
     aux_pids+=($!)
@@ -372,14 +465,12 @@ cat "$DIR/figures.log"
 [ "$figures_ok" = yes ] || failures+=("the figures miss the goal (see above)")
 # The guest's own verdict on each move: a kernel that found its rings or memory inconsistent.
 for id in vm-b vm-a2; do
-    if oops=$(grep -E -m3 'BUG|corruption|is not a head|self-detected stall|soft lockup|Oops' "$DIR/$id.console"); then
-        failures+=("the guest kernel on $id reported: $(printf '%s' "$oops" | tr -d '\r' | tr '\n' ' ')")
-    fi
+    if oops=$(guest_oops "$id"); then failures+=("the guest kernel on $id reported: $oops"); fi
 done
 kill "$sink_pid" 2>/dev/null || true
 
 for h in a b; do
-    echo "   ARP/RARP frames from $VM_MAC out of host $h's uplink (tcpdump on ${BR_PORT[$h]}):"
+    echo "   ARP/RARP frames from $VM_MAC into the bridge from host $h (tcpdump on ${BR_PORT[$h]}):"
     grep -E '^[0-9]' "$DIR/$h/announce.log" | sed 's/^/      /' | tail -n 12
 done
 echo "   FDB entries for $VM_MAC:"
@@ -405,8 +496,9 @@ for h in a b; do
     [ "$switch_rc" -eq 0 ] || failures+=("dpdk-macvtap on host $h exited with status $switch_rc")
 done
 
-say "summary (ROLE=$ROLE ANNOUNCE=$ANNOUNCE)"
+say "summary (NIC=$NIC ROLE=$ROLE ANNOUNCE=$ANNOUNCE${MEMCHECK:+ MEMCHECK=1})"
 sed 's/^/   /' "$DIR/figures.log"
+[ -z "$MEMCHECK" ] || grep '^   memcheck' "$DIR/memcheck.log"
 echo "   total time: $((SECONDS - T0))s; logs in $DIR"
 if [ ${#failures[@]} -gt 0 ]; then
     printf '   FAILED: %s\n' "${failures[@]}"

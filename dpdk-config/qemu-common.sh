@@ -19,7 +19,10 @@
 #                             and the console files, default NAME: two QEMUs of one VM, as in a
 #                             migration), QVM_SOCK (the vhost-user socket, default $DIR/NAME.sock),
 #                             QVM_SOCK_SERVER=1 (QEMU creates the socket: the switch is the client),
-#                             QVM_NIC_OPTS (",key=value..." appended to the virtio-net-pci device)
+#                             QVM_NIC_OPTS (",key=value..." appended to the virtio-net-pci device),
+#                             QVM_TAP=IFNAME (QEMU serves the NIC itself, in userspace, on the
+#                             existing tap IFNAME: no vhost-user socket, no vhost-net),
+#                             QVM_NETNS (QEMU runs in this network namespace: where the tap is)
 #   vm_cmd NAME LINE          one command to the VM's init, over its serial console
 #   wait_line FILE OFFSET REGEX TIMEOUT PID         waits for a line (no fixed sleeps)
 #   size FILE                 its size in bytes (the OFFSET of what comes next)
@@ -348,18 +351,26 @@ size() { stat -c %s "$1"; }
 
 # --- VMs ----------------------------------------------------------------------------------------
 
-# qvm_start NAME MAC IP PING WAIT [QEMU ARG...]: a VM whose first NIC is on $DIR/NAME.sock.
+# qvm_start NAME MAC IP PING WAIT [QEMU ARG...]: a VM whose first NIC is on $DIR/NAME.sock
+# (or $QVM_SOCK, or the tap $QVM_TAP).
 qvm_start() {
     local name=$1 mac=$2 ip=$3 ping=$4 wait=$5 fd
-    local id=${QVM_ID:-$1} sock=${QVM_SOCK:-$DIR/$1.sock} chr=
+    local id=${QVM_ID:-$1} sock=${QVM_SOCK:-$DIR/$1.sock} chr= netdev run=()
     shift 5
-    if [ -n "${QVM_SOCK_SERVER:-}" ]; then
-        # QEMU listens and waits (in netdev set-up) until the switch connects.
-        rm -f "$sock"
-        chr=,server=on,wait=off
+    if [ -n "${QVM_TAP:-}" ]; then
+        netdev=(-netdev "tap,id=net0,ifname=$QVM_TAP,script=no,downscript=no,vhost=off")
+        sock="tap $QVM_TAP"
     else
-        [ -S "$sock" ] || die "the switch has not created $sock"
+        if [ -n "${QVM_SOCK_SERVER:-}" ]; then
+            # QEMU listens and waits (in netdev set-up) until the switch connects.
+            rm -f "$sock"
+            chr=,server=on,wait=off
+        else
+            [ -S "$sock" ] || die "the switch has not created $sock"
+        fi
+        netdev=(-chardev "socket,id=chr0,path=$sock$chr" -netdev "vhost-user,id=net0,chardev=chr0")
     fi
+    [ -z "${QVM_NETNS:-}" ] || run=(ip netns exec "$QVM_NETNS")
     # The serial console reads from a FIFO that stays open read-write on our side, so writing
     # commands never blocks and QEMU never sees end-of-file.
     rm -f "$DIR/$id.con"
@@ -367,18 +378,18 @@ qvm_start() {
     exec {fd}<>"$DIR/$id.con"
     con_fd[$id]=$fd
     # vectors=0: QEMU 7.2 under TCG crashes when the guest driver enables MSI-X on a vhost-user
-    # virtio-net-pci; with no vectors the guest falls back to INTx. romfile=: no iPXE ROM to run.
-    qemu-system-x86_64 -machine q35,accel="$ACCEL" -cpu max -m "$VM_MEM" -smp 1 \
+    # virtio-net-pci; with no vectors the guest falls back to INTx (a tap NIC gets the same, so
+    # that the guest's driver runs the same way whatever serves it). romfile=: no iPXE ROM to run.
+    "${run[@]}" qemu-system-x86_64 -machine q35,accel="$ACCEL" -cpu max -m "$VM_MEM" -smp 1 \
         -object memory-backend-memfd,id=mem,size="${VM_MEM}M",share=on -numa node,memdev=mem \
-        -chardev socket,id=chr0,path="$sock$chr" \
-        -netdev vhost-user,id=net0,chardev=chr0 \
+        "${netdev[@]}" \
         -device virtio-net-pci,netdev=net0,mac="$mac",vectors=0,romfile="${QVM_NIC_OPTS:-}" \
         -kernel "$vmlinuz" -initrd "$INITRD" \
         -append "console=ttyS0 quiet panic=-1 ipv6.disable=1 vm_name=$name vm_ip=$ip vm_ping=$ping vm_wait=$wait" \
         -nographic -no-reboot "$@" \
         <"$DIR/$id.con" >"$DIR/$id.console" 2>&1 &
     qemu_pid[$id]=$!
-    echo "   $id: QEMU pid ${qemu_pid[$id]}, mac $mac, ip $ip/24, socket $sock, console $DIR/$id.console"
+    echo "   $id: QEMU pid ${qemu_pid[$id]}, mac $mac, ip $ip/24, NIC on $sock, console $DIR/$id.console"
 }
 
 vm_cmd() { printf '%s\n' "$2" >&"${con_fd[$1]}"; }
