@@ -206,7 +206,7 @@ fn a_pool_too_small_for_the_queues_is_refused_with_the_numbers() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("--mbufs 1023 is too few: up to 3583 packet buffers can be out of the pool at once (uplink rx rings 1024 + tx rings 1024 + rings between workers 0 + held by workers 224 + frames the switch sends 543 + lcore caches 768)"),
+        err.contains("--mbufs 1023 is too few: up to 3711 packet buffers can be out of the pool at once (uplink rx rings 1024 + tx rings 1024 + rings between workers 0 + held by workers 352 + frames the switch sends 543 + lcore caches 768)"),
         "{err}"
     );
 }
