@@ -1,7 +1,7 @@
 //! What a timed sleep costs on this machine with nothing else in the loop: a thread on the
-//! worker's core that only sleeps the bound at a time (timer slack 1 µs, as the switch's
-//! worker sets it), read from /proc the way the idle worker is. An idle worker cannot cost
-//! less than this at the same bound; what it costs above it is its own pass between sleeps.
+//! worker's core that only sleeps the bound at a time (with the worker's own timer slack,
+//! `IDLE_TIMER_SLACK_NS`), read from /proc the way the idle worker is. An idle worker cannot
+//! cost less than this at the same bound; what it costs above it is its own pass between sleeps.
 //! On a VM each wake-up also pays for the hypervisor's timer, which is most of it here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,15 +58,9 @@ pub fn measure(bound_us: u32, window: Duration, run: usize) -> Result<FloorSampl
     Ok(FloorSample { bound_us, run, cpu_pct, sched_pct, wakeups_per_s })
 }
 
-/// On the worker's core, with the worker's timer slack (best effort: a failure leaves the
-/// thread where the scheduler puts it, which the report's core figures would show).
+/// On the worker's core, with the worker's timer slack (best effort: a failure to pin leaves
+/// the thread where the scheduler puts it, which the report's core figures would show).
 fn pin_and_tighten_slack() {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: WORKER_CORE is below CPU_SETSIZE.
-    unsafe { libc::CPU_SET(WORKER_CORE, &mut set) };
-    // SAFETY: set is a valid cpu_set_t of the size given; 0 is the calling thread.
-    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    // SAFETY: PR_SET_TIMERSLACK takes a plain integer.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong) };
+    core_affinity::set_for_current(core_affinity::CoreId { id: WORKER_CORE });
+    dpdk_macvtap::rte::lcore::set_timer_slack_ns(dpdk_macvtap::datapath::IDLE_TIMER_SLACK_NS);
 }

@@ -16,6 +16,10 @@
 /// save the core between bursts, long enough not to sleep inside one.
 pub const IDLE_PASSES_BEFORE_SLEEP: u32 = 1024;
 
+/// The worker's timer slack: sleeps of a few microseconds must not be rounded up to the
+/// kernel's default 50 us. (The bench's idle floor sleeps with the same.)
+pub const IDLE_TIMER_SLACK_NS: u64 = 1_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdleBackoff {
     max_us: u32,

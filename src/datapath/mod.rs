@@ -16,7 +16,7 @@ mod tag;
 mod vlan;
 mod worker;
 
-pub use idle::IdleBackoff;
+pub use idle::{IdleBackoff, IDLE_TIMER_SLACK_NS};
 pub use ingress::RX_BURSTS_PER_PASS;
 pub use vlan::VlanOffload;
 pub use originate::{origin_channel, OriginQueue, OriginSender, ProbeSeen};

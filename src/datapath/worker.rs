@@ -185,9 +185,7 @@ impl Worker {
     /// Polls until told to stop. Frames still pending at the end are freed and counted.
     pub fn run(mut self) {
         self.links.started();
-        // Sleeps of a few microseconds must not be rounded up to the kernel's default 50 us
-        // timer slack.
-        crate::rte::lcore::set_timer_slack_ns(1_000);
+        crate::rte::lcore::set_timer_slack_ns(super::idle::IDLE_TIMER_SLACK_NS);
         // The TSC is read once every PASSES_PER_TICK passes, and the cycles in between (less
         // any slept) are split between busy and idle by how many of those passes moved
         // frames: in this VM a read per pass was 3% of a saturated worker's time.
