@@ -78,14 +78,10 @@ impl Mbuf {
     /// by the first alone could change that link under it (`chain`).
     #[inline]
     pub fn is_exclusive(&self) -> bool {
-        let mut seg = self.0.as_ptr();
-        while !seg.is_null() {
-            // SAFETY: seg is a segment of the chain self holds a reference to.
-            if unsafe { refcnt_of(seg) }.load(Ordering::Relaxed) != 1 {
-                return false;
-            }
-            // SAFETY: as above.
-            seg = unsafe { (*seg).next };
+        // SAFETY: self holds a reference to the chain while the walk and the reads run.
+        let alone = unsafe { chain(self.0.as_ptr()) }.all(|seg| unsafe { refcnt_of(seg) }.load(Ordering::Relaxed) == 1);
+        if !alone {
+            return false;
         }
         // The counts are read relaxed; the last other owner dropped its reference with a
         // release decrement. This orders its reads before our writes (as `Arc::get_mut`).
@@ -134,18 +130,12 @@ impl Mbuf {
 
     /// Iterates over the segments' data.
     pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
-        let mut cur: *const sys::rte_mbuf = self.0.as_ptr();
-        std::iter::from_fn(move || {
-            if cur.is_null() {
-                return None;
-            }
-            // SAFETY: cur is a segment of the chain self owns.
-            let m = unsafe { &*cur };
-            cur = m.next;
-            // SAFETY: as in `data`.
-            Some(unsafe {
-                std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize)
-            })
+        // SAFETY: the walk borrows self, which holds a reference to the chain.
+        unsafe { chain(self.0.as_ptr()) }.map(|seg| {
+            // SAFETY: seg is a live segment; buf_addr + data_off .. + data_len is its data.
+            let m = unsafe { &*seg };
+            // SAFETY: as above.
+            unsafe { std::slice::from_raw_parts((m.buf_addr as *const u8).add(m.data_off as usize), m.data_len as usize) }
         })
     }
 
@@ -324,16 +314,14 @@ impl Shares {
 impl Drop for Shares {
     fn drop(&mut self) {
         if self.spare > 0 {
-            let mut seg = self.frame.0.as_ptr();
-            while !seg.is_null() {
+            // SAFETY: `frame` keeps the chain alive through the walk.
+            for seg in unsafe { chain(self.frame.0.as_ptr()) } {
                 // Never reaches 0: `frame` still holds its own reference. Acquire and release,
                 // as DPDK's own decrements: when this leaves 1, the free that follows takes
                 // DPDK's unsynchronised "count is 1" path, and the other holders' reads must
                 // come before the buffer goes back to the pool.
                 // SAFETY: seg is a segment of the chain `frame` keeps alive.
                 unsafe { refcnt_of(seg) }.fetch_sub(self.spare, Ordering::AcqRel);
-                // SAFETY: as above.
-                seg = unsafe { (*seg).next };
             }
         }
         // `frame` drops next: its own reference, freed as any other.
@@ -346,8 +334,9 @@ impl Drop for Shares {
 /// # Safety
 /// `seg` heads a chain the caller holds a reference to, alive for the whole call.
 #[inline]
-unsafe fn add_refs(mut seg: *mut sys::rte_mbuf, n: u16) {
-    while !seg.is_null() {
+unsafe fn add_refs(head: *mut sys::rte_mbuf, n: u16) {
+    // SAFETY: the caller keeps the chain alive for the whole call.
+    for seg in unsafe { chain(head) } {
         // SAFETY: seg is a segment of the chain the caller keeps alive.
         let count = unsafe { refcnt_of(seg) };
         let now = count.load(Ordering::Relaxed);
@@ -357,9 +346,17 @@ unsafe fn add_refs(mut seg: *mut sys::rte_mbuf, n: u16) {
             // Below 0x8000 + 256 nothing has wrapped yet; the next add could.
             std::process::abort();
         }
-        // SAFETY: as above.
-        seg = unsafe { (*seg).next };
     }
+}
+
+/// The segments of the chain that starts at `head`, first to last.
+///
+/// # Safety
+/// The caller holds a reference to the chain for as long as it uses the iterator.
+#[inline]
+unsafe fn chain(head: *mut sys::rte_mbuf) -> impl Iterator<Item = *mut sys::rte_mbuf> {
+    // SAFETY: every segment reached is part of the chain the caller keeps alive.
+    std::iter::successors(NonNull::new(head), |seg| NonNull::new(unsafe { (*seg.as_ptr()).next })).map(NonNull::as_ptr)
 }
 
 /// The reference count of a segment, as the atomic DPDK treats it as.
