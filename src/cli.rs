@@ -83,6 +83,13 @@ pub struct Cli {
     #[arg(long, default_value_t = DEFAULT_IDLE_SLEEP_MAX_US, value_parser = clap::value_parser!(u32).range(0..=MAX_IDLE_SLEEP_US))]
     pub idle_sleep_max: u32,
 
+    /// Microseconds of sleeping idle after which a worker blocks instead, until a frame or a
+    /// change wakes it (guests' kicks and the uplink's rx interrupts turned on meanwhile), so
+    /// an idle switch costs no CPU; only where every queue it polls can wake it (an uplink
+    /// without rx interrupts, net_af_packet for one, keeps it sleeping). 0: never block.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = DEFAULT_IDLE_BLOCK_AFTER_US, value_parser = clap::value_parser!(u64).range(0..=60_000_000))]
+    pub idle_block_after: u64,
+
     /// Tag and untag VLAN guests' frames in software even where the uplink port offers VLAN
     /// strip and insert offloads (which are used by default).
     #[arg(long)]
@@ -128,6 +135,9 @@ pub struct Cli {
 
 /// The default bound of a worker's idle sleep (see bench/README.md for how it was chosen).
 pub const DEFAULT_IDLE_SLEEP_MAX_US: u32 = 250;
+/// The default lull before an idle worker blocks: a few of the longest sleeps, so a lull
+/// between bursts costs no kick or interrupt (see bench/README.md).
+pub const DEFAULT_IDLE_BLOCK_AFTER_US: u64 = 1_000;
 /// Above this, frames would wait longer than any rx ring holds them at line rate.
 pub const MAX_IDLE_SLEEP_US: i64 = 10_000;
 

@@ -42,6 +42,11 @@ pub struct IdleArgs {
     /// `--idle-sleep-max` bounds to measure, µs (0 = pure polling).
     #[arg(long, value_delimiter = ',', default_value = "0,50,100,250,500,1000")]
     bounds: Vec<u32>,
+    /// Bounds to measure also with timed sleeps only (`--idle-block-after 0`), beside the
+    /// default (which blocks after a lull where the ports can wake the worker).
+    #[arg(long, value_delimiter = ',', default_value = "250")]
+    #[serde(default)]
+    sleep_only: Vec<u32>,
     /// Leave out testpmd io-fwd (the 100 % reference).
     #[arg(long)]
     no_testpmd: bool,
@@ -97,8 +102,11 @@ pub struct IdleArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Variant {
-    /// dpdk-macvtap with this `--idle-sleep-max` (0 = pure polling).
+    /// dpdk-macvtap with this `--idle-sleep-max` (0 = pure polling), blocking after its
+    /// default `--idle-block-after` where the ports allow.
     Macvtap(u32),
+    /// The same with `--idle-block-after 0`: timed sleeps only.
+    SleepOnly(u32),
     Testpmd,
 }
 
@@ -107,6 +115,7 @@ impl Variant {
         match self {
             Variant::Macvtap(0) => "dpdk-macvtap --idle-sleep-max 0 (pure polling)".into(),
             Variant::Macvtap(b) => format!("dpdk-macvtap --idle-sleep-max {b}"),
+            Variant::SleepOnly(b) => format!("dpdk-macvtap --idle-sleep-max {b} --idle-block-after 0 (timed sleeps only)"),
             Variant::Testpmd => "testpmd io-fwd".into(),
         }
     }
@@ -114,6 +123,7 @@ impl Variant {
     fn short(self) -> String {
         match self {
             Variant::Macvtap(b) => format!("macvtap {b}"),
+            Variant::SleepOnly(b) => format!("macvtap {b} sleep-only"),
             Variant::Testpmd => "testpmd".into(),
         }
     }
@@ -182,6 +192,9 @@ pub struct IdleSample {
     pub process_pct: f64,
     /// dpdk-macvtap: `sleep_cycles` over the window's TSC cycles, %.
     pub sleep_pct: Option<f64>,
+    /// dpdk-macvtap: `blocked_cycles` (the part of the sleep spent blocked), %.
+    #[serde(default)]
+    pub blocked_pct: Option<f64>,
     /// Core 1 (the worker's) busy with anything but the worker, % (from /proc/stat): the
     /// machine is shared.
     #[serde(default)]
@@ -222,6 +235,7 @@ pub fn run(mut a: IdleArgs) -> Result<()> {
     }
     let scenarios: Vec<Scenario> = a.scenarios.iter().map(|s| Scenario::parse(s)).collect::<Result<_>>()?;
     let mut variants: Vec<Variant> = a.bounds.iter().map(|&b| Variant::Macvtap(b)).collect();
+    variants.extend(a.sleep_only.iter().filter(|&&b| b > 0).map(|&b| Variant::SleepOnly(b)));
     if !a.no_testpmd {
         variants.push(Variant::Testpmd);
     }
@@ -329,7 +343,8 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
         }
     };
     let sw = match v {
-        Variant::Macvtap(b) => systems::start_macvtap(env, &topo, Some(b))?,
+        Variant::Macvtap(b) => systems::start_macvtap(env, &topo, Some(b), &[])?,
+        Variant::SleepOnly(b) => systems::start_macvtap(env, &topo, Some(b), &["--idle-block-after", "0"])?,
         Variant::Testpmd => systems::start(env, System::Testpmd, &topo)?.context("testpmd cannot run this topology")?,
     };
     let (sock_a, sock_b, mac_a, mac_b) = match &up_sock {
@@ -367,10 +382,11 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
     let secs = c1.at.duration_since(c0.at).as_secs_f64();
     let process_pct = 100.0 * p1.saturating_sub(p0) as f64 / cpu::clk_tck() as f64 / secs;
     let core1 = k0.zip(k1).map(|(x, y)| cpu::core_shares(&x, &y));
-    let sleep_pct = match (m0, m1) {
-        ((Some(a0), t0), (Some(a1), t1)) if t1 > t0 => Some(100.0 * a1.sleep.saturating_sub(a0.sleep) as f64 / (t1 - t0) as f64),
+    let share = |f: fn(&systems::MacvtapCounters) -> u64| match (&m0, &m1) {
+        ((Some(a0), t0), (Some(a1), t1)) if t1 > t0 => Some(100.0 * f(a1).saturating_sub(f(a0)) as f64 / (t1 - t0) as f64),
         _ => None,
     };
+    let (sleep_pct, blocked_pct) = (share(|c| c.sleep), share(|c| c.blocked));
 
     let budget = Duration::from_millis(
         (idle_secs * 1000).saturating_sub((a.settle + a.window) * 1000)
@@ -401,6 +417,7 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
         wakeups_per_s,
         process_pct,
         sleep_pct,
+        blocked_pct,
         core1_other_pct: core1.map(|(busy, _)| (busy - cpu_pct).max(0.0)),
         core1_steal_pct: core1.map(|(_, steal)| steal),
         bursts,
@@ -421,8 +438,9 @@ at a time for the same window, with no switch running (`bench/src/floor.rs`), re
 less at that bound; the difference is its own pass between sleeps.\n"
     );
     let sc = scenarios(res);
-    let _ = writeln!(o, "| bound µs | sleeping alone % (stat) | alone % (schedstat) | alone wake-ups/s | {} |", sc.iter().map(|s| format!("worker % ({s})")).collect::<Vec<_>>().join(" | "));
-    let _ = writeln!(o, "|---:|---:|---:|---:|{}", "---:|".repeat(sc.len()));
+    let cols: Vec<String> = sc.iter().flat_map(|s| [format!("worker % ({s})"), format!("worker %, sleeps only ({s})")]).collect();
+    let _ = writeln!(o, "| bound µs | sleeping alone % (stat) | alone % (schedstat) | alone wake-ups/s | {} |", cols.join(" | "));
+    let _ = writeln!(o, "|---:|---:|---:|---:|{}", "---:|".repeat(cols.len()));
     let mut bounds: Vec<u32> = res.floors.iter().map(|f| f.bound_us).collect();
     bounds.sort_unstable();
     bounds.dedup();
@@ -430,7 +448,10 @@ less at that bound; the difference is its own pass between sleeps.\n"
         let fs: Vec<&FloorSample> = res.floors.iter().filter(|f| f.bound_us == b).collect();
         let worker: Vec<String> = sc
             .iter()
-            .map(|s| range(&res.samples.iter().filter(|x| &x.scenario == s && x.variant == Variant::Macvtap(b)).map(|x| x.cpu_pct).collect::<Vec<_>>(), 1))
+            .flat_map(|s| {
+                let of = |v: Variant| range(&res.samples.iter().filter(|x| &x.scenario == s && x.variant == v).map(|x| x.cpu_pct).collect::<Vec<_>>(), 1);
+                [of(Variant::Macvtap(b)), of(Variant::SleepOnly(b))]
+            })
             .collect();
         let _ = writeln!(
             o,
@@ -665,6 +686,7 @@ bound by then). All probes of all runs pooled; µs. Pure polling and testpmd sho
         let offered: usize = small.iter().map(|b| b.frames).sum();
         let name = match v {
             Variant::Macvtap(b) => b.to_string(),
+            Variant::SleepOnly(b) => format!("{b}, sleeps only"),
             Variant::Testpmd => "testpmd".into(),
         };
         let _ = writeln!(
@@ -696,6 +718,7 @@ bound by then). All probes of all runs pooled; µs. Pure polling and testpmd sho
             let _ = writeln!(o, "  - worker % (schedstat): [{}]", ss.iter().map(|s| s.sched_pct.map(|p| format!("{p:.2}")).unwrap_or_else(|| "–".into())).collect::<Vec<_>>().join(", "));
             if ss.iter().any(|s| s.sleep_pct.is_some()) {
                 let _ = writeln!(o, "  - slept %: [{}]", ss.iter().map(|s| s.sleep_pct.map(|p| format!("{p:.1}")).unwrap_or_else(|| "–".into())).collect::<Vec<_>>().join(", "));
+                let _ = writeln!(o, "  - of which blocked %: [{}]", ss.iter().map(|s| s.blocked_pct.map(|p| format!("{p:.1}")).unwrap_or_else(|| "–".into())).collect::<Vec<_>>().join(", "));
             }
             let _ = writeln!(o, "  - wake-ups/s: [{}]", ss.iter().map(|s| format!("{:.0}", s.wakeups_per_s)).collect::<Vec<_>>().join(", "));
             let _ = writeln!(

@@ -130,6 +130,8 @@ pub struct MacvtapCounters {
     pub busy: u64,
     pub idle: u64,
     pub sleep: u64,
+    /// The part of `sleep` spent blocked (`--idle-block-after`).
+    pub blocked: u64,
     pub frames: u64,
     pub enqueue_calls: u64,
     pub enqueue_frames: u64,
@@ -154,8 +156,8 @@ enum Kind {
 /// Starts `system` on `topo`; None when the system cannot do this topology.
 pub fn start(env: &Env, system: System, topo: &Topology) -> Result<Option<Running>> {
     match system {
-        System::Macvtap => start_macvtap(env, topo, env.idle_sleep_max).map(Some),
-        System::MacvtapNosleep => start_macvtap(env, topo, Some(0)).map(Some),
+        System::Macvtap => start_macvtap(env, topo, env.idle_sleep_max, &[]).map(Some),
+        System::MacvtapNosleep => start_macvtap(env, topo, Some(0), &[]).map(Some),
         System::Testpmd => {
             // io-fwd pairs ports: no fan-out, and several guests only with an uplink each.
             if topo.guests > 1 && !matches!(topo.uplink, Uplink::Loop) && topo.pair_uplinks.len() != topo.guests {
@@ -181,8 +183,9 @@ pub fn start(env: &Env, system: System, topo: &Topology) -> Result<Option<Runnin
     }
 }
 
-/// dpdk-macvtap; `idle_sleep_max` None leaves the binary's default bound.
-pub fn start_macvtap(env: &Env, topo: &Topology, idle_sleep_max: Option<u32>) -> Result<Running> {
+/// dpdk-macvtap; `idle_sleep_max` None leaves the binary's default bound; `extra`: more
+/// switch options.
+pub fn start_macvtap(env: &Env, topo: &Topology, idle_sleep_max: Option<u32>, extra: &[&str]) -> Result<Running> {
     let seq = env.next_seq();
     let dir = env.work.join(format!("macvtap{seq}"));
     std::fs::create_dir_all(&dir)?;
@@ -221,6 +224,7 @@ pub fn start_macvtap(env: &Env, topo: &Topology, idle_sleep_max: Option<u32>) ->
     if let Some(us) = idle_sleep_max {
         cmd.args(["--idle-sleep-max", &us.to_string()]);
     }
+    cmd.args(extra);
     let log = dir.join("switch.log");
     let mut p = Proc::spawn("dpdk-macvtap", cmd, &log)?;
     let key = match idle_sleep_max {
@@ -228,6 +232,7 @@ pub fn start_macvtap(env: &Env, topo: &Topology, idle_sleep_max: Option<u32>) ->
         Some(us) if Some(us) != env.idle_sleep_max => format!("macvtap --idle-sleep-max {us}"),
         _ => "macvtap".to_owned(),
     };
+    let key = if extra.is_empty() { key } else { format!("{key} {}", extra.join(" ")) };
     env.record(&format!("{key}/switch ({})", topo.tag), &p.cmdline);
     p.wait_for("dpdk-macvtap: forwarding", START_TIMEOUT)?;
     Ok(Running { sockets, kind: Kind::Macvtap { proc: p, json, start: None } })
@@ -382,6 +387,7 @@ fn macvtap_counters(proc: &Proc, json: &FsPath) -> Result<MacvtapCounters> {
         sum.busy += n("busy_cycles");
         sum.idle += n("idle_cycles");
         sum.sleep += n("sleep_cycles");
+        sum.blocked += n("blocked_cycles");
         sum.frames += n("frames");
         sum.enqueue_calls += n("enqueue_calls");
         sum.enqueue_frames += n("enqueue_frames");

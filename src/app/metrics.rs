@@ -43,6 +43,12 @@ struct LcoreLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LcoreReasonLabel {
+    lcore: u32,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
     state: &'static str,
 }
@@ -169,12 +175,20 @@ impl Switch {
         r.register_with_unit("lcore_idle", "Time a forwarding lcore spent polling empty queues", Unit::Seconds, idle.clone());
         r.register_with_unit("lcore_sleep", "Time a forwarding lcore slept (idle sleep)", Unit::Seconds, sleep.clone());
         r.register("lcore_frames", "Frames a forwarding lcore moved", frames.clone());
+        let blocked: FloatCounters<LcoreLabel> = Family::default();
+        r.register_with_unit("lcore_blocked", "Part of lcore_sleep a forwarding lcore spent blocked until an event (--idle-block-after)", Unit::Seconds, blocked.clone());
+        let wakes: Counters<LcoreReasonLabel> = Family::default();
+        r.register("lcore_wakeups", "Blocks of a forwarding lcore ended, by what ended them", wakes.clone());
         for (w, plan) in snap.workers.iter().zip(&self.asg.workers) {
             let l = LcoreLabel { lcore: plan.lcore };
             busy.get_or_create(&l).inc_by(w.busy_cycles as f64 / hz);
             idle.get_or_create(&l).inc_by(w.idle_cycles as f64 / hz);
             sleep.get_or_create(&l).inc_by(w.sleep_cycles as f64 / hz);
+            blocked.get_or_create(&l).inc_by(w.blocked_cycles as f64 / hz);
             frames.get_or_create(&l).inc_by(w.frames);
+            for (reason, n) in [("kick", w.wakes.kick), ("uplink", w.wakes.uplink), ("doorbell", w.wakes.doorbell), ("timeout", w.wakes.timeout)] {
+                wakes.get_or_create(&LcoreReasonLabel { lcore: plan.lcore, reason }).inc_by(n);
+            }
         }
 
         self.register_originated(&mut r, &snap);

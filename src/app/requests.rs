@@ -229,11 +229,17 @@ impl Switch {
                 .enumerate()
                 .map(|(w, plan)| {
                     let (busy, sleep) = busy_sleep_percent(&snap, w);
+                    let blocked = snap.workers.get(w).map(|s| {
+                        let total = s.busy_cycles + s.idle_cycles + s.sleep_cycles;
+                        if total == 0 { 0.0 } else { 100.0 * s.blocked_cycles as f64 / total as f64 }
+                    });
                     let per_copy = snap.workers.get(w).filter(|s| s.enqueue_calls > 0).map(|s| s.enqueue_frames as f64 / s.enqueue_calls as f64);
                     json!({
                         "lcore": plan.lcore,
                         "busy_percent": (busy * 10.0).round() / 10.0,
                         "sleep_percent": (sleep * 10.0).round() / 10.0,
+                        "blocked_percent": blocked.map(|b| (b * 10.0).round() / 10.0),
+                        "wakes": snap.workers.get(w).map(|s| s.wakes),
                         "frames_per_copy": per_copy.map(|f| (f * 10.0).round() / 10.0),
                         "uplink_rx": plan.uplink_rx,
                         "uplink_tx": plan.uplink_tx,

@@ -36,7 +36,7 @@ use crate::rte::link_events::LinkEvents;
 use crate::rte::{self, Eal, Mempool, Port};
 use crate::stats::{StatsRegistry, StatsSnapshot};
 use crate::datapath::{ProbeSeen, VlanOffload, RX_BURSTS_PER_PASS, UPLINK_PENDING};
-use crate::view::{DeliveryMap, GuestLinks, Handover, SourceTable, Tables, WorkerView, MAX_SLOTS};
+use crate::view::{DeliveryMap, Doorbells, GuestLinks, Handover, SourceTable, Tables, WorkerView, MAX_SLOTS};
 
 const MEMPOOL_CACHE: u32 = 256;
 /// Packet buffers when `--mbufs` is not given and the worst case needs no more.
@@ -143,7 +143,9 @@ impl Switch {
         })?;
         let uplink_mtu = cli.uplink_mtu.unwrap_or(cfg.max_mtu());
         let vlan_offload = uplink::vlan_offload(&info, !cli.no_vlan_offload);
-        let layout = uplink::configure(port, &info, rx_queues, tx_queues, &cfg.guests, &mut asg, uplink_mtu, cli.descriptors, vlan_offload)?;
+        // Rx interrupts let an idle worker block rather than sleep (`datapath::block`).
+        let rx_interrupts = cli.idle_sleep_max > 0 && cli.idle_block_after > 0;
+        let layout = uplink::configure(port, &info, rx_queues, tx_queues, &cfg.guests, &mut asg, uplink_mtu, cli.descriptors, vlan_offload, rx_interrupts)?;
         let bond = BondUplink::prepare(&layout.port, &info.driver, &devargs, Duration::from_millis(cli.bond_up_delay)).map(|(b, lines)| {
             lines.iter().for_each(|l| println!("{l}"));
             b
@@ -171,7 +173,9 @@ impl Switch {
         }
 
         let links = GuestLinks::new(MAX_GUESTS, lcores.len());
-        let events = GuestEvents::new(Arc::clone(&links));
+        // Each worker's poller, and the doorbells that wake it when it blocks.
+        let (bells, polls) = Doorbells::new(lcores.len()).context("creating the workers' pollers")?;
+        let events = GuestEvents::new(Arc::clone(&links), Arc::clone(&bells));
         rte::vhost::set_events(Box::new(EventsHandle(Arc::clone(&events))))?;
         let mut registry = StatsRegistry::new(MAX_GUESTS, MAX_SLOTS);
         let started = Instant::now();
@@ -184,7 +188,10 @@ impl Switch {
         }
         let guests_took = started.elapsed();
 
-        up.port.start()?;
+        up.port.start().map_err(|e| {
+            let hint = if rx_interrupts { " (with rx interrupts, for --idle-block-after: --idle-block-after 0 starts it without)" } else { "" };
+            anyhow!("starting the uplink{hint}: {e}")
+        })?;
         let steering = steering::install(&up.port, &cfg.guests, &asg, &up.vmdq);
         let fib = MacTable::from_config(&cfg)?;
         let sources = SourceTable::build(cfg.guests.iter().enumerate().map(|(i, g)| (GuestId(i as u16), g)), &fib);
@@ -202,12 +209,12 @@ impl Switch {
         println!("{} guest sockets set up in {} ms", cfg.guests.len(), guests_took.as_millis());
 
         let measure = cli.assign == AssignMode::Cycles;
-        let handover = Handover::new(lcores.len());
+        let handover = Handover::new(lcores.len(), Arc::clone(&bells));
         let uplink::Uplink { port, rx, tx, scopes, .. } = up;
         let probes = Arc::new(ProbeSeen::default());
         let (workers, senders) = Workers::launch(
             &asg,
-            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, socket_id: eal.socket_id(), vlan_offload, probes: &probes },
+            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, idle_block_after_us: cli.idle_block_after, polls, bells: &bells, socket_id: eal.socket_id(), vlan_offload, probes: &probes },
         )?;
         let origin = Originator::new(senders, Arc::clone(&pool));
         let held_by_rings = pool.in_use() - mempool_at_start;

@@ -149,8 +149,8 @@ pub fn queue_counts(port: &Port, workers: usize) -> Result<(PortInfo, u16, u16)>
 /// Configures `port` with the queues `queue_counts` gave, for the start-up guests (ids
 /// 0..n); fills in each worker plan's uplink rx queues when VMDq changes them.
 #[allow(clippy::too_many_arguments)]
-pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, guests: &[GuestConfig], asg: &mut Assignment, mtu: u16, descriptors: u16, vlan: VlanOffload) -> Result<Layout> {
-    let rss = PortConf {
+pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, guests: &[GuestConfig], asg: &mut Assignment, mtu: u16, descriptors: u16, vlan: VlanOffload, rx_interrupts: bool) -> Result<Layout> {
+    let mut rss = PortConf {
         rx_queues,
         tx_queues,
         rss_hf: if rx_queues > 1 { info.rss_offloads } else { 0 },
@@ -159,9 +159,19 @@ pub fn configure(port: Port, info: &PortInfo, rx_queues: u16, tx_queues: u16, gu
         // Link-state interrupts where the port has them: the switch follows the link
         // (app::uplink_watch).
         lsc: info.lsc,
+        // Where the port has them, workers block on them in a long lull; ports without them
+        // ignore the request, and one that refuses it runs without (workers then only sleep).
+        rx_interrupts,
         ..PortConf::default()
     };
-    port.configure(&rss)?;
+    if let Err(e) = port.configure(&rss) {
+        if !rx_interrupts {
+            return Err(e.into());
+        }
+        rss.rx_interrupts = false;
+        port.configure(&rss)?;
+        println!("uplink: no rx interrupts ({e}): idle workers sleep, never block");
+    }
     // VMDq changes the queue layout, so it is chosen before the queues are set up.
     let mut vmdq = steering::plan_vmdq(&port, info, guests, asg);
     let mut scopes: Vec<Vec<RxScope>> = asg.workers.iter().map(|w| vec![RxScope::All; w.uplink_rx.len()]).collect();

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::control::Assignment;
-use crate::datapath::{origin_channel, OriginSender, ProbeSeen, VlanOffload, Worker, WorkerQueues, WorkerShared};
+use crate::datapath::{origin_channel, Blocker, OriginSender, ProbeSeen, VlanOffload, Worker, WorkerQueues, WorkerShared};
 use crate::rte::lcore::{self, Launched};
 use crate::rte::ring::{self, Consumer, Producer};
 use crate::rte::{LcoreId, Mempool, RxQueue, TxQueue};
 use crate::stats::StatsRegistry;
-use crate::view::{GuestLinks, Handover, RxScope, Tables, WorkerView};
+use crate::view::{Doorbells, GuestLinks, Handover, RxScope, Tables, WorkerView};
 
 /// Frames in flight from one worker to another; a full ring drops (counted as peer_ring_full).
 pub const PEER_RING: u32 = 1024;
@@ -33,6 +33,10 @@ pub struct Launch<'a> {
     pub registry: &'a mut StatsRegistry,
     pub measure: bool,
     pub idle_sleep_max_us: u32,
+    pub idle_block_after_us: u64,
+    /// Each worker's poller, from `Doorbells::new` with `bells`.
+    pub polls: Vec<mio::Poll>,
+    pub bells: &'a Arc<Doorbells>,
     pub socket_id: i32,
     pub vlan_offload: VlanOffload,
     /// Where workers note the hairpin probes that come back.
@@ -45,6 +49,8 @@ pub struct Workers {
     /// A stopping worker waits until every worker has left its loop (see
     /// `Worker::wind_down`): the ones never launched are said stopped for them.
     handover: Arc<Handover>,
+    /// To wake blocked workers for the stop.
+    bells: Arc<Doorbells>,
     planned: usize,
 }
 
@@ -67,11 +73,14 @@ impl Workers {
             stop: Arc::new(AtomicBool::new(false)),
             launched: Vec::with_capacity(n),
             handover: Arc::clone(l.handover),
+            bells: Arc::clone(l.bells),
             planned: n,
         };
+        anyhow::ensure!(l.polls.len() == n, "one poller per worker ({} for {n})", l.polls.len());
+        let mut polls = std::mem::take(&mut l.polls).into_iter();
         let mut senders = Vec::with_capacity(n);
         for (wi, plan) in asg.workers.iter().enumerate() {
-            let (sender, origin) = origin_channel(&format!("mvt_o{wi}"), ORIGIN_RING, l.socket_id, l.probes)?;
+            let (sender, origin) = origin_channel(&format!("mvt_o{wi}"), ORIGIN_RING, l.socket_id, l.probes, l.bells, wi)?;
             senders.push(sender);
             let queues = WorkerQueues {
                 index: wi,
@@ -91,6 +100,12 @@ impl Workers {
                 handover: Arc::clone(l.handover),
                 stop: Arc::clone(&workers.stop),
                 idle_sleep_max_us: l.idle_sleep_max_us,
+                idle_block_after_us: l.idle_block_after_us,
+                blocker: Blocker::new(
+                    polls.next().context("one poller per worker")?,
+                    Arc::clone(l.bells),
+                    l.idle_sleep_max_us > 0 && l.idle_block_after_us > 0,
+                ),
                 vlan_offload: l.vlan_offload,
             };
             let worker = Worker::new(queues, shared);
@@ -108,6 +123,7 @@ impl Workers {
         }
         self.planned = self.launched.len();
         self.stop.store(true, Ordering::Relaxed);
+        self.bells.ring_all();
         for l in self.launched.drain(..) {
             l.join();
         }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::fib::GuestId;
 use crate::rte::vhost::VhostEvents;
-use crate::view::GuestLinks;
+use crate::view::{Doorbells, GuestLinks};
 
 /// Socket path -> (guest, configured queue pairs).
 type PathMap = HashMap<String, (GuestId, u16)>;
@@ -19,11 +19,13 @@ type PathMap = HashMap<String, (GuestId, u16)>;
 pub struct GuestEvents {
     by_path: Mutex<PathMap>,
     links: Arc<GuestLinks>,
+    /// A worker blocked in a long lull must learn of a new device: its guest does not kick.
+    bells: Arc<Doorbells>,
 }
 
 impl GuestEvents {
-    pub fn new(links: Arc<GuestLinks>) -> Arc<GuestEvents> {
-        Arc::new(GuestEvents { by_path: Mutex::new(HashMap::new()), links })
+    pub fn new(links: Arc<GuestLinks>, bells: Arc<Doorbells>) -> Arc<GuestEvents> {
+        Arc::new(GuestEvents { by_path: Mutex::new(HashMap::new()), links, bells })
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, PathMap> {
@@ -56,7 +58,13 @@ impl VhostEvents for EventsHandle {
     fn new_device(&self, path: &str, vid: i32, queue_pairs: u16) -> bool {
         match self.0.lookup(path) {
             // A second client on a guest's socket is refused: one device per guest.
-            Some((g, configured)) => self.0.links.attach(g.index(), vid, queue_pairs.min(configured).max(1)),
+            Some((g, configured)) => {
+                let attached = self.0.links.attach(g.index(), vid, queue_pairs.min(configured).max(1));
+                if attached {
+                    self.0.bells.ring_all();
+                }
+                attached
+            }
             None => false,
         }
     }
@@ -130,7 +138,8 @@ mod tests {
     #[test]
     fn events_follow_the_path_map() {
         let links = GuestLinks::new(4, 1);
-        let ev = GuestEvents::new(Arc::clone(&links));
+        let (bells, _polls) = Doorbells::new(1).expect("doorbells");
+        let ev = GuestEvents::new(Arc::clone(&links), bells);
         let h = EventsHandle(Arc::clone(&ev));
         assert!(!h.new_device("/x.sock", 5, 1), "unknown socket refused");
         ev.add("/x.sock", GuestId(3), 2);

@@ -33,6 +33,8 @@ impl Worker {
                 continue;
             }
             p.ring.enqueue(&mut p.pending);
+            // After every batch the peer gets (`send_to_peer` leaves the last of them here).
+            self.blocker.ring_peer(w);
             if !p.pending.is_empty() {
                 self.drop_peer_pending(w, DropReason::PeerRingFull);
             }

@@ -1,9 +1,11 @@
 //! The forwarding workers: one per EAL worker lcore, each owning its queues outright.
 //!
 //! Hot-path rules here: no allocation after `Worker::new`, no locks, no syscalls (an idle
-//! worker's sleep aside, `idle.rs`), no logging, no `Result`. A frame is either handed to the uplink PMD (which then owns it), copied into a
+//! worker's sleep and block aside, `idle.rs` and `block.rs`, and the doorbell of a peer
+//! that blocks), no logging, no `Result`. A frame is either handed to the uplink PMD (which then owns it), copied into a
 //! guest by the vhost library and freed here, or freed once and counted under a `DropReason`.
 
+mod block;
 mod dispatch;
 mod egress;
 mod idle;
@@ -16,6 +18,7 @@ mod tag;
 mod vlan;
 mod worker;
 
+pub use block::{Blocker, BLOCK_TIMEOUT};
 pub use idle::{IdleBackoff, IDLE_TIMER_SLACK_NS};
 pub use ingress::RX_BURSTS_PER_PASS;
 pub use vlan::VlanOffload;

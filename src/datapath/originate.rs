@@ -23,6 +23,7 @@ use super::worker::Worker;
 use crate::rte::ring::{self, Consumer, Producer};
 use crate::rte::{Burst, Mbuf};
 use crate::stats::DropReason;
+use crate::view::Doorbells;
 use crate::wire::probe::{parse_probe, ProbeKind};
 
 /// Where workers leave the nonce of the last reflected probe they saw (any worker may see
@@ -44,6 +45,9 @@ pub struct OriginSender {
     ring: Producer,
     posted: Arc<CachePadded<AtomicU64>>,
     count: u64,
+    /// The worker's doorbell, for a worker that blocks.
+    bells: Arc<Doorbells>,
+    worker: usize,
 }
 
 impl OriginSender {
@@ -55,6 +59,7 @@ impl OriginSender {
             self.count += n as u64;
             // After the enqueue: a worker that sees the new count finds the frames.
             self.posted.store(self.count, Ordering::Release);
+            self.bells.ring(self.worker);
         }
         n
     }
@@ -70,12 +75,13 @@ pub struct OriginQueue {
     probes: Arc<ProbeSeen>,
 }
 
-/// A ring of `capacity` between the control thread and one worker.
-pub fn origin_channel(name: &str, capacity: u32, socket: i32, probes: &Arc<ProbeSeen>) -> crate::rte::Result<(OriginSender, OriginQueue)> {
+/// A ring of `capacity` between the control thread and worker `worker` (whose doorbell is
+/// in `bells`).
+pub fn origin_channel(name: &str, capacity: u32, socket: i32, probes: &Arc<ProbeSeen>, bells: &Arc<Doorbells>, worker: usize) -> crate::rte::Result<(OriginSender, OriginQueue)> {
     let (p, c) = ring::spsc(name, capacity, socket)?;
     let posted = Arc::new(CachePadded::new(AtomicU64::new(0)));
     Ok((
-        OriginSender { ring: p, posted: Arc::clone(&posted), count: 0 },
+        OriginSender { ring: p, posted: Arc::clone(&posted), count: 0, bells: Arc::clone(bells), worker },
         OriginQueue { ring: c, posted, drained: 0, pending: Burst::new(), probes: Arc::clone(probes) },
     ))
 }
@@ -99,6 +105,12 @@ impl Worker {
         let left: u64 = (0..o.pending.len()).map(|i| o.pending.get(i).pkt_len() as u64).sum();
         self.stats.originated().tx(sent as u64, bytes - left);
         sent
+    }
+
+    /// Whether frames the control thread queued wait for room in the uplink's tx queue.
+    #[inline]
+    pub(super) fn origin_pending(&self) -> bool {
+        !self.origin.pending.is_empty()
     }
 
     /// At stop: frames still queued for the uplink are counted and freed.

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use super::block::Blocker;
 use super::idle::IdleBackoff;
 use super::vlan::VlanOffload;
 use super::originate::OriginQueue;
@@ -103,6 +104,7 @@ pub struct Worker {
     pub(super) epoch: u64,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) idle: IdleBackoff,
+    pub(super) blocker: Blocker,
     /// Which VLAN work the uplink port does itself.
     pub(super) vlan_offload: VlanOffload,
 }
@@ -129,13 +131,17 @@ pub struct WorkerShared {
     pub stop: Arc<AtomicBool>,
     /// `--idle-sleep-max` in microseconds (0: never sleep).
     pub idle_sleep_max_us: u32,
+    /// `--idle-block-after` in microseconds (0: never block).
+    pub idle_block_after_us: u64,
+    /// Its poller and everyone's doorbells (`view::Doorbells`).
+    pub blocker: Blocker,
     pub vlan_offload: VlanOffload,
 }
 
 impl Worker {
     /// Built on the control thread: all allocation happens here.
     pub fn new(queues: WorkerQueues, shared: WorkerShared) -> Worker {
-        let WorkerShared { view, links, pool, stats, measure, handover, stop, idle_sleep_max_us, vlan_offload } = shared;
+        let WorkerShared { view, links, pool, stats, measure, handover, stop, idle_sleep_max_us, idle_block_after_us, blocker, vlan_offload } = shared;
         let mut slots = Vec::with_capacity(MAX_SLOTS);
         let mut slot_index: Box<[u16]> = vec![NOT_MINE; MAX_SLOTS].into_boxed_slice();
         fill_slots(&mut slots, &mut slot_index, &view);
@@ -171,7 +177,8 @@ impl Worker {
             epoch: handover.published(),
             handover,
             stop,
-            idle: IdleBackoff::new(idle_sleep_max_us),
+            idle: IdleBackoff::new(idle_sleep_max_us, idle_block_after_us),
+            blocker,
             vlan_offload,
         }
     }
@@ -190,10 +197,15 @@ impl Worker {
         // any slept) are split between busy and idle by how many of those passes moved
         // frames: in this VM a read per pass was 3% of a saturated worker's time.
         let mut t0 = rdtsc();
-        let (mut passes, mut busy_passes, mut frames, mut slept) = (0u64, 0u64, 0u64, 0u64);
+        let (mut passes, mut busy_passes, mut frames, mut slept, mut blocked) = (0u64, 0u64, 0u64, 0u64, 0u64);
         while !self.stop.load(Ordering::Relaxed) {
-            if self.handover.published() != self.epoch && !self.take_new_assignment() {
-                break;
+            if self.handover.published() != self.epoch {
+                if self.blocker.armed() {
+                    self.disarm_wakeups();
+                }
+                if !self.take_new_assignment() {
+                    break;
+                }
             }
             let moved = self.poll_once();
             passes += 1;
@@ -201,15 +213,27 @@ impl Worker {
                 busy_passes += 1;
                 frames += moved as u64;
             }
+            let mut woke = false;
+            if self.blocker.armed() {
+                // That pass was the last look before blocking (`block.rs`).
+                let s0 = rdtsc();
+                if let Some(why) = self.block_or_disarm(moved) {
+                    let b = rdtsc().wrapping_sub(s0);
+                    (slept, blocked) = (slept + b, blocked + b);
+                    self.stats.add_wake(why);
+                    woke = true;
+                }
+            }
             let sleep_us = self.idle.after_pass(moved > 0);
-            if sleep_us > 0 {
+            if sleep_us > 0 && !(self.idle.long_lull() && self.arm_wakeups()) {
                 // Between passes, holding no device: a detaching guest need not wait for it.
                 self.links.pass_done();
                 let s0 = rdtsc();
                 std::thread::sleep(std::time::Duration::from_micros(u64::from(sleep_us)));
                 slept += rdtsc().wrapping_sub(s0);
             }
-            if passes == PASSES_PER_TICK {
+            // After a block too, so a blocked worker's counters are as fresh as its wake-ups.
+            if passes == PASSES_PER_TICK || woke {
                 // Every pass in between ended holding no device, so publishing now is as good.
                 self.links.pass_done();
                 let t1 = rdtsc();
@@ -218,9 +242,12 @@ impl Worker {
                 let busy = awake * busy_passes / passes;
                 self.stats.add_loop(frames, busy);
                 self.stats.add_cycles(0, awake - busy);
-                self.stats.add_sleep(slept);
-                (passes, busy_passes, frames, slept) = (0, 0, 0, 0);
+                self.stats.add_sleep(slept, blocked);
+                (passes, busy_passes, frames, slept, blocked) = (0, 0, 0, 0, 0);
             }
+        }
+        if self.blocker.armed() {
+            self.disarm_wakeups();
         }
         self.wind_down();
         self.shutdown();

@@ -145,11 +145,14 @@ pub struct PortConf {
     pub vmdq: Option<(u16, u16)>,
     /// Link-state-change interrupts on (only for a port whose `PortInfo::lsc` says it has them).
     pub lsc: bool,
+    /// Rx queue interrupts set up at start (`RxQueue::wake_fd`), for workers that block when
+    /// idle. A port without them ignores the request.
+    pub rx_interrupts: bool,
 }
 
 impl Default for PortConf {
     fn default() -> Self {
-        PortConf { rx_queues: 1, tx_queues: 1, mtu: None, rss_hf: 0, rx_offloads: 0, tx_offloads: 0, vmdq: None, lsc: false }
+        PortConf { rx_queues: 1, tx_queues: 1, mtu: None, rss_hf: 0, rx_offloads: 0, tx_offloads: 0, vmdq: None, lsc: false, rx_interrupts: false }
     }
 }
 
@@ -266,6 +269,7 @@ impl Port {
         ec.rxmode.offloads = conf.rx_offloads;
         ec.txmode.offloads = conf.tx_offloads;
         ec.intr_conf.set_lsc(u32::from(conf.lsc));
+        ec.intr_conf.set_rxq(u32::from(conf.rx_interrupts));
         if conf.rx_offloads & RX_OFFLOAD_SCATTER != 0 {
             ec.txmode.offloads |= TX_OFFLOAD_MULTI_SEGS;
         }
@@ -490,6 +494,32 @@ impl RxQueue {
         let n = unsafe { sys::shim_rte_eth_rx_burst(self.port.id.0, self.queue, ptr, free as u16) } as usize;
         burst.commit(n);
         n
+    }
+
+    /// Turns the queue's interrupt on and returns the file descriptor that becomes readable
+    /// when a frame arrives (for an epoll of the caller's; edge-triggered use needs no read:
+    /// every interrupt is a new event). None where the port has no rx interrupts, or was not
+    /// configured with `PortConf::rx_interrupts` (the interrupt is then left off). The fd
+    /// belongs to the port and may change when it restarts: ask again each time.
+    pub fn arm_interrupt(&mut self) -> Option<std::os::fd::RawFd> {
+        // SAFETY: plain call on this started port's queue; a port without the operation
+        // answers -ENOTSUP without logging, so it is asked first.
+        if unsafe { sys::rte_eth_dev_rx_intr_enable(self.port.id.0, self.queue) } != 0 {
+            return None;
+        }
+        // SAFETY: as above; -1 when the port set up no interrupt vectors.
+        let fd = unsafe { sys::rte_eth_dev_rx_intr_ctl_q_get_fd(self.port.id.0, self.queue) };
+        if fd < 0 {
+            self.disarm_interrupt();
+            return None;
+        }
+        Some(fd)
+    }
+
+    /// Turns the queue's interrupt off again (polling needs none).
+    pub fn disarm_interrupt(&mut self) {
+        // SAFETY: plain call on this started port's queue; failure leaves a spare interrupt.
+        unsafe { sys::rte_eth_dev_rx_intr_disable(self.port.id.0, self.queue) };
     }
 }
 

@@ -83,6 +83,45 @@ fn suppress_kicks(vid: c_int, vring: u16) {
     unsafe { sys::rte_vhost_enable_guest_notification(vid, vring, 0) };
 }
 
+/// `VHOST_F_LOG_ALL`: set in the negotiated features while a live migration logs the pages
+/// the backend writes.
+const F_LOG_ALL: u64 = 1 << 26;
+
+/// Whether a live migration is copying the guest's memory now: nothing may then write it
+/// except `enqueue`/`dequeue`, which log what they write (`guest_kicks_on`/`_off` do not).
+pub fn migrating(dev: &Device<'_>) -> bool {
+    let mut features = 0u64;
+    // SAFETY: dev is live for this pass; features is a valid out-pointer.
+    let ok = unsafe { sys::rte_vhost_get_negotiated_features(dev.vid(), &mut features) } == 0;
+    // A device that cannot say is taken as migrating: the caller then writes nothing.
+    !ok || features & F_LOG_ALL != 0
+}
+
+/// Asks the guest to kick when it posts frames on its transmit queue `q`, for a worker
+/// about to block (see `suppress_kicks` for why kicks are off otherwise); returns the kick
+/// eventfd, which becomes readable at the guest's next kick. The fd is the library's and
+/// may be closed when the device goes; the caller only waits on it (epoll drops a closed
+/// fd by itself) and never reads it. Writes the used ring's flags unlogged: not while
+/// `migrating`. The caller needs a full fence between this and its last look at the queue,
+/// or a frame posted meanwhile is neither seen nor kicked for.
+pub fn guest_kicks_on(dev: &Device<'_>, q: u16) -> Option<std::os::fd::RawFd> {
+    // SAFETY: dev is live for this pass (its memory mapped); the call takes the vring's lock,
+    // which the library never holds while waiting for a worker.
+    if unsafe { sys::rte_vhost_enable_guest_notification(dev.vid(), guest_tx_vq(q), 1) } != 0 {
+        return None;
+    }
+    let mut vring = sys::rte_vhost_vring::default();
+    // SAFETY: as above; vring is a valid out-pointer.
+    let ok = unsafe { sys::rte_vhost_get_vhost_vring(dev.vid(), guest_tx_vq(q), &mut vring) } == 0;
+    (ok && vring.kickfd >= 0).then_some(vring.kickfd)
+}
+
+/// Kicks off again once the worker polls (the same unlogged write as `guest_kicks_on`).
+pub fn guest_kicks_off(dev: &Device<'_>, q: u16) {
+    // SAFETY: dev is live for this pass.
+    unsafe { sys::rte_vhost_enable_guest_notification(dev.vid(), guest_tx_vq(q), 0) };
+}
+
 extern "C" fn on_new_device(vid: c_int) -> c_int {
     super::boundary::no_unwind("the vhost new_device callback", || {
         // SAFETY: vid names a device the library is setting up.

@@ -121,8 +121,9 @@ pub struct Device<'pass> {
 }
 
 impl Device<'_> {
+    /// The library's id of the device (an id only: the calls need the `Device`).
     #[inline]
-    pub(super) fn vid(&self) -> i32 {
+    pub fn vid(&self) -> i32 {
         self.vid
     }
 }
@@ -169,6 +170,18 @@ impl WorkerLinks {
     pub fn stopped(&mut self) {
         self.links.worker_stopped(self.me);
     }
+
+    /// Before the worker blocks between passes: a `detach` meanwhile does not wait for it (it
+    /// holds no device, as this takes `&mut self`, and reads none until `unpark`).
+    pub fn park(&mut self) {
+        self.links.worker_stopped(self.me);
+    }
+
+    /// After blocking, before reading any vid: `detach` waits for this worker's passes again
+    /// (the same order as at start, `GuestLinks::worker_started`).
+    pub fn unpark(&mut self) {
+        self.links.worker_started(self.me);
+    }
 }
 
 #[cfg(test)]
@@ -201,6 +214,35 @@ mod tests {
         assert!(returned >= before);
         assert_eq!(links.vid(0), None);
         assert_eq!(links.active_queues(0), 0);
+    }
+
+    /// A worker blocked between passes (parked) holds no device: a detach goes on without
+    /// it, and once it unparks, detaches wait for its passes again.
+    #[test]
+    fn detach_does_not_wait_for_a_parked_worker_and_waits_again_once_it_is_back() {
+        let links = GuestLinks::new(2, 1);
+        links.attach(0, 7, 1);
+        links.attach(1, 8, 1);
+        let mut worker = WorkerLinks::new(Arc::clone(&links), 0);
+        worker.started();
+        worker.pass_done();
+        worker.park();
+        // Returns at once (a worker in a pass would hold it until its pass ends).
+        links.detach(0, 7);
+        assert_eq!(links.vid(0), None);
+        worker.unpark();
+        assert_eq!(worker.device(0).map(|d| d.vid()), None, "the unparked worker sees the detach");
+        assert_eq!(worker.device(1).map(|d| d.vid()), Some(8));
+        let l2 = Arc::clone(&links);
+        let t = std::thread::spawn(move || l2.detach(1, 8));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while links.vid(1).is_some() {
+            assert!(std::time::Instant::now() < deadline, "detach never unpublished the vid");
+            std::thread::yield_now();
+        }
+        assert!(!t.is_finished(), "an unparked worker is waited for again");
+        worker.pass_done();
+        t.join().expect("detach thread");
     }
 
     #[test]

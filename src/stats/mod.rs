@@ -22,4 +22,4 @@ pub use cell::{PortCell, PortCounters};
 pub use origin::{Hairpin, OriginStats};
 pub use reason::{DropCounts, DropReason};
 pub use registry::{StatsRegistry, StatsShard};
-pub use snapshot::{GuestStats, StatsSnapshot, WorkerStats};
+pub use snapshot::{GuestStats, StatsSnapshot, Wake, Wakes, WorkerStats};

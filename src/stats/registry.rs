@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
-use super::{DropReason, GuestStats, OriginStats, PortCell, PortCounters, StatsSnapshot, WorkerStats};
+use super::{DropReason, GuestStats, OriginStats, PortCell, PortCounters, StatsSnapshot, Wake, Wakes, WorkerStats};
 use crate::fib::GuestId;
 
 /// A worker's own loop accounting.
@@ -15,6 +15,9 @@ struct LoopCell {
     idle_cycles: AtomicU64,
     /// Cycles spent asleep (idle sleep), apart from the idle ones spent polling.
     sleep_cycles: AtomicU64,
+    blocked_cycles: AtomicU64,
+    /// Blocks ended, by `Wake` (in its order).
+    wakes: [AtomicU64; 4],
     frames: AtomicU64,
     /// Copy calls into guests, and the frames they were given: frames per call is how well
     /// deliveries are batched.
@@ -94,10 +97,16 @@ impl StatsShard {
         bump(&self.looping.enqueue_frames, frames);
     }
 
-    /// TSC cycles the worker slept for (idle sleep).
+    /// TSC cycles the worker slept for (idle sleep), `blocked` of them blocked until an event.
     #[inline]
-    pub fn add_sleep(&self, cycles: u64) {
+    pub fn add_sleep(&self, cycles: u64, blocked: u64) {
         bump(&self.looping.sleep_cycles, cycles);
+        bump(&self.looping.blocked_cycles, blocked);
+    }
+
+    /// A block ended by `why` (its cycles come with the sleep's, `add_sleep`).
+    pub fn add_wake(&self, why: Wake) {
+        bump(&self.looping.wakes[why as usize], 1);
     }
 
     /// One poll iteration that moved `frames` frames in `busy_cycles` TSC cycles.
@@ -126,6 +135,11 @@ impl StatsShard {
             busy_cycles: self.looping.busy_cycles.load(Relaxed),
             idle_cycles: self.looping.idle_cycles.load(Relaxed),
             sleep_cycles: self.looping.sleep_cycles.load(Relaxed),
+            blocked_cycles: self.looping.blocked_cycles.load(Relaxed),
+            wakes: {
+                let w = |why: Wake| self.looping.wakes[why as usize].load(Relaxed);
+                Wakes { kick: w(Wake::Kick), uplink: w(Wake::Uplink), doorbell: w(Wake::Doorbell), timeout: w(Wake::Timeout) }
+            },
             frames: self.looping.frames.load(Relaxed),
             enqueue_calls: self.looping.enqueue_calls.load(Relaxed),
             enqueue_frames: self.looping.enqueue_frames.load(Relaxed),
@@ -286,8 +300,7 @@ mod tests {
                 idle_cycles: 5,
                 sleep_cycles: 0,
                 frames: 1000,
-                enqueue_calls: 0,
-                enqueue_frames: 0,
+                ..WorkerStats::default()
             }
         );
     }

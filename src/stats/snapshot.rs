@@ -23,12 +23,38 @@ pub struct WorkerStats {
     pub busy_cycles: u64,
     /// Polling that found nothing.
     pub idle_cycles: u64,
-    /// Asleep (idle sleep): not polling at all.
+    /// Asleep (idle sleep): not polling at all. Includes `blocked_cycles`.
     pub sleep_cycles: u64,
+    /// The part of `sleep_cycles` spent blocked until an event (`--idle-block-after`).
+    pub blocked_cycles: u64,
+    /// How the worker's blocks ended.
+    pub wakes: Wakes,
     pub frames: u64,
     /// Copy calls into guests and the frames given to them.
     pub enqueue_calls: u64,
     pub enqueue_frames: u64,
+}
+
+/// Why a blocked worker woke, counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Wakes {
+    /// A guest kicked: it posted frames to send.
+    pub kick: u64,
+    /// An uplink rx queue's interrupt: frames arrived.
+    pub uplink: u64,
+    /// Its doorbell: a change, a peer worker's frames, a frame of the switch's own, the stop.
+    pub doorbell: u64,
+    /// Nothing within the block's time limit.
+    pub timeout: u64,
+}
+
+/// Why a block ended (what `Wakes` counts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    Kick,
+    Uplink,
+    Doorbell,
+    Timeout,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -148,8 +174,7 @@ mod tests {
                 idle_cycles: 900,
                 sleep_cycles: 0,
                 frames: 18,
-                enqueue_calls: 0,
-                enqueue_frames: 0,
+                ..WorkerStats::default()
             }],
             originated: OriginStats::default(),
             hairpin: Hairpin::Reflects,
@@ -203,7 +228,8 @@ mod tests {
         assert_eq!(v["uplink"]["drops"]["unknown_dest"], 2);
         assert_eq!(
             v["workers"][0],
-            serde_json::json!({"busy_cycles": 100, "idle_cycles": 900, "sleep_cycles": 0, "frames": 18, "enqueue_calls": 0, "enqueue_frames": 0})
+            serde_json::json!({"busy_cycles": 100, "idle_cycles": 900, "sleep_cycles": 0, "blocked_cycles": 0,
+                "wakes": {"kick": 0, "uplink": 0, "doorbell": 0, "timeout": 0}, "frames": 18, "enqueue_calls": 0, "enqueue_frames": 0})
         );
         assert_eq!(v["hairpin"]["state"], "reflects");
         assert_eq!(v["originated"]["tx_packets"], 0);

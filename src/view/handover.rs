@@ -30,7 +30,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 
-use super::WorkerView;
+use super::{Doorbells, WorkerView};
 
 /// What a worker has acknowledged once it has stopped for good: every epoch.
 const STOPPED: u64 = u64::MAX;
@@ -48,10 +48,12 @@ pub struct Handover {
     updates: Box<[(Sender<WorkerView>, Receiver<WorkerView>)]>,
     /// Views the workers have let go of, for the control thread to free.
     retired: (Sender<WorkerView>, Receiver<WorkerView>),
+    /// A worker blocked in a long lull wakes for a publication too.
+    bells: Arc<Doorbells>,
 }
 
 impl Handover {
-    pub fn new(workers: usize) -> Arc<Handover> {
+    pub fn new(workers: usize, bells: Arc<Doorbells>) -> Arc<Handover> {
         // A worker that has not started yet has acknowledged epoch 0, the initial assignment.
         Arc::new(Handover {
             epoch: CachePadded::new(AtomicU64::new(0)),
@@ -63,6 +65,7 @@ impl Handover {
             // Room for one view per worker: a worker hands back one per publication, and the
             // control thread empties it before the next.
             retired: crossbeam_channel::bounded(workers.max(1)),
+            bells,
         })
     }
 
@@ -143,7 +146,9 @@ impl Handover {
                 drop(tx.try_send(u));
             }
         }
-        self.epoch.fetch_add(1, Ordering::AcqRel) + 1
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.bells.ring_all();
+        epoch
     }
 
     /// Waits until every worker runs on `epoch` (or has stopped), then frees the views they
@@ -184,7 +189,7 @@ mod tests {
     fn workers_move_through_the_phases_together() {
         let a = assign(&[1, 2], 1, &[1, 1], &[None, None]).expect("assign");
         let b = a.with_moves(&[(a.delivery.slot(0, 0), 1), (a.delivery.slot(1, 0), 0)]);
-        let h = Handover::new(2);
+        let h = Handover::new(2, Doorbells::new(2).expect("doorbells").0);
         assert_eq!(h.published(), 0);
         let epoch = h.publish(vec![update(&b, 0), update(&b, 1)]);
         assert_eq!(epoch, 1);
@@ -214,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_stopped_worker_is_not_waited_for() {
-        let h = Handover::new(2);
+        let h = Handover::new(2, Doorbells::new(2).expect("doorbells").0);
         let a = assign(&[1, 2], 1, &[1], &[None]).expect("assign");
         let e = h.publish(vec![update(&a, 0), update(&a, 1)]);
         h.worker_stopped(1);

@@ -9,6 +9,8 @@
 //!   change (guests added, removed or changed, queues moved by load): built and allocated on
 //!   the control thread, taken by each worker between two passes, and the previous one
 //!   handed back so that it is freed on the control thread after every worker let go.
+//! - [`Doorbells`]: how whoever gives a worker work wakes it while it blocks in a long idle
+//!   period (after a publication, too).
 //! - [`GuestLinks`]: which guests have a live vhost device, written by the vhost library's
 //!   thread, with the handshake that keeps a device usable until no worker can touch it (it
 //!   lives in `rte::vhost_links`, beside the vhost calls whose safety it provides).
@@ -22,6 +24,7 @@
 //! is sized once, at start, and never reallocated.
 
 mod delivery;
+mod doorbell;
 mod handover;
 mod scope;
 mod sources;
@@ -30,6 +33,7 @@ mod tables;
 mod truth_props;
 
 pub use delivery::{DeliveryMap, MAX_SLOTS, NO_OWNER};
+pub use doorbell::{Doorbells, DOORBELL};
 pub use handover::Handover;
 pub use crate::rte::vhost_links::{Device, GuestLinks, WorkerLinks};
 pub use scope::RxScope;

@@ -1,0 +1,248 @@
+//! Blocking through a long lull: a worker whose sleeps have added up to `--idle-block-after`
+//! arms the wake-ups its queues offer (its guests' kicks, turned on for their transmit
+//! queues; its uplink rx queues' interrupts), takes one more look at everything, and if that
+//! finds nothing waits in `epoll` until one fires or someone rings its doorbell
+//! (`view::Doorbells`: a publication, a peer's frames, an origin post, a new guest device,
+//! the stop). Then it turns everything off again and polls. A blocked worker costs no CPU
+//! at all, which no timed sleep can match (see `idle.rs`).
+//!
+//! A worker blocks only when every source it polls can wake it: not with an uplink rx queue
+//! whose port has no rx interrupts (net_af_packet, net_ring, net_null, bonds), nor while a
+//! guest is being migrated (turning kicks on writes the guest's used ring unlogged, see
+//! `rte::vhost::guest_kicks_on`); it then goes on with timed sleeps. Turning kicks off after
+//! a block may write while a migration that began during it runs: the flag it sets is the
+//! one every backend sets for itself when it starts (the destination's does), so a stale
+//! copy there is harmless.
+//!
+//! Even blocked, a worker wakes every `BLOCK_TIMEOUT`: a wake-up missed by a race with the
+//! vhost library (a kick fd replaced while the worker registers it) delays frames by that
+//! much at most, and the counters it publishes stay that fresh.
+//!
+//! Races that lose nothing: an fd already readable when it is registered reports once, and
+//! the pass after arming looks at every queue anyway, so those first events are dropped
+//! (except the doorbell's: a ring then means something changed that arming did not see, a
+//! guest's new device for one, so the worker does not block and arms afresh). A kick or
+//! interrupt after that pass, or a ring, ends the wait.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{fence, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use super::worker::Worker;
+use crate::fib::GuestId;
+use crate::rte::vhost;
+pub use crate::stats::Wake;
+use crate::view::{Doorbells, DOORBELL};
+
+/// The longest a blocked worker waits without an event.
+pub const BLOCK_TIMEOUT: Duration = Duration::from_millis(100);
+
+const UPLINK: Token = Token(1);
+const KICK: Token = Token(2);
+
+/// A guest queue whose kicks are on.
+struct ArmedKick {
+    guest: GuestId,
+    queue: u16,
+    /// The device the kicks were turned on for: a device that replaced it (after a
+    /// reconnection) starts with kicks off and is left alone.
+    vid: i32,
+}
+
+/// A worker's means to block: its poller (with its doorbell registered), and what is armed.
+pub struct Blocker {
+    poll: Poll,
+    events: Events,
+    bells: Arc<Doorbells>,
+    /// Off with `--idle-block-after 0` or `--idle-sleep-max 0`.
+    enabled: bool,
+    /// An uplink rx queue of this worker turned out to have no interrupt (the port has
+    /// none): it never blocks.
+    uplink_deaf: bool,
+    /// Between `arm` and `disarm`.
+    armed: bool,
+    /// The doorbell rang while arming: do not block this time.
+    rung: bool,
+    kicks: Vec<ArmedKick>,
+    /// Every fd registered in `poll` by `arm` (the doorbell's stays).
+    fds: Vec<RawFd>,
+}
+
+impl Blocker {
+    /// `poll` has the worker's doorbell registered (`Doorbells::new`); nothing is allocated
+    /// after this (room for a kick per guest queue slot and a few uplink queues).
+    pub fn new(poll: Poll, bells: Arc<Doorbells>, enabled: bool) -> Blocker {
+        Blocker {
+            poll,
+            events: Events::with_capacity(64),
+            bells,
+            enabled,
+            uplink_deaf: false,
+            armed: false,
+            rung: false,
+            kicks: Vec::with_capacity(crate::view::MAX_SLOTS),
+            fds: Vec::with_capacity(crate::view::MAX_SLOTS + 64),
+        }
+    }
+
+    pub fn armed(&self) -> bool {
+        self.armed
+    }
+
+    /// Wakes worker `w` if it blocks (after this worker made frames for it visible).
+    #[inline]
+    pub fn ring_peer(&self, w: usize) {
+        if self.enabled {
+            self.bells.ring(w);
+        }
+    }
+
+    /// Registers `fd` to end a wait; false if it cannot (the caller then does not block).
+    fn watch(&mut self, fd: RawFd, token: Token) -> bool {
+        if self.fds.len() == self.fds.capacity() {
+            return false;
+        }
+        match self.poll.registry().register(&mut SourceFd(&fd), token, Interest::READABLE) {
+            Ok(()) => {
+                self.fds.push(fd);
+                true
+            }
+            // Two queues sharing one fd (one interrupt vector for several rx queues).
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Drops the events already pending (see the module's comment), noting a ring. A kick fd
+    /// is never read, so every one a guest ever kicked reports once when registered: with
+    /// more of them than `events` holds, it takes several rounds.
+    fn take_stale_events(&mut self) {
+        while self.poll.poll(&mut self.events, Some(Duration::ZERO)).is_ok() {
+            let mut n = 0;
+            for e in self.events.iter() {
+                self.rung |= e.token() == DOORBELL;
+                n += 1;
+            }
+            if n < self.events.capacity() {
+                return;
+            }
+        }
+    }
+
+    /// Waits for an event or `BLOCK_TIMEOUT`; says which came first.
+    fn wait(&mut self) -> Wake {
+        if self.poll.poll(&mut self.events, Some(BLOCK_TIMEOUT)).is_err() {
+            // EINTR: count it as a timeout; the worker looks at everything anyway.
+            return Wake::Timeout;
+        }
+        let mut why = Wake::Timeout;
+        for e in self.events.iter() {
+            why = match e.token() {
+                KICK => Wake::Kick,
+                UPLINK if why != Wake::Kick => Wake::Uplink,
+                DOORBELL if why == Wake::Timeout => Wake::Doorbell,
+                _ => why,
+            };
+        }
+        why
+    }
+
+    fn unwatch_all(&mut self) {
+        for fd in self.fds.drain(..) {
+            // A kick fd the library closed meanwhile left the epoll set by itself.
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+    }
+}
+
+impl Worker {
+    /// After a pass that found nothing in a long lull: arms every wake-up, so that the next
+    /// pass is the last look before blocking. False (nothing left armed) where some source
+    /// cannot wake the worker; it then sleeps as before.
+    pub(super) fn arm_wakeups(&mut self) -> bool {
+        if !self.blocker.enabled || self.blocker.uplink_deaf {
+            return false;
+        }
+        // Frames the uplink's tx queue has not taken yet: no event would say it has room.
+        if !self.uplink_pending.is_empty() || self.origin_pending() {
+            return false;
+        }
+        self.blocker.rung = false;
+        self.blocker.armed = true;
+        // From here on whoever gives this worker work rings (see `view::doorbell`).
+        self.blocker.bells.set_asleep(self.me, true);
+        for i in 0..self.uplink_rx.len() {
+            let ok = match self.uplink_rx[i].arm_interrupt() {
+                Some(fd) => self.blocker.watch(fd, UPLINK),
+                None => {
+                    self.blocker.uplink_deaf = true;
+                    false
+                }
+            };
+            if !ok {
+                self.disarm_wakeups();
+                return false;
+            }
+        }
+        // While the uplink is down no guest is polled (`link_down.rs`): their kicks would
+        // wake the worker for nothing. The link's return is a publication, which rings.
+        let guests = if self.tables.uplink_up { self.guest_rx.len() } else { 0 };
+        for i in 0..guests {
+            let (g, q) = self.guest_rx[i];
+            let armed = {
+                // A guest without a device sends nothing; its device's arrival rings the bell.
+                let Some(dev) = self.links.device(g.index()) else { continue };
+                if q >= self.links.active_queues(g.index()) {
+                    continue;
+                }
+                if vhost::migrating(&dev) {
+                    None
+                } else {
+                    self.blocker.kicks.push(ArmedKick { guest: g, queue: q, vid: dev.vid() });
+                    vhost::guest_kicks_on(&dev, q)
+                }
+            };
+            if !armed.is_some_and(|fd| self.blocker.watch(fd, KICK)) {
+                self.disarm_wakeups();
+                return false;
+            }
+        }
+        // Kicks on (and `asleep` set) before the last look at the queues.
+        fence(Ordering::SeqCst);
+        self.blocker.take_stale_events();
+        true
+    }
+
+    /// After the pass that followed `arm_wakeups`: blocks if it moved nothing and nothing
+    /// changed, then turns every wake-up off. Returns why the block ended, if it blocked.
+    pub(super) fn block_or_disarm(&mut self, moved: usize) -> Option<Wake> {
+        let mut woke = None;
+        if moved == 0 && !self.blocker.rung && !self.stopping() && self.handover.published() == self.epoch {
+            self.links.pass_done();
+            self.links.park();
+            woke = Some(self.blocker.wait());
+            self.links.unpark();
+        }
+        self.disarm_wakeups();
+        woke
+    }
+
+    /// Turns every armed wake-up off (the uplink's interrupts, the guests' kicks).
+    pub(super) fn disarm_wakeups(&mut self) {
+        self.blocker.bells.set_asleep(self.me, false);
+        for q in self.uplink_rx.iter_mut() {
+            q.disarm_interrupt();
+        }
+        self.blocker.unwatch_all();
+        for k in self.blocker.kicks.drain(..) {
+            if let Some(dev) = self.links.device(k.guest.index()).filter(|d| d.vid() == k.vid) {
+                vhost::guest_kicks_off(&dev, k.queue);
+            }
+        }
+        self.blocker.armed = false;
+    }
+}
