@@ -83,12 +83,18 @@ pub struct Cli {
     #[arg(long, default_value_t = DEFAULT_IDLE_SLEEP_MAX_US, value_parser = clap::value_parser!(u32).range(0..=MAX_IDLE_SLEEP_US))]
     pub idle_sleep_max: u32,
 
-    /// Microseconds of sleeping idle after which a worker blocks instead, until a frame or a
-    /// change wakes it (guests' kicks and the uplink's rx interrupts turned on meanwhile), so
-    /// an idle switch costs no CPU; only where every queue it polls can wake it (an uplink
-    /// without rx interrupts, net_af_packet for one, keeps it sleeping). 0: never block.
+    /// Once a worker's idle sleeps add up to this many microseconds, it blocks instead, until
+    /// a frame or a change wakes it (guests' kicks and the uplink's rx interrupts turned on
+    /// meanwhile), so an idle switch costs next to no CPU; only where every queue it polls
+    /// can wake it (an uplink without rx interrupts, net_af_packet for one, keeps it
+    /// sleeping). 0: never block.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = DEFAULT_IDLE_BLOCK_AFTER_US, value_parser = clap::value_parser!(u64).range(0..=60_000_000))]
     pub idle_block_after: u64,
+
+    /// Longest a blocked worker waits, in milliseconds, before it looks at its queues anyway
+    /// (and publishes its counters) with nothing having woken it.
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub idle_block_limit: u64,
 
     /// Tag and untag VLAN guests' frames in software even where the uplink port offers VLAN
     /// strip and insert offloads (which are used by default).
@@ -135,9 +141,10 @@ pub struct Cli {
 
 /// The default bound of a worker's idle sleep (see bench/README.md for how it was chosen).
 pub const DEFAULT_IDLE_SLEEP_MAX_US: u32 = 250;
-/// The default lull before an idle worker blocks: a few of the longest sleeps, so a lull
-/// between bursts costs no kick or interrupt (see bench/README.md).
-pub const DEFAULT_IDLE_BLOCK_AFTER_US: u64 = 1_000;
+/// The default lull before an idle worker blocks (bench/README.md, "Blocking through a long
+/// lull": waking from a block costs the first frame more than waking from a sleep, so frames
+/// a few milliseconds apart should find the worker sleeping).
+pub const DEFAULT_IDLE_BLOCK_AFTER_US: u64 = 10_000;
 /// Above this, frames would wait longer than any rx ring holds them at line rate.
 pub const MAX_IDLE_SLEEP_US: i64 = 10_000;
 

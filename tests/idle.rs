@@ -10,7 +10,7 @@ use common::{guest_stats, mac, seq_frame, total_drops, Ctl, LabOpts, LabSwitch};
 
 const A: &str = "52:54:00:00:00:01";
 const B: &str = "52:54:00:00:00:02";
-/// The switch's announcement rounds after the uplink's link comes up.
+/// The switch's announcement rounds after the uplink's link comes up (per guest).
 const ANNOUNCE_ROUNDS: u32 = 5;
 
 /// The worker's sleep counter.
@@ -83,52 +83,74 @@ fn a_sleeping_worker_delivers_the_first_frame_and_a_whole_burst_both_ways() {
     assert_eq!(v["workers"][0]["blocked_cycles"], 0, "{v}");
 }
 
-/// The worker's wake-up counters (`stats` JSON `workers[0].wakes`) and its blocked cycles.
-fn wakes(ctl: &Ctl) -> (serde_json::Value, u64) {
-    let w = &ctl.json(&["stats"])["workers"][0];
-    (w["wakes"].clone(), w["blocked_cycles"].as_u64().expect("blocked_cycles"))
+/// One worker's counters (`stats` JSON `workers[w]`).
+fn worker(ctl: &Ctl, w: usize) -> serde_json::Value {
+    ctl.json(&["stats"])["workers"][w].clone()
 }
 
-fn wake_count(ctl: &Ctl, why: &str) -> u64 {
-    wakes(ctl).0[why].as_u64().unwrap_or_else(|| panic!("no wakes.{why}"))
+fn wake_count(ctl: &Ctl, w: usize, why: &str) -> u64 {
+    worker(ctl, w)["wakes"][why].as_u64().unwrap_or_else(|| panic!("no wakes.{why}"))
 }
 
-/// Returns once the worker has blocked through two whole block periods without an event
-/// (two more timeouts): it is blocked now, waiting for a kick, an interrupt or its doorbell.
-fn wait_blocked(ctl: &Ctl) {
+/// Returns once worker `w` blocks: it has begun one block more than it has ended. With the
+/// tests' block limit of a minute it then stays blocked until a kick, an interrupt or its
+/// doorbell, so a wake-up that is missed fails the test's next deadline.
+fn wait_blocked(ctl: &Ctl, w: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let first = wake_count(ctl, "timeout");
-    while wake_count(ctl, "timeout") < first + 2 {
-        assert!(Instant::now() < deadline, "the idle worker never blocked: {:?}", wakes(ctl));
+    loop {
+        let v = worker(ctl, w);
+        let n = |k: &str| v["wakes"][k].as_u64().expect("wakes");
+        let ended = n("kick") + n("uplink") + n("doorbell") + n("timeout");
+        if v["blocks"].as_u64().expect("blocks") > ended {
+            return;
+        }
+        assert!(Instant::now() < deadline, "worker {w} never blocked: {v}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
+/// Blocking after 1 ms of lull, for a minute at most: only an event can end a block in time.
+const BLOCKING: [&str; 6] = ["--idle-sleep-max", "250", "--idle-block-after", "1000", "--idle-block-limit", "60000"];
+
+/// A switch whose uplink has rx interrupts (net_vhost with `queues` queue pairs; the caller
+/// attaches a virtio-user "wire" behind it) and guests `vms` (name, MAC).
+fn vhost_uplink_switch(dir: &std::path::Path, vms: &[(&str, &str)], queues: u16, eal: &[&str]) -> (common::Switch, Ctl, std::path::PathBuf, std::path::PathBuf) {
+    let guests = dir.join("guests.toml");
+    let text: String = vms.iter().map(|(n, m)| guest_toml(dir, n, m)).collect();
+    std::fs::write(&guests, text).expect("guests.toml");
+    let json = dir.join("stats.json");
+    let uplink = dir.join("uplink.sock");
+    let mut app = common::switch_args(&guests, &json, 0);
+    app.extend(BLOCKING.map(String::from));
+    let mut eal_args = vec![format!("--vdev=net_vhost0,iface={},queues={queues}", uplink.display())];
+    eal_args.extend(eal.iter().map(|s| s.to_string()));
+    let sw = common::Switch::start(None, &eal_args, &app);
+    (sw, Ctl::new(&common::control_socket(&guests)), json, uplink)
+}
+
+fn guest_toml(dir: &std::path::Path, name: &str, m: &str) -> String {
+    format!("[[guest]]\nname = \"{name}\"\nmac = \"{m}\"\nsocket = \"{}/{name}.sock\"\n", dir.display())
+}
+
+const WIRE: &str = "02:00:00:00:00:ee";
+const BURST: u32 = 200;
+
 /// An uplink whose port has rx interrupts (net_vhost, with a virtio-user "wire" behind it):
 /// through a long lull the worker blocks, and wakes for the wire's frames (the uplink's
-/// interrupt), a guest's frames (its kick) and a change (its doorbell), each time delivering
-/// the first frame and the whole burst that follows, in order.
+/// interrupt), a guest's frames (its kick), the switch's own frames and a change (its
+/// doorbell), a new guest's device (so that its kicks wake it too) and the stop, each time
+/// delivering the first frame and the whole burst that follows, in order.
 #[test]
 fn a_blocked_worker_wakes_for_the_uplink_a_guest_and_a_change_and_loses_nothing() {
     common::require_root();
-    const WIRE: &str = "02:00:00:00:00:ee";
     let dir = tempfile::tempdir().expect("tempdir");
-    let guests = dir.path().join("guests.toml");
-    let vm = |name: &str, m: &str| format!("[[guest]]\nname = \"{name}\"\nmac = \"{m}\"\nsocket = \"{}/{name}.sock\"\n", dir.path().display());
-    std::fs::write(&guests, vm("vm1", A)).expect("guests.toml");
-    let json = dir.path().join("stats.json");
-    let uplink = dir.path().join("uplink.sock");
-    let mut app = common::switch_args(&guests, &json, 0);
-    app.extend(["--idle-sleep-max", "250", "--idle-block-after", "1000"].map(String::from));
-    let sw = common::Switch::start(None, &[format!("--vdev=net_vhost0,iface={},queues=1", uplink.display())], &app);
-    let ctl = Ctl::new(&common::control_socket(&guests));
+    let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A)], 1, &[]);
     let wire = common::Guest::start_with(&uplink, "wire", &["--mac", WIRE]);
     let g = common::Guest::start(&dir.path().join("vm1.sock"), "g1");
     sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
-    const BURST: u32 = 200;
 
     // The uplink's link came up with the wire: the switch announces vm1's MAC, in rounds the
-    // control thread posts to the worker (blocked or not, by the doorbell), all on the wire.
+    // control thread posts to the worker (blocked or not: the post rings), all on the wire.
     let deadline = Instant::now() + Duration::from_secs(20);
     while ctl.json(&["stats"])["originated"]["tx_packets"] != u64::from(ANNOUNCE_ROUNDS) {
         assert!(Instant::now() < deadline, "the announcements did not all leave: {}", ctl.json(&["stats"]));
@@ -138,12 +160,13 @@ fn a_blocked_worker_wakes_for_the_uplink_a_guest_and_a_change_and_loses_nothing(
     assert_eq!(announced, vec![common::rarp(mac(A)); ANNOUNCE_ROUNDS as usize]);
 
     // The wire's frames: the first after a lull, then a burst.
-    wait_blocked(&ctl);
-    let before = wake_count(&ctl, "uplink");
+    wait_blocked(&ctl, 0);
+    let before = wake_count(&ctl, 0, "uplink");
     let first = seq_frame(mac(A), mac(WIRE), 0, 64);
     assert_eq!(wire.send(&first, 1), 1);
     assert_eq!(g.recv(5000, 1), vec![first], "the first frame after a lull");
-    wait_blocked(&ctl);
+    assert!(wake_count(&ctl, 0, "uplink") > before, "the uplink's interrupt woke the worker: {}", worker(&ctl, 0));
+    wait_blocked(&ctl, 0);
     let (g, got) = std::thread::scope(|s| {
         let reader = s.spawn(move || {
             let got = g.seqcheck(1500);
@@ -153,11 +176,10 @@ fn a_blocked_worker_wakes_for_the_uplink_a_guest_and_a_change_and_loses_nothing(
         reader.join().expect("reader")
     });
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(BURST), 0, 0), "{got:?}");
-    assert!(wake_count(&ctl, "uplink") > before, "the uplink's interrupt woke the worker: {:?}", wakes(&ctl));
 
     // A guest's burst after a lull: its kick wakes the worker, and all of it reaches the wire.
-    wait_blocked(&ctl);
-    let before = wake_count(&ctl, "kick");
+    wait_blocked(&ctl, 0);
+    let before = wake_count(&ctl, 0, "kick");
     let (wire, got) = std::thread::scope(|s| {
         let reader = s.spawn(move || {
             let got = wire.seqcheck(1500);
@@ -167,32 +189,93 @@ fn a_blocked_worker_wakes_for_the_uplink_a_guest_and_a_change_and_loses_nothing(
         reader.join().expect("reader")
     });
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(BURST), 0, 0), "{got:?}");
-    assert!(wake_count(&ctl, "kick") > before, "the guest's kick woke the worker: {:?}", wakes(&ctl));
+    assert!(wake_count(&ctl, 0, "kick") > before, "the guest's kick woke the worker: {}", worker(&ctl, 0));
 
-    // A change while blocked: the publication rings the worker's doorbell, and the new guest
-    // forwards.
-    wait_blocked(&ctl);
-    let before = wake_count(&ctl, "doorbell");
-    let add = format!("[[guest]]\nname = \"vm2\"\nmac = \"{B}\"\nsocket = \"{}/vm2.sock\"\n", dir.path().display());
-    assert_eq!(ctl.json(&["guest-add", "--toml", &add])["added"], "vm2");
-    assert!(wake_count(&ctl, "doorbell") > before, "the publication rang the doorbell: {:?}", wakes(&ctl));
+    // A change while blocked: the publication rings the worker's doorbell (the add returns
+    // only once the worker took it).
+    wait_blocked(&ctl, 0);
+    let before = wake_count(&ctl, 0, "doorbell");
+    assert_eq!(ctl.json(&["guest-add", "--toml", &guest_toml(dir.path(), "vm2", B)])["added"], "vm2");
+    assert!(wake_count(&ctl, 0, "doorbell") > before, "the publication rang the doorbell: {}", worker(&ctl, 0));
+    // vm2's device arrives while the worker blocks with kicks armed for vm1 only: the device
+    // rings, so the worker arms vm2's kicks too, and vm2's first frame wakes it.
+    wait_blocked(&ctl, 0);
     let g2 = common::Guest::start(&dir.path().join("vm2.sock"), "g2");
     sw.proc.wait_line("guest vm2: link up", Duration::from_secs(30));
-    wait_blocked(&ctl);
+    wait_blocked(&ctl, 0);
+    let from_vm2 = seq_frame(mac(WIRE), mac(B), 0, 64);
+    assert_eq!(g2.send(&from_vm2, 1), 1);
+    assert_eq!(wire.recv(5000, 1), vec![from_vm2], "the new guest's first frame, sent while the worker blocked");
+    wait_blocked(&ctl, 0);
     let to_vm2 = seq_frame(mac(B), mac(WIRE), 0, 64);
     assert_eq!(wire.send(&to_vm2, 1), 1);
-    assert_eq!(g2.recv(5000, 1), vec![to_vm2], "the new guest's first frame, with the worker blocked before");
+    assert_eq!(g2.recv(5000, 1), vec![to_vm2], "and its first frame from the wire");
 
-    let (_, blocked) = wakes(&ctl);
+    let blocked = worker(&ctl, 0)["blocked_cycles"].as_u64().expect("blocked_cycles");
     assert!(blocked > 0, "blocked cycles counted");
     g.quit();
     g2.quit();
     wire.quit();
+    // The stop rings too: a blocked worker would otherwise hold the exit for a minute.
+    wait_blocked(&ctl, 0);
     sw.stop_clean();
     let v = common::stats_json(&json);
-    // The switch's side: what it received from the guest, and sent to it.
+    // The switch's side: what it received from each guest, and sent to it.
     assert_eq!(guest_stats(&v, "vm1")["rx_packets"], u64::from(BURST), "{v}");
     assert_eq!(guest_stats(&v, "vm1")["tx_packets"], u64::from(BURST) + 1, "{v}");
-    assert_eq!(guest_stats(&v, "vm2")["tx_packets"], 1, "{v}");
-    assert_eq!(total_drops(&v["uplink"]) + total_drops(guest_stats(&v, "vm1")), 0, "{v}");
+    assert_eq!((guest_stats(&v, "vm2")["rx_packets"].clone(), guest_stats(&v, "vm2")["tx_packets"].clone()), (1.into(), 1.into()), "{v}");
+    assert_eq!(total_drops(&v["uplink"]) + total_drops(guest_stats(&v, "vm1")) + total_drops(guest_stats(&v, "vm2")), 0, "{v}");
+    assert_eq!(v["workers"][0]["wakes"]["timeout"], 0, "no block ran into its limit: {v}");
+}
+
+/// Two workers, both blocked: a frame the uplink's worker receives for a guest of the other
+/// worker crosses a ring between them, and the crossing rings the other's doorbell.
+#[test]
+fn a_frame_crossing_to_a_blocked_worker_wakes_it() {
+    common::require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two workers on core 1 (this machine has two cores), each with an uplink queue pair.
+    let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A), ("vm2", B)], 2, &["--lcores=0@0,1@1,2@1"]);
+    let wire = common::Guest::start_with(&uplink, "wire", &["--mac", WIRE, "--queues", "2"]);
+    let g1 = common::Guest::start(&dir.path().join("vm1.sock"), "g1");
+    let g2 = common::Guest::start(&dir.path().join("vm2.sock"), "g2");
+    sw.proc.wait_line("guest vm2: link up", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ctl.json(&["stats"])["originated"]["tx_packets"] != u64::from(2 * ANNOUNCE_ROUNDS) {
+        assert!(Instant::now() < deadline, "the announcements did not all leave: {}", ctl.json(&["stats"]));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(wire.recv(5000, 2 * ANNOUNCE_ROUNDS as usize).len(), 2 * ANNOUNCE_ROUNDS as usize);
+
+    // The wire sends on its queue 0, which is uplink rx queue 0: find the worker polling it,
+    // and the guest the other worker serves.
+    let lcores = ctl.json(&["lcore-show"]);
+    let rx0 = (0..2).find(|&w| lcores[w]["uplink_rx"].as_array().is_some_and(|q| q.contains(&0.into()))).expect("a worker polls uplink rx queue 0");
+    let other = 1 - rx0;
+    let (name, m, g, rest) = match lcores[other]["guest_queues"][0]["guest"].as_str() {
+        Some("vm1") => ("vm1", A, g1, g2),
+        Some("vm2") => ("vm2", B, g2, g1),
+        q => panic!("worker {other} serves no guest ({q:?}): {lcores}"),
+    };
+    wait_blocked(&ctl, rx0);
+    wait_blocked(&ctl, other);
+    let before = wake_count(&ctl, other, "doorbell");
+    let (g, got) = std::thread::scope(|s| {
+        let reader = s.spawn(move || {
+            let got = g.seqcheck(1500);
+            (g, got)
+        });
+        assert_eq!(wire.stream(mac(m), mac(WIRE), 64, BURST), BURST);
+        reader.join().expect("reader")
+    });
+    assert_eq!((got.frames, got.gaps, got.late), (u64::from(BURST), 0, 0), "{name}: {got:?}");
+    assert!(wake_count(&ctl, other, "doorbell") > before, "the crossing rang worker {other}: {}", worker(&ctl, other));
+
+    g.quit();
+    rest.quit();
+    wire.quit();
+    sw.stop_clean();
+    let v = common::stats_json(&json);
+    assert_eq!(guest_stats(&v, name)["tx_packets"], u64::from(BURST), "{v}");
+    assert_eq!(total_drops(&v["uplink"]), 0, "{v}");
 }

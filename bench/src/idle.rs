@@ -1,6 +1,8 @@
 //! `macvtap-bench idle`: what dpdk-macvtap's adaptive idle sleep saves and what it costs,
 //! per `--idle-sleep-max` bound, beside pure polling (bound 0) and testpmd io-fwd (which polls
-//! at 100 %):
+//! at 100 %). At each bound the switch runs with its default `--idle-block-after` (it blocks
+//! after a lull where every queue can wake it: in `uplink` below, not in `hairpin`), and for
+//! the `--sleep-only` bounds also with timed sleeps alone (`--idle-block-after 0`):
 //!
 //! 1. **Idle CPU share** of the forwarding thread alone (`/proc/PID/task/TID/stat` utime +
 //!    stime, cross-checked with `schedstat` and the switch's own `sleep_cycles`), with the

@@ -214,7 +214,7 @@ impl Switch {
         let probes = Arc::new(ProbeSeen::default());
         let (workers, senders) = Workers::launch(
             &asg,
-            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, idle_block_after_us: cli.idle_block_after, polls, bells: &bells, socket_id: eal.socket_id(), vlan_offload, probes: &probes },
+            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, idle_block_after_us: cli.idle_block_after, idle_block_limit: Duration::from_millis(cli.idle_block_limit), polls, bells: &bells, socket_id: eal.socket_id(), vlan_offload, probes: &probes },
         )?;
         let origin = Originator::new(senders, Arc::clone(&pool));
         let held_by_rings = pool.in_use() - mempool_at_start;

@@ -34,6 +34,8 @@ pub struct Launch<'a> {
     pub measure: bool,
     pub idle_sleep_max_us: u32,
     pub idle_block_after_us: u64,
+    /// `--idle-block-limit`.
+    pub idle_block_limit: std::time::Duration,
     /// Each worker's poller, from `Doorbells::new` with `bells`.
     pub polls: Vec<mio::Poll>,
     pub bells: &'a Arc<Doorbells>,
@@ -105,6 +107,7 @@ impl Workers {
                     polls.next().context("one poller per worker")?,
                     Arc::clone(l.bells),
                     l.idle_sleep_max_us > 0 && l.idle_block_after_us > 0,
+                    l.idle_block_limit,
                 ),
                 vlan_offload: l.vlan_offload,
             };

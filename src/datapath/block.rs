@@ -9,20 +9,25 @@
 //! A worker blocks only when every source it polls can wake it: not with an uplink rx queue
 //! whose port has no rx interrupts (net_af_packet, net_ring, net_null, bonds), nor while a
 //! guest is being migrated (turning kicks on writes the guest's used ring unlogged, see
-//! `rte::vhost::guest_kicks_on`); it then goes on with timed sleeps. Turning kicks off after
-//! a block may write while a migration that began during it runs: the flag it sets is the
-//! one every backend sets for itself when it starts (the destination's does), so a stale
-//! copy there is harmless.
+//! `rte::vhost::guest_kicks_on`; after a failed attempt it lets `ARM_BACKOFF_SLEEPS` sleeps
+//! pass before trying again); it then goes on with timed sleeps. Turning kicks off after a
+//! block may write while a migration that began during it runs: what it writes (the used
+//! ring's no-notify flag; with EVENT_IDX nothing) is what every backend sets for itself when
+//! it starts (the destination's does), so a stale copy there is harmless.
 //!
-//! Even blocked, a worker wakes every `BLOCK_TIMEOUT`: a wake-up missed by a race with the
-//! vhost library (a kick fd replaced while the worker registers it) delays frames by that
-//! much at most, and the counters it publishes stay that fresh.
+//! Even blocked, a worker wakes after `--idle-block-limit` (100 ms): the counters it
+//! publishes stay that fresh, and a wake-up the vhost library can take away costs at most
+//! that much. It can: a guest that replaces a vring's kick fd on a running device
+//! (`VHOST_USER_SET_VRING_KICK`) leaves the worker waiting on the old one until its next
+//! block, and a `net_vhost` uplink whose peer reconnects starts with its notifications off.
 //!
-//! Races that lose nothing: an fd already readable when it is registered reports once, and
-//! the pass after arming looks at every queue anyway, so those first events are dropped
-//! (except the doorbell's: a ring then means something changed that arming did not see, a
-//! guest's new device for one, so the worker does not block and arms afresh). A kick or
-//! interrupt after that pass, or a ring, ends the wait.
+//! Races that lose nothing: an fd already readable when it is registered reports once (a
+//! kick fd is never read, so one a guest ever kicked always does), and the pass after
+//! arming looks at every queue anyway, so those first events are dropped (except the
+//! doorbell's: a ring then means something changed that arming did not see, a guest's new
+//! device for one, so the worker does not block and arms afresh). A kick or interrupt after
+//! that pass, or a ring, ends the wait; the worker then polls at once, and arms again only
+//! if that pass finds nothing.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{fence, Ordering};
@@ -38,8 +43,13 @@ use crate::rte::vhost;
 pub use crate::stats::Wake;
 use crate::view::{Doorbells, DOORBELL};
 
-/// The longest a blocked worker waits without an event.
-pub const BLOCK_TIMEOUT: Duration = Duration::from_millis(100);
+/// The longest a blocked worker waits without an event, unless `--idle-block-limit` says.
+pub const DEFAULT_BLOCK_LIMIT: Duration = Duration::from_millis(100);
+
+/// Sleeps a worker lets pass before it tries to arm again after arming failed for a guest
+/// (one being migrated, a queue without a kick fd): about the block limit at the default
+/// sleep bound, rather than the syscalls of arming and disarming every sleep.
+const ARM_BACKOFF_SLEEPS: u32 = 400;
 
 const UPLINK: Token = Token(1);
 const KICK: Token = Token(2);
@@ -48,8 +58,9 @@ const KICK: Token = Token(2);
 struct ArmedKick {
     guest: GuestId,
     queue: u16,
-    /// The device the kicks were turned on for: a device that replaced it (after a
-    /// reconnection) starts with kicks off and is left alone.
+    /// The device the kicks were turned on for. One that replaced it (after a reconnection)
+    /// starts with kicks off, and is left alone unless the library gave it the same vid
+    /// (it reuses them): turning its kicks off then changes nothing.
     vid: i32,
 }
 
@@ -63,6 +74,10 @@ pub struct Blocker {
     /// An uplink rx queue of this worker turned out to have no interrupt (the port has
     /// none): it never blocks.
     uplink_deaf: bool,
+    /// Sleeps left before arming is tried again (see `ARM_BACKOFF_SLEEPS`).
+    backoff: u32,
+    /// How long a block lasts without an event.
+    limit: Duration,
     /// Between `arm` and `disarm`.
     armed: bool,
     /// The doorbell rang while arming: do not block this time.
@@ -75,13 +90,15 @@ pub struct Blocker {
 impl Blocker {
     /// `poll` has the worker's doorbell registered (`Doorbells::new`); nothing is allocated
     /// after this (room for a kick per guest queue slot and a few uplink queues).
-    pub fn new(poll: Poll, bells: Arc<Doorbells>, enabled: bool) -> Blocker {
+    pub fn new(poll: Poll, bells: Arc<Doorbells>, enabled: bool, limit: Duration) -> Blocker {
         Blocker {
             poll,
             events: Events::with_capacity(64),
             bells,
             enabled,
             uplink_deaf: false,
+            backoff: 0,
+            limit,
             armed: false,
             rung: false,
             kicks: Vec::with_capacity(crate::view::MAX_SLOTS),
@@ -133,10 +150,11 @@ impl Blocker {
         }
     }
 
-    /// Waits for an event or `BLOCK_TIMEOUT`; says which came first.
+    /// Waits for an event or the block's limit; says which came first.
     fn wait(&mut self) -> Wake {
-        if self.poll.poll(&mut self.events, Some(BLOCK_TIMEOUT)).is_err() {
-            // EINTR: count it as a timeout; the worker looks at everything anyway.
+        if self.poll.poll(&mut self.events, Some(self.limit)).is_err() {
+            // EINTR (a signal for the process landed on this thread): counted as a timeout;
+            // the worker looks at everything anyway.
             return Wake::Timeout;
         }
         let mut why = Wake::Timeout;
@@ -167,8 +185,17 @@ impl Worker {
         if !self.blocker.enabled || self.blocker.uplink_deaf {
             return false;
         }
+        if self.blocker.backoff > 0 {
+            self.blocker.backoff -= 1;
+            return false;
+        }
         // Frames the uplink's tx queue has not taken yet: no event would say it has room.
         if !self.uplink_pending.is_empty() || self.origin_pending() {
+            return false;
+        }
+        // Nothing is written into a guest's ring while any of them is being migrated.
+        if self.any_guest_migrating() {
+            self.blocker.backoff = ARM_BACKOFF_SLEEPS;
             return false;
         }
         self.blocker.rung = false;
@@ -199,15 +226,12 @@ impl Worker {
                 if q >= self.links.active_queues(g.index()) {
                     continue;
                 }
-                if vhost::migrating(&dev) {
-                    None
-                } else {
-                    self.blocker.kicks.push(ArmedKick { guest: g, queue: q, vid: dev.vid() });
-                    vhost::guest_kicks_on(&dev, q)
-                }
+                self.blocker.kicks.push(ArmedKick { guest: g, queue: q, vid: dev.vid() });
+                vhost::guest_kicks_on(&dev, q)
             };
             if !armed.is_some_and(|fd| self.blocker.watch(fd, KICK)) {
                 self.disarm_wakeups();
+                self.blocker.backoff = ARM_BACKOFF_SLEEPS;
                 return false;
             }
         }
@@ -217,6 +241,11 @@ impl Worker {
         true
     }
 
+    /// Whether a live migration is copying the memory of a guest this worker polls.
+    fn any_guest_migrating(&self) -> bool {
+        self.guest_rx.iter().any(|&(g, _)| self.links.device(g.index()).is_some_and(|d| vhost::migrating(&d)))
+    }
+
     /// After the pass that followed `arm_wakeups`: blocks if it moved nothing and nothing
     /// changed, then turns every wake-up off. Returns why the block ended, if it blocked.
     pub(super) fn block_or_disarm(&mut self, moved: usize) -> Option<Wake> {
@@ -224,6 +253,7 @@ impl Worker {
         if moved == 0 && !self.blocker.rung && !self.stopping() && self.handover.published() == self.epoch {
             self.links.pass_done();
             self.links.park();
+            self.stats.add_block();
             woke = Some(self.blocker.wait());
             self.links.unpark();
         }
@@ -244,5 +274,57 @@ impl Worker {
             }
         }
         self.blocker.armed = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    fn blocker(limit_ms: u64) -> (Blocker, Arc<Doorbells>) {
+        let (bells, mut polls) = Doorbells::new(1).expect("doorbells");
+        let poll = polls.pop().expect("poll");
+        (Blocker::new(poll, Arc::clone(&bells), true, Duration::from_millis(limit_ms)), bells)
+    }
+
+    /// A socket stands in for a kick fd: readable after a write, never read.
+    #[test]
+    fn old_readiness_is_dropped_and_each_new_event_ends_a_wait_with_its_reason() {
+        let (mut b, bells) = blocker(50);
+        let (mut tx, rx) = UnixStream::pair().expect("pair");
+        tx.write_all(b"k").expect("kick before arming");
+        assert!(b.watch(rx.as_raw_fd(), KICK));
+        assert!(b.watch(rx.as_raw_fd(), KICK), "the same fd twice (queues sharing one) is fine");
+        b.take_stale_events();
+        assert!(!b.rung);
+        assert_eq!(b.wait(), Wake::Timeout, "a kick from before arming does not end the wait");
+        tx.write_all(b"k").expect("kick");
+        assert_eq!(b.wait(), Wake::Kick);
+        assert_eq!(b.wait(), Wake::Timeout, "an edge ends one wait only");
+
+        bells.set_asleep(0, true);
+        bells.ring(0);
+        b.take_stale_events();
+        assert!(b.rung, "a ring while arming is remembered: the worker does not block");
+        bells.ring(0);
+        assert_eq!(b.wait(), Wake::Doorbell);
+        b.unwatch_all();
+        tx.write_all(b"k").expect("kick");
+        assert_eq!(b.wait(), Wake::Timeout, "nothing watched any more");
+    }
+
+    #[test]
+    fn stale_events_beyond_one_poll_are_all_dropped() {
+        let (mut b, _bells) = blocker(50);
+        let pairs: Vec<(UnixStream, UnixStream)> = (0..150).map(|_| UnixStream::pair().expect("pair")).collect();
+        for (tx, rx) in &pairs {
+            (&*tx).write_all(b"k").expect("kick");
+            assert!(b.watch(rx.as_raw_fd(), KICK));
+        }
+        b.take_stale_events();
+        assert_eq!(b.wait(), Wake::Timeout, "150 old kicks, more than one poll returns, all dropped");
     }
 }

@@ -18,7 +18,7 @@ mod tag;
 mod vlan;
 mod worker;
 
-pub use block::{Blocker, BLOCK_TIMEOUT};
+pub use block::{Blocker, DEFAULT_BLOCK_LIMIT};
 pub use idle::{IdleBackoff, IDLE_TIMER_SLACK_NS};
 pub use ingress::RX_BURSTS_PER_PASS;
 pub use vlan::VlanOffload;

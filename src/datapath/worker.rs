@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::block::Blocker;
+use super::block::{Blocker, Wake};
 use super::idle::IdleBackoff;
 use super::vlan::VlanOffload;
 use super::originate::OriginQueue;
@@ -213,18 +213,23 @@ impl Worker {
                 busy_passes += 1;
                 frames += moved as u64;
             }
-            let mut woke = false;
+            let mut woke = None;
             if self.blocker.armed() {
                 // That pass was the last look before blocking (`block.rs`).
                 let s0 = rdtsc();
-                if let Some(why) = self.block_or_disarm(moved) {
+                woke = self.block_or_disarm(moved);
+                if let Some(why) = woke {
                     let b = rdtsc().wrapping_sub(s0);
                     (slept, blocked) = (slept + b, blocked + b);
                     self.stats.add_wake(why);
-                    woke = true;
                 }
             }
-            let sleep_us = self.idle.after_pass(moved > 0);
+            // Woken by an event: poll at once (arming again first would delay the frame that
+            // woke it); the lull goes on only if that pass finds nothing.
+            let sleep_us = match woke {
+                Some(why) if why != Wake::Timeout => 0,
+                _ => self.idle.after_pass(moved > 0),
+            };
             if sleep_us > 0 && !(self.idle.long_lull() && self.arm_wakeups()) {
                 // Between passes, holding no device: a detaching guest need not wait for it.
                 self.links.pass_done();
@@ -233,7 +238,7 @@ impl Worker {
                 slept += rdtsc().wrapping_sub(s0);
             }
             // After a block too, so a blocked worker's counters are as fresh as its wake-ups.
-            if passes == PASSES_PER_TICK || woke {
+            if passes == PASSES_PER_TICK || woke.is_some() {
                 // Every pass in between ended holding no device, so publishing now is as good.
                 self.links.pass_done();
                 let t1 = rdtsc();

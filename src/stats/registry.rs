@@ -16,6 +16,7 @@ struct LoopCell {
     /// Cycles spent asleep (idle sleep), apart from the idle ones spent polling.
     sleep_cycles: AtomicU64,
     blocked_cycles: AtomicU64,
+    blocks: AtomicU64,
     /// Blocks ended, by `Wake` (in its order).
     wakes: [AtomicU64; 4],
     frames: AtomicU64,
@@ -104,6 +105,11 @@ impl StatsShard {
         bump(&self.looping.blocked_cycles, blocked);
     }
 
+    /// A block begins (counted at once, so that a reader can tell a worker that blocks now).
+    pub fn add_block(&self) {
+        bump(&self.looping.blocks, 1);
+    }
+
     /// A block ended by `why` (its cycles come with the sleep's, `add_sleep`).
     pub fn add_wake(&self, why: Wake) {
         bump(&self.looping.wakes[why as usize], 1);
@@ -136,6 +142,7 @@ impl StatsShard {
             idle_cycles: self.looping.idle_cycles.load(Relaxed),
             sleep_cycles: self.looping.sleep_cycles.load(Relaxed),
             blocked_cycles: self.looping.blocked_cycles.load(Relaxed),
+            blocks: self.looping.blocks.load(Relaxed),
             wakes: {
                 let w = |why: Wake| self.looping.wakes[why as usize].load(Relaxed);
                 Wakes { kick: w(Wake::Kick), uplink: w(Wake::Uplink), doorbell: w(Wake::Doorbell), timeout: w(Wake::Timeout) }

@@ -27,6 +27,8 @@ pub struct WorkerStats {
     pub sleep_cycles: u64,
     /// The part of `sleep_cycles` spent blocked until an event (`--idle-block-after`).
     pub blocked_cycles: u64,
+    /// Blocks begun: one more than the `wakes` while the worker blocks.
+    pub blocks: u64,
     /// How the worker's blocks ended.
     pub wakes: Wakes,
     pub frames: u64,
@@ -228,7 +230,7 @@ mod tests {
         assert_eq!(v["uplink"]["drops"]["unknown_dest"], 2);
         assert_eq!(
             v["workers"][0],
-            serde_json::json!({"busy_cycles": 100, "idle_cycles": 900, "sleep_cycles": 0, "blocked_cycles": 0,
+            serde_json::json!({"busy_cycles": 100, "idle_cycles": 900, "sleep_cycles": 0, "blocked_cycles": 0, "blocks": 0,
                 "wakes": {"kick": 0, "uplink": 0, "doorbell": 0, "timeout": 0}, "frames": 18, "enqueue_calls": 0, "enqueue_frames": 0})
         );
         assert_eq!(v["hairpin"]["state"], "reflects");

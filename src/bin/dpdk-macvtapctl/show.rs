@@ -591,8 +591,12 @@ fn lcore_show(result: &Value) -> Option<String> {
             Some(p) => format!("{p:.0}%"),
             None => "-".into(),
         };
+        let blocked = match l.get("blocked_percent").and_then(Value::as_f64) {
+            Some(b) if b > 0.0 => format!(" (blocked {b:.0}%)"),
+            _ => String::new(),
+        };
         let asleep = match l.get("sleep_percent").and_then(Value::as_f64) {
-            Some(p) => format!(", asleep {p:.0}%"),
+            Some(p) => format!(", asleep {p:.0}%{blocked}"),
             None => String::new(),
         };
         let _ = writeln!(out, "lcore {}: busy {busy}{asleep}", field(l, "lcore"));
@@ -640,6 +644,7 @@ fn lcore_show(result: &Value) -> Option<String> {
                 "lcore",
                 "busy_percent",
                 "sleep_percent",
+                "blocked_percent",
                 "uplink_rx",
                 "uplink_tx",
                 "guest_queues",
@@ -886,7 +891,9 @@ drops vm1: runt 3, guest_down 2, new_reason 1
             {"lcore": 1, "busy_percent": 12.5, "uplink_rx": [0], "uplink_tx": 0,
              "guest_queues": [{"guest": "vm1", "queue": 0}, {"guest": "vm2", "queue": 1}]},
             {"lcore": 2, "busy_percent": null, "uplink_rx": [], "uplink_tx": null,
-             "guest_queues": []}
+             "guest_queues": []},
+            {"lcore": 3, "busy_percent": 0.2, "sleep_percent": 99.7, "blocked_percent": 97.1,
+             "uplink_rx": [], "uplink_tx": 1, "guest_queues": []}
         ]);
         assert_eq!(
             human("lcore-show", &result),
@@ -896,6 +903,8 @@ lcore 1: busy 12%
   guest vm1 queue 0
   guest vm2 queue 1
 lcore 2: busy -
+lcore 3: busy 0%, asleep 100% (blocked 97%)
+  uplink rx [], tx q1
 "
         );
     }
