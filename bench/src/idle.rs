@@ -49,6 +49,11 @@ pub struct IdleArgs {
     #[arg(long, value_delimiter = ',', default_value = "250")]
     #[serde(default)]
     sleep_only: Vec<u32>,
+    /// `--idle-block-after` values (µs) to measure at the `--sleep-only` bounds beside the
+    /// binary's default one (e.g. 1000).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    block_after: Vec<u64>,
     /// Leave out testpmd io-fwd (the 100 % reference).
     #[arg(long)]
     no_testpmd: bool,
@@ -109,6 +114,8 @@ pub enum Variant {
     Macvtap(u32),
     /// The same with `--idle-block-after 0`: timed sleeps only.
     SleepOnly(u32),
+    /// The same with this `--idle-block-after` (µs).
+    BlockAfter(u32, u64),
     Testpmd,
 }
 
@@ -118,6 +125,7 @@ impl Variant {
             Variant::Macvtap(0) => "dpdk-macvtap --idle-sleep-max 0 (pure polling)".into(),
             Variant::Macvtap(b) => format!("dpdk-macvtap --idle-sleep-max {b}"),
             Variant::SleepOnly(b) => format!("dpdk-macvtap --idle-sleep-max {b} --idle-block-after 0 (timed sleeps only)"),
+            Variant::BlockAfter(b, a) => format!("dpdk-macvtap --idle-sleep-max {b} --idle-block-after {a}"),
             Variant::Testpmd => "testpmd io-fwd".into(),
         }
     }
@@ -126,6 +134,7 @@ impl Variant {
         match self {
             Variant::Macvtap(b) => format!("macvtap {b}"),
             Variant::SleepOnly(b) => format!("macvtap {b} sleep-only"),
+            Variant::BlockAfter(b, a) => format!("macvtap {b} block-after-{a}"),
             Variant::Testpmd => "testpmd".into(),
         }
     }
@@ -238,6 +247,9 @@ pub fn run(mut a: IdleArgs) -> Result<()> {
     let scenarios: Vec<Scenario> = a.scenarios.iter().map(|s| Scenario::parse(s)).collect::<Result<_>>()?;
     let mut variants: Vec<Variant> = a.bounds.iter().map(|&b| Variant::Macvtap(b)).collect();
     variants.extend(a.sleep_only.iter().filter(|&&b| b > 0).map(|&b| Variant::SleepOnly(b)));
+    for &b in a.sleep_only.iter().filter(|&&b| b > 0) {
+        variants.extend(a.block_after.iter().map(|&after| Variant::BlockAfter(b, after)));
+    }
     if !a.no_testpmd {
         variants.push(Variant::Testpmd);
     }
@@ -347,6 +359,7 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
     let sw = match v {
         Variant::Macvtap(b) => systems::start_macvtap(env, &topo, Some(b), &[])?,
         Variant::SleepOnly(b) => systems::start_macvtap(env, &topo, Some(b), &["--idle-block-after", "0"])?,
+        Variant::BlockAfter(b, after) => systems::start_macvtap(env, &topo, Some(b), &["--idle-block-after", &after.to_string()])?,
         Variant::Testpmd => systems::start(env, System::Testpmd, &topo)?.context("testpmd cannot run this topology")?,
     };
     let (sock_a, sock_b, mac_a, mac_b) = match &up_sock {
@@ -689,6 +702,7 @@ bound by then). All probes of all runs pooled; µs. Pure polling and testpmd sho
         let name = match v {
             Variant::Macvtap(b) => b.to_string(),
             Variant::SleepOnly(b) => format!("{b}, sleeps only"),
+            Variant::BlockAfter(b, after) => format!("{b}, block after {after} µs"),
             Variant::Testpmd => "testpmd".into(),
         };
         let _ = writeln!(
@@ -778,6 +792,10 @@ fn rerun_args(a: &IdleArgs) -> String {
     }
     let mut s = String::new();
     let _ = write!(s, " --runs {} --bounds {}", a.runs, a.bounds.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(","));
+    let _ = write!(s, " --sleep-only {}", a.sleep_only.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(","));
+    if !a.block_after.is_empty() {
+        let _ = write!(s, " --block-after {}", a.block_after.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(","));
+    }
     let _ = write!(s, " --scenarios {}", a.scenarios.join(","));
     let _ = write!(s, " --bursts {}", a.bursts.join(","));
     let _ = write!(s, " --window {} --wake-probes {} --wake-gap-ms {}", a.window, a.wake_probes, a.wake_gap_ms);
