@@ -142,9 +142,11 @@ pub struct Cli {
 /// The default bound of a worker's idle sleep (see bench/README.md for how it was chosen).
 pub const DEFAULT_IDLE_SLEEP_MAX_US: u32 = 250;
 /// The default lull before an idle worker blocks (bench/README.md, "Blocking through a long
-/// lull": waking from a block costs the first frame more than waking from a sleep, so frames
-/// a few milliseconds apart should find the worker sleeping).
-pub const DEFAULT_IDLE_BLOCK_AFTER_US: u64 = 10_000;
+/// lull"): a few of the longest sleeps. A frame wakes a blocked worker at once, where a
+/// sleeping one waits out its sleep, so frames a few milliseconds apart arrive sooner (and
+/// cost less CPU) with the worker blocked between them; sooner than this, a lull between
+/// bursts would pay for kicks and interrupts.
+pub const DEFAULT_IDLE_BLOCK_AFTER_US: u64 = 1_000;
 /// Above this, frames would wait longer than any rx ring holds them at line rate.
 pub const MAX_IDLE_SLEEP_US: i64 = 10_000;
 

@@ -3,8 +3,8 @@
 //! queues; its uplink rx queues' interrupts), takes one more look at everything, and if that
 //! finds nothing waits in `epoll` until one fires or someone rings its doorbell
 //! (`view::Doorbells`: a publication, a peer's frames, an origin post, a new guest device,
-//! the stop). Then it turns everything off again and polls. A blocked worker costs no CPU
-//! at all, which no timed sleep can match (see `idle.rs`).
+//! the stop). Then it turns everything off again and polls. A blocked worker costs next to
+//! no CPU (a wake-up per `--idle-block-limit`), which no timed sleep can match (`idle.rs`).
 //!
 //! A worker blocks only when every source it polls can wake it: not with an uplink rx queue
 //! whose port has no rx interrupts (net_af_packet, net_ring, net_null, bonds), nor while a
