@@ -52,15 +52,10 @@ fn a_sleeping_worker_delivers_the_first_frame_and_a_whole_burst_both_ways() {
     // A burst after a lull, sent as fast as the socket takes it: all of it, in order.
     const BURST: u32 = 200;
     wait_asleep(&ctl);
-    let (g, got) = std::thread::scope(|s| {
-        let reader = s.spawn(move || {
-            let got = g.seqcheck(1500);
-            (g, got)
-        });
+    let (g, (), got) = g.receive_while(1500, || {
         for i in 0..BURST {
             ext.send(&seq_frame(mac(A), ext_mac, i, 64));
         }
-        reader.join().expect("reader")
     });
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(BURST), 0, 0), "{got:?}");
 
@@ -167,27 +162,15 @@ fn a_blocked_worker_wakes_for_the_uplink_a_guest_and_a_change_and_loses_nothing(
     assert_eq!(g.recv(5000, 1), vec![first], "the first frame after a lull");
     assert!(wake_count(&ctl, 0, "uplink") > before, "the uplink's interrupt woke the worker: {}", worker(&ctl, 0));
     wait_blocked(&ctl, 0);
-    let (g, got) = std::thread::scope(|s| {
-        let reader = s.spawn(move || {
-            let got = g.seqcheck(1500);
-            (g, got)
-        });
-        assert_eq!(wire.stream(mac(A), mac(WIRE), 64, BURST), BURST);
-        reader.join().expect("reader")
-    });
+    let (g, sent, got) = g.receive_while(1500, || wire.stream(mac(A), mac(WIRE), 64, BURST));
+    assert_eq!(sent, BURST);
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(BURST), 0, 0), "{got:?}");
 
     // A guest's burst after a lull: its kick wakes the worker, and all of it reaches the wire.
     wait_blocked(&ctl, 0);
     let before = wake_count(&ctl, 0, "kick");
-    let (wire, got) = std::thread::scope(|s| {
-        let reader = s.spawn(move || {
-            let got = wire.seqcheck(1500);
-            (wire, got)
-        });
-        assert_eq!(g.stream(mac(WIRE), mac(A), 64, BURST), BURST);
-        reader.join().expect("reader")
-    });
+    let (wire, sent, got) = wire.receive_while(1500, || g.stream(mac(WIRE), mac(A), 64, BURST));
+    assert_eq!(sent, BURST);
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(BURST), 0, 0), "{got:?}");
     assert!(wake_count(&ctl, 0, "kick") > before, "the guest's kick woke the worker: {}", worker(&ctl, 0));
 
@@ -260,14 +243,8 @@ fn a_frame_crossing_to_a_blocked_worker_wakes_it() {
     wait_blocked(&ctl, rx0);
     wait_blocked(&ctl, other);
     let before = wake_count(&ctl, other, "doorbell");
-    let (g, got) = std::thread::scope(|s| {
-        let reader = s.spawn(move || {
-            let got = g.seqcheck(1500);
-            (g, got)
-        });
-        assert_eq!(wire.stream(mac(m), mac(WIRE), 64, BURST), BURST);
-        reader.join().expect("reader")
-    });
+    let (g, sent, got) = g.receive_while(1500, || wire.stream(mac(m), mac(WIRE), 64, BURST));
+    assert_eq!(sent, BURST);
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(BURST), 0, 0), "{name}: {got:?}");
     assert!(wake_count(&ctl, other, "doorbell") > before, "the crossing rang worker {other}: {}", worker(&ctl, other));
 

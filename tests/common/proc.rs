@@ -375,6 +375,20 @@ impl Guest {
         SeqCheck { frames, flows: field("flows="), gaps: field("gaps="), late: field("late=") }
     }
 
+    /// Runs `send` on this thread while another checks what reaches this guest
+    /// (`seqcheck(idle_ms)`); returns the guest, what `send` returned and what it saw.
+    pub fn receive_while<T>(self, idle_ms: u64, send: impl FnOnce() -> T) -> (Guest, T, SeqCheck) {
+        std::thread::scope(|s| {
+            let reader = s.spawn(move || {
+                let got = self.seqcheck(idle_ms);
+                (self, got)
+            });
+            let sent = send();
+            let (g, got) = reader.join().expect("reader");
+            (g, sent, got)
+        })
+    }
+
     /// Frames received within `timeout_ms`, at most `max`.
     pub fn recv(&self, timeout_ms: u64, max: usize) -> Vec<Vec<u8>> {
         self.proc.send_line(&format!("recv {timeout_ms} {max}"));
