@@ -89,7 +89,8 @@ fn wake_count(ctl: &Ctl, w: usize, why: &str) -> u64 {
 
 /// Returns once worker `w` blocks: it has begun one block more than it has ended. With the
 /// tests' block limit of a minute it then stays blocked until a kick, an interrupt or its
-/// doorbell, so a wake-up that is missed fails the test's next deadline.
+/// doorbell, so a wake-up that is missed fails the test's next deadline (5 s for a frame,
+/// 1.5 s of silence for a burst, 20 s for the exit).
 fn wait_blocked(ctl: &Ctl, w: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -208,7 +209,6 @@ fn a_blocked_worker_wakes_for_the_uplink_a_guest_and_a_change_and_loses_nothing(
     assert_eq!(guest_stats(&v, "vm1")["tx_packets"], u64::from(BURST) + 1, "{v}");
     assert_eq!((guest_stats(&v, "vm2")["rx_packets"].clone(), guest_stats(&v, "vm2")["tx_packets"].clone()), (1.into(), 1.into()), "{v}");
     assert_eq!(total_drops(&v["uplink"]) + total_drops(guest_stats(&v, "vm1")) + total_drops(guest_stats(&v, "vm2")), 0, "{v}");
-    assert_eq!(v["workers"][0]["wakes"]["timeout"], 0, "no block ran into its limit: {v}");
 }
 
 /// Two workers, both blocked: a frame the uplink's worker receives for a guest of the other

@@ -108,6 +108,7 @@ impl Workers {
                     Arc::clone(l.bells),
                     l.idle_sleep_max_us > 0 && l.idle_block_after_us > 0,
                     l.idle_block_limit,
+                    l.idle_sleep_max_us,
                 ),
                 vlan_offload: l.vlan_offload,
             };

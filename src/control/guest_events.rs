@@ -130,7 +130,7 @@ mod tests {
         links.attach(1, 0, 1);
         assert_eq!(w.poll(&links, &all), vec![(GuestId(1), true)]);
         assert!(w.poll(&links, &all).is_empty());
-        worker.stopped();
+        drop(worker);
         links.detach(1, 0);
         assert_eq!(w.poll(&links, &all), vec![(GuestId(1), false)]);
     }

@@ -9,8 +9,8 @@
 //! A worker blocks only when every source it polls can wake it: not with an uplink rx queue
 //! whose port has no rx interrupts (net_af_packet, net_ring, net_null, bonds), nor while a
 //! guest is being migrated (turning kicks on writes the guest's used ring unlogged, see
-//! `rte::vhost::guest_kicks_on`; after a failed attempt it lets `ARM_BACKOFF_SLEEPS` sleeps
-//! pass before trying again); it then goes on with timed sleeps. Turning kicks off after a
+//! `rte::vhost::guest_kicks_on`); it then goes on with timed sleeps, and after a failed
+//! attempt lets about one block limit of sleeps pass before trying again. Turning kicks off after a
 //! block may write while a migration that began during it runs: what it writes (the used
 //! ring's no-notify flag; with EVENT_IDX nothing) is what every backend sets for itself when
 //! it starts (the destination's does), so a stale copy there is harmless.
@@ -39,6 +39,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::worker::Worker;
 use crate::fib::GuestId;
+use crate::rte::ethdev::RxInterrupt;
 use crate::rte::vhost;
 pub use crate::stats::Wake;
 use crate::view::{Doorbells, DOORBELL};
@@ -46,10 +47,6 @@ use crate::view::{Doorbells, DOORBELL};
 /// The longest a blocked worker waits without an event, unless `--idle-block-limit` says.
 pub const DEFAULT_BLOCK_LIMIT: Duration = Duration::from_millis(100);
 
-/// Sleeps a worker lets pass before it tries to arm again after arming failed for a guest
-/// (one being migrated, a queue without a kick fd): about the block limit at the default
-/// sleep bound, rather than the syscalls of arming and disarming every sleep.
-const ARM_BACKOFF_SLEEPS: u32 = 400;
 
 const UPLINK: Token = Token(1);
 const KICK: Token = Token(2);
@@ -74,8 +71,12 @@ pub struct Blocker {
     /// An uplink rx queue of this worker turned out to have no interrupt (the port has
     /// none): it never blocks.
     uplink_deaf: bool,
-    /// Sleeps left before arming is tried again (see `ARM_BACKOFF_SLEEPS`).
+    /// Sleeps left before arming is tried again after it failed (a guest being migrated, a
+    /// queue without a kick fd, an interrupt that would not turn on), rather than the
+    /// syscalls of arming and disarming every sleep.
     backoff: u32,
+    /// What `backoff` starts from: as many sleeps at the bound as one block limit.
+    backoff_sleeps: u32,
     /// How long a block lasts without an event.
     limit: Duration,
     /// Between `arm` and `disarm`.
@@ -90,7 +91,8 @@ pub struct Blocker {
 impl Blocker {
     /// `poll` has the worker's doorbell registered (`Doorbells::new`); nothing is allocated
     /// after this (room for a kick per guest queue slot and a few uplink queues).
-    pub fn new(poll: Poll, bells: Arc<Doorbells>, enabled: bool, limit: Duration) -> Blocker {
+    pub fn new(poll: Poll, bells: Arc<Doorbells>, enabled: bool, limit: Duration, sleep_max_us: u32) -> Blocker {
+        let backoff_sleeps = (limit.as_micros() / u128::from(sleep_max_us.max(1))).clamp(1, u128::from(u32::MAX)) as u32;
         Blocker {
             poll,
             events: Events::with_capacity(64),
@@ -98,6 +100,7 @@ impl Blocker {
             enabled,
             uplink_deaf: false,
             backoff: 0,
+            backoff_sleeps,
             limit,
             armed: false,
             rung: false,
@@ -195,7 +198,7 @@ impl Worker {
         }
         // Nothing is written into a guest's ring while any of them is being migrated.
         if self.any_guest_migrating() {
-            self.blocker.backoff = ARM_BACKOFF_SLEEPS;
+            self.blocker.backoff = self.blocker.backoff_sleeps;
             return false;
         }
         self.blocker.rung = false;
@@ -204,14 +207,16 @@ impl Worker {
         self.blocker.bells.set_asleep(self.me, true);
         for i in 0..self.uplink_rx.len() {
             let ok = match self.uplink_rx[i].arm_interrupt() {
-                Some(fd) => self.blocker.watch(fd, UPLINK),
-                None => {
+                Ok(fd) => self.blocker.watch(fd, UPLINK),
+                Err(RxInterrupt::Unsupported) => {
                     self.blocker.uplink_deaf = true;
                     false
                 }
+                Err(RxInterrupt::Failed) => false,
             };
             if !ok {
                 self.disarm_wakeups();
+                self.blocker.backoff = self.blocker.backoff_sleeps;
                 return false;
             }
         }
@@ -231,7 +236,7 @@ impl Worker {
             };
             if !armed.is_some_and(|fd| self.blocker.watch(fd, KICK)) {
                 self.disarm_wakeups();
-                self.blocker.backoff = ARM_BACKOFF_SLEEPS;
+                self.blocker.backoff = self.blocker.backoff_sleeps;
                 return false;
             }
         }
@@ -252,10 +257,9 @@ impl Worker {
         let mut woke = None;
         if moved == 0 && !self.blocker.rung && !self.stopping() && self.handover.published() == self.epoch {
             self.links.pass_done();
-            self.links.park();
             self.stats.add_block();
+            let _parked = self.links.park();
             woke = Some(self.blocker.wait());
-            self.links.unpark();
         }
         self.disarm_wakeups();
         woke
@@ -287,7 +291,7 @@ mod tests {
     fn blocker(limit_ms: u64) -> (Blocker, Arc<Doorbells>) {
         let (bells, mut polls) = Doorbells::new(1).expect("doorbells");
         let poll = polls.pop().expect("poll");
-        (Blocker::new(poll, Arc::clone(&bells), true, Duration::from_millis(limit_ms)), bells)
+        (Blocker::new(poll, Arc::clone(&bells), true, Duration::from_millis(limit_ms), 250), bells)
     }
 
     /// A socket stands in for a kick fd: readable after a write, never read.

@@ -270,7 +270,7 @@ impl Worker {
             self.pause();
         }
         self.drain_peers_dry();
-        self.links.stopped();
+        // Detaches stop waiting for this worker when its `WorkerLinks` drops, with it.
     }
 
     /// One pass over every queue and ring this worker owns; returns frames moved.

@@ -498,22 +498,24 @@ impl RxQueue {
 
     /// Turns the queue's interrupt on and returns the file descriptor that becomes readable
     /// when a frame arrives (for an epoll of the caller's; edge-triggered use needs no read:
-    /// every interrupt is a new event). None where the port has no rx interrupts, or was not
-    /// configured with `PortConf::rx_interrupts` (the interrupt is then left off). The fd
-    /// belongs to the port and may change when it restarts: ask again each time.
-    pub fn arm_interrupt(&mut self) -> Option<std::os::fd::RawFd> {
+    /// every interrupt is a new event). The fd belongs to the port and may change when it
+    /// restarts: ask again each time. On an error the interrupt is left off.
+    pub fn arm_interrupt(&mut self) -> std::result::Result<std::os::fd::RawFd, RxInterrupt> {
         // SAFETY: plain call on this started port's queue; a port without the operation
         // answers -ENOTSUP without logging, so it is asked first.
-        if unsafe { sys::rte_eth_dev_rx_intr_enable(self.port.id.0, self.queue) } != 0 {
-            return None;
+        match unsafe { sys::rte_eth_dev_rx_intr_enable(self.port.id.0, self.queue) } {
+            0 => {}
+            e if e == -libc::ENOTSUP => return Err(RxInterrupt::Unsupported),
+            _ => return Err(RxInterrupt::Failed),
         }
-        // SAFETY: as above; -1 when the port set up no interrupt vectors.
+        // SAFETY: as above; -1 when the port set up no interrupt vectors (it has none, or was
+        // not configured with `PortConf::rx_interrupts`).
         let fd = unsafe { sys::rte_eth_dev_rx_intr_ctl_q_get_fd(self.port.id.0, self.queue) };
         if fd < 0 {
             self.disarm_interrupt();
-            return None;
+            return Err(RxInterrupt::Unsupported);
         }
-        Some(fd)
+        Ok(fd)
     }
 
     /// Turns the queue's interrupt off again (polling needs none).
@@ -521,6 +523,15 @@ impl RxQueue {
         // SAFETY: plain call on this started port's queue; failure leaves a spare interrupt.
         unsafe { sys::rte_eth_dev_rx_intr_disable(self.port.id.0, self.queue) };
     }
+}
+
+/// Why `RxQueue::arm_interrupt` gave no fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxInterrupt {
+    /// The port has no rx interrupts (or was started without them): it never will.
+    Unsupported,
+    /// It has them, but this time turning one on failed.
+    Failed,
 }
 
 /// The right to transmit on one tx queue: moved into exactly one worker.

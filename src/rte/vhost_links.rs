@@ -7,14 +7,17 @@
 //! the workers, for each frame or burst they hand a guest (always inside a pass), and the
 //! control thread for link messages.
 //! Handshake: `detach` clears the vid, then waits until every worker has finished the pass
-//! it was in (its pass counter moved) or has stopped. A worker reads a vid only inside a pass
-//! and publishes the end of each pass with a sequentially consistent store, so that its next
-//! read of the vid cannot be ordered before that store.
+//! it was in (its pass counter moved), has stopped, or is parked (blocked between passes).
+//! A worker reads a vid only inside a pass and publishes the end of each pass with a
+//! sequentially consistent store, so that its next read of the vid cannot be ordered before
+//! that store.
 //!
 //! The types hold the worker to it: a worker sees the links through its own [`WorkerLinks`],
 //! whose [`Device`] handles borrow it, and ending a pass (`pass_done`) takes it mutably, so
-//! no handle can outlive the pass it was read in. The library's `destroy_device` (which
-//! unmaps the guest's memory) cannot complete while a handle exists.
+//! no handle can outlive the pass it was read in; a [`Parked`] guard borrows it for as long
+//! as the worker blocks, and its stop is its drop, so no handle can be looked up while
+//! `detach` does not wait for it. The library's `destroy_device` (which unmaps the guest's
+//! memory) cannot complete while a handle exists.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicI32, AtomicU16, AtomicU64, Ordering};
@@ -23,7 +26,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-/// A worker's pass counter once it has stopped for good.
+/// A worker's pass counter once it has stopped for good, or while it is parked.
 const STOPPED: u64 = u64::MAX;
 const NO_DEVICE: i32 = -1;
 
@@ -166,21 +169,35 @@ impl WorkerLinks {
         self.links.worker_started(self.me);
     }
 
-    /// See `GuestLinks::worker_stopped`.
-    pub fn stopped(&mut self) {
+    /// Before the worker blocks between passes: a `detach` meanwhile does not wait for it.
+    /// The guard borrows the links, so no `Device` is alive while it exists nor can one be
+    /// looked up; dropping it makes `detach` wait for this worker's passes again, before any
+    /// vid can be read (the same order as at start, `GuestLinks::worker_started`).
+    pub fn park(&mut self) -> Parked<'_> {
+        self.links.worker_stopped(self.me);
+        Parked { links: self }
+    }
+}
+
+/// The worker has left its loop (or unwinds) and will read no vid again: nobody waits for
+/// it any more (`GuestLinks::worker_stopped`). Tied to the drop so that no handle can be
+/// looked up after it.
+impl Drop for WorkerLinks {
+    fn drop(&mut self) {
         self.links.worker_stopped(self.me);
     }
+}
 
-    /// Before the worker blocks between passes: a `detach` meanwhile does not wait for it (it
-    /// holds no device, as this takes `&mut self`, and reads none until `unpark`).
-    pub fn park(&mut self) {
-        self.links.worker_stopped(self.me);
-    }
+/// A worker blocked between passes (`WorkerLinks::park`).
+pub struct Parked<'a> {
+    links: &'a mut WorkerLinks,
+}
 
-    /// After blocking, before reading any vid: `detach` waits for this worker's passes again
-    /// (the same order as at start, `GuestLinks::worker_started`).
-    pub fn unpark(&mut self) {
-        self.links.worker_started(self.me);
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        // A pass count `detach` may have seen before the park would make it wait for one
+        // more pass than needed; harmless, as at start.
+        self.links.links.worker_started(self.links.me);
     }
 }
 
@@ -226,11 +243,11 @@ mod tests {
         let mut worker = WorkerLinks::new(Arc::clone(&links), 0);
         worker.started();
         worker.pass_done();
-        worker.park();
+        let parked = worker.park();
         // Returns at once (a worker in a pass would hold it until its pass ends).
         links.detach(0, 7);
         assert_eq!(links.vid(0), None);
-        worker.unpark();
+        drop(parked);
         assert_eq!(worker.device(0).map(|d| d.vid()), None, "the unparked worker sees the detach");
         assert_eq!(worker.device(1).map(|d| d.vid()), Some(8));
         let l2 = Arc::clone(&links);
