@@ -95,7 +95,7 @@ pub struct Cli {
     /// (and publishes its counters) with nothing having woken it. Its counters can be that
     /// stale, and a frame whose wake-up the vhost library took away (a guest replacing a
     /// vring's kick fd while the worker blocks) that late.
-    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    #[arg(long, value_name = "MS", default_value_t = crate::datapath::DEFAULT_BLOCK_LIMIT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub idle_block_limit: u64,
 
     /// Tag and untag VLAN guests' frames in software even where the uplink port offers VLAN

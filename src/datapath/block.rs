@@ -10,16 +10,17 @@
 //! whose port has no rx interrupts (net_af_packet, net_ring, net_null, bonds), nor while a
 //! guest is being migrated (turning kicks on writes the guest's used ring unlogged, see
 //! `rte::vhost::guest_kicks_on`); it then goes on with timed sleeps, and after a failed
-//! attempt lets about one block limit of sleeps pass before trying again. Turning kicks off after a
-//! block may write while a migration that began during it runs: what it writes (the used
-//! ring's no-notify flag; with EVENT_IDX nothing) is what every backend sets for itself when
-//! it starts (the destination's does), so a stale copy there is harmless.
+//! attempt lets about one block limit of sleeps pass before trying again. Turning kicks off
+//! after a block may write while a migration that began during it runs: what it writes (the
+//! used ring's no-notify flag; with EVENT_IDX nothing) is what every backend sets for itself
+//! when it starts (the destination's does), so a stale copy there is harmless.
 //!
-//! Even blocked, a worker wakes after `--idle-block-limit` (100 ms): the counters it
-//! publishes stay that fresh, and a wake-up the vhost library can take away costs at most
-//! that much. It can: a guest that replaces a vring's kick fd on a running device
-//! (`VHOST_USER_SET_VRING_KICK`) leaves the worker waiting on the old one until its next
-//! block, and a `net_vhost` uplink whose peer reconnects starts with its notifications off.
+//! Even blocked, a worker wakes after `--idle-block-limit` (`DEFAULT_BLOCK_LIMIT`): the
+//! counters it publishes stay that fresh, and a wake-up the vhost library can take away
+//! costs at most that much. It can: a guest that replaces a vring's kick fd on a running
+//! device (`VHOST_USER_SET_VRING_KICK`) leaves the worker waiting on the old one until its
+//! next block, and a `net_vhost` uplink whose peer reconnects starts with its notifications
+//! off.
 //!
 //! Races that lose nothing: an fd already readable when it is registered reports once (a
 //! kick fd is never read, so one a guest ever kicked always does), and the pass after
@@ -46,7 +47,6 @@ use crate::view::{Doorbells, DOORBELL};
 
 /// The longest a blocked worker waits without an event, unless `--idle-block-limit` says.
 pub const DEFAULT_BLOCK_LIMIT: Duration = Duration::from_millis(100);
-
 
 const UPLINK: Token = Token(1);
 const KICK: Token = Token(2);

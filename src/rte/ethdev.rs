@@ -145,8 +145,8 @@ pub struct PortConf {
     pub vmdq: Option<(u16, u16)>,
     /// Link-state-change interrupts on (only for a port whose `PortInfo::lsc` says it has them).
     pub lsc: bool,
-    /// Rx queue interrupts set up at start (`RxQueue::wake_fd`), for workers that block when
-    /// idle. A port without them ignores the request.
+    /// Rx queue interrupts set up at start (`RxQueue::arm_interrupt`), for workers that block
+    /// when idle. A port without them ignores the request.
     pub rx_interrupts: bool,
 }
 
