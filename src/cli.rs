@@ -143,6 +143,17 @@ pub struct Cli {
 
 /// The default bound of a worker's idle sleep (see bench/README.md for how it was chosen).
 pub const DEFAULT_IDLE_SLEEP_MAX_US: u32 = 250;
+impl Cli {
+    /// `--idle-block-after` as it applies: 0 (never block) under pure polling too.
+    pub fn idle_block_after_us(&self) -> u64 {
+        if self.idle_sleep_max == 0 {
+            0
+        } else {
+            self.idle_block_after
+        }
+    }
+}
+
 /// The default lull before an idle worker blocks (bench/README.md, "Blocking through a long
 /// lull"): a few of the longest sleeps. A frame wakes a blocked worker at once, where a
 /// sleeping one waits out its sleep, so frames a few milliseconds apart arrive sooner with

@@ -14,7 +14,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::switch::Switch;
 use crate::cli::VERSION;
-use crate::stats::{DropReason, PortCounters};
+use crate::stats::{DropReason, PortCounters, Wake};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GuestLabel {
@@ -186,8 +186,8 @@ impl Switch {
             sleep.get_or_create(&l).inc_by(w.sleep_cycles as f64 / hz);
             blocked.get_or_create(&l).inc_by(w.blocked_cycles as f64 / hz);
             frames.get_or_create(&l).inc_by(w.frames);
-            for (reason, n) in [("kick", w.wakes.kick), ("uplink", w.wakes.uplink), ("doorbell", w.wakes.doorbell), ("timeout", w.wakes.timeout)] {
-                wakes.get_or_create(&LcoreReasonLabel { lcore: plan.lcore, reason }).inc_by(n);
+            for why in Wake::ALL {
+                wakes.get_or_create(&LcoreReasonLabel { lcore: plan.lcore, reason: why.name() }).inc_by(w.wakes.get(why));
             }
         }
 

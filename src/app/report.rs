@@ -63,14 +63,7 @@ pub fn print_uplink_link(l: &crate::control::uplink_link::UplinkLink) {
 /// Worker `w`'s share of its time (since start) spent moving frames and spent asleep, in
 /// percent, from its own TSC accounting (0 when it has none).
 pub fn busy_sleep_percent(s: &StatsSnapshot, w: usize) -> (f64, f64) {
-    s.workers.get(w).map_or((0.0, 0.0), |w| {
-        let total = w.busy_cycles + w.idle_cycles + w.sleep_cycles;
-        if total == 0 {
-            (0.0, 0.0)
-        } else {
-            (100.0 * w.busy_cycles as f64 / total as f64, 100.0 * w.sleep_cycles as f64 / total as f64)
-        }
-    })
+    s.workers.get(w).map_or((0.0, 0.0), |w| (w.percent_of_time(w.busy_cycles), w.percent_of_time(w.sleep_cycles)))
 }
 
 /// ` | lcore 1 busy 12% sleep 80% 80 cyc/frame | ...`

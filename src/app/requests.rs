@@ -229,10 +229,7 @@ impl Switch {
                 .enumerate()
                 .map(|(w, plan)| {
                     let (busy, sleep) = busy_sleep_percent(&snap, w);
-                    let blocked = snap.workers.get(w).map(|s| {
-                        let total = s.busy_cycles + s.idle_cycles + s.sleep_cycles;
-                        if total == 0 { 0.0 } else { 100.0 * s.blocked_cycles as f64 / total as f64 }
-                    });
+                    let blocked = snap.workers.get(w).map(|s| s.percent_of_time(s.blocked_cycles));
                     let per_copy = snap.workers.get(w).filter(|s| s.enqueue_calls > 0).map(|s| s.enqueue_frames as f64 / s.enqueue_calls as f64);
                     json!({
                         "lcore": plan.lcore,

@@ -144,7 +144,7 @@ impl Switch {
         let uplink_mtu = cli.uplink_mtu.unwrap_or(cfg.max_mtu());
         let vlan_offload = uplink::vlan_offload(&info, !cli.no_vlan_offload);
         // Rx interrupts let an idle worker block rather than sleep (`datapath::block`).
-        let rx_interrupts = cli.idle_sleep_max > 0 && cli.idle_block_after > 0;
+        let rx_interrupts = cli.idle_block_after_us() > 0;
         let layout = uplink::configure(port, &info, rx_queues, tx_queues, &cfg.guests, &mut asg, uplink_mtu, cli.descriptors, vlan_offload, rx_interrupts)?;
         let bond = BondUplink::prepare(&layout.port, &info.driver, &devargs, Duration::from_millis(cli.bond_up_delay)).map(|(b, lines)| {
             lines.iter().for_each(|l| println!("{l}"));
@@ -214,7 +214,7 @@ impl Switch {
         let probes = Arc::new(ProbeSeen::default());
         let (workers, senders) = Workers::launch(
             &asg,
-            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, idle_block_after_us: cli.idle_block_after, idle_block_limit: Duration::from_millis(cli.idle_block_limit), polls, bells: &bells, socket_id: eal.socket_id(), vlan_offload, probes: &probes },
+            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, idle_block_after_us: cli.idle_block_after_us(), idle_block_limit: Duration::from_millis(cli.idle_block_limit), polls, bells: &bells, socket_id: eal.socket_id(), vlan_offload, probes: &probes },
         )?;
         let origin = Originator::new(senders, Arc::clone(&pool));
         let held_by_rings = pool.in_use() - mempool_at_start;

@@ -33,6 +33,7 @@ pub struct Launch<'a> {
     pub registry: &'a mut StatsRegistry,
     pub measure: bool,
     pub idle_sleep_max_us: u32,
+    /// `Cli::idle_block_after_us` (0: workers never block).
     pub idle_block_after_us: u64,
     /// `--idle-block-limit`.
     pub idle_block_limit: std::time::Duration,
@@ -106,7 +107,7 @@ impl Workers {
                 blocker: Blocker::new(
                     polls.next().context("one poller per worker")?,
                     Arc::clone(l.bells),
-                    l.idle_sleep_max_us > 0 && l.idle_block_after_us > 0,
+                    l.idle_block_after_us > 0,
                     l.idle_block_limit,
                     l.idle_sleep_max_us,
                 ),

@@ -197,7 +197,7 @@ impl Drop for Parked<'_> {
     fn drop(&mut self) {
         // A pass count `detach` may have seen before the park would make it wait for one
         // more pass than needed; harmless, as at start.
-        self.links.links.worker_started(self.links.me);
+        self.links.started();
     }
 }
 

@@ -37,6 +37,19 @@ pub struct WorkerStats {
     pub enqueue_frames: u64,
 }
 
+impl WorkerStats {
+    /// `cycles` as a share of the worker's time since start (busy, idle and asleep), in
+    /// percent; 0 before it has counted any.
+    pub fn percent_of_time(&self, cycles: u64) -> f64 {
+        let total = self.busy_cycles + self.idle_cycles + self.sleep_cycles;
+        if total == 0 {
+            0.0
+        } else {
+            100.0 * cycles as f64 / total as f64
+        }
+    }
+}
+
 /// Why a blocked worker woke, counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Wakes {
@@ -50,6 +63,17 @@ pub struct Wakes {
     pub timeout: u64,
 }
 
+impl Wakes {
+    pub fn get(&self, why: Wake) -> u64 {
+        match why {
+            Wake::Kick => self.kick,
+            Wake::Uplink => self.uplink,
+            Wake::Doorbell => self.doorbell,
+            Wake::Timeout => self.timeout,
+        }
+    }
+}
+
 /// Why a block ended (what `Wakes` counts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wake {
@@ -57,6 +81,20 @@ pub enum Wake {
     Uplink,
     Doorbell,
     Timeout,
+}
+
+impl Wake {
+    pub const ALL: [Wake; 4] = [Wake::Kick, Wake::Uplink, Wake::Doorbell, Wake::Timeout];
+
+    /// As in the JSON (`Wakes`' fields) and the metrics' `reason` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Wake::Kick => "kick",
+            Wake::Uplink => "uplink",
+            Wake::Doorbell => "doorbell",
+            Wake::Timeout => "timeout",
+        }
+    }
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
