@@ -87,7 +87,9 @@ pub struct Cli {
     /// a frame or a change wakes it (guests' kicks and the uplink's rx interrupts turned on
     /// meanwhile), so an idle switch costs next to no CPU; only where every queue it polls
     /// can wake it (an uplink without rx interrupts, net_af_packet for one, keeps it
-    /// sleeping). 0: never block.
+    /// sleeping). Once a frame has woken it from a block longer than a sleep at
+    /// `--idle-sleep-max`, traffic is sparse, and the next lull blocks after a few empty
+    /// passes instead. 0: never block.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = DEFAULT_IDLE_BLOCK_AFTER_US, value_parser = clap::value_parser!(u64).range(0..=60_000_000))]
     pub idle_block_after: u64,
 

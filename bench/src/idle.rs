@@ -216,6 +216,20 @@ pub struct IdleSample {
     pub bursts: Vec<BurstOut>,
     /// Wake-up probes: ns each, 0 = lost.
     pub wake_ns: Vec<u64>,
+    /// The worker while the probes trickled in (results before this field have none).
+    #[serde(default)]
+    pub probes: Option<ProbeCpu>,
+}
+
+/// The worker thread from the first wake-up probe to the last: one frame every gap.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ProbeCpu {
+    /// Run time (schedstat, else utime + stime), % of one core.
+    pub cpu_pct: f64,
+    /// Voluntary context switches per second (sleeps and blocks).
+    pub wakeups_per_s: f64,
+    /// dpdk-macvtap: share of the time blocked, %.
+    pub blocked_pct: Option<f64>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -410,6 +424,22 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
             + 30_000,
     );
     let t0 = std::time::Instant::now();
+    // The worker while single frames trickle in (the wake-up probes, one per gap): from the
+    // end of the bursts to the last probe.
+    let probes = if a.wake_probes > 0 {
+        p.wait_for("latgen: bursts sent", budget)?;
+        let q0 = (cpu::read_thread(pid, tid)?, sw.macvtap_counters()?, systems::tsc());
+        p.wait_for("latgen: probes done", budget.saturating_sub(t0.elapsed()))?;
+        let q1 = (cpu::read_thread(pid, tid)?, sw.macvtap_counters()?, systems::tsc());
+        let (stat, sched, wakeups) = cpu::shares(&q0.0, &q1.0);
+        let blocked = match (&q0, &q1) {
+            ((_, Some(a0), t0), (_, Some(a1), t1)) if t1 > t0 => Some(100.0 * a1.blocked.saturating_sub(a0.blocked) as f64 / (t1 - t0) as f64),
+            _ => None,
+        };
+        Some(ProbeCpu { cpu_pct: sched.unwrap_or(stat), wakeups_per_s: wakeups, blocked_pct: blocked })
+    } else {
+        None
+    };
     while p.alive() && t0.elapsed() < budget {
         if crate::stopping() {
             bail!("stopped by signal");
@@ -437,6 +467,7 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
         core1_steal_pct: core1.map(|(_, steal)| steal),
         bursts,
         wake_ns,
+        probes,
     })
 }
 
@@ -644,22 +675,26 @@ over runs / frames offered over runs. µs, median (min–max) over runs.\n"
     let _ = writeln!(
         o,
         "Each probe is one frame, handed to A -> received at B, after {} ms in which nothing was sent (the worker has reached its \
-bound by then). All probes of all runs pooled; µs. Pure polling and testpmd show what the path itself costs.\n",
+bound by then). All probes of all runs pooled; µs. Pure polling and testpmd show what the path itself costs. \
+Worker while they trickle in: its thread's run time (schedstat) from the first probe to the last, % of a core, its \
+sleeps and blocks per second, and the share of that time it spent blocked; median (min–max) of the runs.\n",
         a.wake_gap_ms
     );
-    let _ = writeln!(o, "| scenario | system | probes | lost | p50 µs | p90 µs | p99 µs | max µs | mean µs |");
-    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(o, "| scenario | system | probes | lost | p50 µs | p90 µs | p99 µs | max µs | mean µs | worker % of a core | wake-ups/s | blocked % |");
+    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for sc in scenarios(res) {
         for v in variants(res) {
-            let all: Vec<u64> = res.samples.iter().filter(|s| s.scenario == sc && s.variant == v).flat_map(|s| s.wake_ns.iter().copied()).collect();
+            let ss: Vec<&IdleSample> = res.samples.iter().filter(|s| s.scenario == sc && s.variant == v).collect();
+            let all: Vec<u64> = ss.iter().flat_map(|s| s.wake_ns.iter().copied()).collect();
             if all.is_empty() {
                 continue;
             }
             let got = received(&all);
             let mean = if got.is_empty() { 0.0 } else { got.iter().sum::<f64>() / got.len() as f64 };
+            let probe = |f: fn(&ProbeCpu) -> Option<f64>, prec: usize| range(&ss.iter().filter_map(|s| s.probes.as_ref().and_then(f)).collect::<Vec<_>>(), prec);
             let _ = writeln!(
                 o,
-                "| {sc} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                "| {sc} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
                 v.label(),
                 all.len(),
                 all.len() - got.len(),
@@ -667,7 +702,10 @@ bound by then). All probes of all runs pooled; µs. Pure polling and testpmd sho
                 pct(&got, 0.9) / 1e3,
                 pct(&got, 0.99) / 1e3,
                 pct(&got, 1.0) / 1e3,
-                mean / 1e3
+                mean / 1e3,
+                probe(|p| Some(p.cpu_pct), 1),
+                probe(|p| Some(p.wakeups_per_s), 0),
+                probe(|p| p.blocked_pct, 1),
             );
         }
     }

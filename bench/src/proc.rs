@@ -78,7 +78,11 @@ impl Proc {
             if t0.elapsed() > timeout {
                 bail!("{} did not print {needle:?} within {timeout:?}; log {}:\n{}", self.name, self.log.display(), tail(&self.log_text(), 25));
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if crate::stopping() {
+                bail!("stopped by signal");
+            }
+            // Fine enough for a reading taken when a line appears (the idle bench's probes).
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

@@ -33,7 +33,7 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -259,7 +259,12 @@ impl Worker {
             self.links.pass_done();
             self.stats.add_block();
             let _parked = self.links.park();
-            woke = Some(self.blocker.wait());
+            let t0 = Instant::now();
+            let why = self.blocker.wait();
+            if why != Wake::Timeout {
+                self.idle.woke(t0.elapsed());
+            }
+            woke = Some(why);
         }
         self.disarm_wakeups();
         woke
