@@ -274,7 +274,7 @@ pub fn run(mut a: IdleArgs) -> Result<()> {
     crate::install_stop_handler();
     let started = report::now();
     let host = report::hostname();
-    let stem = a.out.join(format!("{started}-{host}-idle"));
+    let stem = report::new_stem(&a.out, &format!("{started}-{host}-idle"));
     let mut res = IdleResults {
         args: a.clone(),
         started,

@@ -363,7 +363,7 @@ fn run(mut a: RunArgs) -> Result<()> {
         notes: Vec::new(),
         argv: Some(user_argv()),
     };
-    let stem = a.out.join(format!("{}-{}", started.replace(':', "").replace(' ', "-"), host));
+    let stem = report::new_stem(&a.out, &format!("{}-{}", started.replace(':', "").replace(' ', "-"), host));
     let raw = stem.with_extension("json");
     let total = cases.len() * a.runs * systems.len();
     let mut done = 0;

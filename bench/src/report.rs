@@ -20,6 +20,15 @@ pub fn now() -> String {
     sh("date", &["+%Y-%m-%d-%H%M"]).unwrap_or_else(|| "unknown-date".into())
 }
 
+/// Where a new result goes: `dir/base`, or `dir/base-2`, `-3`, ... when a run that started
+/// in the same minute already wrote there.
+pub fn new_stem(dir: &std::path::Path, base: &str) -> std::path::PathBuf {
+    (1..)
+        .map(|i| if i == 1 { dir.join(base) } else { dir.join(format!("{base}-{i}")) })
+        .find(|s| !s.with_extension("json").exists() && !s.with_extension("md").exists())
+        .expect("a free name")
+}
+
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "host".into())
 }
