@@ -87,9 +87,9 @@ pub struct Cli {
     /// a frame or a change wakes it (guests' kicks and the uplink's rx interrupts turned on
     /// meanwhile), so an idle switch costs next to no CPU; only where every queue it polls
     /// can wake it (an uplink without rx interrupts, net_af_packet for one, keeps it
-    /// sleeping). Once a frame has woken it from a block longer than a sleep at
-    /// `--idle-sleep-max`, traffic is sparse, and the next lull blocks after a few empty
-    /// passes instead. 0: never block.
+    /// sleeping). Sparse traffic blocks sooner: after a lull of 250 us or more from its first
+    /// sleep to the frame that ended it, the next lull blocks after a few empty passes; a
+    /// shorter lull goes back to this threshold. 0: never block.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = DEFAULT_IDLE_BLOCK_AFTER_US, value_parser = clap::value_parser!(u64).range(0..=60_000_000))]
     pub idle_block_after: u64,
 
@@ -159,8 +159,9 @@ impl Cli {
 /// The default lull before an idle worker blocks (bench/README.md, "Blocking through a long
 /// lull"): a few of the longest sleeps. A frame wakes a blocked worker at once, where a
 /// sleeping one waits out its sleep, so frames a few milliseconds apart arrive sooner with
-/// the worker blocked between them (76 us median against 150 at 200 frames a second);
-/// sooner than this, a lull between bursts would pay for kicks and interrupts.
+/// the worker blocked between them (76 us median against 150 at 200 frames a second). It is
+/// the threshold for a lull after busy traffic; once traffic is sparse the worker blocks
+/// sooner (`datapath::idle`).
 pub const DEFAULT_IDLE_BLOCK_AFTER_US: u64 = 1_000;
 /// Above this, frames would wait longer than any rx ring holds them at line rate.
 pub const MAX_IDLE_SLEEP_US: i64 = 10_000;

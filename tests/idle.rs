@@ -105,19 +105,22 @@ fn wait_blocked(ctl: &Ctl, w: usize) {
     }
 }
 
-/// Blocking after 1 ms of lull, for a minute at most: only an event can end a block in time.
-const BLOCKING: [&str; 6] = ["--idle-sleep-max", "250", "--idle-block-after", "1000", "--idle-block-limit", "60000"];
+/// Blocking after 1 ms of lull (unless a test says otherwise), for a minute at most: only an
+/// event can end a block in time.
+const BLOCK_AFTER_US: u32 = 1000;
 
 /// A switch whose uplink has rx interrupts (net_vhost with `queues` queue pairs; the caller
-/// attaches a virtio-user "wire" behind it) and guests `vms` (name, MAC).
-fn vhost_uplink_switch(dir: &std::path::Path, vms: &[(&str, &str)], queues: u16, eal: &[&str]) -> (common::Switch, Ctl, std::path::PathBuf, std::path::PathBuf) {
+/// attaches a virtio-user "wire" behind it) and guests `vms` (name, MAC), whose worker blocks
+/// after `block_after_us` of lull.
+fn vhost_uplink_switch(dir: &std::path::Path, vms: &[(&str, &str)], queues: u16, eal: &[&str], block_after_us: u32) -> (common::Switch, Ctl, std::path::PathBuf, std::path::PathBuf) {
     let guests = dir.join("guests.toml");
     let text: String = vms.iter().map(|(n, m)| guest_toml(dir, n, m)).collect();
     std::fs::write(&guests, text).expect("guests.toml");
     let json = dir.join("stats.json");
     let uplink = dir.join("uplink.sock");
     let mut app = common::switch_args(&guests, &json, 0);
-    app.extend(BLOCKING.map(String::from));
+    let block_after = block_after_us.to_string();
+    app.extend(["--idle-sleep-max", "250", "--idle-block-after", &block_after, "--idle-block-limit", "60000"].map(String::from));
     let mut eal_args = vec![format!("--vdev=net_vhost0,iface={},queues={queues}", uplink.display())];
     eal_args.extend(eal.iter().map(|s| s.to_string()));
     let sw = common::Switch::start(None, &eal_args, &app);
@@ -140,7 +143,7 @@ const BURST: u32 = 200;
 fn a_blocked_worker_wakes_for_the_uplink_a_guest_and_a_change_and_loses_nothing() {
     common::require_root();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A)], 1, &[]);
+    let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A)], 1, &[], BLOCK_AFTER_US);
     let wire = common::Guest::start_with(&uplink, "wire", &["--mac", WIRE]);
     let g = common::Guest::start(&dir.path().join("vm1.sock"), "g1");
     sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
@@ -218,7 +221,7 @@ fn a_frame_crossing_to_a_blocked_worker_wakes_it() {
     common::require_root();
     let dir = tempfile::tempdir().expect("tempdir");
     // Two workers on core 1 (this machine has two cores), each with an uplink queue pair.
-    let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A), ("vm2", B)], 2, &["--lcores=0@0,1@1,2@1"]);
+    let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A), ("vm2", B)], 2, &["--lcores=0@0,1@1,2@1"], BLOCK_AFTER_US);
     let wire = common::Guest::start_with(&uplink, "wire", &["--mac", WIRE, "--queues", "2"]);
     let g1 = common::Guest::start(&dir.path().join("vm1.sock"), "g1");
     let g2 = common::Guest::start(&dir.path().join("vm2.sock"), "g2");
@@ -257,15 +260,15 @@ fn a_frame_crossing_to_a_blocked_worker_wakes_it() {
     assert_eq!(total_drops(&v["uplink"]), 0, "{v}");
 }
 
-/// Frames further apart than a sleep at the bound: once one has woken the worker from a long
-/// block, it blocks again between them (after a few empty passes, not after a millisecond of
-/// sleeps that gaps this short never reach), so each frame wakes it with the uplink's
-/// interrupt; none is lost.
+/// Sparse frames: once one has ended a lull of 250 us or more, the worker blocks again after
+/// a few empty passes rather than after `--idle-block-after` of sleeps (20 ms here, which
+/// gaps of 3 ms never reach), so each frame wakes it with the uplink's interrupt; none is
+/// lost. A late wake-up (the machine is busy) only costs one frame a lull of sleeps.
 #[test]
 fn a_worker_blocks_between_sparse_frames() {
     common::require_root();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A)], 1, &[]);
+    let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A)], 1, &[], 20_000);
     let wire = common::Guest::start_with(&uplink, "wire", &["--mac", WIRE]);
     let g = common::Guest::start(&dir.path().join("vm1.sock"), "g1");
     sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
@@ -274,12 +277,10 @@ fn a_worker_blocks_between_sparse_frames() {
     wait_blocked(&ctl, 0);
     let before = wake_count(&ctl, 0, "uplink");
     const SPARSE: u32 = 40;
-    // 600 us between sends (more with the wire's own round trip): above the bound of 250 us,
-    // well below what a worker sleeps through before it blocks otherwise.
     let (g, sent, got) = g.receive_while(1500, || {
         (0..SPARSE)
             .map(|i| {
-                std::thread::sleep(Duration::from_micros(600));
+                std::thread::sleep(Duration::from_millis(3));
                 wire.send(&seq_frame(mac(A), mac(WIRE), i, 64), 1)
             })
             .sum::<u32>()

@@ -221,10 +221,11 @@ pub struct IdleSample {
     pub probes: Option<ProbeCpu>,
 }
 
-/// The worker thread from the first wake-up probe to the last: one frame every gap.
+/// The worker thread while the wake-up probes trickle in (one frame every gap): from the end
+/// of the bursts to the last probe.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct ProbeCpu {
-    /// Run time (schedstat, else utime + stime), % of one core.
+    /// Run time (schedstat), % of one core.
     pub cpu_pct: f64,
     /// Voluntary context switches per second (sleeps and blocks).
     pub wakeups_per_s: f64,
@@ -425,18 +426,19 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
     );
     let t0 = std::time::Instant::now();
     // The worker while single frames trickle in (the wake-up probes, one per gap): from the
-    // end of the bursts to the last probe.
+    // end of the bursts (a gap before the first probe) to within 5 ms of the last probe. Run
+    // time from schedstat only: the stat ticks (1/100 s) say little over a short window.
     let probes = if a.wake_probes > 0 {
         p.wait_for("latgen: bursts sent", budget)?;
         let q0 = (cpu::read_thread(pid, tid)?, sw.macvtap_counters()?, systems::tsc());
-        p.wait_for("latgen: probes done", budget.saturating_sub(t0.elapsed()))?;
+        p.wait_for_every("latgen: probes done", budget.saturating_sub(t0.elapsed()), Duration::from_millis(5))?;
         let q1 = (cpu::read_thread(pid, tid)?, sw.macvtap_counters()?, systems::tsc());
-        let (stat, sched, wakeups) = cpu::shares(&q0.0, &q1.0);
+        let (_, sched, wakeups) = cpu::shares(&q0.0, &q1.0);
         let blocked = match (&q0, &q1) {
             ((_, Some(a0), t0), (_, Some(a1), t1)) if t1 > t0 => Some(100.0 * a1.blocked.saturating_sub(a0.blocked) as f64 / (t1 - t0) as f64),
             _ => None,
         };
-        Some(ProbeCpu { cpu_pct: sched.unwrap_or(stat), wakeups_per_s: wakeups, blocked_pct: blocked })
+        sched.map(|cpu_pct| ProbeCpu { cpu_pct, wakeups_per_s: wakeups, blocked_pct: blocked })
     } else {
         None
     };
@@ -676,8 +678,9 @@ over runs / frames offered over runs. µs, median (min–max) over runs.\n"
         o,
         "Each probe is one frame, handed to A -> received at B, after {} ms in which nothing was sent (the worker has reached its \
 bound by then). All probes of all runs pooled; µs. Pure polling and testpmd show what the path itself costs. \
-Worker while they trickle in: its thread's run time (schedstat) from the first probe to the last, % of a core, its \
-sleeps and blocks per second, and the share of that time it spent blocked; median (min–max) of the runs.\n",
+Worker while they trickle in: its thread's run time (schedstat) from the end of the bursts (one gap before the first \
+probe) to within 5 ms of the last probe, % of a core, its sleeps and blocks per second, and the share of that time it \
+spent blocked as the switch counts it (a block counts when it ends); median (min–max) of the runs.\n",
         a.wake_gap_ms
     );
     let _ = writeln!(o, "| scenario | system | probes | lost | p50 µs | p90 µs | p99 µs | max µs | mean µs | worker % of a core | wake-ups/s | blocked % |");

@@ -67,6 +67,12 @@ impl Proc {
 
     /// Waits until the log contains `needle`; fails if the child exits first or time runs out.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+        self.wait_for_every(needle, timeout, Duration::from_millis(50))
+    }
+
+    /// `wait_for`, looking every `poll` (the idle bench's probe window ends within 5 ms of its
+    /// last line).
+    pub fn wait_for_every(&mut self, needle: &str, timeout: Duration, poll: Duration) -> Result<()> {
         let t0 = Instant::now();
         loop {
             if self.log_text().contains(needle) {
@@ -81,8 +87,7 @@ impl Proc {
             if crate::stopping() {
                 bail!("stopped by signal");
             }
-            // Fine enough for a reading taken when a line appears (the idle bench's probes).
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(poll);
         }
     }
 

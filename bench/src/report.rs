@@ -21,10 +21,12 @@ pub fn now() -> String {
 }
 
 /// Where a new result goes: `dir/base`, or `dir/base-2`, `-3`, ... when a run that started
-/// in the same minute already wrote there.
+/// in the same minute already wrote there. Dots (a host's domain) become underscores, so
+/// that `with_extension` gives the result's files their names.
 pub fn new_stem(dir: &std::path::Path, base: &str) -> std::path::PathBuf {
+    let base = base.replace('.', "_");
     (1..)
-        .map(|i| if i == 1 { dir.join(base) } else { dir.join(format!("{base}-{i}")) })
+        .map(|i| if i == 1 { dir.join(&base) } else { dir.join(format!("{base}-{i}")) })
         .find(|s| !s.with_extension("json").exists() && !s.with_extension("md").exists())
         .expect("a free name")
 }

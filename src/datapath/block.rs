@@ -1,5 +1,6 @@
 //! Blocking through a long lull: a worker whose sleeps have added up to `--idle-block-after`
-//! arms the wake-ups its queues offer (its guests' kicks, turned on for their transmit
+//! (or, while its traffic is sparse, that has made a few empty passes: `idle.rs`) arms the
+//! wake-ups its queues offer (its guests' kicks, turned on for their transmit
 //! queues; its uplink rx queues' interrupts), takes one more look at everything, and if that
 //! finds nothing waits in `epoll` until one fires or someone rings its doorbell
 //! (`view::Doorbells`: a publication, a peer's frames, an origin post, a new guest device,
@@ -33,7 +34,7 @@
 use std::os::fd::RawFd;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -210,6 +211,7 @@ impl Worker {
                 Ok(fd) => self.blocker.watch(fd, UPLINK),
                 Err(RxInterrupt::Unsupported) => {
                     self.blocker.uplink_deaf = true;
+                    self.idle.never_block();
                     false
                 }
                 Err(RxInterrupt::Failed) => false,
@@ -259,12 +261,7 @@ impl Worker {
             self.links.pass_done();
             self.stats.add_block();
             let _parked = self.links.park();
-            let t0 = Instant::now();
-            let why = self.blocker.wait();
-            if why != Wake::Timeout {
-                self.idle.woke(t0.elapsed());
-            }
-            woke = Some(why);
+            woke = Some(self.blocker.wait());
         }
         self.disarm_wakeups();
         woke

@@ -228,7 +228,7 @@ impl Worker {
             // woke it); the lull goes on only if that pass finds nothing.
             let sleep_us = match woke {
                 Some(why) if why != Wake::Timeout => 0,
-                _ => self.idle.after_pass(moved > 0),
+                _ => self.idle.after_pass(moved > 0, std::time::Instant::now),
             };
             if sleep_us > 0 && !(self.idle.long_lull() && self.arm_wakeups()) {
                 // Between passes, holding no device: a detaching guest need not wait for it.
