@@ -1,7 +1,10 @@
 //! Uplink -> guests: classify each frame by destination MAC and deliver it to the guest
 //! queue(s) the forwarding mode allows, directly when this worker owns the queue, over a ring
 //! to the owning worker otherwise. A passthru guest takes every frame, and source-mode guests
-//! also get copies by source MAC: both in `modes.rs`.
+//! also get copies by source MAC: both in `modes.rs`. The common case (an untagged unicast
+//! for a guest whose one queue is this worker's) is found for the whole burst before any
+//! frame moves (`deliver_received`): 124 -> 102 worker cycles per frame, uplink -> 2 guests
+//! at 64 B (bench/README.md).
 //!
 //! Ownership: a frame taken from a burst is either pushed (one reference per destination,
 //! extra references from `Mbuf::share`) into a slot's or a peer's pending burst, or dropped
@@ -14,7 +17,12 @@
 //! flood's guests), and each copy is delivered or a tx drop on its guest, counted once.
 
 use super::tag::{Flood, Tag};
-use super::worker::{Worker, NO_SLOT};
+use super::worker::{Worker, NOT_MINE, NO_SLOT};
+
+/// A frame's entry in `deliver_received`'s batches when it takes the general path: the same
+/// mark as a slot this worker does not own, which takes the general path too (and is
+/// counted there).
+const GENERAL: u16 = NOT_MINE;
 
 /// Uplink bursts a worker takes from one rx queue per pass, while they come full. Eight bursts
 /// spread over eight guests fill each guest's 32-frame batch, so a copy call carries 32 frames
@@ -46,7 +54,7 @@ impl Worker {
             if n == 0 {
                 break;
             }
-            let bytes = self.take_received(|w, m| w.classify(m, scope));
+            let bytes = self.deliver_received(scope);
             self.stats.uplink().rx(n as u64, bytes);
             total += n;
             if n < BURST {
@@ -58,6 +66,54 @@ impl Worker {
             self.flush_peers();
         }
         total
+    }
+
+    /// Delivers the rx burst in two steps. First, for each frame, the batch it joins if it
+    /// takes the common path (an untagged unicast for a guest whose one queue is this
+    /// worker's, admitted whoever sent it): loads only, so the CPU overlaps the lookups of
+    /// several frames rather than waiting for each in turn. Then, in order, those frames join
+    /// their batches and the others take the general path (`classify`). Returns the bytes.
+    fn deliver_received(&mut self, scope: RxScope) -> u64 {
+        let mut rx = std::mem::take(&mut self.rx);
+        rx.prefetch_headers();
+        let mut batch = [GENERAL; BURST];
+        for (i, b) in batch.iter_mut().enumerate().take(rx.len()) {
+            *b = self.common_batch(rx.get(i), scope);
+        }
+        let mut bytes = 0u64;
+        for (m, &li) in rx.drain().zip(batch.iter()) {
+            bytes += m.pkt_len() as u64;
+            if li == GENERAL {
+                self.classify(m, scope);
+            } else {
+                self.stats.uplink().forward(1);
+                self.enqueue_local(usize::from(li), m);
+            }
+        }
+        self.rx = rx;
+        bytes
+    }
+
+    /// The batch (index in `slots`) an uplink frame joins on the common path, else `GENERAL`.
+    #[inline(always)]
+    fn common_batch(&self, m: &Mbuf, scope: RxScope) -> u16 {
+        let head = m.data();
+        if head.len() < ETHER_HDR_LEN
+            || self.tables.passthru.is_some()
+            || !self.tables.sources.is_empty()
+            || head[12..14] == ethertype::VLAN.to_be_bytes()
+            || (self.vlan_offload.rx_strip && m.stripped_vlan().is_some())
+        {
+            return GENERAL;
+        }
+        let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
+        if dst.is_multicast() {
+            return GENERAL;
+        }
+        match self.unicast_owner(scope, 0, &dst).and_then(|g| self.common_unicast(g, m)) {
+            Some(Ok(slot)) => self.slot_index[slot],
+            _ => GENERAL,
+        }
     }
 
     #[inline]
@@ -122,13 +178,7 @@ impl Worker {
             }
             return;
         }
-        // A queue hardware steering gives one guest (its VMDq pool's) only receives frames for
-        // that guest's MACs: no lookup. Everything else is looked up.
-        let steered = match scope {
-            RxScope::Guest(g) if self.tables.flags(GuestId(g as u16)).pooled_in(vlan) => Some(GuestId(g as u16)),
-            _ => None,
-        };
-        let owner = steered.or_else(|| self.tables.fib.lookup_in(vlan, &dst));
+        let owner = self.unicast_owner(scope, vlan, &dst);
         // Source-mode guests' copies (in buffers of their own) of a unicast from a station
         // they list: extra copies of this frame, or its only ones.
         let by_source = if self.tables.sources.is_empty() { 0 } else { self.copy_by_source(&m, &src, owner, vlan) };
@@ -142,24 +192,46 @@ impl Worker {
             self.unknown_destination(&m);
             return;
         };
-        let to = self.to_guest[g.index()];
-        if !to.needs_source && to.local_slot != NO_SLOT {
-            // The common case, without the general checks' lookups: the answer does not depend
-            // on the sender, and the guest's only queue is ours. (A guest that is down is
-            // counted when the slot is flushed.)
+        if let Some(common) = self.common_unicast(g, &m) {
+            // (A guest that is down is counted when the slot is flushed.)
             self.stats.uplink().forward(1);
-            let refusal = if !to.takes_unicast {
-                DropReason::PolicyDenied
-            } else if m.pkt_len() > to.max_len as usize {
-                DropReason::Oversize
-            } else {
-                return self.enqueue(to.local_slot as usize, m);
-            };
-            self.stats.guest(g).tx_drop(refusal, 1);
+            match common {
+                Ok(slot) => self.enqueue(slot, m),
+                Err(refusal) => self.stats.guest(g).tx_drop(refusal, 1),
+            }
             return;
         }
-        let src_guest = if to.needs_source { self.tables.fib.lookup_in(vlan, &src) } else { None };
+        let src_guest = if self.to_guest[g.index()].needs_source { self.tables.fib.lookup_in(vlan, &src) } else { None };
         self.admit_one(g, m, src_guest, Cast::Unicast);
+    }
+
+    /// The guest a unicast to `dst` in VLAN `vlan` is for. A queue hardware steering gives
+    /// one guest (its VMDq pool's) only receives frames for that guest's MACs: no lookup.
+    /// Everything else is looked up.
+    #[inline(always)]
+    fn unicast_owner(&self, scope: RxScope, vlan: u16, dst: &MacAddr) -> Option<GuestId> {
+        match scope {
+            RxScope::Guest(g) if self.tables.flags(GuestId(g as u16)).pooled_in(vlan) => Some(GuestId(g as u16)),
+            _ => self.tables.fib.lookup_in(vlan, dst),
+        }
+    }
+
+    /// A unicast from the uplink for guest `g`, in the common case where the answer does not
+    /// depend on who sent it and the guest's one queue is this worker's: the slot it goes to,
+    /// or why `g` refuses it. None: the general checks decide.
+    #[inline(always)]
+    fn common_unicast(&self, g: GuestId, m: &Mbuf) -> Option<Result<usize, DropReason>> {
+        let to = self.to_guest[g.index()];
+        if to.needs_source || to.local_slot == NO_SLOT {
+            return None;
+        }
+        Some(if !to.takes_unicast {
+            Err(DropReason::PolicyDenied)
+        } else if m.pkt_len() > to.max_len as usize {
+            Err(DropReason::Oversize)
+        } else {
+            Ok(to.local_slot as usize)
+        })
     }
 
     /// A frame from the uplink for guest `g` alone: one copy, delivered, or dropped on `g`
@@ -329,15 +401,23 @@ impl Worker {
     // Per frame on every delivery path: not worth a call.
     #[inline(always)]
     pub(super) fn enqueue(&mut self, slot: usize, m: Mbuf) {
-        let len = m.pkt_len() as u64;
         let li = usize::from(self.slot_index[slot]);
-        let Some(out) = self.slots.get_mut(li) else {
+        if li >= self.slots.len() {
             // Only reachable if the delivery map and this worker's slots disagree; the frame
             // is still accounted for.
             let g = GuestId(self.delivery().slot_guest(slot) as u16);
             self.stats.guest(g).tx_drop(DropReason::SlotNotOwned, 1);
             return;
-        };
+        }
+        self.enqueue_local(li, m);
+    }
+
+    /// Adds `m` to this worker's batch `li` (an index in `slots`), copying the batch into its
+    /// guest first if it is full.
+    #[inline(always)]
+    fn enqueue_local(&mut self, li: usize, m: Mbuf) {
+        let len = m.pkt_len() as u64;
+        let out = &mut self.slots[li];
         if out.pending.is_empty() {
             self.dirty.push(li as u32);
         } else if out.pending.free_slots() == 0 {
@@ -345,6 +425,7 @@ impl Worker {
             let t = if self.measure { rdtsc() } else { 0 };
             self.flush_slot(li);
             if self.measure {
+                let slot = self.slots[li].slot as usize;
                 self.stats.add_slot_cycles(slot, rdtsc().wrapping_sub(t));
             }
         }
