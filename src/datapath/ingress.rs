@@ -19,10 +19,16 @@
 use super::tag::{Flood, Tag};
 use super::worker::{Worker, NOT_MINE, NO_SLOT};
 
-/// A frame's entry in `deliver_received`'s batches when it takes the general path: the same
-/// mark as a slot this worker does not own, which takes the general path too (and is
-/// counted there).
-const GENERAL: u16 = NOT_MINE;
+/// What `deliver_received`'s first step found for a frame.
+#[derive(Clone, Copy)]
+enum Found {
+    /// The common case: it joins this worker's batch (an index in `slots`).
+    Batch(u16),
+    /// An untagged unicast for this guest, that the guest's mode, size or queues decide.
+    Unicast(GuestId),
+    /// Anything else: the general path (`classify`).
+    General,
+}
 
 /// Uplink bursts a worker takes from one rx queue per pass, while they come full. Eight bursts
 /// spread over eight guests fill each guest's 32-frame batch, so a copy call carries 32 frames
@@ -41,7 +47,6 @@ use crate::wire::flow::flow_hash;
 use crate::wire::{ethertype, MacAddr, ETHER_HDR_LEN};
 
 impl Worker {
-    /// Receives one burst from uplink rx queue `i` and delivers it; returns frames received.
     /// Receives from uplink rx queue `i`: up to `RX_BURSTS_PER_PASS` bursts while they come
     /// full, then delivers what they hold. Several bursts before the copies into the guests
     /// batch more frames per copy call when a burst is spread over many guests (the call's
@@ -68,51 +73,56 @@ impl Worker {
         total
     }
 
-    /// Delivers the rx burst in two steps. First, for each frame, the batch it joins if it
-    /// takes the common path (an untagged unicast for a guest whose one queue is this
-    /// worker's, admitted whoever sent it): loads only, so the CPU overlaps the lookups of
-    /// several frames rather than waiting for each in turn. Then, in order, those frames join
-    /// their batches and the others take the general path (`classify`). Returns the bytes.
+    /// Delivers the rx burst in two steps. First, for each frame, what its header and the
+    /// tables say (`Found`): for the common case (an untagged unicast for a guest whose one
+    /// queue is this worker's, admitted whoever sent it), the batch it joins. Loads only, so
+    /// the CPU overlaps the lookups of several frames rather than waiting for each in turn.
+    /// Then, in order, each frame goes where that says. Returns the bytes received.
     fn deliver_received(&mut self, scope: RxScope) -> u64 {
+        // With a passthru guest or a source-mode guest, every frame asks more than the first
+        // step does: straight to the general path.
+        if self.tables.passthru.is_some() || !self.tables.sources.is_empty() {
+            return self.take_received(|w, m| w.classify(m, scope));
+        }
         let mut rx = std::mem::take(&mut self.rx);
         rx.prefetch_headers();
-        let mut batch = [GENERAL; BURST];
-        for (i, b) in batch.iter_mut().enumerate().take(rx.len()) {
-            *b = self.common_batch(rx.get(i), scope);
+        let mut found = [Found::General; BURST];
+        for (i, f) in found.iter_mut().enumerate().take(rx.len()) {
+            *f = self.find(rx.get(i), scope);
         }
         let mut bytes = 0u64;
-        for (m, &li) in rx.drain().zip(batch.iter()) {
+        for (m, &f) in rx.drain().zip(found.iter()) {
             bytes += m.pkt_len() as u64;
-            if li == GENERAL {
-                self.classify(m, scope);
-            } else {
-                self.stats.uplink().forward(1);
-                self.enqueue_local(usize::from(li), m);
+            match f {
+                Found::Batch(li) => {
+                    self.stats.uplink().forward(1);
+                    self.enqueue_local(usize::from(li), m);
+                }
+                Found::Unicast(g) => self.unicast_for(g, m, 0),
+                Found::General => self.classify(m, scope),
             }
         }
         self.rx = rx;
         bytes
     }
 
-    /// The batch (index in `slots`) an uplink frame joins on the common path, else `GENERAL`.
+    /// `deliver_received`'s first step for one frame (no passthru or source-mode guest).
     #[inline(always)]
-    fn common_batch(&self, m: &Mbuf, scope: RxScope) -> u16 {
+    fn find(&self, m: &Mbuf, scope: RxScope) -> Found {
         let head = m.data();
-        if head.len() < ETHER_HDR_LEN
-            || self.tables.passthru.is_some()
-            || !self.tables.sources.is_empty()
-            || head[12..14] == ethertype::VLAN.to_be_bytes()
-            || (self.vlan_offload.rx_strip && m.stripped_vlan().is_some())
-        {
-            return GENERAL;
+        if head.len() < ETHER_HDR_LEN || head[12..14] == ethertype::VLAN.to_be_bytes() || (self.vlan_offload.rx_strip && m.stripped_vlan().is_some()) {
+            return Found::General;
         }
         let dst = MacAddr::from_slice(&head[0..6]).unwrap_or_default();
         if dst.is_multicast() {
-            return GENERAL;
+            return Found::General;
         }
-        match self.unicast_owner(scope, 0, &dst).and_then(|g| self.common_unicast(g, m)) {
-            Some(Ok(slot)) => self.slot_index[slot],
-            _ => GENERAL,
+        let Some(g) = self.unicast_owner(scope, 0, &dst) else { return Found::General };
+        match self.common_unicast(g, m) {
+            // A slot the delivery map gives this worker but its slots do not hold is counted
+            // on the way through `enqueue`.
+            Some(Ok(slot)) if self.slot_index[slot] != NOT_MINE => Found::Batch(self.slot_index[slot]),
+            _ => Found::Unicast(g),
         }
     }
 
@@ -192,6 +202,13 @@ impl Worker {
             self.unknown_destination(&m);
             return;
         };
+        self.unicast_for(g, m, vlan);
+    }
+
+    /// A unicast from the uplink, untagged (its tag removed, if it had one), of VLAN `vlan`,
+    /// for guest `g`: one copy, delivered or dropped on `g`.
+    #[inline(always)]
+    fn unicast_for(&mut self, g: GuestId, m: Mbuf, vlan: u16) {
         if let Some(common) = self.common_unicast(g, &m) {
             // (A guest that is down is counted when the slot is flushed.)
             self.stats.uplink().forward(1);
@@ -201,7 +218,12 @@ impl Worker {
             }
             return;
         }
-        let src_guest = if self.to_guest[g.index()].needs_source { self.tables.fib.lookup_in(vlan, &src) } else { None };
+        let src_guest = if self.to_guest[g.index()].needs_source {
+            let src = MacAddr::from_slice(&m.data()[6..12]).unwrap_or_default();
+            self.tables.fib.lookup_in(vlan, &src)
+        } else {
+            None
+        };
         self.admit_one(g, m, src_guest, Cast::Unicast);
     }
 
@@ -398,7 +420,8 @@ impl Worker {
         Some((g, slot, self.delivery().slot_owner(slot)))
     }
 
-    // Per frame on every delivery path: not worth a call.
+    // Per frame on every delivery path but the common one (which knows its batch): not worth
+    // a call.
     #[inline(always)]
     pub(super) fn enqueue(&mut self, slot: usize, m: Mbuf) {
         let li = usize::from(self.slot_index[slot]);
@@ -416,6 +439,9 @@ impl Worker {
     /// guest first if it is full.
     #[inline(always)]
     fn enqueue_local(&mut self, li: usize, m: Mbuf) {
+        // `slot_index` holds indexes in `slots` or `NOT_MINE`, which no caller passes
+        // (`worker::fill_slots`, `reassign`).
+        debug_assert!(li < self.slots.len());
         let len = m.pkt_len() as u64;
         let out = &mut self.slots[li];
         if out.pending.is_empty() {

@@ -1,7 +1,8 @@
 //! Uplink -> guests for the modes that do not deliver by destination alone: passthru (one
 //! guest takes everything the uplink receives) and source (a guest also takes the unicast
 //! frames of the stations its `sources` list names). `ingress::classify` calls in here only
-//! when the published tables have such a guest, so the other modes pay a test of a field.
+//! when the published tables have such a guest, so the other modes pay a test of a field
+//! (once per burst, in `deliver_received`, for the frames of the common case).
 //!
 //! Ownership: as in `ingress`: the frame is delivered or counted. A source copy is a frame of
 //! its own (a new buffer from the pool, the bytes copied), never a second reference: the

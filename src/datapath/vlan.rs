@@ -2,7 +2,8 @@
 //! with its tag removed, and a VLAN guest's frame gets its tag on the way out, by the port
 //! (offloads) where the switch configured them, in software otherwise.
 //!
-//! The untagged path pays one ethertype comparison on the way in (`Worker::classify`) and,
+//! The untagged path pays one ethertype comparison on the way in (`ingress::find`, and
+//! again in `Worker::classify` for what takes the general path) and,
 //! on the way out, one ethertype comparison (a guest may not tag its own frames) and one test
 //! of the sender's VLAN, read once per burst. Everything else is here, off that path.
 //!

@@ -4,7 +4,8 @@
 //! frame to exactly the guests macvlan's semantics name, each once, or drop it under exactly
 //! one reason.
 //!
-//! `Model` walks the tables the way `datapath::ingress::classify` (`uplink_frame`) and
+//! `Model` walks the tables the way `datapath::ingress` (`deliver_received`'s first step and
+//! `classify`: `uplink_frame`) and
 //! `datapath::egress::check_from_guest` (`guest_frame`) do, question for question (the
 //! datapath adds only what the tables cannot know: links, sizes, queues, pools).
 //! `oracle_sibling` is the specification, written without the tables or the policy module.
