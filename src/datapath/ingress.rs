@@ -26,6 +26,8 @@ enum Found {
     Batch(u16),
     /// An untagged unicast for this guest, that the guest's mode, size or queues decide.
     Unicast(GuestId),
+    /// An untagged unicast for no guest.
+    Unknown,
     /// Anything else: the general path (`classify`).
     General,
 }
@@ -99,6 +101,7 @@ impl Worker {
                     self.enqueue_local(usize::from(li), m);
                 }
                 Found::Unicast(g) => self.unicast_for(g, m, 0),
+                Found::Unknown => self.unknown_destination(&m),
                 Found::General => self.classify(m, scope),
             }
         }
@@ -117,7 +120,7 @@ impl Worker {
         if dst.is_multicast() {
             return Found::General;
         }
-        let Some(g) = self.unicast_owner(scope, 0, &dst) else { return Found::General };
+        let Some(g) = self.unicast_owner(scope, 0, &dst) else { return Found::Unknown };
         match self.common_unicast(g, m) {
             // A slot the delivery map gives this worker but its slots do not hold is counted
             // on the way through `enqueue`.
