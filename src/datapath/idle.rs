@@ -14,7 +14,7 @@
 //! sleeping alone cannot bring an idle worker much below a tenth of a core at a bound that
 //! keeps the rings from overflowing.
 //!
-//! Sparse traffic: a lull that lasted at least `SPARSE_GAP_US` from its first sleep to the
+//! Sparse traffic: a lull that lasted at least `SPARSE_GAP` from its first sleep to the
 //! frame that ended it says frames come further apart than that, and sleeping through the
 //! next gap would cost more wake-ups (and, on average, more delay) than blocking through it.
 //! So the next lull blocks after a few empty passes instead of after `--idle-block-after` of
