@@ -412,11 +412,7 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
     let secs = c1.at.duration_since(c0.at).as_secs_f64();
     let process_pct = 100.0 * p1.saturating_sub(p0) as f64 / cpu::clk_tck() as f64 / secs;
     let core1 = k0.zip(k1).map(|(x, y)| cpu::core_shares(&x, &y));
-    let share = |f: fn(&systems::MacvtapCounters) -> u64| match (&m0, &m1) {
-        ((Some(a0), t0), (Some(a1), t1)) if t1 > t0 => Some(100.0 * f(a1).saturating_sub(f(a0)) as f64 / (t1 - t0) as f64),
-        _ => None,
-    };
-    let (sleep_pct, blocked_pct) = (share(|c| c.sleep), share(|c| c.blocked));
+    let (sleep_pct, blocked_pct) = (cycles_share(&m0, &m1, |c| c.sleep), cycles_share(&m0, &m1, |c| c.blocked));
 
     let budget = Duration::from_millis(
         (idle_secs * 1000).saturating_sub((a.settle + a.window) * 1000)
@@ -430,15 +426,11 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
     // time from schedstat only: the stat ticks (1/100 s) say little over a short window.
     let probes = if a.wake_probes > 0 {
         p.wait_for("latgen: bursts sent", budget)?;
-        let q0 = (cpu::read_thread(pid, tid)?, sw.macvtap_counters()?, systems::tsc());
+        let (pc0, pm0) = (cpu::read_thread(pid, tid)?, (sw.macvtap_counters()?, systems::tsc()));
         p.wait_for_every("latgen: probes done", budget.saturating_sub(t0.elapsed()), Duration::from_millis(5))?;
-        let q1 = (cpu::read_thread(pid, tid)?, sw.macvtap_counters()?, systems::tsc());
-        let (_, sched, wakeups) = cpu::shares(&q0.0, &q1.0);
-        let blocked = match (&q0, &q1) {
-            ((_, Some(a0), t0), (_, Some(a1), t1)) if t1 > t0 => Some(100.0 * a1.blocked.saturating_sub(a0.blocked) as f64 / (t1 - t0) as f64),
-            _ => None,
-        };
-        sched.map(|cpu_pct| ProbeCpu { cpu_pct, wakeups_per_s: wakeups, blocked_pct: blocked })
+        let (pc1, pm1) = (cpu::read_thread(pid, tid)?, (sw.macvtap_counters()?, systems::tsc()));
+        let (_, sched, wakeups) = cpu::shares(&pc0, &pc1);
+        sched.map(|cpu_pct| ProbeCpu { cpu_pct, wakeups_per_s: wakeups, blocked_pct: cycles_share(&pm0, &pm1, |c| c.blocked) })
     } else {
         None
     };
@@ -471,6 +463,15 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
         wake_ns,
         probes,
     })
+}
+
+/// How much counter `f` of the switch (in TSC cycles) grew between two readings (counters,
+/// TSC), as a share of the cycles between them, %.
+fn cycles_share(a: &(Option<systems::MacvtapCounters>, u64), b: &(Option<systems::MacvtapCounters>, u64), f: fn(&systems::MacvtapCounters) -> u64) -> Option<f64> {
+    match (a, b) {
+        ((Some(c0), t0), (Some(c1), t1)) if t1 > t0 => Some(100.0 * f(c1).saturating_sub(f(c0)) as f64 / (t1 - t0) as f64),
+        _ => None,
+    }
 }
 
 /// The floor beside the worker: what sleeping at each bound costs with nothing else done.
