@@ -111,14 +111,7 @@ fn a_guest_added_while_two_stream_both_ways_costs_them_nothing() {
     assert!(out.contains("mac 52:54:00:00:00:03") && out.ends_with("(added)"), "{out}");
     let g3 = env.guest("vm3");
     let none = AtomicU64::new(0);
-    let (g3, got) = std::thread::scope(|s| {
-        let reader = s.spawn(move || {
-            let got = g3.seqcheck(1000);
-            (g3, got)
-        });
-        paced(&ext, (0..500).map(|i| seq_frame(mac(C), ext_mac, i, 64)), &none);
-        reader.join().expect("vm3 reader")
-    });
+    let (g3, (), got) = g3.receive_while(1000, || paced(&ext, (0..500).map(|i| seq_frame(mac(C), ext_mac, i, 64)), &none));
     assert_eq!((got.frames, got.gaps, got.late), (500, 0, 0), "vm3: {got:?}");
     let list = ctl.json(&["guest-list"]);
     assert_eq!(names(&list), ["vm1", "vm2", "vm3"]);

@@ -100,15 +100,10 @@ fn a_guest_with_more_queue_pairs_than_configured_uses_the_configured_ones() {
     assert_eq!((show["queues"].as_u64(), show["active_queues"].as_u64()), (Some(2), Some(2)), "{show}");
     let ext = env.lab.ext_socket();
     const N: u32 = 100;
-    let (g, got) = std::thread::scope(|s| {
-        let reader = s.spawn(move || {
-            let c = g.seqcheck(1500);
-            (g, c)
-        });
+    let (g, (), got) = g.receive_while(1500, || {
         for i in 0..N {
             ext.send(&seq_frame(mac(A), env.lab.ext_mac, i, 64));
         }
-        reader.join().expect("reader")
     });
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(N), 0, 0), "{got:?}");
     assert_eq!(g.stream(env.lab.ext_mac, mac(A), 64, N), N);
