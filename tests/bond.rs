@@ -236,6 +236,8 @@ fn active_backup_fails_over_under_a_stream_and_back() {
     let start = sw.proc.stdout_text();
     assert!(start.contains("uplink bond: active-backup (mode=1), members [0 net_af_packet0, 1 net_af_packet1], primary 0 net_af_packet0"), "{start}");
     assert!(start.contains("uplink: port 2 net_bonding0 (driver net_bonding)"), "{start}");
+    // The members' kernel interfaces wake a blocked worker (a bond has no rx interrupts).
+    assert!(start.contains("uplink wake-ups: net_bonding has no rx interrupts; a blocked worker wakes for frames arriving at kernel interfaces bnd0, bnd1"), "{start}");
     sw.proc.wait_line("uplink bond: sending on [0 net_af_packet0] (was [])", WAIT);
     let g = lab.guest(&sw);
     let ext = lab.ext_socket();
@@ -394,6 +396,7 @@ fn lacp_with_open_vswitch_comes_up_and_forwards() {
     let sw = lab.switch(&eal, "2");
     let start = sw.proc.stdout_text();
     assert!(start.contains("uplink bond: 802.3ad (mode=4), members [0 net_af_packet0, 1 net_af_packet1]; LACP frames through the data queues, sent on idle passes too"), "{start}");
+    assert!(!start.contains("uplink wake-ups:"), "its worker never blocks (it sends the LACP frames): {start}");
     sw.proc.wait_line("uplink bond: LACP aggregated [0 net_af_packet0, 1 net_af_packet1]", WAIT);
     let show = ovs.wait_lacp();
     println!("{show}");
@@ -443,6 +446,7 @@ fn lacp_with_open_vswitch_comes_up_and_forwards() {
     let v = stats_json(&lab.json());
     assert_eq!(guest_stats(&v, "vm1")["rx_packets"], u64::from(CHUNKS * CHUNK) + 1, "{v}");
     assert_eq!(guest_stats(&v, "vm1")["tx_packets"], 1, "{v}");
+    assert_eq!(v["workers"][0]["blocked_cycles"], 0, "the worker sending LACP frames on idle passes never blocked: {v}");
 }
 
 /// A bond member given as the uplink is refused, naming the bond: the switch would take

@@ -37,7 +37,8 @@ fn wait_asleep(ctl: &Ctl) {
 
 #[test]
 fn a_sleeping_worker_delivers_the_first_frame_and_a_whole_burst_both_ways() {
-    let mut env = LabSwitch::start(&[("vm1", A, "")], LabOpts { app: &["--idle-sleep-max", "1000"], ..LabOpts::default() });
+    // Sleeps only: blocking is `an_af_packet_uplink_wakes_a_blocked_worker_...` below.
+    let mut env = LabSwitch::start(&[("vm1", A, "")], LabOpts { app: &["--idle-sleep-max", "1000", "--idle-block-after", "0"], ..LabOpts::default() });
     let ctl = env.ctl();
     let g = env.guest("vm1");
     let ext = env.lab.ext_socket();
@@ -74,8 +75,87 @@ fn a_sleeping_worker_delivers_the_first_frame_and_a_whole_burst_both_ways() {
     assert_eq!(guest_stats(&v, "vm1")["tx_packets"], u64::from(BURST) + 1, "{v}");
     assert_eq!(total_drops(&v["uplink"]) + total_drops(guest_stats(&v, "vm1")), 0, "{v}");
     assert!(v["workers"][0]["sleep_cycles"].as_u64().is_some_and(|c| c > 0), "{v}");
-    // net_af_packet has no rx interrupts: the worker may not block, only sleep.
     assert_eq!(v["workers"][0]["blocked_cycles"], 0, "{v}");
+}
+
+/// net_af_packet has no rx interrupts: frames arriving at its kernel interface wake a blocked
+/// worker instead (`rte::arrivals`): each single frame after a lull, and a burst that follows
+/// one loses nothing; a guest's burst after a lull wakes it with its kick. With a block limit
+/// of a minute, only those events can end a block in time.
+#[test]
+fn an_af_packet_uplink_wakes_a_blocked_worker_through_its_kernel_interface() {
+    let mut env = LabSwitch::start(&[("vm1", A, "")], LabOpts { app: &["--idle-block-limit", "60000"], ..LabOpts::default() });
+    let iface = env.lab.uplink.clone();
+    let says = format!("uplink wake-ups: net_af_packet has no rx interrupts; a blocked worker wakes for frames arriving at kernel interface {iface}");
+    assert!(env.switch().proc.stdout_lines().contains(&says), "{}", env.switch().proc.report());
+    let ctl = env.ctl();
+    let g = env.guest("vm1");
+    let ext = env.lab.ext_socket();
+    let ext_mac = env.lab.ext_mac;
+
+    const SINGLES: u32 = 10;
+    for i in 0..SINGLES {
+        wait_blocked(&ctl, 0);
+        let before = wake_count(&ctl, 0, "uplink");
+        let f = seq_frame(mac(A), ext_mac, i, 64);
+        ext.send(&f);
+        assert_eq!(g.recv(5000, 1), vec![f], "frame {i}, sent while the worker blocked");
+        assert!(wake_count(&ctl, 0, "uplink") > before, "frame {i}: a frame on {iface} woke the worker: {}", worker(&ctl, 0));
+    }
+
+    wait_blocked(&ctl, 0);
+    let (g, (), got) = g.receive_while(1500, || {
+        for i in 0..BURST {
+            ext.send(&seq_frame(mac(A), ext_mac, i, 64));
+        }
+    });
+    assert_eq!((got.frames, got.gaps, got.late), (u64::from(BURST), 0, 0), "{got:?}");
+
+    // Dense traffic: a worker that moved 10,000 frames a second or more over a second lets
+    // its watch go (the kernel then hands each frame to the driver's socket alone), and makes
+    // it again when it next blocks. The switch's network namespace holds the driver's packet
+    // socket and the watch.
+    let pid = env.switch().proc.pid();
+    let sockets = || std::fs::read_to_string(format!("/proc/{pid}/net/packet")).expect("packet sockets").lines().count() - 1;
+    let hooked = sockets();
+    assert_eq!(hooked, 2, "net_af_packet's socket and the worker's watch");
+    let (g, sent, got) = g.receive_while(1500, || {
+        // About 30,000 frames a second (a frame, then 30 us), until the watch is let go.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut sent = 0;
+        while sent % 256 != 0 || sockets() == hooked {
+            assert!(Instant::now() < deadline, "the watch was never let go: {}", worker(&ctl, 0));
+            ext.send(&seq_frame(mac(A), ext_mac, sent, 64));
+            sent += 1;
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_micros(30) {
+                std::hint::spin_loop();
+            }
+        }
+        sent
+    });
+    assert_eq!((got.frames, got.gaps, got.late), (u64::from(sent), 0, 0), "{got:?}");
+    wait_blocked(&ctl, 0);
+    assert_eq!(sockets(), hooked, "the watch made again to block");
+    let before = wake_count(&ctl, 0, "uplink");
+    let f = seq_frame(mac(A), ext_mac, 0, 64);
+    ext.send(&f);
+    assert_eq!(g.recv(5000, 1), vec![f], "a frame after the dense traffic, sent while the worker blocked");
+    assert!(wake_count(&ctl, 0, "uplink") > before, "the new watch woke the worker: {}", worker(&ctl, 0));
+
+    wait_blocked(&ctl, 0);
+    let before = wake_count(&ctl, 0, "kick");
+    assert_eq!(g.stream(ext_mac, mac(A), 64, BURST), BURST);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ctl.json(&["stats"])["uplink"]["tx_packets"] != u64::from(BURST) {
+        assert!(Instant::now() < deadline, "the guest's burst did not all leave: {}", ctl.json(&["stats"]));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(wake_count(&ctl, 0, "kick") > before, "the guest's kick woke the worker: {}", worker(&ctl, 0));
+    g.quit();
+    let v = env.stop();
+    assert_eq!(guest_stats(&v, "vm1")["tx_packets"], u64::from(SINGLES + BURST + sent + 1), "{v}");
+    assert_eq!(total_drops(&v["uplink"]) + total_drops(guest_stats(&v, "vm1")), 0, "{v}");
 }
 
 /// One worker's counters (`stats` JSON `workers[w]`).

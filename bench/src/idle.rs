@@ -13,7 +13,7 @@
 //! 3. **Wake-up delay**: single frames, each after 100 ms of idle (the worker is at its bound
 //!    by then), timed one by one: what the first frame after a lull waits.
 //!
-//! Two scenarios, each with a freshly started switch per measurement:
+//! Three scenarios, each with a freshly started switch per measurement:
 //!
 //! - `hairpin`: the latency loop (guest A -> switch -> `net_ring` uplink -> switch -> guest
 //!   B). A retries what its queue refuses, as a guest's virtio-net driver waits for room:
@@ -22,6 +22,9 @@
 //!   (`queue_size` descriptors: the uplink's "rx ring"); A does *not* retry (`--no-retry`), so
 //!   what arrives while that ring is full is dropped and counted, as a NIC drops at a full rx
 //!   ring. Frames go to guest B.
+//! - `afpacket`: the same with a `net_af_packet` uplink on one end of a veth pair and the
+//!   generator's port A a `net_af_packet` port on the other: a port without rx interrupts,
+//!   whose kernel interface the switch watches to block (`rte::arrivals` in the switch).
 //!
 //! Runs are interleaved: run 1: scenario 1: every variant, scenario 2: every variant; run 2:
 //! ... Core 0 = generator + the switch's control thread, core 1 = the switch's worker.
@@ -63,9 +66,10 @@ pub struct IdleArgs {
     /// Smoke check: 1 run, bounds 0 and 250, a 2 s window, 10 wake-up probes, hairpin only.
     #[arg(long)]
     quick: bool,
-    /// hairpin (guest -> guest through a net_ring uplink; the sender retries) and/or uplink
-    /// (the generator plays the wire behind a net_vhost uplink; refused frames are drops).
-    #[arg(long, value_delimiter = ',', default_value = "hairpin,uplink")]
+    /// hairpin (guest -> guest through a net_ring uplink; the sender retries), uplink (the
+    /// generator plays the wire behind a net_vhost uplink; refused frames are drops),
+    /// afpacket (the same behind a net_af_packet uplink on a veth).
+    #[arg(long, value_delimiter = ',', default_value = "hairpin,uplink,afpacket")]
     scenarios: Vec<String>,
     /// Seconds between the links coming up (the generator going idle) and the CPU window.
     #[arg(long, default_value_t = 1)]
@@ -144,6 +148,7 @@ impl Variant {
 enum Scenario {
     Hairpin,
     Uplink,
+    AfPacket,
 }
 
 impl Scenario {
@@ -151,7 +156,8 @@ impl Scenario {
         match s {
             "hairpin" => Ok(Scenario::Hairpin),
             "uplink" => Ok(Scenario::Uplink),
-            _ => bail!("unknown scenario {s:?} (hairpin, uplink)"),
+            "afpacket" => Ok(Scenario::AfPacket),
+            _ => bail!("unknown scenario {s:?} (hairpin, uplink, afpacket)"),
         }
     }
 
@@ -159,6 +165,7 @@ impl Scenario {
         match self {
             Scenario::Hairpin => "hairpin",
             Scenario::Uplink => "uplink",
+            Scenario::AfPacket => "afpacket",
         }
     }
 
@@ -166,6 +173,7 @@ impl Scenario {
         match self {
             Scenario::Hairpin => "hairpin: guest A -> switch -> net_ring uplink -> switch -> guest B; A retries refused frames (a guest driver waits), so nothing can be lost",
             Scenario::Uplink => "uplink: the generator's port A is the wire behind a net_vhost uplink, its tx virtqueue the uplink's rx ring; A does not retry, so frames arriving at a full ring are dropped (as at a NIC's full rx ring); frames go to guest B",
+            Scenario::AfPacket => "afpacket: a net_af_packet uplink on a veth whose other end is the generator's port A (net_af_packet too); the uplink has no rx interrupts, so a blocked worker wakes through a packet socket on its veth end; A does not retry; frames go to guest B",
         }
     }
 }
@@ -364,11 +372,19 @@ fn first_line(s: &str) -> String {
 
 fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Result<IdleSample> {
     let seq = env.next_seq();
-    let (topo, up_sock) = match sc {
-        Scenario::Hairpin => (Topology::new(2, Uplink::Loop, false, "idle hairpin"), None),
+    // Port A of the generator: the wire behind the uplink (None: guest A of the hairpin).
+    // The veth, if any, lives until the measurement ends.
+    let (topo, wire, _veth) = match sc {
+        Scenario::Hairpin => (Topology::new(2, Uplink::Loop, false, "idle hairpin"), None, None),
         Scenario::Uplink => {
             let s = env.work.join(format!("uplink{seq}.sock"));
-            (Topology::new(1, Uplink::Vhost(s.clone()), false, "idle uplink"), Some(s))
+            let w = format!("net_virtio_user0,path={},queues=1,queue_size={}", s.display(), a.queue_size);
+            (Topology::new(1, Uplink::Vhost(s), false, "idle uplink"), Some(w), None)
+        }
+        Scenario::AfPacket => {
+            let v = Veth::new(env, seq)?;
+            let w = format!("net_af_packet0,iface={}", v.wire_end);
+            (Topology::new(1, Uplink::AfPacket(v.switch_end.clone()), false, "idle afpacket"), Some(w), Some(v))
         }
     };
     let sw = match v {
@@ -377,22 +393,23 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
         Variant::BlockAfter(b, after) => systems::start_macvtap(env, &topo, Some(b), &["--idle-block-after", &after.to_string()])?,
         Variant::Testpmd => systems::start(env, System::Testpmd, &topo)?.context("testpmd cannot run this topology")?,
     };
-    let (sock_a, sock_b, mac_a, mac_b) = match &up_sock {
-        None => (sw.sockets[0].clone(), sw.sockets[1].clone(), guest_mac(0), guest_mac(1)),
-        Some(up) => (up.clone(), sw.sockets[0].clone(), EXTERNAL_MAC, guest_mac(0)),
+    let virtio = |i: usize, sock: &std::path::Path| format!("net_virtio_user{i},path={},queues=1,queue_size={}", sock.display(), a.queue_size);
+    let (port_a, port_b, mac_a, mac_b) = match wire {
+        None => (virtio(0, &sw.sockets[0]), virtio(1, &sw.sockets[1]), guest_mac(0), guest_mac(1)),
+        Some(w) => (w, virtio(1, &sw.sockets[0]), EXTERNAL_MAC, guest_mac(0)),
     };
     let idle_secs = a.settle + a.window + 1;
     let json = env.work.join(format!("idle-{}-{}-{seq}.json", sc.key(), v.short().replace(' ', "")));
     let mut cmd = crate::latency::latgen_command(env, seq);
-    for (i, (sock, mac)) in [(&sock_a, mac_a), (&sock_b, mac_b)].into_iter().enumerate() {
-        cmd.arg("--vdev").arg(format!("net_virtio_user{i},path={},mac={},queues=1,queue_size={}", sock.display(), mac_str(mac), a.queue_size));
+    for (port, mac) in [(&port_a, mac_a), (&port_b, mac_b)] {
+        cmd.arg("--vdev").arg(if port.starts_with("net_virtio_user") { format!("{port},mac={}", mac_str(mac)) } else { port.clone() });
     }
     cmd.args(["--", "--mac-a", &mac_str(mac_a), "--mac-b", &mac_str(mac_b), "--size", "64", "--json"]).arg(&json);
     cmd.args(["--idle-secs", &idle_secs.to_string()]);
     cmd.args(["--bursts", &a.bursts.join(",")]);
     cmd.args(["--idle-between-ms", &a.idle_between_ms.to_string()]);
     cmd.args(["--wake-probes", &a.wake_probes.to_string(), "--wake-gap-ms", &a.wake_gap_ms.to_string()]);
-    if sc == Scenario::Uplink {
+    if sc != Scenario::Hairpin {
         cmd.arg("--no-retry");
     }
     let log = env.work.join(format!("idle-latgen-{seq}.log"));
@@ -463,6 +480,35 @@ fn measure(env: &Env, a: &IdleArgs, sc: Scenario, v: Variant, run: usize) -> Res
         wake_ns,
         probes,
     })
+}
+
+/// A veth pair in the switch's network namespace: `switch_end` for the uplink, `wire_end`
+/// for the generator's port A; deleted on drop.
+struct Veth {
+    switch_end: String,
+    wire_end: String,
+}
+
+impl Veth {
+    fn new(env: &Env, seq: u32) -> Result<Veth> {
+        let v = Veth { switch_end: format!("mvtbu{seq}"), wire_end: format!("mvtbw{seq}") };
+        // A leftover of an interrupted run.
+        let _ = proc::run(std::process::Command::new("ip").args(["link", "del", &v.switch_end]));
+        proc::run(std::process::Command::new("ip").args(["link", "add", &v.switch_end, "type", "veth", "peer", "name", &v.wire_end]))?;
+        for end in [&v.switch_end, &v.wire_end] {
+            // No IPv6: its neighbour and router messages would wake the worker and reach the guest.
+            std::fs::write(format!("/proc/sys/net/ipv6/conf/{end}/disable_ipv6"), "1").with_context(|| format!("disabling IPv6 on {end}"))?;
+            proc::run(std::process::Command::new("ip").args(["link", "set", end, "up"]))?;
+        }
+        env.record("idle afpacket/veth", "ip link add mvtbuN type veth peer name mvtbwN; echo 1 > /proc/sys/net/ipv6/conf/{mvtbuN,mvtbwN}/disable_ipv6; ip link set {mvtbuN,mvtbwN} up");
+        Ok(v)
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = proc::run(std::process::Command::new("ip").args(["link", "del", &self.switch_end]));
+    }
 }
 
 /// How much counter `f` of the switch (in TSC cycles) grew between two readings (counters,

@@ -39,6 +39,9 @@ pub enum Uplink {
     /// tx virtqueue is the uplink's rx ring: when the switch does not drain it in time, the
     /// generator's transmit is refused, which is where a NIC would drop (idle-sleep bursts).
     Vhost(PathBuf),
+    /// `net_af_packet,iface=I`: a veth end whose peer the generator's own net_af_packet
+    /// port plays the wire through (no rx interrupts: a worker blocks by watching I).
+    AfPacket(String),
 }
 
 impl Uplink {
@@ -48,6 +51,7 @@ impl Uplink {
             Uplink::Pcap(f) => format!("net_pcap{index},rx_pcap={},infinite_rx=1", f.display()),
             Uplink::Loop => format!("net_ring{index}"),
             Uplink::Vhost(s) => format!("net_vhost{index},iface={},queues=1", s.display()),
+            Uplink::AfPacket(i) => format!("net_af_packet{index},iface={i}"),
         }
     }
 }

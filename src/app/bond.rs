@@ -96,6 +96,9 @@ pub struct BondUplink {
     /// (as the bond does on its own when it sees links, and Linux's default).
     preferred: Option<PortId>,
     watched: Vec<Watched>,
+    /// The kernel interfaces behind its net_af_packet members (their arrivals wake blocked
+    /// workers: `rte::arrivals`).
+    af_packet_ifaces: Vec<String>,
     /// `--bond-up-delay`: a partner's port may take a while to forward after its link comes
     /// up (a Linux bridge port: about half a second here).
     up_delay: Duration,
@@ -111,7 +114,7 @@ impl BondUplink {
     /// Returns the lines to print.
     pub fn prepare(port: &Port, driver: &str, devargs: &[String], up_delay: Duration) -> Option<(BondUplink, Vec<String>)> {
         let bond = Bond::of(port, driver)?;
-        let mut b = BondUplink { bond, mode: BondMode::RoundRobin, kick: false, in_use: Vec::new(), preferred: None, watched: Vec::new(), up_delay, moved: false };
+        let mut b = BondUplink { bond, mode: BondMode::RoundRobin, kick: false, in_use: Vec::new(), preferred: None, watched: Vec::new(), af_packet_ifaces: Vec::new(), up_delay, moved: false };
         let mut lines = Vec::new();
         b.mode = match bond.mode() {
             Ok(m) => m,
@@ -140,6 +143,7 @@ impl BondUplink {
         lines.push(line);
         for &m in &members {
             let Some(iface) = port_name(m).ok().and_then(|n| af_packet_iface(&n, devargs)) else { continue };
+            b.af_packet_ifaces.push(iface.clone());
             let how = match b.mode {
                 BondMode::ActiveBackup => format!(
                     "the switch follows the carrier of {iface} and moves the bond off it while it has none (back {} ms after it returns: --bond-up-delay)",
@@ -157,6 +161,21 @@ impl BondUplink {
             }
         }
         Some((b, lines))
+    }
+
+    /// The kernel interfaces behind its net_af_packet members, by name.
+    pub fn af_packet_ifaces(&self) -> &[String] {
+        &self.af_packet_ifaces
+    }
+
+    /// Whether workers must call the bond's tx on idle passes (802.3ad's LACP frames).
+    pub fn kicks_when_idle(&self) -> bool {
+        self.kick
+    }
+
+    /// How many members the bond has.
+    pub fn member_count(&self) -> usize {
+        self.bond.members().map_or(0, |m| m.len())
     }
 
     /// Sets the uplink's tx queues up for what the bond needs on idle passes.

@@ -150,6 +150,10 @@ impl Switch {
             lines.iter().for_each(|l| println!("{l}"));
             b
         });
+        // Where the uplink has no rx interrupts but reads kernel interfaces, their frames wake
+        // blocked workers instead.
+        let arrivals = if rx_interrupts { uplink::arrival_ifaces(&info, bond.as_ref()) } else { Vec::new() };
+        let arrival_ifaces: Vec<u32> = arrivals.iter().map(|&(i, _)| i).collect();
         let demand = Demand {
             rx_descriptors: &layout.rx_descriptors,
             tx_queues,
@@ -202,6 +206,11 @@ impl Switch {
         super::report::print_summary(&guests, &up.port, uplink_mtu, up.rx_queues, up.tx_queues, &pool, &steering);
         super::report::print_uplink_link(&uplink_link);
         println!("uplink vlan: {}", uplink::describe_vlan(vlan_offload, &info, !cli.no_vlan_offload));
+        if !arrivals.is_empty() {
+            let names: Vec<&str> = arrivals.iter().map(|(_, n)| n.as_str()).collect();
+            let s = if names.len() > 1 { "s" } else { "" };
+            println!("uplink wake-ups: {} has no rx interrupts; a blocked worker wakes for frames arriving at kernel interface{s} {}", info.driver, names.join(", "));
+        }
         let mut owner = UplinkOwner::new(&up.port);
         for line in owner.sync(&up.port, &cfg.guests, steering.is_promiscuous()) {
             println!("{line}");
@@ -214,7 +223,7 @@ impl Switch {
         let probes = Arc::new(ProbeSeen::default());
         let (workers, senders) = Workers::launch(
             &asg,
-            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, idle_block_after_us: cli.idle_block_after_us(), idle_block_limit: Duration::from_millis(cli.idle_block_limit), polls, bells: &bells, socket_id: eal.socket_id(), vlan_offload, probes: &probes },
+            Launch { uplink_rx: rx, uplink_tx: tx, scopes, tables: &tables, links: &links, pool: &pool, handover: &handover, registry: &mut registry, measure, idle_sleep_max_us: cli.idle_sleep_max, idle_block_after_us: cli.idle_block_after_us(), idle_block_limit: Duration::from_millis(cli.idle_block_limit), arrival_ifaces: &arrival_ifaces, tsc_hz: eal.tsc_hz(), polls, bells: &bells, socket_id: eal.socket_id(), vlan_offload, probes: &probes },
         )?;
         let origin = Originator::new(senders, Arc::clone(&pool));
         let held_by_rings = pool.in_use() - mempool_at_start;

@@ -11,6 +11,8 @@ use crate::control::vmdq::{VmdqCaps, VmdqPlan};
 use crate::control::Assignment;
 use crate::datapath::VlanOffload;
 use crate::rte::ethdev::{RX_OFFLOAD_VLAN_STRIP, TX_OFFLOAD_VLAN_INSERT};
+use super::bond::BondUplink;
+use crate::rte::kernel_if::KernelIface;
 use crate::rte::{Mempool, Port, PortConf, PortId, PortInfo, RxQueue, TxQueue};
 use crate::view::RxScope;
 
@@ -121,6 +123,26 @@ pub fn vdevs(eal_args: &[String]) -> Vec<String> {
         out.extend(value);
     }
     out
+}
+
+/// The kernel interfaces (index, name) whose arriving frames wake a blocked worker in place
+/// of rx interrupts the uplink does not have (`datapath::block`): net_af_packet's, or those
+/// of a bond's net_af_packet members. Empty for any other port (a bond's members without a
+/// kernel interface leave its workers sleeping: they would miss those members' frames), and
+/// for a bond whose LACP frames leave from idle passes (its workers never block).
+pub fn arrival_ifaces(info: &PortInfo, bond: Option<&BondUplink>) -> Vec<(u32, String)> {
+    let named = |k: KernelIface| (k.index(), k.name());
+    if info.driver == "net_af_packet" && info.if_index != 0 {
+        return KernelIface::from_index(info.if_index).map(named).into_iter().collect();
+    }
+    // An 802.3ad bond that sends LACP frames from idle passes keeps its workers polling.
+    let Some(b) = bond.filter(|b| !b.kicks_when_idle()) else { return Vec::new() };
+    let found: Vec<(u32, String)> = b.af_packet_ifaces().iter().filter_map(|n| KernelIface::from_name(n).ok()).map(named).filter(|(i, _)| *i != 0).collect();
+    if found.len() == b.member_count() {
+        found
+    } else {
+        Vec::new()
+    }
 }
 
 pub fn open(spec: &str) -> Result<Port> {

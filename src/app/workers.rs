@@ -8,7 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::control::Assignment;
-use crate::datapath::{origin_channel, Blocker, OriginSender, ProbeSeen, VlanOffload, Worker, WorkerQueues, WorkerShared};
+use crate::datapath::{origin_channel, spawn_closer, ArrivalWatches, Blocker, OriginSender, Released, ProbeSeen, VlanOffload, Worker, WorkerQueues, WorkerShared};
+use crate::rte::eal::rdtsc;
 use crate::rte::lcore::{self, Launched};
 use crate::rte::ring::{self, Consumer, Producer};
 use crate::rte::{LcoreId, Mempool, RxQueue, TxQueue};
@@ -37,6 +38,11 @@ pub struct Launch<'a> {
     pub idle_block_after_us: u64,
     /// `--idle-block-limit`.
     pub idle_block_limit: std::time::Duration,
+    /// The kernel interfaces whose frames wake a blocked worker in place of the uplink's rx
+    /// interrupts (`uplink::arrival_ifaces`).
+    pub arrival_ifaces: &'a [u32],
+    /// The TSC's frequency.
+    pub tsc_hz: u64,
     /// Each worker's poller, from `Doorbells::new` with `bells`.
     pub polls: Vec<mio::Poll>,
     pub bells: &'a Arc<Doorbells>,
@@ -55,6 +61,8 @@ pub struct Workers {
     /// To wake blocked workers for the stop.
     bells: Arc<Doorbells>,
     planned: usize,
+    /// The thread closing the interface watches workers let go; it ends after them.
+    closer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Workers {
@@ -78,6 +86,15 @@ impl Workers {
             handover: Arc::clone(l.handover),
             bells: Arc::clone(l.bells),
             planned: n,
+            closer: None,
+        };
+        // Dropped at the end of this function: the closer ends once the workers' copies go.
+        let released = if l.idle_block_after_us > 0 && !l.arrival_ifaces.is_empty() {
+            let (tx, h) = spawn_closer().context("starting the thread that closes interface watches")?;
+            workers.closer = Some(h);
+            Some(tx)
+        } else {
+            None
         };
         anyhow::ensure!(l.polls.len() == n, "one poller per worker ({} for {n})", l.polls.len());
         let mut polls = std::mem::take(&mut l.polls).into_iter();
@@ -110,6 +127,7 @@ impl Workers {
                     l.idle_block_after_us > 0,
                     l.idle_block_limit,
                     l.idle_sleep_max_us,
+                    released.as_ref().filter(|_| !plan.uplink_rx.is_empty()).and_then(|r| arrival_watches(wi, l.arrival_ifaces, r, l.tsc_hz)),
                 ),
                 vlan_offload: l.vlan_offload,
             };
@@ -132,7 +150,19 @@ impl Workers {
         for l in self.launched.drain(..) {
             l.join();
         }
+        // The workers' ends of its channel went with them.
+        if let Some(h) = self.closer.take() {
+            let _ = h.join();
+        }
     }
+}
+
+/// Worker `wi`'s watches on `ifaces`; none if they cannot be made (the worker then sleeps
+/// through lulls, as where nothing can wake it), said once per worker.
+fn arrival_watches(wi: usize, ifaces: &[u32], released: &Released, tsc_hz: u64) -> Option<ArrivalWatches> {
+    ArrivalWatches::new(ifaces.to_vec(), released.clone(), tsc_hz, rdtsc())
+        .map_err(|e| eprintln!("dpdk-macvtap: warning: worker {wi}: cannot watch the uplink's kernel interfaces for frames ({e}); it sleeps through lulls instead of blocking"))
+        .ok()
 }
 
 impl Drop for Workers {

@@ -7,8 +7,13 @@
 //! the stop). Then it turns everything off again and polls. A blocked worker costs next to
 //! no CPU (a wake-up per `--idle-block-limit`), which no timed sleep can match (`idle.rs`).
 //!
+//! An uplink whose port has no rx interrupts but reads a kernel interface (net_af_packet, or
+//! a bond over such members) wakes the worker through frames arriving at that interface
+//! instead (`arrival_watches`).
+//!
 //! A worker blocks only when every source it polls can wake it: not with an uplink rx queue
-//! whose port has no rx interrupts (net_af_packet, net_ring, net_null, bonds), nor while a
+//! whose port has neither (net_ring, net_null, a bond over other members), nor with an
+//! 802.3ad bond that needs tx bursts on idle passes for its LACP frames, nor while a
 //! guest is being migrated (turning kicks on writes the guest's used ring unlogged, see
 //! `rte::vhost::guest_kicks_on`); it then goes on with timed sleeps, and after a failed
 //! attempt lets about one block limit of sleeps pass before trying again. Turning kicks off
@@ -27,7 +32,9 @@
 //! kick fd is never read, so one a guest ever kicked always does), and the pass after
 //! arming looks at every queue anyway, so those first events are dropped (except the
 //! doorbell's: a ring then means something changed that arming did not see, a guest's new
-//! device for one, so the worker does not block and arms afresh). A kick or interrupt after
+//! device for one, so the worker does not block and arms afresh; and an interface watch's,
+//! emptied by arming: a frame came since, which the driver's ring may not hold yet when the
+//! last look reads it, since the kernel hands it to the watch first). A kick or interrupt after
 //! that pass, or a ring, ends the wait; the worker then polls at once, and arms again only
 //! if that pass finds nothing.
 
@@ -41,6 +48,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::worker::Worker;
 use crate::fib::GuestId;
+use super::arrival_watches::ArrivalWatches;
+use crate::rte::eal::rdtsc;
 use crate::rte::ethdev::RxInterrupt;
 use crate::rte::vhost;
 pub use crate::stats::Wake;
@@ -51,6 +60,8 @@ pub const DEFAULT_BLOCK_LIMIT: Duration = Duration::from_millis(100);
 
 const UPLINK: Token = Token(1);
 const KICK: Token = Token(2);
+/// A watch on a kernel interface the uplink reads (`arrival_watches`).
+const ARRIVAL: Token = Token(3);
 
 /// A guest queue whose kicks are on.
 struct ArmedKick {
@@ -69,8 +80,12 @@ pub struct Blocker {
     bells: Arc<Doorbells>,
     /// Off with `--idle-block-after 0` or `--idle-sleep-max 0`.
     enabled: bool,
+    /// In place of the uplink rx queues' interrupts (the port has none): the kernel
+    /// interfaces the port reads, watched for arriving frames. None: interrupts.
+    arrivals: Option<ArrivalWatches>,
     /// An uplink rx queue of this worker turned out to have no interrupt (the port has
-    /// none): it never blocks.
+    /// none) and there is no interface to watch, or its tx queue needs idle passes: it never
+    /// blocks.
     uplink_deaf: bool,
     /// Sleeps left before arming is tried again after it failed (a guest being migrated, a
     /// queue without a kick fd, an interrupt that would not turn on), rather than the
@@ -82,7 +97,8 @@ pub struct Blocker {
     limit: Duration,
     /// Between `arm` and `disarm`.
     armed: bool,
-    /// The doorbell rang while arming: do not block this time.
+    /// The doorbell rang, or a frame came to a watched interface, while arming: do not
+    /// block this time.
     rung: bool,
     kicks: Vec<ArmedKick>,
     /// Every fd registered in `poll` by `arm` (the doorbell's stays).
@@ -90,15 +106,18 @@ pub struct Blocker {
 }
 
 impl Blocker {
-    /// `poll` has the worker's doorbell registered (`Doorbells::new`); nothing is allocated
-    /// after this (room for a kick per guest queue slot and a few uplink queues).
-    pub fn new(poll: Poll, bells: Arc<Doorbells>, enabled: bool, limit: Duration, sleep_max_us: u32) -> Blocker {
+    /// `poll` has the worker's doorbell registered (`Doorbells::new`); `arrivals`: what
+    /// wakes it for its uplink rx queues where the port has no rx interrupts (None: their
+    /// interrupts). Nothing is allocated after this (room for a kick per guest queue slot and
+    /// a few uplink queues).
+    pub fn new(poll: Poll, bells: Arc<Doorbells>, enabled: bool, limit: Duration, sleep_max_us: u32, arrivals: Option<ArrivalWatches>) -> Blocker {
         let backoff_sleeps = (limit.as_micros() / u128::from(sleep_max_us.max(1))).clamp(1, u128::from(u32::MAX)) as u32;
         Blocker {
             poll,
             events: Events::with_capacity(64),
             bells,
             enabled,
+            arrivals,
             uplink_deaf: false,
             backoff: 0,
             backoff_sleeps,
@@ -124,28 +143,18 @@ impl Blocker {
 
     /// Registers `fd` to end a wait; false if it cannot (the caller then does not block).
     fn watch(&mut self, fd: RawFd, token: Token) -> bool {
-        if self.fds.len() == self.fds.capacity() {
-            return false;
-        }
-        match self.poll.registry().register(&mut SourceFd(&fd), token, Interest::READABLE) {
-            Ok(()) => {
-                self.fds.push(fd);
-                true
-            }
-            // Two queues sharing one fd (one interrupt vector for several rx queues).
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => true,
-            Err(_) => false,
-        }
+        watch_in(&self.poll, &mut self.fds, fd, token)
     }
 
-    /// Drops the events already pending (see the module's comment), noting a ring. A kick fd
+    /// Drops the events already pending (see the module's comment), noting a ring or an
+    /// arrival. A kick fd
     /// is never read, so every one a guest ever kicked reports once when registered: with
     /// more of them than `events` holds, it takes several rounds.
     fn take_stale_events(&mut self) {
         while self.poll.poll(&mut self.events, Some(Duration::ZERO)).is_ok() {
             let mut n = 0;
             for e in self.events.iter() {
-                self.rung |= e.token() == DOORBELL;
+                self.rung |= e.token() == DOORBELL || e.token() == ARRIVAL;
                 n += 1;
             }
             if n < self.events.capacity() {
@@ -165,12 +174,31 @@ impl Blocker {
         for e in self.events.iter() {
             why = match e.token() {
                 KICK => Wake::Kick,
-                UPLINK if why != Wake::Kick => Wake::Uplink,
+                UPLINK | ARRIVAL if why != Wake::Kick => Wake::Uplink,
                 DOORBELL if why == Wake::Timeout => Wake::Doorbell,
                 _ => why,
             };
         }
         why
+    }
+
+    /// Watches every kernel interface the uplink reads; false if one cannot be.
+    fn watch_arrivals(&mut self) -> bool {
+        let (poll, fds) = (&self.poll, &mut self.fds);
+        match self.arrivals.as_mut() {
+            Some(a) => a.arm(|fd| watch_in(poll, fds, fd, ARRIVAL), rdtsc()),
+            None => true,
+        }
+    }
+
+    /// Between passes, with the TSC read at `now` and `frames` moved since the last call:
+    /// a worker whose traffic is dense lets its interface watches go (`arrival_watches`).
+    pub fn release_if_busy(&mut self, now: u64, frames: u64) {
+        if !self.armed {
+            if let Some(a) = self.arrivals.as_mut() {
+                a.release_if_busy(now, frames);
+            }
+        }
     }
 
     fn unwatch_all(&mut self) {
@@ -181,12 +209,37 @@ impl Blocker {
     }
 }
 
+/// Registers `fd` in `poll` to end a wait, noting it in `fds` (room for it reserved); false
+/// if it cannot be.
+fn watch_in(poll: &Poll, fds: &mut Vec<RawFd>, fd: RawFd, token: Token) -> bool {
+    if fds.len() == fds.capacity() {
+        return false;
+    }
+    match poll.registry().register(&mut SourceFd(&fd), token, Interest::READABLE) {
+        Ok(()) => {
+            fds.push(fd);
+            true
+        }
+        // Two queues sharing one fd (one interrupt vector for several rx queues).
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => true,
+        Err(_) => false,
+    }
+}
+
 impl Worker {
     /// After a pass that found nothing in a long lull: arms every wake-up, so that the next
     /// pass is the last look before blocking. False (nothing left armed) where some source
     /// cannot wake the worker; it then sleeps as before.
     pub(super) fn arm_wakeups(&mut self) -> bool {
         if !self.blocker.enabled || self.blocker.uplink_deaf {
+            return false;
+        }
+        // An 802.3ad bond without dedicated LACP queues sends its LACP frames only from inside
+        // a tx burst (`TxQueue::kick`): a blocked worker would hold them back, and the
+        // partner gives up on the link after 3 s without them.
+        if self.uplink_tx.kicks_when_idle() {
+            self.blocker.uplink_deaf = true;
+            self.idle.never_block();
             return false;
         }
         if self.blocker.backoff > 0 {
@@ -206,7 +259,13 @@ impl Worker {
         self.blocker.armed = true;
         // From here on whoever gives this worker work rings (see `view::doorbell`).
         self.blocker.bells.set_asleep(self.me, true);
-        for i in 0..self.uplink_rx.len() {
+        if !self.blocker.watch_arrivals() {
+            self.disarm_wakeups();
+            self.blocker.backoff = self.blocker.backoff_sleeps;
+            return false;
+        }
+        let interrupts = if self.blocker.arrivals.is_none() { self.uplink_rx.len() } else { 0 };
+        for i in 0..interrupts {
             let ok = match self.uplink_rx[i].arm_interrupt() {
                 Ok(fd) => self.blocker.watch(fd, UPLINK),
                 Err(RxInterrupt::Unsupported) => {
@@ -267,11 +326,14 @@ impl Worker {
         woke
     }
 
-    /// Turns every armed wake-up off (the uplink's interrupts, the guests' kicks).
+    /// Turns every armed wake-up off (the uplink's interrupts, the guests' kicks; a watched
+    /// interface's socket only leaves the epoll set).
     pub(super) fn disarm_wakeups(&mut self) {
         self.blocker.bells.set_asleep(self.me, false);
-        for q in self.uplink_rx.iter_mut() {
-            q.disarm_interrupt();
+        if self.blocker.arrivals.is_none() {
+            for q in self.uplink_rx.iter_mut() {
+                q.disarm_interrupt();
+            }
         }
         self.blocker.unwatch_all();
         for k in self.blocker.kicks.drain(..) {
@@ -293,7 +355,7 @@ mod tests {
     fn blocker(limit_ms: u64) -> (Blocker, Arc<Doorbells>) {
         let (bells, mut polls) = Doorbells::new(1).expect("doorbells");
         let poll = polls.pop().expect("poll");
-        (Blocker::new(poll, Arc::clone(&bells), true, Duration::from_millis(limit_ms), 250), bells)
+        (Blocker::new(poll, Arc::clone(&bells), true, Duration::from_millis(limit_ms), 250, None), bells)
     }
 
     /// A socket stands in for a kick fd: readable after a write, never read.
@@ -320,6 +382,17 @@ mod tests {
         b.unwatch_all();
         tx.write_all(b"k").expect("kick");
         assert_eq!(b.wait(), Wake::Timeout, "nothing watched any more");
+
+        // An interface watch is emptied when armed: readable by the time it is registered, a
+        // frame came since, maybe not in the driver's ring yet at the last look.
+        b.rung = false;
+        let (mut frame, watch) = UnixStream::pair().expect("pair");
+        frame.write_all(b"f").expect("a frame");
+        assert!(b.watch(watch.as_raw_fd(), ARRIVAL));
+        b.take_stale_events();
+        assert!(b.rung, "an arrival while arming: the worker does not block");
+        frame.write_all(b"f").expect("a frame");
+        assert_eq!(b.wait(), Wake::Uplink, "a frame at a watched interface is the uplink's wake-up");
     }
 
     #[test]

@@ -75,6 +75,19 @@ impl IdleBackoff {
         self.sparse = false;
     }
 
+    /// The pass after an uplink wake-up found nothing. A watched kernel interface
+    /// (`arrival_watches`) reports a frame before the driver's ring holds it, so the frame
+    /// may still be on its way: the lull starts again from the ramp (1024 passes, then
+    /// sleeps up to the threshold) rather than blocking after a few passes, which could leave
+    /// it there until the block limit.
+    pub fn woke_for_nothing(&mut self) {
+        self.idle_passes = 0;
+        self.current_us = 0;
+        self.slept_us = 0;
+        self.asleep_since = None;
+        self.sparse = false;
+    }
+
     /// Whether the lull has lasted long enough to block rather than sleep (asked when
     /// `after_pass` says sleep).
     #[inline]
@@ -224,6 +237,18 @@ mod tests {
         blocked_for(&mut b, &c, Duration::from_millis(5));
         blocked_for(&mut b, &c, Duration::from_micros(60));
         assert!(passes_to_block(&mut b, &c) > IDLE_PASSES_BEFORE_SLEEP, "60 us apart is not sparse, whatever the bound");
+    }
+
+    #[test]
+    fn a_wake_up_that_finds_nothing_goes_back_to_the_ramp() {
+        let c = Clock::new();
+        let mut b = IdleBackoff::new(250, 1000);
+        blocked_for(&mut b, &c, Duration::from_millis(5));
+        assert_eq!(passes_to_block(&mut b, &c), IDLE_PASSES_BEFORE_QUICK_BLOCK + 1, "sparse");
+        // Woken for a frame the pass after the wake-up does not see yet.
+        c.advance(Duration::from_millis(5));
+        b.woke_for_nothing();
+        assert_eq!(passes_to_block(&mut b, &c), RAMP, "the ramp again, not a block after a few passes");
     }
 
     #[test]

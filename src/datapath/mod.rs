@@ -5,6 +5,7 @@
 //! that blocks), no logging, no `Result`. A frame is either handed to the uplink PMD (which then owns it), copied into a
 //! guest by the vhost library and freed here, or freed once and counted under a `DropReason`.
 
+mod arrival_watches;
 mod block;
 mod dispatch;
 mod egress;
@@ -18,6 +19,7 @@ mod tag;
 mod vlan;
 mod worker;
 
+pub use arrival_watches::{spawn_closer, ArrivalWatches, Released};
 pub use block::{Blocker, DEFAULT_BLOCK_LIMIT};
 pub use idle::{IdleBackoff, IDLE_TIMER_SLACK_NS};
 pub use ingress::RX_BURSTS_PER_PASS;

@@ -198,6 +198,8 @@ impl Worker {
         // frames: in this VM a read per pass was 3% of a saturated worker's time.
         let mut t0 = rdtsc();
         let (mut passes, mut busy_passes, mut frames, mut slept, mut blocked) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        // Why the last block ended, for the pass right after it.
+        let mut woke: Option<Wake> = None;
         while !self.stop.load(Ordering::Relaxed) {
             if self.handover.published() != self.epoch {
                 if self.blocker.armed() {
@@ -208,12 +210,15 @@ impl Worker {
                 }
             }
             let moved = self.poll_once();
+            if moved == 0 && woke == Some(Wake::Uplink) {
+                self.idle.woke_for_nothing();
+            }
             passes += 1;
             if moved > 0 {
                 busy_passes += 1;
                 frames += moved as u64;
             }
-            let mut woke = None;
+            woke = None;
             if self.blocker.armed() {
                 // That pass was the last look before blocking (`block.rs`).
                 let s0 = rdtsc();
@@ -248,6 +253,7 @@ impl Worker {
                 self.stats.add_loop(frames, busy);
                 self.stats.add_cycles(0, awake - busy);
                 self.stats.add_sleep(slept, blocked);
+                self.blocker.release_if_busy(t1, frames);
                 (passes, busy_passes, frames, slept, blocked) = (0, 0, 0, 0, 0);
             }
         }

@@ -558,6 +558,12 @@ impl TxQueue {
         self.kick_when_idle = on;
     }
 
+    /// Whether `kick` calls the PMD: the port needs a tx burst now and then even when there is
+    /// nothing to send.
+    pub fn kicks_when_idle(&self) -> bool {
+        self.kick_when_idle
+    }
+
     /// A tx burst of no frames, where the port needs one on passes with nothing to send
     /// (`set_kick_when_idle`); nothing otherwise.
     #[inline]

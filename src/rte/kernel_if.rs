@@ -51,6 +51,12 @@ impl KernelIface {
         Ok(KernelIface { sock, name })
     }
 
+    /// The interface's index now (0 if there is no such interface any more).
+    pub fn index(&self) -> u32 {
+        // SAFETY: name is NUL-terminated within its IFNAMSIZ bytes.
+        unsafe { libc::if_nametoindex(self.name.as_ptr()) }
+    }
+
     pub fn name(&self) -> String {
         // SAFETY: if_indextoname wrote a NUL-terminated name into the array.
         unsafe { CStr::from_ptr(self.name.as_ptr()) }.to_string_lossy().into_owned()

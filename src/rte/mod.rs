@@ -15,8 +15,9 @@
 //! (`Port::count`, `bond`'s calls on a `PortId`, `lcore::current`) assume it runs; the switch
 //! calls them only between start-up and teardown.
 
-mod boundary;
+pub mod arrivals;
 pub mod bond;
+mod boundary;
 pub mod burst;
 pub mod eal;
 pub mod error;

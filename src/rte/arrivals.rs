@@ -1,0 +1,170 @@
+//! Frames arriving at a kernel network interface, as a descriptor that becomes readable: the
+//! rx interrupt of a port that has none. DPDK 22.11's net_af_packet reads its frames from a
+//! kernel interface through a packet socket of its own and offers no rx interrupts, so a
+//! worker polling it could only sleep; a second packet socket on the same interface tells a
+//! blocked worker that a frame came.
+//!
+//! The socket stays hooked into the interface's receive path from start to exit: taking a
+//! packet socket's hook out (rebinding it, closing it) waits for an RCU grace period, which
+//! a worker waking up cannot afford. Its receive buffer is the smallest there is, so between
+//! blocks it holds a few frames and the kernel drops the rest for it, a few tens of
+//! nanoseconds per frame beside the driver's own socket; `arm` reads away what it holds, so
+//! that the next frame is a new edge for the worker's epoll.
+//!
+//! Both sockets are handed each frame in the same softirq, this one first (the newer hook):
+//! a worker woken by it may poll before the driver's ring holds the frame. It then finds it
+//! at its next pass; were it still not there after the passes and the arming that come
+//! before the worker's next block (microseconds), that block would end at
+//! `--idle-block-limit`.
+//!
+//! Not DPDK, but a socket on a raw descriptor: the crate keeps such calls in `rte`/`sys`.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// The most queued frames `arm` reads away; the receive buffer holds a few at most.
+const DRAIN_MAX: usize = 64;
+
+/// A packet socket on one interface that becomes readable when a frame arrives there.
+/// Frames sent out of the interface (the switch's own, for one) never make it readable.
+pub struct ArrivalWatch {
+    sock: OwnedFd,
+}
+
+impl ArrivalWatch {
+    /// A watch on the interface with index `if_index` in the switch's network namespace.
+    /// Needs CAP_NET_RAW (as net_af_packet does).
+    pub fn new(if_index: u32) -> io::Result<ArrivalWatch> {
+        let if_index = i32::try_from(if_index).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: plain socket creation; protocol 0 receives nothing until bound with one.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a new descriptor nobody else owns.
+        let w = ArrivalWatch { sock: unsafe { OwnedFd::from_raw_fd(fd) } };
+        // Only that something came matters: the smallest buffer (the kernel queues a frame
+        // into an empty one whatever its size, so readiness never depends on it), and none
+        // of the frames sent. Options first: from the bind on, frames come in.
+        w.set_option(libc::SOL_SOCKET, libc::SO_RCVBUF, 1)?;
+        w.set_option(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+        // SAFETY: sockaddr_ll is plain old data; all zero is a valid value.
+        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sa.sll_family = libc::AF_PACKET as u16;
+        sa.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sa.sll_ifindex = if_index;
+        // SAFETY: sa is a sockaddr_ll of the length given, only read by the call.
+        let r = unsafe { libc::bind(w.sock.as_raw_fd(), (&sa as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(w)
+    }
+
+    fn set_option(&self, level: i32, name: i32, value: i32) -> io::Result<()> {
+        // SAFETY: value is an int the call reads, of the size given.
+        let r = unsafe { libc::setsockopt(self.sock.as_raw_fd(), level, name, (&value as *const i32).cast(), std::mem::size_of::<i32>() as libc::socklen_t) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Reads away what the socket holds and returns its descriptor, which becomes readable
+    /// at the next frame (for an edge-triggered epoll of the caller's).
+    pub fn arm(&mut self) -> RawFd {
+        // An interface that went down (or was down at the bind) leaves an error pending
+        // (ENETDOWN), which would end every wait at once: the first `recv` returns it, and
+        // that takes it. (The hook is back when the interface comes up.)
+        let mut byte = 0u8;
+        for _ in 0..DRAIN_MAX {
+            // SAFETY: reads at most one byte into `byte` (the rest of the frame is
+            // discarded); non-blocking.
+            let n = unsafe { libc::recv(self.sock.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_DONTWAIT) };
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+                break;
+            }
+        }
+        self.sock.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    /// Whether `fd` becomes readable within `ms`.
+    fn readable(fd: RawFd, ms: i32) -> bool {
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one pollfd of ours.
+        unsafe { libc::poll(&mut p, 1, ms) == 1 }
+    }
+
+    /// `lo` of the calling thread's network namespace: its index, after setting it up or down.
+    fn lo(up: bool) -> u32 {
+        let sock = UdpSocket::bind("0.0.0.0:0").expect("socket");
+        // SAFETY: ifreq is plain old data; all zero is valid.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo") {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS / SIOCSIFFLAGS read the name and read or write the flags of
+        // the ifreq we own.
+        unsafe {
+            assert_eq!(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req), 0, "flags of lo");
+            let f = req.ifr_ifru.ifru_flags;
+            req.ifr_ifru.ifru_flags = if up { f | libc::IFF_UP as i16 } else { f & !(libc::IFF_UP as i16) };
+            assert_eq!(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &mut req), 0, "set lo up or down");
+            libc::if_nametoindex(c"lo".as_ptr())
+        }
+    }
+
+    /// A datagram to 127.0.0.1 crosses `lo` twice: out (ignored) and in (an arrival).
+    fn send_on_lo() {
+        let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        tx.send_to(b"x", rx.local_addr().expect("addr")).expect("send");
+        rx.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        rx.recv(&mut [0u8; 4]).expect("the datagram arrived");
+    }
+
+    /// In a network namespace of the test's own thread, so that only its frames cross `lo`.
+    #[test]
+    fn readable_at_each_frame_after_arming_and_not_for_what_came_before() {
+        // SAFETY: plain call.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: a network namespace and a packet socket need root");
+            return;
+        }
+        std::thread::spawn(|| {
+            // SAFETY: the namespace changes for this thread only (a new one, owned by it).
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "{}", io::Error::last_os_error());
+            let mut w = ArrivalWatch::new(lo(true)).expect("watch on lo");
+            for _ in 0..50 {
+                send_on_lo();
+            }
+            assert!(readable(w.sock.as_raw_fd(), 0), "frames came before arming");
+            let fd = w.arm();
+            assert!(!readable(fd, 0), "arming read away all it held (the kernel dropped the rest)");
+            send_on_lo();
+            assert!(readable(fd, 2000), "a frame after arming");
+            assert!(!readable(w.arm(), 0));
+            send_on_lo();
+            assert!(readable(fd, 2000), "and the next one");
+
+            // The interface goes down (an error for the socket) and up again: after arming,
+            // no error ends a wait, and frames still come.
+            lo(false);
+            assert!(!readable(w.arm(), 0), "no pending error");
+            lo(true);
+            assert!(!readable(w.arm(), 0));
+            send_on_lo();
+            assert!(readable(fd, 2000), "a frame after the interface came back");
+            assert!(ArrivalWatch::new(0x7fff_fff0).is_err(), "no such interface");
+        })
+        .join()
+        .expect("test thread");
+    }
+}
