@@ -26,6 +26,8 @@ fn floods_reach_the_guests_of_both_workers_once_and_in_order() {
     let out = env.switch().proc.stdout_text();
     assert!(out.contains("lcore 1: uplink rx [0], uplink tx q0, guest queues [vm1:0 vm3:0]"), "{out}");
     assert!(out.contains("lcore 2: uplink rx [1], uplink tx q1, guest queues [vm2:0 vm4:0]"), "{out}");
+    // A watch on the interface would wake both workers for every frame: neither blocks.
+    assert!(out.contains("uplink wake-ups: none: net_af_packet has no rx interrupts, and its frames are spread over 2 workers' queues"), "{out}");
     let guests: Vec<Guest> = ["vm1", "vm2", "vm3", "vm4"].iter().map(|n| env.guest(n)).collect();
     let ext = env.lab.ext_socket();
     let ext_mac = env.lab.ext_mac;
@@ -59,6 +61,7 @@ fn floods_reach_the_guests_of_both_workers_once_and_in_order() {
     let v = env.stop();
     assert_eq!(v["uplink"]["rx_packets"], u64::from(N), "{v}");
     assert_eq!(total_drops(&v["uplink"]), 0, "{v}");
+    assert_eq!((v["workers"][0]["blocked_cycles"].as_u64(), v["workers"][1]["blocked_cycles"].as_u64()), (Some(0), Some(0)), "{v}");
     for n in ["vm1", "vm2", "vm3", "vm4"] {
         assert_eq!(guest_stats(&v, n)["tx_packets"], u64::from(N), "{n}: {v}");
         assert_eq!(total_drops(guest_stats(&v, n)), 0, "{n}: {v}");

@@ -151,9 +151,11 @@ impl Switch {
             b
         });
         // Where the uplink has no rx interrupts but reads kernel interfaces, their frames wake
-        // blocked workers instead.
+        // blocked workers instead: only where one worker polls all of its rx queues, since a
+        // watch sees every frame of the interface.
         let arrivals = if rx_interrupts { uplink::arrival_ifaces(&info, bond.as_ref()) } else { Vec::new() };
-        let arrival_ifaces: Vec<u32> = arrivals.iter().map(|&(i, _)| i).collect();
+        let pollers = asg.workers.iter().filter(|p| !p.uplink_rx.is_empty()).count();
+        let arrival_ifaces: Vec<u32> = if pollers == 1 { arrivals.iter().map(|&(i, _)| i).collect() } else { Vec::new() };
         let demand = Demand {
             rx_descriptors: &layout.rx_descriptors,
             tx_queues,
@@ -209,7 +211,11 @@ impl Switch {
         if !arrivals.is_empty() {
             let names: Vec<&str> = arrivals.iter().map(|(_, n)| n.as_str()).collect();
             let s = if names.len() > 1 { "s" } else { "" };
-            println!("uplink wake-ups: {} has no rx interrupts; a blocked worker wakes for frames arriving at kernel interface{s} {}", info.driver, names.join(", "));
+            if arrival_ifaces.is_empty() {
+                println!("uplink wake-ups: none: {} has no rx interrupts, and its frames are spread over {pollers} workers' queues (a watch on kernel interface{s} {} would wake them all); idle workers sleep", info.driver, names.join(", "));
+            } else {
+                println!("uplink wake-ups: {} has no rx interrupts; a blocked worker wakes for frames arriving at kernel interface{s} {}", info.driver, names.join(", "));
+            }
         }
         let mut owner = UplinkOwner::new(&up.port);
         for line in owner.sync(&up.port, &cfg.guests, steering.is_promiscuous()) {

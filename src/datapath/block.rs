@@ -49,7 +49,6 @@ use mio::{Events, Interest, Poll, Token};
 use super::worker::Worker;
 use crate::fib::GuestId;
 use super::arrival_watches::ArrivalWatches;
-use crate::rte::eal::rdtsc;
 use crate::rte::ethdev::RxInterrupt;
 use crate::rte::vhost;
 pub use crate::stats::Wake;
@@ -57,6 +56,10 @@ use crate::view::{Doorbells, DOORBELL};
 
 /// The longest a blocked worker waits without an event, unless `--idle-block-limit` says.
 pub const DEFAULT_BLOCK_LIMIT: Duration = Duration::from_millis(100);
+
+/// The longest a block lasts after an arming that read a frame away from an interface watch:
+/// the driver's ring may get that frame only after the last look (`rte::arrivals`).
+const BLOCK_AFTER_HELD_FRAME: Duration = Duration::from_millis(1);
 
 const UPLINK: Token = Token(1);
 const KICK: Token = Token(2);
@@ -100,6 +103,9 @@ pub struct Blocker {
     /// The doorbell rang, or a frame came to a watched interface, while arming: do not
     /// block this time.
     rung: bool,
+    /// A frame came to a watched interface while arming (a part of `rung`), or it ended
+    /// the last block: the driver's ring may not hold it yet.
+    arrived: bool,
     kicks: Vec<ArmedKick>,
     /// Every fd registered in `poll` by `arm` (the doorbell's stays).
     fds: Vec<RawFd>,
@@ -124,6 +130,7 @@ impl Blocker {
             limit,
             armed: false,
             rung: false,
+            arrived: false,
             kicks: Vec::with_capacity(crate::view::MAX_SLOTS),
             fds: Vec::with_capacity(crate::view::MAX_SLOTS + 64),
         }
@@ -155,6 +162,7 @@ impl Blocker {
             let mut n = 0;
             for e in self.events.iter() {
                 self.rung |= e.token() == DOORBELL || e.token() == ARRIVAL;
+                self.arrived |= e.token() == ARRIVAL;
                 n += 1;
             }
             if n < self.events.capacity() {
@@ -165,13 +173,15 @@ impl Blocker {
 
     /// Waits for an event or the block's limit; says which came first.
     fn wait(&mut self) -> Wake {
-        if self.poll.poll(&mut self.events, Some(self.limit)).is_err() {
+        let limit = if self.arrivals.as_ref().is_some_and(ArrivalWatches::held) { self.limit.min(BLOCK_AFTER_HELD_FRAME) } else { self.limit };
+        if self.poll.poll(&mut self.events, Some(limit)).is_err() {
             // EINTR (a signal for the process landed on this thread): counted as a timeout;
             // the worker looks at everything anyway.
             return Wake::Timeout;
         }
         let mut why = Wake::Timeout;
         for e in self.events.iter() {
+            self.arrived |= e.token() == ARRIVAL;
             why = match e.token() {
                 KICK => Wake::Kick,
                 UPLINK | ARRIVAL if why != Wake::Kick => Wake::Uplink,
@@ -186,17 +196,24 @@ impl Blocker {
     fn watch_arrivals(&mut self) -> bool {
         let (poll, fds) = (&self.poll, &mut self.fds);
         match self.arrivals.as_mut() {
-            Some(a) => a.arm(|fd| watch_in(poll, fds, fd, ARRIVAL), rdtsc()),
+            Some(a) => a.arm(|fd| watch_in(poll, fds, fd, ARRIVAL)),
             None => true,
         }
     }
 
+    /// Whether a frame came to a watched interface while arming, or ended the last block:
+    /// the pass after that found nothing, the worker should look a while longer before it
+    /// blocks again (`IdleBackoff::restart_lull`).
+    pub fn arrived(&self) -> bool {
+        self.arrived
+    }
+
     /// Between passes, with the TSC read at `now` and `frames` moved since the last call:
     /// a worker whose traffic is dense lets its interface watches go (`arrival_watches`).
-    pub fn release_if_busy(&mut self, now: u64, frames: u64) {
+    pub fn count_traffic(&mut self, now: u64, frames: u64) {
         if !self.armed {
             if let Some(a) = self.arrivals.as_mut() {
-                a.release_if_busy(now, frames);
+                a.count(now, frames);
             }
         }
     }
@@ -234,6 +251,10 @@ impl Worker {
         if !self.blocker.enabled || self.blocker.uplink_deaf {
             return false;
         }
+        // Dense traffic on an uplink watched through its kernel interface: sleeps only.
+        if self.blocker.arrivals.as_ref().is_some_and(ArrivalWatches::dense) {
+            return false;
+        }
         // An 802.3ad bond without dedicated LACP queues sends its LACP frames only from inside
         // a tx burst (`TxQueue::kick`): a blocked worker would hold them back, and the
         // partner gives up on the link after 3 s without them.
@@ -256,6 +277,7 @@ impl Worker {
             return false;
         }
         self.blocker.rung = false;
+        self.blocker.arrived = false;
         self.blocker.armed = true;
         // From here on whoever gives this worker work rings (see `view::doorbell`).
         self.blocker.bells.set_asleep(self.me, true);

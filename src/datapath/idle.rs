@@ -75,17 +75,15 @@ impl IdleBackoff {
         self.sparse = false;
     }
 
-    /// The pass after an uplink wake-up found nothing. A watched kernel interface
-    /// (`arrival_watches`) reports a frame before the driver's ring holds it, so the frame
-    /// may still be on its way: the lull starts again from the ramp (1024 passes, then
-    /// sleeps up to the threshold) rather than blocking after a few passes, which could leave
-    /// it there until the block limit.
-    pub fn woke_for_nothing(&mut self) {
+    /// A frame came to a watched interface (`arrival_watches`), and the pass after it found
+    /// nothing: the kernel hands the frame to the watch before the driver's ring, so it may
+    /// still be on its way. The lull starts again, so the worker makes its passes (and, with
+    /// sparse traffic, its few passes) before it arms again, rather than blocking at once.
+    pub fn restart_lull(&mut self) {
         self.idle_passes = 0;
         self.current_us = 0;
         self.slept_us = 0;
         self.asleep_since = None;
-        self.sparse = false;
     }
 
     /// Whether the lull has lasted long enough to block rather than sleep (asked when
@@ -240,15 +238,18 @@ mod tests {
     }
 
     #[test]
-    fn a_wake_up_that_finds_nothing_goes_back_to_the_ramp() {
+    fn a_restarted_lull_makes_its_passes_again_and_stays_sparse() {
         let c = Clock::new();
         let mut b = IdleBackoff::new(250, 1000);
         blocked_for(&mut b, &c, Duration::from_millis(5));
         assert_eq!(passes_to_block(&mut b, &c), IDLE_PASSES_BEFORE_QUICK_BLOCK + 1, "sparse");
         // Woken for a frame the pass after the wake-up does not see yet.
         c.advance(Duration::from_millis(5));
-        b.woke_for_nothing();
-        assert_eq!(passes_to_block(&mut b, &c), RAMP, "the ramp again, not a block after a few passes");
+        b.restart_lull();
+        assert_eq!(passes_to_block(&mut b, &c), IDLE_PASSES_BEFORE_QUICK_BLOCK + 1, "a few passes again, not at once");
+        let mut ramp = IdleBackoff::new(250, 1000);
+        ramp.restart_lull();
+        assert_eq!(passes_to_block(&mut ramp, &c), RAMP, "and not sparse where it was not");
     }
 
     #[test]

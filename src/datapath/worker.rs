@@ -198,8 +198,9 @@ impl Worker {
         // frames: in this VM a read per pass was 3% of a saturated worker's time.
         let mut t0 = rdtsc();
         let (mut passes, mut busy_passes, mut frames, mut slept, mut blocked) = (0u64, 0u64, 0u64, 0u64, 0u64);
-        // Why the last block ended, for the pass right after it.
-        let mut woke: Option<Wake> = None;
+        // A frame came to a watched interface and ended the last block: the pass right after
+        // it may not find it yet (`IdleBackoff::restart_lull`).
+        let mut woke_by_arrival = false;
         while !self.stop.load(Ordering::Relaxed) {
             if self.handover.published() != self.epoch {
                 if self.blocker.armed() {
@@ -210,15 +211,16 @@ impl Worker {
                 }
             }
             let moved = self.poll_once();
-            if moved == 0 && woke == Some(Wake::Uplink) {
-                self.idle.woke_for_nothing();
+            if moved == 0 && woke_by_arrival {
+                self.idle.restart_lull();
             }
             passes += 1;
             if moved > 0 {
                 busy_passes += 1;
                 frames += moved as u64;
             }
-            woke = None;
+            let mut woke = None;
+            woke_by_arrival = false;
             if self.blocker.armed() {
                 // That pass was the last look before blocking (`block.rs`).
                 let s0 = rdtsc();
@@ -227,6 +229,14 @@ impl Worker {
                     let b = rdtsc().wrapping_sub(s0);
                     (slept, blocked) = (slept + b, blocked + b);
                     self.stats.add_wake(why);
+                }
+                if self.blocker.arrived() {
+                    if woke.is_some() {
+                        woke_by_arrival = true;
+                    } else if moved == 0 {
+                        // It came while arming, so the worker did not block: not at once again.
+                        self.idle.restart_lull();
+                    }
                 }
             }
             // Woken by an event: poll at once (arming again first would delay the frame that
@@ -253,7 +263,7 @@ impl Worker {
                 self.stats.add_loop(frames, busy);
                 self.stats.add_cycles(0, awake - busy);
                 self.stats.add_sleep(slept, blocked);
-                self.blocker.release_if_busy(t1, frames);
+                self.blocker.count_traffic(t1, frames);
                 (passes, busy_passes, frames, slept, blocked) = (0, 0, 0, 0, 0);
             }
         }

@@ -2,20 +2,19 @@
 //! rx interrupt of a port that has none. DPDK 22.11's net_af_packet reads its frames from a
 //! kernel interface through a packet socket of its own and offers no rx interrupts, so a
 //! worker polling it could only sleep; a second packet socket on the same interface tells a
-//! blocked worker that a frame came.
+//! blocked worker that a frame came. It sees what the driver's socket sees, frames the host
+//! itself sends out of the interface included (the driver forwards those too); the driver's
+//! own transmissions bypass the kernel's taps (its default `qdisc_bypass`).
 //!
-//! The socket stays hooked into the interface's receive path from start to exit: taking a
-//! packet socket's hook out (rebinding it, closing it) waits for an RCU grace period, which
-//! a worker waking up cannot afford. Its receive buffer is the smallest there is, so between
-//! blocks it holds a few frames and the kernel drops the rest for it, a few tens of
-//! nanoseconds per frame beside the driver's own socket; `arm` reads away what it holds, so
-//! that the next frame is a new edge for the worker's epoll.
+//! A bound socket stays hooked into the interface's receive path until it is closed, and its
+//! receive buffer is the smallest there is, so between blocks it holds a few frames and the
+//! kernel drops the rest for it; `arm` reads away what it holds, so that the next frame is a
+//! new edge for the worker's epoll. Closing a packet socket waits for an RCU grace period
+//! (`datapath::arrival_watches` has it done off the worker).
 //!
-//! Both sockets are handed each frame in the same softirq, this one first (the newer hook):
-//! a worker woken by it may poll before the driver's ring holds the frame. It then finds it
-//! at its next pass; were it still not there after the passes and the arming that come
-//! before the worker's next block (microseconds), that block would end at
-//! `--idle-block-limit`.
+//! Both sockets are handed each frame in the same softirq, this one first (the newer hook),
+//! so a worker may see the watch before the driver's ring holds the frame: `arm` says whether
+//! it read anything, and `datapath::block` does not trust a block that follows for long.
 //!
 //! Not DPDK, but a socket on a raw descriptor: the crate keeps such calls in `rte`/`sys`.
 
@@ -25,17 +24,16 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 /// The most queued frames `arm` reads away; the receive buffer holds a few at most.
 const DRAIN_MAX: usize = 64;
 
-/// A packet socket on one interface that becomes readable when a frame arrives there.
-/// Frames sent out of the interface (the switch's own, for one) never make it readable.
+/// A packet socket that, once bound to an interface, becomes readable when a frame arrives
+/// there.
 pub struct ArrivalWatch {
     sock: OwnedFd,
 }
 
 impl ArrivalWatch {
-    /// A watch on the interface with index `if_index` in the switch's network namespace.
-    /// Needs CAP_NET_RAW (as net_af_packet does).
-    pub fn new(if_index: u32) -> io::Result<ArrivalWatch> {
-        let if_index = i32::try_from(if_index).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    /// A packet socket that receives nothing yet (`bind` says where from). Needs CAP_NET_RAW
+    /// (as net_af_packet does).
+    pub fn open() -> io::Result<ArrivalWatch> {
         // SAFETY: plain socket creation; protocol 0 receives nothing until bound with one.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
@@ -44,48 +42,51 @@ impl ArrivalWatch {
         // SAFETY: fd is a new descriptor nobody else owns.
         let w = ArrivalWatch { sock: unsafe { OwnedFd::from_raw_fd(fd) } };
         // Only that something came matters: the smallest buffer (the kernel queues a frame
-        // into an empty one whatever its size, so readiness never depends on it), and none
-        // of the frames sent. Options first: from the bind on, frames come in.
-        w.set_option(libc::SOL_SOCKET, libc::SO_RCVBUF, 1)?;
-        w.set_option(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+        // into an empty one whatever its size, so readiness never depends on it). Were it
+        // refused, the buffer would only be larger.
+        let one: i32 = 1;
+        // SAFETY: `one` is an int the call reads, of the size given.
+        unsafe { libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&one as *const i32).cast(), std::mem::size_of::<i32>() as libc::socklen_t) };
+        Ok(w)
+    }
+
+    /// Hooks the socket into the receive path of the interface with index `if_index` in the
+    /// switch's network namespace.
+    pub fn bind(&self, if_index: u32) -> io::Result<()> {
+        let if_index = i32::try_from(if_index).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: sockaddr_ll is plain old data; all zero is a valid value.
         let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sa.sll_family = libc::AF_PACKET as u16;
         sa.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
         sa.sll_ifindex = if_index;
         // SAFETY: sa is a sockaddr_ll of the length given, only read by the call.
-        let r = unsafe { libc::bind(w.sock.as_raw_fd(), (&sa as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(w)
-    }
-
-    fn set_option(&self, level: i32, name: i32, value: i32) -> io::Result<()> {
-        // SAFETY: value is an int the call reads, of the size given.
-        let r = unsafe { libc::setsockopt(self.sock.as_raw_fd(), level, name, (&value as *const i32).cast(), std::mem::size_of::<i32>() as libc::socklen_t) };
+        let r = unsafe { libc::bind(self.sock.as_raw_fd(), (&sa as *const libc::sockaddr_ll).cast(), std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t) };
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
     }
 
-    /// Reads away what the socket holds and returns its descriptor, which becomes readable
-    /// at the next frame (for an edge-triggered epoll of the caller's).
-    pub fn arm(&mut self) -> RawFd {
+    /// Reads away what the socket holds; returns its descriptor, which becomes readable at
+    /// the next frame (for an edge-triggered epoll of the caller's), and whether it held a
+    /// frame.
+    pub fn arm(&mut self) -> (RawFd, bool) {
         // An interface that went down (or was down at the bind) leaves an error pending
         // (ENETDOWN), which would end every wait at once: the first `recv` returns it, and
         // that takes it. (The hook is back when the interface comes up.)
         let mut byte = 0u8;
+        let mut held = false;
         for _ in 0..DRAIN_MAX {
             // SAFETY: reads at most one byte into `byte` (the rest of the frame is
             // discarded); non-blocking.
             let n = unsafe { libc::recv(self.sock.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_DONTWAIT) };
-            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+            if n >= 0 {
+                held = true;
+            } else if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
                 break;
             }
         }
-        self.sock.as_raw_fd()
+        (self.sock.as_raw_fd(), held)
     }
 }
 
@@ -121,7 +122,7 @@ mod tests {
         }
     }
 
-    /// A datagram to 127.0.0.1 crosses `lo` twice: out (ignored) and in (an arrival).
+    /// A datagram to 127.0.0.1 crosses `lo` (out and in).
     fn send_on_lo() {
         let rx = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -141,28 +142,34 @@ mod tests {
         std::thread::spawn(|| {
             // SAFETY: the namespace changes for this thread only (a new one, owned by it).
             assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "{}", io::Error::last_os_error());
-            let mut w = ArrivalWatch::new(lo(true)).expect("watch on lo");
+            let lo_index = lo(true);
+            let mut w = ArrivalWatch::open().expect("a packet socket");
+            send_on_lo();
+            assert!(!readable(w.sock.as_raw_fd(), 0), "nothing before the bind");
+            w.bind(lo_index).expect("bound to lo");
             for _ in 0..50 {
                 send_on_lo();
             }
             assert!(readable(w.sock.as_raw_fd(), 0), "frames came before arming");
-            let fd = w.arm();
+            let (fd, held) = w.arm();
+            assert!(held);
             assert!(!readable(fd, 0), "arming read away all it held (the kernel dropped the rest)");
             send_on_lo();
             assert!(readable(fd, 2000), "a frame after arming");
-            assert!(!readable(w.arm(), 0));
+            assert_eq!(w.arm(), (fd, true));
+            assert_eq!(w.arm(), (fd, false), "nothing since");
             send_on_lo();
             assert!(readable(fd, 2000), "and the next one");
 
             // The interface goes down (an error for the socket) and up again: after arming,
             // no error ends a wait, and frames still come.
             lo(false);
-            assert!(!readable(w.arm(), 0), "no pending error");
+            assert!(!readable(w.arm().0, 0), "no pending error");
             lo(true);
-            assert!(!readable(w.arm(), 0));
+            assert!(!readable(w.arm().0, 0));
             send_on_lo();
             assert!(readable(fd, 2000), "a frame after the interface came back");
-            assert!(ArrivalWatch::new(0x7fff_fff0).is_err(), "no such interface");
+            assert!(ArrivalWatch::open().expect("socket").bind(0x7fff_fff0).is_err(), "no such interface");
         })
         .join()
         .expect("test thread");
