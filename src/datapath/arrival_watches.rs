@@ -55,15 +55,18 @@ pub struct ArrivalWatches {
     window_frames: u64,
     /// The last window was at `RELEASE_RATE` or more: no watch, no block.
     dense: bool,
-    /// The last arming read a frame away: one the driver's ring may not hold yet.
+    /// The last arming read more frames away than the worker had received from the uplink
+    /// since the one before: one of them may not be in the driver's ring yet.
     held: bool,
+    /// The worker's count of uplink frames at the last arming.
+    seen: u64,
 }
 
 impl ArrivalWatches {
     /// Watches on `ifaces`, made now so that an error shows at start-up. `tsc_hz`: the TSC's
     /// frequency; `now`: the TSC.
     pub fn new(ifaces: Vec<u32>, released: Released, tsc_hz: u64, now: u64) -> io::Result<ArrivalWatches> {
-        let mut w = ArrivalWatches { watches: Vec::with_capacity(ifaces.len()), ifaces, released, tsc_hz, window_start: now, window_frames: 0, dense: false, held: false };
+        let mut w = ArrivalWatches { watches: Vec::with_capacity(ifaces.len()), ifaces, released, tsc_hz, window_start: now, window_frames: 0, dense: false, held: false, seen: 0 };
         w.make()?;
         Ok(w)
     }
@@ -94,28 +97,29 @@ impl ArrivalWatches {
         self.dense
     }
 
-    /// Whether the last arming read a frame away (`rte::arrivals`: the driver's ring may not
-    /// hold it yet).
+    /// Whether the last arming read away more frames than the worker had received since the
+    /// one before (`rte::arrivals`: the driver's ring may not hold one of them yet).
     pub fn held(&self) -> bool {
         self.held
     }
 
     /// Makes the watches let go since, and hands each armed one's descriptor to `watch`
     /// (which registers it for the wait); false if one could not be made or registered, or
-    /// while the traffic is dense.
-    pub fn arm(&mut self, mut watch: impl FnMut(RawFd) -> bool) -> bool {
+    /// while the traffic is dense. `seen`: the uplink frames the worker has received so far.
+    pub fn arm(&mut self, mut watch: impl FnMut(RawFd) -> bool, seen: u64) -> bool {
         if self.dense || self.make().is_err() {
             return false;
         }
-        self.held = false;
+        let mut arrived = 0;
+        let mut ok = true;
         for w in self.watches.iter_mut() {
             let (fd, held) = w.arm();
-            self.held |= held;
-            if !watch(fd) {
-                return false;
-            }
+            arrived += held;
+            ok = ok && watch(fd);
         }
-        true
+        self.held = arrived > seen.wrapping_sub(self.seen);
+        self.seen = seen;
+        ok
     }
 
     /// Between passes with nothing armed, the worker having moved `frames` since it last
@@ -176,17 +180,40 @@ mod tests {
             fds.push(fd);
             true
         };
-        assert!(!w.arm(&mut register), "no arming while the traffic is dense");
+        assert!(!w.arm(&mut register, 0), "no arming while the traffic is dense");
         assert!(!w.hooked());
         w.count(4000, RELEASE_RATE - 1);
         assert!(!w.dense(), "a quieter window");
-        assert!(w.arm(&mut register));
+        assert!(w.arm(&mut register, 0));
         assert!(w.hooked() && fds.len() == 1, "made again when the worker arms");
-        assert!(!w.arm(|_| false), "a descriptor that cannot be registered fails the arming");
+        assert!(!w.held(), "nothing came");
+        assert!(!w.arm(|_| false, 0), "a descriptor that cannot be registered fails the arming");
 
         let (tx, rx) = crossbeam_channel::bounded(4);
         assert!(ArrivalWatches::new(vec![0x7fff_fff0], tx, 1000, 0).is_err(), "no such interface");
         assert_eq!(rx.try_iter().count(), 1, "the socket whose bind failed is closed by the closer too");
+    }
+
+    #[test]
+    fn held_when_more_frames_came_than_the_worker_received() {
+        if !root() {
+            eprintln!("skipped: a packet socket needs CAP_NET_RAW (run as root)");
+            return;
+        }
+        let (tx, _rx) = crossbeam_channel::bounded(4);
+        let mut w = ArrivalWatches::new(vec![LO], tx, 1000, 0).expect("a watch on lo");
+        let register = |_| true;
+        assert!(w.arm(register, 0));
+        // A datagram to this host crosses lo out and in: two frames the "worker" did not get.
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").send_to(b"x", rx.local_addr().expect("addr")).expect("send");
+        rx.recv(&mut [0u8; 4]).expect("the datagram");
+        assert!(w.arm(register, 0));
+        assert!(w.held(), "frames came that the worker has not received");
+        std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").send_to(b"x", rx.local_addr().expect("addr")).expect("send");
+        rx.recv(&mut [0u8; 4]).expect("the datagram");
+        assert!(w.arm(register, 1_000_000));
+        assert!(!w.held(), "the worker received as many (and more) since");
     }
 
     /// Whether the tests run with the effective user id 0.

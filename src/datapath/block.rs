@@ -57,8 +57,9 @@ use crate::view::{Doorbells, DOORBELL};
 /// The longest a blocked worker waits without an event, unless `--idle-block-limit` says.
 pub const DEFAULT_BLOCK_LIMIT: Duration = Duration::from_millis(100);
 
-/// The longest a block lasts after an arming that read a frame away from an interface watch:
-/// the driver's ring may get that frame only after the last look (`rte::arrivals`).
+/// The longest a block lasts after an arming that read more frames away from an interface
+/// watch than the worker had received since the arming before: the driver's ring may get one
+/// of them only after the last look (`rte::arrivals`).
 const BLOCK_AFTER_HELD_FRAME: Duration = Duration::from_millis(1);
 
 const UPLINK: Token = Token(1);
@@ -192,11 +193,12 @@ impl Blocker {
         why
     }
 
-    /// Watches every kernel interface the uplink reads; false if one cannot be.
-    fn watch_arrivals(&mut self) -> bool {
+    /// Watches every kernel interface the uplink reads; false if one cannot be. `seen`: the
+    /// uplink frames the worker has received so far.
+    fn watch_arrivals(&mut self, seen: u64) -> bool {
         let (poll, fds) = (&self.poll, &mut self.fds);
         match self.arrivals.as_mut() {
-            Some(a) => a.arm(|fd| watch_in(poll, fds, fd, ARRIVAL)),
+            Some(a) => a.arm(|fd| watch_in(poll, fds, fd, ARRIVAL), seen),
             None => true,
         }
     }
@@ -281,7 +283,7 @@ impl Worker {
         self.blocker.armed = true;
         // From here on whoever gives this worker work rings (see `view::doorbell`).
         self.blocker.bells.set_asleep(self.me, true);
-        if !self.blocker.watch_arrivals() {
+        if !self.blocker.watch_arrivals(self.uplink_received) {
             self.disarm_wakeups();
             self.blocker.backoff = self.blocker.backoff_sleeps;
             return false;

@@ -71,6 +71,7 @@ impl Worker {
         if total > 0 {
             self.flush_slots();
             self.flush_peers();
+            self.uplink_received += total as u64;
         }
         total
     }

@@ -81,6 +81,9 @@ pub struct Worker {
     pub(super) peers: Vec<Option<PeerOut>>,
     pub(super) from_peers: Vec<Consumer>,
     pub(super) uplink_pending: Burst<UPLINK_PENDING>,
+    /// Frames received from the uplink so far (`block.rs` compares it with what its
+    /// interface watches saw).
+    pub(super) uplink_received: u64,
     pub(super) uplink_pending_bytes: u64,
     pub(super) rx: Burst,
     /// Rotates which guest queue is polled first, so a full uplink favours nobody.
@@ -165,6 +168,7 @@ impl Worker {
             peers,
             from_peers: queues.from_peers,
             uplink_pending: Burst::new(),
+            uplink_received: 0,
             uplink_pending_bytes: 0,
             rx: Burst::new(),
             next_guest: 0,

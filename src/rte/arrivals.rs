@@ -13,8 +13,9 @@
 //! (`datapath::arrival_watches` has it done off the worker).
 //!
 //! Both sockets are handed each frame in the same softirq, this one first (the newer hook),
-//! so a worker may see the watch before the driver's ring holds the frame: `arm` says whether
-//! it read anything, and `datapath::block` does not trust a block that follows for long.
+//! so a worker may see the watch before the driver's ring holds the frame: `arm` says how many
+//! frames it read away, and `datapath::block` does not trust a block for long when that is
+//! more than the worker has received since.
 //!
 //! Not DPDK, but a socket on a raw descriptor: the crate keeps such calls in `rte`/`sys`.
 
@@ -68,20 +69,20 @@ impl ArrivalWatch {
     }
 
     /// Reads away what the socket holds; returns its descriptor, which becomes readable at
-    /// the next frame (for an edge-triggered epoll of the caller's), and whether it held a
-    /// frame.
-    pub fn arm(&mut self) -> (RawFd, bool) {
+    /// the next frame (for an edge-triggered epoll of the caller's), and how many frames it
+    /// held (a few at most: the kernel drops what its buffer has no room for).
+    pub fn arm(&mut self) -> (RawFd, u64) {
         // An interface that went down (or was down at the bind) leaves an error pending
         // (ENETDOWN), which would end every wait at once: the first `recv` returns it, and
         // that takes it. (The hook is back when the interface comes up.)
         let mut byte = 0u8;
-        let mut held = false;
+        let mut held = 0;
         for _ in 0..DRAIN_MAX {
             // SAFETY: reads at most one byte into `byte` (the rest of the frame is
             // discarded); non-blocking.
             let n = unsafe { libc::recv(self.sock.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_DONTWAIT) };
             if n >= 0 {
-                held = true;
+                held += 1;
             } else if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
                 break;
             }
@@ -152,12 +153,12 @@ mod tests {
             }
             assert!(readable(w.sock.as_raw_fd(), 0), "frames came before arming");
             let (fd, held) = w.arm();
-            assert!(held);
+            assert!(held > 0);
             assert!(!readable(fd, 0), "arming read away all it held (the kernel dropped the rest)");
             send_on_lo();
             assert!(readable(fd, 2000), "a frame after arming");
-            assert_eq!(w.arm(), (fd, true));
-            assert_eq!(w.arm(), (fd, false), "nothing since");
+            assert_eq!(w.arm(), (fd, 2), "the datagram, out and in");
+            assert_eq!(w.arm(), (fd, 0), "nothing since");
             send_on_lo();
             assert!(readable(fd, 2000), "and the next one");
 
