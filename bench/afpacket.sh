@@ -37,8 +37,9 @@ trap cleanup EXIT
 
 ip link add "$UP" type veth peer name "$WIRE"
 for e in "$UP" "$WIRE"; do
-    # No IPv6: its neighbour and router messages would be frames of their own.
-    echo 1 >"/proc/sys/net/ipv6/conf/$e/disable_ipv6"
+    # No IPv6 (where the host has it): its neighbour and router messages would be frames of
+    # their own.
+    [ -e "/proc/sys/net/ipv6/conf/$e/disable_ipv6" ] && echo 1 >"/proc/sys/net/ipv6/conf/$e/disable_ipv6"
     ip link set "$e" up
 done
 cat >"$WORK/guests.toml" <<EOF
@@ -52,8 +53,10 @@ rx_packets() {
     "$CTL" --control "$WORK/control.sock" --json stats | python3 -c 'import json, sys; print(json.load(sys.stdin)["uplink"]["rx_packets"])'
 }
 
-# One measurement: frames per second the switch took from the uplink, with switch options "$@".
+# One measurement: frames per second the switch took from the uplink, with switch options
+# "$@", into RATE. (Not in a subshell: on an error, the EXIT trap stops what it started.)
 n=0
+RATE=
 one() {
     n=$((n + 1))
     rm -f "$WORK/vm1.sock" "$WORK/control.sock"
@@ -74,13 +77,15 @@ one() {
     [ "$b" -gt "$a" ] || { echo "no frame came in $SECS s; generator:" >&2; tail -5 "$WORK/gen.log" >&2; tail -5 "$WORK/switch.log" >&2; exit 1; }
     kill "$GEN"; wait "$GEN" 2>/dev/null || true; GEN=
     kill -INT "$SW"; wait "$SW" 2>/dev/null || true; SW=
-    echo $(((b - a) / SECS))
+    RATE=$(((b - a) / SECS))
 }
 
 watch=() plain=()
 for r in $(seq "$ROUNDS"); do
-    w=$(one)
-    p=$(one --idle-block-after 0)
+    one
+    w=$RATE
+    one --idle-block-after 0
+    p=$RATE
     watch+=("$w") plain+=("$p")
     echo "round $r: with the watch $w frames/s, without $p frames/s" >&2
 done

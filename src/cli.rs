@@ -88,7 +88,9 @@ pub struct Cli {
     /// meanwhile; for net_af_packet, which has none, frames arriving at its kernel
     /// interface, when one worker polls all of its queues), so an idle switch costs next to
     /// no CPU; only where every queue it polls can wake it (net_ring, net_null, a bond over
-    /// members other than net_af_packet keep it sleeping). Sparse traffic blocks sooner: after a lull of 250 us or more from its first
+    /// members other than net_af_packet, an active-backup bond and an 802.3ad bond that
+    /// sends its LACP frames on idle passes keep the workers polling it sleeping). Sparse
+    /// traffic blocks sooner: after a lull of 250 us or more from its first
     /// sleep to the frame that ended it, the next lull blocks after a few empty passes; a
     /// shorter lull goes back to this threshold. 0: never block.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = DEFAULT_IDLE_BLOCK_AFTER_US, value_parser = clap::value_parser!(u64).range(0..=60_000_000))]

@@ -75,7 +75,6 @@ fn a_sleeping_worker_delivers_the_first_frame_and_a_whole_burst_both_ways() {
     assert_eq!(guest_stats(&v, "vm1")["tx_packets"], u64::from(BURST) + 1, "{v}");
     assert_eq!(total_drops(&v["uplink"]) + total_drops(guest_stats(&v, "vm1")), 0, "{v}");
     assert!(v["workers"][0]["sleep_cycles"].as_u64().is_some_and(|c| c > 0), "{v}");
-    assert_eq!(v["workers"][0]["blocked_cycles"], 0, "{v}");
 }
 
 /// net_af_packet has no rx interrupts: frames arriving at its kernel interface wake a blocked
@@ -95,15 +94,15 @@ fn an_af_packet_uplink_wakes_a_blocked_worker_through_its_kernel_interface() {
 
     const SINGLES: u32 = 10;
     for i in 0..SINGLES {
-        wait_blocked(&ctl, 0);
-        let before = wake_count(&ctl, 0, "uplink");
+        ctl.wait_blocked(0);
+        let before = ctl.wake_count(0, "uplink");
         let f = seq_frame(mac(A), ext_mac, i, 64);
         ext.send(&f);
         assert_eq!(g.recv(5000, 1), vec![f], "frame {i}, sent while the worker blocked");
-        assert!(wake_count(&ctl, 0, "uplink") > before, "frame {i}: a frame on {iface} woke the worker: {}", worker(&ctl, 0));
+        assert!(ctl.wake_count(0, "uplink") > before, "frame {i}: a frame on {iface} woke the worker: {}", ctl.worker(0));
     }
 
-    wait_blocked(&ctl, 0);
+    ctl.wait_blocked(0);
     let (g, (), got) = g.receive_while(1500, || {
         for i in 0..BURST {
             ext.send(&seq_frame(mac(A), ext_mac, i, 64));
@@ -120,69 +119,43 @@ fn an_af_packet_uplink_wakes_a_blocked_worker_through_its_kernel_interface() {
     let hooked = sockets();
     assert_eq!(hooked, 2, "net_af_packet's socket and the worker's watch");
     let (g, sent, got) = g.receive_while(1500, || {
-        // About 30,000 frames a second (a frame, then 30 us), until the watch is let go.
+        // A frame, then 15 us: well above the 10,000 a second that make the traffic dense
+        // even with the send's own time and the machine busy, until the watch is let go.
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut sent = 0;
         while sent % 256 != 0 || sockets() == hooked {
-            assert!(Instant::now() < deadline, "the watch was never let go: {}", worker(&ctl, 0));
+            assert!(Instant::now() < deadline, "the watch was never let go: {}", ctl.worker(0));
             ext.send(&seq_frame(mac(A), ext_mac, sent, 64));
             sent += 1;
             let t = Instant::now();
-            while t.elapsed() < Duration::from_micros(30) {
+            while t.elapsed() < Duration::from_micros(15) {
                 std::hint::spin_loop();
             }
         }
         sent
     });
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(sent), 0, 0), "{got:?}");
-    wait_blocked(&ctl, 0);
+    ctl.wait_blocked(0);
     assert_eq!(sockets(), hooked, "the watch made again to block");
-    let before = wake_count(&ctl, 0, "uplink");
+    let before = ctl.wake_count(0, "uplink");
     let f = seq_frame(mac(A), ext_mac, 0, 64);
     ext.send(&f);
     assert_eq!(g.recv(5000, 1), vec![f], "a frame after the dense traffic, sent while the worker blocked");
-    assert!(wake_count(&ctl, 0, "uplink") > before, "the new watch woke the worker: {}", worker(&ctl, 0));
+    assert!(ctl.wake_count(0, "uplink") > before, "the new watch woke the worker: {}", ctl.worker(0));
 
-    wait_blocked(&ctl, 0);
-    let before = wake_count(&ctl, 0, "kick");
+    ctl.wait_blocked(0);
+    let before = ctl.wake_count(0, "kick");
     assert_eq!(g.stream(ext_mac, mac(A), 64, BURST), BURST);
     let deadline = Instant::now() + Duration::from_secs(10);
     while ctl.json(&["stats"])["uplink"]["tx_packets"] != u64::from(BURST) {
         assert!(Instant::now() < deadline, "the guest's burst did not all leave: {}", ctl.json(&["stats"]));
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(wake_count(&ctl, 0, "kick") > before, "the guest's kick woke the worker: {}", worker(&ctl, 0));
+    assert!(ctl.wake_count(0, "kick") > before, "the guest's kick woke the worker: {}", ctl.worker(0));
     g.quit();
     let v = env.stop();
     assert_eq!(guest_stats(&v, "vm1")["tx_packets"], u64::from(SINGLES + BURST + sent + 1), "{v}");
     assert_eq!(total_drops(&v["uplink"]) + total_drops(guest_stats(&v, "vm1")), 0, "{v}");
-}
-
-/// One worker's counters (`stats` JSON `workers[w]`).
-fn worker(ctl: &Ctl, w: usize) -> serde_json::Value {
-    ctl.json(&["stats"])["workers"][w].clone()
-}
-
-fn wake_count(ctl: &Ctl, w: usize, why: &str) -> u64 {
-    worker(ctl, w)["wakes"][why].as_u64().unwrap_or_else(|| panic!("no wakes.{why}"))
-}
-
-/// Returns once worker `w` blocks: it has begun one block more than it has ended. With the
-/// tests' block limit of a minute it then stays blocked until a kick, an interrupt or its
-/// doorbell, so a wake-up that is missed fails the test's next deadline (5 s for a frame,
-/// 1.5 s of silence for a burst, 20 s for the exit).
-fn wait_blocked(ctl: &Ctl, w: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = worker(ctl, w);
-        let n = |k: &str| v["wakes"][k].as_u64().expect("wakes");
-        let ended = n("kick") + n("uplink") + n("doorbell") + n("timeout");
-        if v["blocks"].as_u64().expect("blocks") > ended {
-            return;
-        }
-        assert!(Instant::now() < deadline, "worker {w} never blocked: {v}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Blocking after 1 ms of lull (unless a test says otherwise), for a minute at most: only an
@@ -239,52 +212,52 @@ fn a_blocked_worker_wakes_for_the_uplink_a_guest_and_a_change_and_loses_nothing(
     assert_eq!(announced, vec![common::rarp(mac(A)); ANNOUNCE_ROUNDS as usize]);
 
     // The wire's frames: the first after a lull, then a burst.
-    wait_blocked(&ctl, 0);
-    let before = wake_count(&ctl, 0, "uplink");
+    ctl.wait_blocked(0);
+    let before = ctl.wake_count(0, "uplink");
     let first = seq_frame(mac(A), mac(WIRE), 0, 64);
     assert_eq!(wire.send(&first, 1), 1);
     assert_eq!(g.recv(5000, 1), vec![first], "the first frame after a lull");
-    assert!(wake_count(&ctl, 0, "uplink") > before, "the uplink's interrupt woke the worker: {}", worker(&ctl, 0));
-    wait_blocked(&ctl, 0);
+    assert!(ctl.wake_count(0, "uplink") > before, "the uplink's interrupt woke the worker: {}", ctl.worker(0));
+    ctl.wait_blocked(0);
     let (g, sent, got) = g.receive_while(1500, || wire.stream(mac(A), mac(WIRE), 64, BURST));
     assert_eq!(sent, BURST);
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(BURST), 0, 0), "{got:?}");
 
     // A guest's burst after a lull: its kick wakes the worker, and all of it reaches the wire.
-    wait_blocked(&ctl, 0);
-    let before = wake_count(&ctl, 0, "kick");
+    ctl.wait_blocked(0);
+    let before = ctl.wake_count(0, "kick");
     let (wire, sent, got) = wire.receive_while(1500, || g.stream(mac(WIRE), mac(A), 64, BURST));
     assert_eq!(sent, BURST);
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(BURST), 0, 0), "{got:?}");
-    assert!(wake_count(&ctl, 0, "kick") > before, "the guest's kick woke the worker: {}", worker(&ctl, 0));
+    assert!(ctl.wake_count(0, "kick") > before, "the guest's kick woke the worker: {}", ctl.worker(0));
 
     // A change while blocked: the publication rings the worker's doorbell (the add returns
     // only once the worker took it).
-    wait_blocked(&ctl, 0);
-    let before = wake_count(&ctl, 0, "doorbell");
+    ctl.wait_blocked(0);
+    let before = ctl.wake_count(0, "doorbell");
     assert_eq!(ctl.json(&["guest-add", "--toml", &guest_toml(dir.path(), "vm2", B)])["added"], "vm2");
-    assert!(wake_count(&ctl, 0, "doorbell") > before, "the publication rang the doorbell: {}", worker(&ctl, 0));
+    assert!(ctl.wake_count(0, "doorbell") > before, "the publication rang the doorbell: {}", ctl.worker(0));
     // vm2's device arrives while the worker blocks with kicks armed for vm1 only: the device
     // rings, so the worker arms vm2's kicks too, and vm2's first frame wakes it.
-    wait_blocked(&ctl, 0);
+    ctl.wait_blocked(0);
     let g2 = common::Guest::start(&dir.path().join("vm2.sock"), "g2");
     sw.proc.wait_line("guest vm2: link up", Duration::from_secs(30));
-    wait_blocked(&ctl, 0);
+    ctl.wait_blocked(0);
     let from_vm2 = seq_frame(mac(WIRE), mac(B), 0, 64);
     assert_eq!(g2.send(&from_vm2, 1), 1);
     assert_eq!(wire.recv(5000, 1), vec![from_vm2], "the new guest's first frame, sent while the worker blocked");
-    wait_blocked(&ctl, 0);
+    ctl.wait_blocked(0);
     let to_vm2 = seq_frame(mac(B), mac(WIRE), 0, 64);
     assert_eq!(wire.send(&to_vm2, 1), 1);
     assert_eq!(g2.recv(5000, 1), vec![to_vm2], "and its first frame from the wire");
 
-    let blocked = worker(&ctl, 0)["blocked_cycles"].as_u64().expect("blocked_cycles");
+    let blocked = ctl.worker(0)["blocked_cycles"].as_u64().expect("blocked_cycles");
     assert!(blocked > 0, "blocked cycles counted");
     g.quit();
     g2.quit();
     wire.quit();
     // The stop rings too: a blocked worker would otherwise hold the exit for a minute.
-    wait_blocked(&ctl, 0);
+    ctl.wait_blocked(0);
     sw.stop_clean();
     let v = common::stats_json(&json);
     // The switch's side: what it received from each guest, and sent to it.
@@ -323,13 +296,13 @@ fn a_frame_crossing_to_a_blocked_worker_wakes_it() {
         Some("vm2") => ("vm2", B, g2, g1),
         q => panic!("worker {other} serves no guest ({q:?}): {lcores}"),
     };
-    wait_blocked(&ctl, rx0);
-    wait_blocked(&ctl, other);
-    let before = wake_count(&ctl, other, "doorbell");
+    ctl.wait_blocked(rx0);
+    ctl.wait_blocked(other);
+    let before = ctl.wake_count(other, "doorbell");
     let (g, sent, got) = g.receive_while(1500, || wire.stream(mac(m), mac(WIRE), 64, BURST));
     assert_eq!(sent, BURST);
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(BURST), 0, 0), "{name}: {got:?}");
-    assert!(wake_count(&ctl, other, "doorbell") > before, "the crossing rang worker {other}: {}", worker(&ctl, other));
+    assert!(ctl.wake_count(other, "doorbell") > before, "the crossing rang worker {other}: {}", ctl.worker(other));
 
     g.quit();
     rest.quit();
@@ -354,8 +327,8 @@ fn a_worker_blocks_between_sparse_frames() {
     sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
     assert_eq!(wire.recv(5000, ANNOUNCE_ROUNDS as usize).len(), ANNOUNCE_ROUNDS as usize, "the announcements");
 
-    wait_blocked(&ctl, 0);
-    let before = wake_count(&ctl, 0, "uplink");
+    ctl.wait_blocked(0);
+    let before = ctl.wake_count(0, "uplink");
     const SPARSE: u32 = 40;
     let (g, sent, got) = g.receive_while(1500, || {
         (0..SPARSE)
@@ -367,8 +340,8 @@ fn a_worker_blocks_between_sparse_frames() {
     });
     assert_eq!(sent, SPARSE);
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(SPARSE), 0, 0), "{got:?}");
-    let woke = wake_count(&ctl, 0, "uplink") - before;
-    assert!(woke >= u64::from(SPARSE) * 3 / 4, "only {woke} of {SPARSE} sparse frames woke a blocked worker: {}", worker(&ctl, 0));
+    let woke = ctl.wake_count(0, "uplink") - before;
+    assert!(woke >= u64::from(SPARSE) * 3 / 4, "only {woke} of {SPARSE} sparse frames woke a blocked worker: {}", ctl.worker(0));
 
     g.quit();
     wire.quit();

@@ -491,16 +491,22 @@ struct Veth {
 
 impl Veth {
     fn new(env: &Env, seq: u32) -> Result<Veth> {
-        let v = Veth { switch_end: format!("mvtbu{seq}"), wire_end: format!("mvtbw{seq}") };
+        // Names of this bench process's own (another run's cannot be the same).
+        let id = std::process::id() % 100_000;
+        let v = Veth { switch_end: format!("mvb{id}u{seq}"), wire_end: format!("mvb{id}w{seq}") };
         // A leftover of an interrupted run.
         let _ = proc::run(std::process::Command::new("ip").args(["link", "del", &v.switch_end]));
         proc::run(std::process::Command::new("ip").args(["link", "add", &v.switch_end, "type", "veth", "peer", "name", &v.wire_end]))?;
         for end in [&v.switch_end, &v.wire_end] {
-            // No IPv6: its neighbour and router messages would wake the worker and reach the guest.
-            std::fs::write(format!("/proc/sys/net/ipv6/conf/{end}/disable_ipv6"), "1").with_context(|| format!("disabling IPv6 on {end}"))?;
+            // No IPv6 (where the host has it): its neighbour and router messages would wake
+            // the worker and reach the guest.
+            let ipv6 = format!("/proc/sys/net/ipv6/conf/{end}/disable_ipv6");
+            if std::path::Path::new(&ipv6).exists() {
+                std::fs::write(&ipv6, "1").with_context(|| format!("disabling IPv6 on {end}"))?;
+            }
             proc::run(std::process::Command::new("ip").args(["link", "set", end, "up"]))?;
         }
-        env.record("idle afpacket/veth", "ip link add mvtbuN type veth peer name mvtbwN; echo 1 > /proc/sys/net/ipv6/conf/{mvtbuN,mvtbwN}/disable_ipv6; ip link set {mvtbuN,mvtbwN} up");
+        env.record("idle afpacket/veth", "ip link add mvbPuN type veth peer name mvbPwN; echo 1 > /proc/sys/net/ipv6/conf/{mvbPuN,mvbPwN}/disable_ipv6; ip link set {mvbPuN,mvbPwN} up");
         Ok(v)
     }
 }
@@ -624,7 +630,7 @@ builds and tests at times): CPU shares and delays include whatever else ran.\n",
     }
     let _ = writeln!(
         o,
-        "\nPer measurement: the generator connects both ports (virtio-user, {} descriptors per queue), prints that it goes idle and \
+        "\nPer measurement: the generator connects both ports (virtio-user, {} descriptors per queue; in afpacket, port A is net_af_packet on the veth), prints that it goes idle and \
 sleeps (no polling) for {} s; {} s later the forwarding thread's CPU time is read for {} s; then the bursts (64 B frames): {}; \
 the first after that idle period, each other after {} ms of idle; then {} single frames each after {} ms of idle (the wake-up probes).\n",
         a.queue_size,

@@ -173,6 +173,17 @@ impl BondUplink {
         self.kick
     }
 
+    /// Whether the bond receives from every member (not active-backup or TLB, which read the
+    /// member in use only).
+    pub fn reads_every_member(&self) -> bool {
+        !matches!(self.mode, BondMode::ActiveBackup | BondMode::Tlb)
+    }
+
+    /// The bond's mode as printed (`active-backup (mode=1)`).
+    pub fn describe_mode(&self) -> &'static str {
+        self.mode.describe()
+    }
+
     /// How many members the bond has.
     pub fn member_count(&self) -> usize {
         self.bond.members().map_or(0, |m| m.len())

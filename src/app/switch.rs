@@ -153,9 +153,21 @@ impl Switch {
         // Where the uplink has no rx interrupts but reads kernel interfaces, their frames wake
         // blocked workers instead: only where one worker polls all of its rx queues, since a
         // watch sees every frame of the interface.
-        let arrivals = if rx_interrupts { uplink::arrival_ifaces(&info, bond.as_ref()) } else { Vec::new() };
         let pollers = asg.workers.iter().filter(|p| !p.uplink_rx.is_empty()).count();
-        let arrival_ifaces: Vec<u32> = if pollers == 1 { arrivals.iter().map(|&(i, _)| i).collect() } else { Vec::new() };
+        let arrivals = if rx_interrupts { uplink::arrival_ifaces(&info, bond.as_ref()) } else { Ok(Vec::new()) };
+        let (arrival_ifaces, wake_line) = match arrivals {
+            Ok(a) if a.is_empty() => (Vec::new(), None),
+            Ok(a) => {
+                let names = a.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ");
+                let s = if a.len() > 1 { "s" } else { "" };
+                if pollers == 1 {
+                    (a.iter().map(|&(i, _)| i).collect(), Some(format!("{} has no rx interrupts; a blocked worker wakes for frames arriving at kernel interface{s} {names}", info.driver)))
+                } else {
+                    (Vec::new(), Some(format!("none: {} has no rx interrupts, and its frames are spread over {pollers} workers' queues (a watch on kernel interface{s} {names} would wake them all); idle workers sleep", info.driver)))
+                }
+            }
+            Err(why) => (Vec::new(), Some(format!("none: {} has no rx interrupts, and {why}", info.driver))),
+        };
         let demand = Demand {
             rx_descriptors: &layout.rx_descriptors,
             tx_queues,
@@ -208,14 +220,8 @@ impl Switch {
         super::report::print_summary(&guests, &up.port, uplink_mtu, up.rx_queues, up.tx_queues, &pool, &steering);
         super::report::print_uplink_link(&uplink_link);
         println!("uplink vlan: {}", uplink::describe_vlan(vlan_offload, &info, !cli.no_vlan_offload));
-        if !arrivals.is_empty() {
-            let names: Vec<&str> = arrivals.iter().map(|(_, n)| n.as_str()).collect();
-            let s = if names.len() > 1 { "s" } else { "" };
-            if arrival_ifaces.is_empty() {
-                println!("uplink wake-ups: none: {} has no rx interrupts, and its frames are spread over {pollers} workers' queues (a watch on kernel interface{s} {} would wake them all); idle workers sleep", info.driver, names.join(", "));
-            } else {
-                println!("uplink wake-ups: {} has no rx interrupts; a blocked worker wakes for frames arriving at kernel interface{s} {}", info.driver, names.join(", "));
-            }
+        if let Some(l) = wake_line {
+            println!("uplink wake-ups: {l}");
         }
         let mut owner = UplinkOwner::new(&up.port);
         for line in owner.sync(&up.port, &cfg.guests, steering.is_promiscuous()) {

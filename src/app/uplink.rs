@@ -128,21 +128,25 @@ pub fn vdevs(eal_args: &[String]) -> Vec<String> {
 /// The kernel interfaces (index, name) whose arriving frames wake a blocked worker in place
 /// of rx interrupts the uplink does not have (`datapath::block`): net_af_packet's, or those
 /// of a bond's net_af_packet members. Empty for any other port (a bond's members without a
-/// kernel interface leave its workers sleeping: they would miss those members' frames), and
-/// for a bond whose LACP frames leave from idle passes (its workers never block).
-pub fn arrival_ifaces(info: &PortInfo, bond: Option<&BondUplink>) -> Vec<(u32, String)> {
+/// kernel interface leave its workers sleeping: they would miss those members' frames).
+/// Err: why a bond over net_af_packet members gets none (its workers sleep), to print.
+pub fn arrival_ifaces(info: &PortInfo, bond: Option<&BondUplink>) -> Result<Vec<(u32, String)>, String> {
     let named = |k: KernelIface| (k.index(), k.name());
     if info.driver == "net_af_packet" && info.if_index != 0 {
-        return KernelIface::from_index(info.if_index).map(named).into_iter().collect();
+        return Ok(KernelIface::from_index(info.if_index).map(named).into_iter().collect());
     }
-    // An 802.3ad bond that sends LACP frames from idle passes keeps its workers polling.
-    let Some(b) = bond.filter(|b| !b.kicks_when_idle()) else { return Vec::new() };
+    let Some(b) = bond else { return Ok(Vec::new()) };
     let found: Vec<(u32, String)> = b.af_packet_ifaces().iter().filter_map(|n| KernelIface::from_name(n).ok()).map(named).filter(|(i, _)| *i != 0).collect();
-    if found.len() == b.member_count() {
-        found
-    } else {
-        Vec::new()
+    if found.is_empty() || found.len() != b.member_count() {
+        return Ok(Vec::new());
     }
+    if !b.reads_every_member() {
+        return Err(format!("in {} it reads only the member in use (the others' frames would wake the workers); idle workers sleep", b.describe_mode()));
+    }
+    if b.kicks_when_idle() {
+        return Err("802.3ad sends its LACP frames from the workers' idle passes: the workers polling it never block".to_owned());
+    }
+    Ok(found)
 }
 
 pub fn open(spec: &str) -> Result<Port> {

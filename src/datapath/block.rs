@@ -62,6 +62,9 @@ pub const DEFAULT_BLOCK_LIMIT: Duration = Duration::from_millis(100);
 /// of them only after the last look (`rte::arrivals`).
 const BLOCK_AFTER_HELD_FRAME: Duration = Duration::from_millis(1);
 
+/// Arrivals in a row that a worker finds nothing after, before it stops arming for a while.
+const ARRIVALS_FOR_NOTHING: u32 = 8;
+
 const UPLINK: Token = Token(1);
 const KICK: Token = Token(2);
 /// A watch on a kernel interface the uplink reads (`arrival_watches`).
@@ -107,6 +110,8 @@ pub struct Blocker {
     /// A frame came to a watched interface while arming (a part of `rung`), or it ended
     /// the last block: the driver's ring may not hold it yet.
     arrived: bool,
+    /// Arrivals in a row after which the worker found nothing (`arrived_for_nothing`).
+    for_nothing: u32,
     kicks: Vec<ArmedKick>,
     /// Every fd registered in `poll` by `arm` (the doorbell's stays).
     fds: Vec<RawFd>,
@@ -132,6 +137,7 @@ impl Blocker {
             armed: false,
             rung: false,
             arrived: false,
+            for_nothing: 0,
             kicks: Vec::with_capacity(crate::view::MAX_SLOTS),
             fds: Vec::with_capacity(crate::view::MAX_SLOTS + 64),
         }
@@ -210,6 +216,24 @@ impl Blocker {
         self.arrived
     }
 
+    /// A frame came to a watched interface and the pass after found nothing. Mostly it is on
+    /// its way to the driver's ring; but frames the driver never takes (another member of
+    /// the bond than the one it reads, fragments its fanout merges) would keep waking the
+    /// worker, which would then never sleep: after `ARRIVALS_FOR_NOTHING` in a row it sleeps
+    /// for about one block limit before it arms again.
+    pub fn arrived_for_nothing(&mut self) {
+        self.for_nothing += 1;
+        if self.for_nothing >= ARRIVALS_FOR_NOTHING {
+            self.for_nothing = 0;
+            self.backoff = self.backoff_sleeps;
+        }
+    }
+
+    /// The pass after an arrival found frames.
+    pub fn arrival_found(&mut self) {
+        self.for_nothing = 0;
+    }
+
     /// Between passes, with the TSC read at `now` and `frames` moved since the last call:
     /// a worker whose traffic is dense lets its interface watches go (`arrival_watches`).
     pub fn count_traffic(&mut self, now: u64, frames: u64) {
@@ -259,8 +283,9 @@ impl Worker {
         }
         // An 802.3ad bond without dedicated LACP queues sends its LACP frames only from inside
         // a tx burst (`TxQueue::kick`): a blocked worker would hold them back, and the
-        // partner gives up on the link after 3 s without them.
-        if self.uplink_tx.kicks_when_idle() {
+        // partner gives up on the link after 3 s without them. A worker with guest queues
+        // only may block: the bond's own workers, which poll it, send them.
+        if self.uplink_tx.kicks_when_idle() && !self.uplink_rx.is_empty() {
             self.blocker.uplink_deaf = true;
             self.idle.never_block();
             return false;

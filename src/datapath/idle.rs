@@ -80,10 +80,10 @@ impl IdleBackoff {
     /// still be on its way. The lull starts again, so the worker makes its passes (and, with
     /// sparse traffic, its few passes) before it arms again, rather than blocking at once.
     pub fn restart_lull(&mut self) {
+        // `asleep_since` stays: the frame, when it is found, ends the lull that began before.
         self.idle_passes = 0;
         self.current_us = 0;
         self.slept_us = 0;
-        self.asleep_since = None;
     }
 
     /// Whether the lull has lasted long enough to block rather than sleep (asked when

@@ -215,8 +215,13 @@ impl Worker {
                 }
             }
             let moved = self.poll_once();
-            if moved == 0 && woke_by_arrival {
-                self.idle.restart_lull();
+            if woke_by_arrival {
+                if moved == 0 {
+                    self.idle.restart_lull();
+                    self.blocker.arrived_for_nothing();
+                } else {
+                    self.blocker.arrival_found();
+                }
             }
             passes += 1;
             if moved > 0 {
@@ -240,6 +245,7 @@ impl Worker {
                     } else if moved == 0 {
                         // It came while arming, so the worker did not block: not at once again.
                         self.idle.restart_lull();
+                        self.blocker.arrived_for_nothing();
                     }
                 }
             }

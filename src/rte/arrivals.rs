@@ -14,8 +14,11 @@
 //!
 //! Both sockets are handed each frame in the same softirq, this one first (the newer hook),
 //! so a worker may see the watch before the driver's ring holds the frame: `arm` says how many
-//! frames it read away, and `datapath::block` does not trust a block for long when that is
-//! more than the worker has received since.
+//! frames came, and `datapath::block` does not trust a block for long when that is more than
+//! the worker has received since.
+//!
+//! Opened and bound on the control thread at start, and on the worker that owns it after;
+//! armed by that worker only.
 //!
 //! Not DPDK, but a socket on a raw descriptor: the crate keeps such calls in `rte`/`sys`.
 
@@ -69,25 +72,40 @@ impl ArrivalWatch {
     }
 
     /// Reads away what the socket holds; returns its descriptor, which becomes readable at
-    /// the next frame (for an edge-triggered epoll of the caller's), and how many frames it
-    /// held (a few at most: the kernel drops what its buffer has no room for).
+    /// the next frame (for an edge-triggered epoll of the caller's), and how many frames the
+    /// kernel handed it since the last `arm` (those its buffer kept and those it dropped;
+    /// counted after the reading, so a frame that comes meanwhile is counted now and still
+    /// makes the descriptor readable).
     pub fn arm(&mut self) -> (RawFd, u64) {
         // An interface that went down (or was down at the bind) leaves an error pending
         // (ENETDOWN), which would end every wait at once: the first `recv` returns it, and
         // that takes it. (The hook is back when the interface comes up.)
         let mut byte = 0u8;
-        let mut held = 0;
         for _ in 0..DRAIN_MAX {
             // SAFETY: reads at most one byte into `byte` (the rest of the frame is
             // discarded); non-blocking.
             let n = unsafe { libc::recv(self.sock.as_raw_fd(), (&mut byte as *mut u8).cast(), 1, libc::MSG_DONTWAIT) };
-            if n >= 0 {
-                held += 1;
-            } else if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
                 break;
             }
         }
-        (self.sock.as_raw_fd(), held)
+        (self.sock.as_raw_fd(), self.take_handed())
+    }
+
+    /// Frames handed to the socket since the last call (the kernel's counters start again
+    /// at each reading); 0 if they cannot be read.
+    fn take_handed(&self) -> u64 {
+        // SAFETY: tpacket_stats is plain old data; all zero is a valid value.
+        let mut st: libc::tpacket_stats = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: st and len are ours, of the sizes the call writes at most.
+        let r = unsafe { libc::getsockopt(self.sock.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS, (&mut st as *mut libc::tpacket_stats).cast(), &mut len) };
+        // tp_packets counts the dropped ones too (the kernel adds them before answering).
+        if r < 0 {
+            0
+        } else {
+            u64::from(st.tp_packets)
+        }
     }
 }
 
@@ -152,13 +170,17 @@ mod tests {
                 send_on_lo();
             }
             assert!(readable(w.sock.as_raw_fd(), 0), "frames came before arming");
-            let (fd, held) = w.arm();
-            assert!(held > 0);
+            let (fd, handed) = w.arm();
+            assert!(handed >= 100, "50 datagrams, out and in, kept or dropped: {handed}");
             assert!(!readable(fd, 0), "arming read away all it held (the kernel dropped the rest)");
             send_on_lo();
             assert!(readable(fd, 2000), "a frame after arming");
             assert_eq!(w.arm(), (fd, 2), "the datagram, out and in");
             assert_eq!(w.arm(), (fd, 0), "nothing since");
+            for _ in 0..50 {
+                send_on_lo();
+            }
+            assert_eq!(w.arm(), (fd, 100), "what the buffer dropped counts too");
             send_on_lo();
             assert!(readable(fd, 2000), "and the next one");
 

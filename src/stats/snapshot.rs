@@ -78,6 +78,7 @@ impl Wakes {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wake {
     Kick,
+    /// An uplink rx interrupt, or a frame at a watched kernel interface (net_af_packet).
     Uplink,
     Doorbell,
     Timeout,

@@ -20,6 +20,35 @@ impl Ctl {
         Ctl { socket: socket.to_path_buf() }
     }
 
+    /// One worker's counters (`stats` JSON `workers[w]`).
+    pub fn worker(&self, w: usize) -> serde_json::Value {
+        self.json(&["stats"])["workers"][w].clone()
+    }
+
+    /// How many of worker `w`'s blocks ended for reason `why` (kick, uplink, doorbell,
+    /// timeout).
+    pub fn wake_count(&self, w: usize, why: &str) -> u64 {
+        self.worker(w)["wakes"][why].as_u64().unwrap_or_else(|| panic!("no wakes.{why}"))
+    }
+
+    /// Returns once worker `w` blocks: it has begun one block more than it has ended. With a
+    /// block limit of a minute (the tests that call this set one) it then stays blocked until
+    /// a kick, an interrupt or its doorbell, so a wake-up that is missed fails the test's next
+    /// deadline (5 s for a frame, 1.5 s of silence for a burst, 20 s for the exit).
+    pub fn wait_blocked(&self, w: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let v = self.worker(w);
+            let n = |k: &str| v["wakes"][k].as_u64().expect("wakes");
+            let ended = n("kick") + n("uplink") + n("doorbell") + n("timeout");
+            if v["blocks"].as_u64().expect("blocks") > ended {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "worker {w} never blocked: {v}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn run(&self, args: &[&str]) -> CtlRun {
         self.run_in(Command::new(env!("CARGO_BIN_EXE_dpdk-macvtapctl")), args)
     }
