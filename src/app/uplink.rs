@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
+use super::bond::BondUplink;
 use crate::config::GuestConfig;
 use crate::control::steering;
 use crate::control::vmdq::{VmdqCaps, VmdqPlan};
 use crate::control::Assignment;
 use crate::datapath::VlanOffload;
 use crate::rte::ethdev::{RX_OFFLOAD_VLAN_STRIP, TX_OFFLOAD_VLAN_INSERT};
-use super::bond::BondUplink;
 use crate::rte::kernel_if::KernelIface;
 use crate::rte::{Mempool, Port, PortConf, PortId, PortInfo, RxQueue, TxQueue};
 use crate::view::RxScope;

@@ -12,8 +12,9 @@
 //! instead (`arrival_watches`).
 //!
 //! A worker blocks only when every source it polls can wake it: not with an uplink rx queue
-//! whose port has neither (net_ring, net_null, a bond over other members), nor with an
-//! 802.3ad bond that needs tx bursts on idle passes for its LACP frames, nor while a
+//! whose port has neither (net_ring, net_null, a bond over other members or one that reads a
+//! single member), nor when it polls an 802.3ad bond that needs tx bursts on idle passes for
+//! its LACP frames, nor while a
 //! guest is being migrated (turning kicks on writes the guest's used ring unlogged, see
 //! `rte::vhost::guest_kicks_on`); it then goes on with timed sleeps, and after a failed
 //! attempt lets about one block limit of sleeps pass before trying again. Turning kicks off
@@ -46,9 +47,9 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use super::arrival_watches::ArrivalWatches;
 use super::worker::Worker;
 use crate::fib::GuestId;
-use super::arrival_watches::ArrivalWatches;
 use crate::rte::ethdev::RxInterrupt;
 use crate::rte::vhost;
 pub use crate::stats::Wake;
