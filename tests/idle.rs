@@ -78,8 +78,9 @@ fn a_sleeping_worker_delivers_the_first_frame_and_a_whole_burst_both_ways() {
 }
 
 /// net_af_packet has no rx interrupts: frames arriving at its kernel interface wake a blocked
-/// worker instead (`rte::arrivals`): each single frame after a lull, and a burst that follows
-/// one loses nothing; a guest's burst after a lull wakes it with its kick. With a block limit
+/// worker instead (`rte::arrivals`): each single frame after a lull (one the host itself sends
+/// out of the interface too), and a burst that follows one loses nothing; a guest's burst
+/// after a lull wakes it with its kick. With a block limit
 /// of a minute, only those events can end a block in time.
 #[test]
 fn an_af_packet_uplink_wakes_a_blocked_worker_through_its_kernel_interface() {
@@ -101,6 +102,17 @@ fn an_af_packet_uplink_wakes_a_blocked_worker_through_its_kernel_interface() {
         assert_eq!(g.recv(5000, 1), vec![f], "frame {i}, sent while the worker blocked");
         assert!(ctl.wake_count(0, "uplink") > before, "frame {i}: a frame on {iface} woke the worker: {}", ctl.worker(0));
     }
+
+    // A frame the host itself sends out of the interface: the driver's socket sees it too
+    // (and the guest gets it), so it must wake the worker as well.
+    let host = common::RawSocket::open(Some(&env.lab.sw), &iface);
+    ctl.wait_blocked(0);
+    let before = ctl.wake_count(0, "uplink");
+    let f = seq_frame(mac(A), ext_mac, SINGLES, 64);
+    host.send(&f);
+    assert_eq!(g.recv(5000, 1), vec![f], "a frame the host sent out of {iface}, while the worker blocked");
+    assert!(ctl.wake_count(0, "uplink") > before, "it woke the worker: {}", ctl.worker(0));
+    drop(host);
 
     ctl.wait_blocked(0);
     let (g, (), got) = g.receive_while(1500, || {
@@ -155,7 +167,7 @@ fn an_af_packet_uplink_wakes_a_blocked_worker_through_its_kernel_interface() {
     assert!(ctl.wake_count(0, "kick") > before, "the guest's kick woke the worker: {}", ctl.worker(0));
     g.quit();
     let v = env.stop();
-    assert_eq!(guest_stats(&v, "vm1")["tx_packets"], u64::from(SINGLES + BURST + sent + 1), "{v}");
+    assert_eq!(guest_stats(&v, "vm1")["tx_packets"], u64::from(SINGLES + 1 + BURST + sent + 1), "{v}");
     assert_eq!(total_drops(&v["uplink"]) + total_drops(guest_stats(&v, "vm1")), 0, "{v}");
 }
 
