@@ -312,12 +312,7 @@ fn a_bond_over_af_packet_members_wakes_a_blocked_worker_through_them() {
     both_ways(&g, &ext, 1, "once");
     let ctl = Ctl::new(&control_socket(&lab.dir.path().join("guests.toml")));
     for tag in 3..6 {
-        ctl.wait_blocked(0);
-        let before = ctl.wake_count(0, "uplink");
-        let inbound = frame(mac(A), EXT_MAC, TEST_ETHERTYPE, 60, tag);
-        ext.send(&inbound);
-        assert_eq!(g.recv(5000, 1), vec![inbound], "external host -> guest while the worker blocked");
-        assert!(ctl.wake_count(0, "uplink") > before, "a member's frame woke the worker: {}", ctl.worker(0));
+        ctl.uplink_frame_wakes(0, &g, &frame(mac(A), EXT_MAC, TEST_ETHERTYPE, 60, tag), |f| ext.send(f), "a frame from the external host, through a member");
     }
     g.quit();
     sw.stop_clean();

@@ -95,23 +95,13 @@ fn an_af_packet_uplink_wakes_a_blocked_worker_through_its_kernel_interface() {
 
     const SINGLES: u32 = 10;
     for i in 0..SINGLES {
-        ctl.wait_blocked(0);
-        let before = ctl.wake_count(0, "uplink");
-        let f = seq_frame(mac(A), ext_mac, i, 64);
-        ext.send(&f);
-        assert_eq!(g.recv(5000, 1), vec![f], "frame {i}, sent while the worker blocked");
-        assert!(ctl.wake_count(0, "uplink") > before, "frame {i}: a frame on {iface} woke the worker: {}", ctl.worker(0));
+        ctl.uplink_frame_wakes(0, &g, &seq_frame(mac(A), ext_mac, i, 64), |f| ext.send(f), &format!("frame {i} on {iface}"));
     }
 
     // A frame the host itself sends out of the interface: the driver's socket sees it too
     // (and the guest gets it), so it must wake the worker as well.
     let host = common::RawSocket::open(Some(&env.lab.sw), &iface);
-    ctl.wait_blocked(0);
-    let before = ctl.wake_count(0, "uplink");
-    let f = seq_frame(mac(A), ext_mac, SINGLES, 64);
-    host.send(&f);
-    assert_eq!(g.recv(5000, 1), vec![f], "a frame the host sent out of {iface}, while the worker blocked");
-    assert!(ctl.wake_count(0, "uplink") > before, "it woke the worker: {}", ctl.worker(0));
+    ctl.uplink_frame_wakes(0, &g, &seq_frame(mac(A), ext_mac, SINGLES, 64), |f| host.send(f), &format!("a frame the host sent out of {iface}"));
     drop(host);
 
     ctl.wait_blocked(0);
@@ -150,11 +140,7 @@ fn an_af_packet_uplink_wakes_a_blocked_worker_through_its_kernel_interface() {
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(sent), 0, 0), "{got:?}");
     ctl.wait_blocked(0);
     assert_eq!(sockets(), hooked, "the watch made again to block");
-    let before = ctl.wake_count(0, "uplink");
-    let f = seq_frame(mac(A), ext_mac, 0, 64);
-    ext.send(&f);
-    assert_eq!(g.recv(5000, 1), vec![f], "a frame after the dense traffic, sent while the worker blocked");
-    assert!(ctl.wake_count(0, "uplink") > before, "the new watch woke the worker: {}", ctl.worker(0));
+    ctl.uplink_frame_wakes(0, &g, &seq_frame(mac(A), ext_mac, 0, 64), |f| ext.send(f), "a frame after the dense traffic (the new watch)");
 
     ctl.wait_blocked(0);
     let before = ctl.wake_count(0, "kick");
@@ -225,12 +211,7 @@ fn a_blocked_worker_wakes_for_the_uplink_a_guest_and_a_change_and_loses_nothing(
     assert_eq!(announced, vec![common::rarp(mac(A)); ANNOUNCE_ROUNDS as usize]);
 
     // The wire's frames: the first after a lull, then a burst.
-    ctl.wait_blocked(0);
-    let before = ctl.wake_count(0, "uplink");
-    let first = seq_frame(mac(A), mac(WIRE), 0, 64);
-    assert_eq!(wire.send(&first, 1), 1);
-    assert_eq!(g.recv(5000, 1), vec![first], "the first frame after a lull");
-    assert!(ctl.wake_count(0, "uplink") > before, "the uplink's interrupt woke the worker: {}", ctl.worker(0));
+    ctl.uplink_frame_wakes(0, &g, &seq_frame(mac(A), mac(WIRE), 0, 64), |f| assert_eq!(wire.send(f, 1), 1), "the first frame after a lull (the uplink's interrupt)");
     ctl.wait_blocked(0);
     let (g, sent, got) = g.receive_while(1500, || wire.stream(mac(A), mac(WIRE), 64, BURST));
     assert_eq!(sent, BURST);

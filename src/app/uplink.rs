@@ -131,10 +131,10 @@ pub fn vdevs(eal_args: &[String]) -> Vec<String> {
 /// kernel interface leave its workers sleeping: they would miss those members' frames).
 /// Err: why a bond over net_af_packet members gets none (its workers sleep), to print.
 pub fn arrival_ifaces(info: &PortInfo, bond: Option<&BondUplink>) -> Result<Vec<(u32, String)>, String> {
-    let named = |k: KernelIface| (k.index(), k.name());
     if info.driver == "net_af_packet" && info.if_index != 0 {
-        return Ok(KernelIface::from_index(info.if_index).map(named).into_iter().collect());
+        return Ok(KernelIface::from_index(info.if_index).map(|k| (info.if_index, k.name())).into_iter().collect());
     }
+    let named = |k: KernelIface| (k.index(), k.name());
     let Some(b) = bond else { return Ok(Vec::new()) };
     let found: Vec<(u32, String)> = b.af_packet_ifaces().iter().filter_map(|n| KernelIface::from_name(n).ok()).map(named).filter(|(i, _)| *i != 0).collect();
     if found.is_empty() || found.len() != b.member_count() {

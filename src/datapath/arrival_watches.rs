@@ -162,7 +162,8 @@ impl ArrivalWatches {
     }
 
     /// Whether the watches are hooked in now.
-    pub fn hooked(&self) -> bool {
+    #[cfg(test)]
+    fn hooked(&self) -> bool {
         !self.watches.is_empty()
     }
 }

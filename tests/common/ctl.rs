@@ -31,6 +31,16 @@ impl Ctl {
         self.worker(w)["wakes"][why].as_u64().unwrap_or_else(|| panic!("no wakes.{why}"))
     }
 
+    /// Once worker `w` blocks, `send` sends `frame`: `g` receives it (alone) within 5 s, and
+    /// it ended the block as an uplink wake-up. `what` names the frame in a failure.
+    pub fn uplink_frame_wakes(&self, w: usize, g: &super::Guest, frame: &[u8], send: impl FnOnce(&[u8]), what: &str) {
+        self.wait_blocked(w);
+        let before = self.wake_count(w, "uplink");
+        send(frame);
+        assert_eq!(g.recv(5000, 1), vec![frame.to_vec()], "{what}, sent while worker {w} blocked");
+        assert!(self.wake_count(w, "uplink") > before, "{what} woke worker {w}: {}", self.worker(w));
+    }
+
     /// Returns once worker `w` blocks: it has begun one block more than it has ended. With a
     /// block limit of a minute (the tests that call this set one) it then stays blocked until
     /// a kick, an interrupt or its doorbell, so a wake-up that is missed fails the test's next
