@@ -1,6 +1,6 @@
-//! Micro-benchmarks of the per-frame decisions, pure Rust (no EAL): the MAC table lookup and
-//! the classification a worker does for each frame, against the number of guests
-//! (1, 16, 256, 4096 = MAX_GUESTS).
+//! Micro-benchmarks of the per-frame decisions, pure Rust (no EAL): the MAC table lookup, a
+//! worker's unicast index, and the classification a worker does for each frame, against the number of guests
+//! (1, 16, 256, 1024 = MAX_GUESTS).
 //!
 //! `cargo bench -p macvtap-bench --bench fib` (criterion; reports time per iteration, where
 //! one iteration classifies a batch of `BATCH` frames, so per-frame cost = time / BATCH).
@@ -11,11 +11,13 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+use dpdk_macvtap::config::MAX_GUESTS;
 use dpdk_macvtap::fib::{GuestId, MacTable, MacTableBuilder};
 use dpdk_macvtap::policy::{self, Cast, Egress, Mode, Origin};
+use dpdk_macvtap::view::{Unicast, UnicastIndex};
 use dpdk_macvtap::wire::MacAddr;
 
-const GUESTS: [usize; 4] = [1, 16, 256, 4096];
+const GUESTS: [usize; 4] = [1, 16, 256, MAX_GUESTS];
 /// Frames per iteration: a few bursts' worth, so the loop overhead is amortised.
 const BATCH: usize = 256;
 
@@ -88,6 +90,28 @@ fn bench_lookup(c: &mut Criterion) {
                 let mut hits = 0usize;
                 for d in &dsts {
                     hits += t.lookup(black_box(d)).is_some() as usize;
+                }
+                hits
+            })
+        });
+    }
+    grp.finish();
+}
+
+/// The same destinations through a worker's `UnicastIndex` (what an untagged unicast's first
+/// step asks since it replaced the MAC table's lookup there).
+fn bench_unicast_index(c: &mut Criterion) {
+    let mut grp = c.benchmark_group("unicast_index_lookup");
+    grp.throughput(Throughput::Elements(BATCH as u64));
+    for n in GUESTS {
+        let t = table(n);
+        let index = UnicastIndex::new(&t, |g| Unicast { guest: g, batch: g.0, max_len: 1518 });
+        let dsts = destinations(n);
+        grp.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                let mut hits = 0usize;
+                for d in &dsts {
+                    hits += index.get(black_box(d)).is_some() as usize;
                 }
                 hits
             })
@@ -179,6 +203,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_lookup, bench_ingress, bench_egress, bench_flood
+    targets = bench_lookup, bench_unicast_index, bench_ingress, bench_egress, bench_flood
 }
 criterion_main!(benches);

@@ -3,8 +3,9 @@
 //! to the owning worker otherwise. A passthru guest takes every frame, and source-mode guests
 //! also get copies by source MAC: both in `modes.rs`. The common case (an untagged unicast
 //! for a guest whose one queue is this worker's) is found for the whole burst before any
-//! frame moves (`deliver_received`): 124 -> 102 worker cycles per frame, uplink -> 2 guests
-//! at 64 B (bench/README.md).
+//! frame moves (`deliver_received`), with one probe of the worker's `UnicastIndex` per frame
+//! (bench/README.md: 124 -> 102 worker cycles per frame for the first, about 150 -> 110 for
+//! the second, uplink -> 2 and 8 guests at 64 B with the switch on one core).
 //!
 //! Ownership: a frame taken from a burst is either pushed (one reference per destination,
 //! extra references from `Mbuf::share`) into a slot's or a peer's pending burst, or dropped
@@ -17,7 +18,7 @@
 //! flood's guests), and each copy is delivered or a tx drop on its guest, counted once.
 
 use super::tag::{Flood, Tag};
-use super::worker::{Worker, NOT_MINE, NO_SLOT};
+use super::worker::{Worker, NO_SLOT};
 
 /// What `deliver_received`'s first step found for a frame.
 #[derive(Clone, Copy)]
@@ -77,9 +78,9 @@ impl Worker {
     }
 
     /// Delivers the rx burst in two steps. First, for each frame, what its header and the
-    /// tables say (`Found`): for the common case (an untagged unicast for a guest whose one
-    /// queue is this worker's, admitted whoever sent it), the batch it joins. Loads only, so
-    /// the CPU overlaps the lookups of several frames rather than waiting for each in turn.
+    /// worker's index say (`Found`): for the common case (an untagged unicast for a guest
+    /// whose one queue is this worker's, admitted whoever sent it), the batch it joins. Loads
+    /// only, so the CPU overlaps the lookups of several frames rather than waiting for each.
     /// Then, in order, each frame goes where that says. Returns the bytes received.
     fn deliver_received(&mut self, scope: RxScope) -> u64 {
         // With a passthru guest or a source-mode guest, every frame asks more than the first
@@ -93,12 +94,12 @@ impl Worker {
         for (i, f) in found.iter_mut().enumerate().take(rx.len()) {
             *f = self.find(rx.get(i), scope);
         }
-        let mut bytes = 0u64;
+        let (mut bytes, mut batched) = (0u64, 0u64);
         for (m, &f) in rx.drain().zip(found.iter()) {
             bytes += m.pkt_len() as u64;
             match f {
                 Found::Batch(li) => {
-                    self.stats.uplink().forward(1);
+                    batched += 1;
                     self.enqueue_local(usize::from(li), m);
                 }
                 Found::Unicast(g) => self.unicast_for(g, m, 0),
@@ -107,6 +108,9 @@ impl Worker {
             }
         }
         self.rx = rx;
+        // Counted once per burst: a counter bumped per frame is a chain of loads and stores
+        // through one address.
+        self.stats.uplink().forward_singles(batched);
         bytes
     }
 
@@ -121,12 +125,17 @@ impl Worker {
         if dst.is_multicast() {
             return Found::General;
         }
-        let Some(g) = self.unicast_owner(scope, 0, &dst) else { return Found::Unknown };
-        match self.common_unicast(g, m) {
-            // A slot the delivery map gives this worker but its slots do not hold is counted
-            // on the way through `enqueue`.
-            Some(Ok(slot)) if self.slot_index[slot] != NOT_MINE => Found::Batch(self.slot_index[slot]),
-            _ => Found::Unicast(g),
+        let to = match scope {
+            // A queue hardware steering gives one guest: no lookup (`unicast_owner`).
+            RxScope::Guest(g) if self.tables.flags(GuestId(g as u16)).pooled_in(0) => self.to_guest[g].unicast,
+            _ => match self.unicasts.get(&dst) {
+                Some(to) => to,
+                None => return Found::Unknown,
+            },
+        };
+        match to.batch_for(m.pkt_len()) {
+            Some(li) => Found::Batch(li),
+            None => Found::Unicast(to.guest),
         }
     }
 
@@ -253,7 +262,7 @@ impl Worker {
         }
         Some(if !to.takes_unicast {
             Err(DropReason::PolicyDenied)
-        } else if m.pkt_len() > to.max_len as usize {
+        } else if m.pkt_len() > to.unicast.max_len as usize {
             Err(DropReason::Oversize)
         } else {
             Ok(to.local_slot as usize)

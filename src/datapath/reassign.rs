@@ -70,11 +70,12 @@ impl Worker {
             self.slot_index[s.slot as usize] = NOT_MINE;
         }
         fill_slots(&mut self.slots, &mut self.slot_index, &new);
-        let WorkerView { tables, guest_queues, to_guest } = new;
+        let WorkerView { tables, guest_queues, to_guest, unicasts } = new;
         let old = WorkerView {
             tables: std::mem::replace(&mut self.tables, tables),
             guest_queues: std::mem::replace(&mut self.guest_rx, guest_queues),
             to_guest: std::mem::replace(&mut self.to_guest, to_guest),
+            unicasts: std::mem::replace(&mut self.unicasts, unicasts),
         };
         self.handover.retire(old);
     }

@@ -13,7 +13,7 @@ use crate::rte::eal::rdtsc;
 use crate::rte::ring::{Consumer, Producer};
 use crate::rte::{Burst, Mbuf, Mempool, RxQueue, TxQueue, BURST};
 use crate::stats::{DropReason, StatsShard};
-use crate::view::{DeliveryMap, GuestLinks, Handover, RxScope, Tables, ToGuest, WorkerLinks, WorkerView, MAX_SLOTS};
+use crate::view::{DeliveryMap, GuestLinks, Handover, RxScope, Tables, ToGuest, UnicastIndex, WorkerLinks, WorkerView, MAX_SLOTS, NO_BATCH};
 
 /// Uplink frames a worker may hold while the uplink tx queue is full. Guests are only polled
 /// for what fits here, so the rest wait in their virtqueues (backpressure, not loss).
@@ -92,6 +92,8 @@ pub struct Worker {
     pub(super) tables: Arc<Tables>,
     /// Per guest id: what a unicast from the uplink needs, in one entry per guest.
     pub(super) to_guest: Vec<ToGuest>,
+    /// The same for the common case, by destination MAC.
+    pub(super) unicasts: UnicastIndex,
     pub(super) links: WorkerLinks,
     /// Buffers for frames dequeued from guests.
     pub(super) pool: Arc<Mempool>,
@@ -113,10 +115,12 @@ pub struct Worker {
 }
 
 /// The slots of `view`'s guest queues, in `slots` and `slot_index` (both empty and unmarked
-/// on entry). No allocation: `slots` has room for every slot.
+/// on entry), in the view's order, which its `Unicast::batch` indexes assume. No allocation:
+/// `slots` has room for every slot.
 pub(super) fn fill_slots(slots: &mut Vec<SlotOut>, slot_index: &mut [u16], view: &WorkerView) {
     for &(g, q) in &view.guest_queues {
         let slot = view.tables.delivery.slot(g.index(), q);
+        debug_assert!(q != 0 || [NO_BATCH, slots.len() as u16].contains(&view.to_guest[g.index()].unicast.batch));
         slot_index[slot] = slots.len() as u16;
         slots.push(SlotOut { slot: slot as u32, guest: g, queue: q, pending: Burst::new(), bytes: 0 });
     }
@@ -153,10 +157,11 @@ impl Worker {
         for (w, ring) in queues.to_peers {
             peers[w] = Some(PeerOut { ring, pending: Burst::new() });
         }
-        let WorkerView { tables, guest_queues, to_guest } = view;
+        let WorkerView { tables, guest_queues, to_guest, unicasts } = view;
         Worker {
             me: queues.index,
             to_guest,
+            unicasts,
             uplink_rx: queues.uplink_rx,
             uplink_scope: queues.uplink_scope,
             uplink_tx: queues.uplink_tx,

@@ -56,6 +56,15 @@ impl PortCell {
         }
     }
 
+    /// `frames` frames received from this port went on as one copy each.
+    #[inline]
+    pub fn forward_singles(&self, frames: u64) {
+        if frames != 0 {
+            bump(&self.forwarded, frames);
+            bump(&self.copies, frames);
+        }
+    }
+
     /// `copies` more copies of a frame already counted in `forwarded` (source-mode guests'
     /// copies of a unicast that also went to its destination's owner).
     #[inline]

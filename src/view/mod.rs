@@ -29,6 +29,7 @@ mod handover;
 mod scope;
 mod sources;
 mod tables;
+mod unicasts;
 #[cfg(test)]
 mod truth_props;
 
@@ -39,3 +40,4 @@ pub use crate::rte::vhost_links::{Device, GuestLinks, WorkerLinks};
 pub use scope::RxScope;
 pub use sources::SourceTable;
 pub use tables::{FloodKey, GuestFlags, Tables, ToGuest, WorkerView, NO_SLOT};
+pub use unicasts::{Unicast, UnicastIndex, NO_BATCH};

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::unicasts::{Unicast, UnicastIndex, NO_BATCH};
 use super::{DeliveryMap, SourceTable};
 use crate::fib::{GuestId, MacTable};
 use crate::policy::{self, Cast, Mode, Origin};
@@ -184,8 +185,8 @@ impl Tables {
 /// touches one small entry (the per-guest lookups were a visible share of a 64-byte frame).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ToGuest {
-    /// Frames longer than this are oversize for the guest.
-    pub max_len: u32,
+    /// The common case's answer (also in the worker's `UnicastIndex`, by MAC).
+    pub unicast: Unicast,
     /// Its queue slot when it has a single queue and this worker owns it, else `NO_SLOT`.
     pub local_slot: u32,
     /// The policy may refuse a unicast by who sent it (a private guest exists), so the source
@@ -199,17 +200,20 @@ pub struct ToGuest {
 #[derive(Debug)]
 pub struct WorkerView {
     pub tables: Arc<Tables>,
-    /// (guest, queue) pairs the worker serves in both directions.
+    /// (guest, queue) pairs the worker serves in both directions; a worker keeps one batch
+    /// per pair, in this order.
     pub guest_queues: Vec<(GuestId, u16)>,
     /// Indexed by guest id.
     pub to_guest: Vec<ToGuest>,
+    /// Untagged unicasts' answers by destination MAC.
+    pub unicasts: UnicastIndex,
 }
 
 impl WorkerView {
     /// Worker `me`'s view of `tables`.
     pub fn new(tables: &Arc<Tables>, me: usize) -> WorkerView {
         let d = &tables.delivery;
-        let guest_queues = d
+        let guest_queues: Vec<(GuestId, u16)> = d
             .guests()
             .iter()
             .flat_map(|&g| (0..d.queues(g.index())).map(move |q| (g, q)))
@@ -217,18 +221,36 @@ impl WorkerView {
             .collect();
         let modes: Vec<Mode> = tables.fib.guests().map(|g| g.mode).collect();
         let local = d.local_single_slots(me);
-        let to_guest = (0..tables.fib.id_bound())
-            .map(|i| match tables.fib.get(GuestId(i as u16)) {
-                Some(e) => ToGuest {
-                    max_len: e.max_frame_len,
-                    local_slot: local.get(i).copied().unwrap_or(NO_SLOT),
-                    needs_source: policy::unicast_depends_on_origin(e.mode, &modes),
-                    takes_unicast: policy::deliver_from_uplink(e.mode, Origin::External, Cast::Unicast),
-                },
-                None => ToGuest { max_len: 0, local_slot: NO_SLOT, needs_source: false, takes_unicast: false },
+        // The batch of each guest's queue 0 here, if this worker has it.
+        let mut batch_of_first = vec![NO_BATCH; tables.fib.id_bound()];
+        for (b, &(g, q)) in guest_queues.iter().enumerate() {
+            if let (0, Some(first)) = (q, batch_of_first.get_mut(g.index())) {
+                *first = b as u16;
+            }
+        }
+        let to_guest: Vec<ToGuest> = (0..tables.fib.id_bound())
+            .map(|i| {
+                let id = GuestId(i as u16);
+                match tables.fib.get(id) {
+                    Some(e) => {
+                        let local_slot = local.get(i).copied().unwrap_or(NO_SLOT);
+                        let needs_source = policy::unicast_depends_on_origin(e.mode, &modes);
+                        let takes_unicast = policy::deliver_from_uplink(e.mode, Origin::External, Cast::Unicast);
+                        let common = local_slot != NO_SLOT && !needs_source && takes_unicast;
+                        let batch = if common { batch_of_first[i] } else { NO_BATCH };
+                        ToGuest { unicast: Unicast { guest: id, batch, max_len: e.max_frame_len }, local_slot, needs_source, takes_unicast }
+                    }
+                    None => ToGuest {
+                        unicast: Unicast { guest: id, batch: NO_BATCH, max_len: 0 },
+                        local_slot: NO_SLOT,
+                        needs_source: false,
+                        takes_unicast: false,
+                    },
+                }
             })
             .collect();
-        WorkerView { tables: Arc::clone(tables), guest_queues, to_guest }
+        let unicasts = UnicastIndex::new(&tables.fib, |g| to_guest[g.index()].unicast);
+        WorkerView { tables: Arc::clone(tables), guest_queues, to_guest, unicasts }
     }
 }
 

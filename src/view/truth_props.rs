@@ -1,6 +1,6 @@
 //! Property tests: for random guest sets (modes, MACs), random frames and an external switch
 //! that does or does not reflect, the decisions the datapath takes from the published tables
-//! (MAC lookup, `ToGuest`'s unicast shortcut, the flood lists, the egress route) deliver each
+//! (MAC lookup, the worker's `UnicastIndex` and `ToGuest`'s unicast shortcut, the flood lists, the egress route) deliver each
 //! frame to exactly the guests macvlan's semantics name, each once, or drop it under exactly
 //! one reason.
 //!
@@ -76,8 +76,19 @@ impl Model {
             let copies: Vec<_> = self.tables.floods.list(key).iter().filter(|&&g| Some(g) != source).map(|&g| (g, None)).collect();
             return if copies.is_empty() { Outcome::Dropped(DropReason::NoDestination) } else { Outcome::Copies(copies) };
         }
-        let Some(g) = fib.lookup(&dst) else { return Outcome::Dropped(DropReason::UnknownDest) };
+        // `deliver_received`'s first step asks the worker's index, the general path the MAC
+        // table: both must answer alike.
+        let found = self.view.unicasts.get(&dst);
+        let Some(g) = fib.lookup(&dst) else {
+            assert_eq!(found, None, "the index knows {dst} and the MAC table does not");
+            return Outcome::Dropped(DropReason::UnknownDest);
+        };
         let to = self.view.to_guest[g.index()];
+        assert_eq!(found, Some(to.unicast), "the index's answer for {dst} is not its guest's");
+        if to.unicast.batch_for(64).is_some() {
+            // The common case: straight into the guest's batch.
+            return Outcome::Copies(vec![(g, None)]);
+        }
         let admitted = if to.needs_source {
             let origin = match fib.lookup(&src) {
                 None => Origin::External,
