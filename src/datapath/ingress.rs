@@ -3,9 +3,10 @@
 //! to the owning worker otherwise. A passthru guest takes every frame, and source-mode guests
 //! also get copies by source MAC: both in `modes.rs`. The common case (an untagged unicast
 //! for a guest whose one queue is this worker's) is found for the whole burst before any
-//! frame moves (`deliver_received`), with one probe of the worker's `UnicastIndex` per frame
-//! (bench/README.md: 124 -> 102 worker cycles per frame for the first, about 150 -> 110 for
-//! the second, uplink -> 2 and 8 guests at 64 B with the switch on one core).
+//! frame moves (`deliver_received`), with one probe of the worker's `UnicastIndex` per frame.
+//! In bench/README.md, uplink -> guests at 64 B with the switch on one core: finding the
+//! common case first took 124 -> 102 worker cycles per frame (2 guests), and the one probe
+//! about 150 -> 110 (2 and 8 guests).
 //!
 //! Ownership: a frame taken from a burst is either pushed (one reference per destination,
 //! extra references from `Mbuf::share`) into a slot's or a peer's pending burst, or dropped
@@ -26,7 +27,7 @@ enum Found {
     /// The common case: it joins this worker's batch (an index in `slots`).
     Batch(u16),
     /// An untagged unicast for this guest, that the guest's mode, size or queues decide.
-    Unicast(GuestId),
+    Guest(GuestId),
     /// An untagged unicast for no guest.
     Unknown,
     /// Anything else: the general path (`classify`).
@@ -102,7 +103,7 @@ impl Worker {
                     batched += 1;
                     self.enqueue_local(usize::from(li), m);
                 }
-                Found::Unicast(g) => self.unicast_for(g, m, 0),
+                Found::Guest(g) => self.unicast_for(g, m, 0),
                 Found::Unknown => self.unknown_destination(&m),
                 Found::General => self.classify(m, scope),
             }
@@ -125,17 +126,16 @@ impl Worker {
         if dst.is_multicast() {
             return Found::General;
         }
-        let to = match scope {
-            // A queue hardware steering gives one guest: no lookup (`unicast_owner`).
-            RxScope::Guest(g) if self.tables.flags(GuestId(g as u16)).pooled_in(0) => self.to_guest[g].unicast,
-            _ => match self.unicasts.get(&dst) {
+        let to = match self.pooled_owner(scope, 0) {
+            Some(g) => self.to_guest[g.index()].unicast,
+            None => match self.unicasts.get(&dst) {
                 Some(to) => to,
                 None => return Found::Unknown,
             },
         };
         match to.batch_for(m.pkt_len()) {
             Some(li) => Found::Batch(li),
-            None => Found::Unicast(to.guest),
+            None => Found::Guest(to.guest),
         }
     }
 
@@ -245,9 +245,16 @@ impl Worker {
     /// Everything else is looked up.
     #[inline(always)]
     fn unicast_owner(&self, scope: RxScope, vlan: u16, dst: &MacAddr) -> Option<GuestId> {
+        self.pooled_owner(scope, vlan).or_else(|| self.tables.fib.lookup_in(vlan, dst))
+    }
+
+    /// The guest whose own VMDq pool rx queue `scope` is, if its frames of VLAN `vlan` are
+    /// its own.
+    #[inline(always)]
+    fn pooled_owner(&self, scope: RxScope, vlan: u16) -> Option<GuestId> {
         match scope {
             RxScope::Guest(g) if self.tables.flags(GuestId(g as u16)).pooled_in(vlan) => Some(GuestId(g as u16)),
-            _ => self.tables.fib.lookup_in(vlan, dst),
+            _ => None,
         }
     }
 

@@ -16,7 +16,7 @@ mod builder;
 mod table;
 
 pub use builder::MacTableBuilder;
-pub use table::{GuestEntry, MacTable};
+pub use table::{key, GuestEntry, MacTable};
 
 use crate::wire::MacAddr;
 

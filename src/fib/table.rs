@@ -35,9 +35,10 @@ pub struct MacTable {
 }
 
 /// The six octets in the low 48 bits and the VLAN id above them; distinct (VLAN, MAC) pairs
-/// give distinct keys, and VLAN 0 (untagged) gives the MAC alone.
-#[inline]
-pub(super) fn key(vlan: u16, mac: &MacAddr) -> u64 {
+/// give distinct keys, and VLAN 0 (untagged) gives the MAC alone. The top 4 bits are never
+/// set (a VLAN id is below 4096).
+#[inline(always)]
+pub fn key(vlan: u16, mac: &MacAddr) -> u64 {
     let [a, b, c, d, e, f] = mac.0;
     let [h, l] = vlan.to_be_bytes();
     u64::from_be_bytes([h, l, a, b, c, d, e, f])

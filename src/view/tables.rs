@@ -296,6 +296,54 @@ mod tests {
         assert_eq!(f.list(f.key(0, true, Some(Mode::Bridge))), &[GuestId(2), GuestId(3)]);
     }
 
+    /// A worker's answer for a guest's untagged unicast names the batch of the guest's one
+    /// queue when the worker owns it and the guest's mode takes any unicast (the batch
+    /// `fill_slots` gives that queue: its place in `guest_queues`), and no batch otherwise;
+    /// the worker's index answers each untagged MAC with its guest's answer and knows no
+    /// tagged guest's MAC.
+    #[test]
+    fn a_workers_unicast_answers_name_the_batches_of_its_own_single_queues() {
+        use crate::fib::MacTableBuilder;
+        use crate::wire::MacAddr;
+        let mac = |g: usize, k: u8| MacAddr([0x52, 0x54, 0, k, 0, g as u8]);
+        // (mode, VLAN, owner of each queue)
+        let build = |guests: &[(Mode, u16, &[u16])]| {
+            let mut b = MacTableBuilder::default();
+            let mut d = DeliveryMap::default();
+            for (g, &(mode, vlan, owners)) in guests.iter().enumerate() {
+                let id = GuestId(g as u16);
+                b.add_guest_in_vlan(id, vlan, &format!("g{g}"), &[mac(g, 0), mac(g, 1)], mode, 1514 + g as u32).expect("distinct MACs");
+                d.insert(id, owners);
+            }
+            Arc::new(Tables::new(b.build(1), d, |_| false))
+        };
+        let guests: [(Mode, u16, &[u16]); 5] = [(Mode::Vepa, 0, &[1]), (Mode::Vepa, 0, &[0]), (Mode::Vepa, 0, &[0, 1]), (Mode::Vepa, 10, &[0]), (Mode::Vepa, 0, &[1, 0])];
+        let tables = build(&guests);
+        let mut batches = Vec::new();
+        for me in 0..2 {
+            let view = WorkerView::new(&tables, me);
+            for (g, &(_, vlan, owners)) in guests.iter().enumerate() {
+                let to = view.to_guest[g].unicast;
+                assert_eq!((to.guest, to.max_len), (GuestId(g as u16), 1514 + g as u32));
+                if owners == [me as u16] {
+                    assert_eq!(view.guest_queues.get(usize::from(to.batch)), Some(&(GuestId(g as u16), 0)), "worker {me}, guest {g}");
+                    batches.push((me, g));
+                } else {
+                    assert_eq!(to.batch, NO_BATCH, "worker {me}, guest {g}");
+                }
+                for k in 0..2 {
+                    assert_eq!(view.unicasts.get(&mac(g, k)), (vlan == 0).then_some(to), "worker {me}, guest {g}, MAC {k}");
+                }
+            }
+        }
+        assert_eq!(batches, [(0, 1), (0, 3), (1, 0)]);
+        // A private guest refuses its siblings' frames: who sent it decides, never the batch.
+        let tables = build(&[(Mode::Vepa, 0, &[0]), (Mode::Private, 0, &[0])]);
+        let view = WorkerView::new(&tables, 0);
+        assert_eq!(view.to_guest[1].unicast.batch, NO_BATCH);
+        assert_eq!(view.unicasts.get(&mac(1, 0)), Some(view.to_guest[1].unicast));
+    }
+
     /// Per VLAN: a VLAN's lists hold its own guests only, the untagged lists none of the
     /// tagged guests, and a VLAN nobody uses has empty lists.
     #[test]

@@ -5,10 +5,11 @@
 //! dependent loads per frame (bench/README.md, "One probe per frame").
 //!
 //! The table is built once per publication on the control thread and only read after; it
-//! never changes under a worker. Open addressing with linear probing at most half full, so a
-//! lookup, hit or miss, ends within a probe or two.
+//! never changes under a worker. Open addressing with linear probing, a quarter to half full:
+//! even half full, a known MAC is found in 1.5 probes on average and an unknown one ends at an
+//! empty entry after 2.5, mostly within one cache line (four entries to a line).
 
-use crate::fib::{GuestId, MacTable};
+use crate::fib::{self, GuestId, MacTable};
 use crate::wire::MacAddr;
 
 /// `Unicast::batch` when the frame is not the common case for this worker.
@@ -33,7 +34,7 @@ impl Unicast {
     }
 }
 
-/// Never a MAC's key: a MAC fills the low 48 bits only.
+/// Never a key: `fib::key` leaves the top bits clear.
 const EMPTY: u64 = u64::MAX;
 
 #[derive(Clone, Copy, Debug)]
@@ -55,26 +56,14 @@ pub struct UnicastIndex {
     shift: u32,
 }
 
-impl Default for UnicastIndex {
-    fn default() -> Self {
-        UnicastIndex { entries: vec![VACANT; 2].into_boxed_slice(), mask: 1, shift: 63 }
-    }
-}
-
-#[inline(always)]
-fn key(mac: &MacAddr) -> u64 {
-    let [a, b, c, d, e, f] = mac.0;
-    u64::from_be_bytes([0, 0, a, b, c, d, e, f])
-}
-
 impl UnicastIndex {
-    /// The index of every untagged MAC in `fib`, its guest's answer from `to(guest)`.
-    pub fn new(fib: &MacTable, to: impl Fn(GuestId) -> Unicast) -> UnicastIndex {
-        let macs: Vec<(&MacAddr, GuestId)> = fib.guests().filter(|e| e.vlan == 0).flat_map(|e| e.macs.iter().map(move |m| (m, e.id))).collect();
+    /// The index of every untagged MAC in `table`, its guest's answer from `to(guest)`.
+    pub fn new(table: &MacTable, to: impl Fn(GuestId) -> Unicast) -> UnicastIndex {
+        let macs: Vec<(&MacAddr, GuestId)> = table.guests().filter(|e| e.vlan == 0).flat_map(|e| e.macs.iter().map(move |m| (m, e.id))).collect();
         let len = (2 * macs.len()).next_power_of_two().max(2);
         let mut index = UnicastIndex { entries: vec![VACANT; len].into_boxed_slice(), mask: len - 1, shift: 64 - len.trailing_zeros() };
         for (mac, g) in macs {
-            let k = key(mac);
+            let k = fib::key(0, mac);
             let mut i = index.home(k);
             while index.entries[i].key != EMPTY {
                 i = (i + 1) & index.mask;
@@ -94,7 +83,7 @@ impl UnicastIndex {
     /// The answer for a unicast to `mac`, if an untagged guest owns it.
     #[inline(always)]
     pub fn get(&self, mac: &MacAddr) -> Option<Unicast> {
-        let k = key(mac);
+        let k = fib::key(0, mac);
         let mut i = self.home(k);
         loop {
             let e = self.entries.get(i)?;
@@ -109,12 +98,9 @@ impl UnicastIndex {
     }
 
     /// How many MACs it holds.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.iter().filter(|e| e.key != EMPTY).count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -165,11 +151,10 @@ mod tests {
 
     #[test]
     fn an_empty_index_answers_nothing() {
-        let index = UnicastIndex::default();
-        assert_eq!(index.get(&mac(1)), None);
-        assert!(index.is_empty());
         let empty = UnicastIndex::new(&MacTableBuilder::default().build(1), |g| Unicast { guest: g, batch: 0, max_len: 0 });
+        assert_eq!(empty.len(), 0);
         assert_eq!(empty.get(&MacAddr([0; 6])), None);
+        assert_eq!(empty.get(&mac(1)), None);
     }
 
     #[test]
