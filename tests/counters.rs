@@ -132,8 +132,9 @@ fn a_mixed_load_on_two_workers_adds_up_per_direction_and_per_copy() {
     assert_eq!((reason(vm5, "tx_drops", "guest_down"), drop_sum(vm5, "tx_drops")), (10 + 20 + 10 + 5, 45), "{vm5:#}");
 }
 
-/// One worker owns every queue, so unicast from the wire takes the fast path
-/// (`ToGuest::local_slot`): its oversize and guest-down refusals are counted there exactly,
+/// One worker owns every queue, so unicast from the wire takes the fast path (frames that
+/// fit go straight to the guest's batch, an oversize one is refused through
+/// `ToGuest::local_slot`): its oversize and guest-down refusals are counted there exactly,
 /// as copies dropped on the guest, and the identities hold.
 #[test]
 fn the_uplink_fast_path_counts_oversize_and_a_guest_that_is_down() {

@@ -459,8 +459,9 @@ impl Worker {
     /// guest first if it is full.
     #[inline(always)]
     fn enqueue_local(&mut self, li: usize, m: Mbuf) {
-        // `slot_index` holds indexes in `slots` or `NOT_MINE`, which no caller passes
-        // (`worker::fill_slots`, `reassign`).
+        // Callers pass an index from `slot_index` (indexes in `slots`, or `NOT_MINE`, which
+        // `enqueue` stops) or a `Unicast::batch`, which `WorkerView::new` counts in the order
+        // `worker::fill_slots` lays out `slots` (both at `Worker::new` and in `reassign`).
         debug_assert!(li < self.slots.len());
         let len = m.pkt_len() as u64;
         let out = &mut self.slots[li];

@@ -16,7 +16,8 @@ mod builder;
 mod table;
 
 pub use builder::MacTableBuilder;
-pub use table::{key, GuestEntry, MacTable};
+pub(crate) use table::key;
+pub use table::{GuestEntry, MacTable};
 
 use crate::wire::MacAddr;
 

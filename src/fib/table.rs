@@ -38,7 +38,7 @@ pub struct MacTable {
 /// give distinct keys, and VLAN 0 (untagged) gives the MAC alone. The top 4 bits are never
 /// set (a VLAN id is below 4096).
 #[inline(always)]
-pub fn key(vlan: u16, mac: &MacAddr) -> u64 {
+pub(crate) fn key(vlan: u16, mac: &MacAddr) -> u64 {
     let [a, b, c, d, e, f] = mac.0;
     let [h, l] = vlan.to_be_bytes();
     u64::from_be_bytes([h, l, a, b, c, d, e, f])

@@ -212,6 +212,8 @@ mod tests {
         c.forward(3);
         c.forward(0);
         c.forward_local();
+        c.forward_singles(5);
+        c.forward_singles(0);
         c.stall(3);
         let p = c.load();
         assert_eq!(
@@ -222,7 +224,7 @@ mod tests {
         assert_eq!(p.drops[DropReason::GuestDown], 5);
         assert_eq!(p.total_drops(), 8);
         assert_eq!((p.rx_drops.total(), p.tx_drops.total()), (1, 7));
-        assert_eq!((p.forwarded, p.local, p.copies), (3, 1, 4));
+        assert_eq!((p.forwarded, p.local, p.copies), (8, 1, 9));
     }
 
     #[test]

@@ -20,8 +20,9 @@
 //! new owner's first use comes after its Acquire loads of every `adopted`.
 //!
 //! Freeing: the old views come back to the control thread (`retired`), which drops them once
-//! every worker has adopted the new one: nothing is freed on a worker, and nothing a worker
-//! may still read is freed at all.
+//! every worker has adopted the new one: nothing is freed on a worker while it runs, and
+//! nothing a worker may still read is freed at all. (At stop, a worker drops its own state,
+//! the view it runs on included, on its way out.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //!
 //! - [`Tables`]: the immutable per-publication tables every worker shares (MAC table,
 //!   queue ownership, per-guest flags), and [`WorkerView`], one worker's part of it (its
-//!   queues, its per-guest delivery entries).
+//!   queues, its per-guest delivery entries, its [`UnicastIndex`]).
 //! - [`Handover`]: the one way a new `WorkerView` reaches the workers, for every kind of
 //!   change (guests added, removed or changed, queues moved by load): built and allocated on
 //!   the control thread, taken by each worker between two passes, and the previous one

@@ -185,7 +185,8 @@ impl Tables {
 /// touches one small entry (the per-guest lookups were a visible share of a 64-byte frame).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ToGuest {
-    /// The common case's answer (also in the worker's `UnicastIndex`, by MAC).
+    /// The common case's answer (also in the worker's `UnicastIndex`, by MAC); its `max_len`
+    /// is the guest's size limit for every unicast from the uplink.
     pub unicast: Unicast,
     /// Its queue slot when it has a single queue and this worker owns it, else `NO_SLOT`.
     pub local_slot: u32,

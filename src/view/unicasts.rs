@@ -37,6 +37,7 @@ impl Unicast {
 /// Never a key: `fib::key` leaves the top bits clear.
 const EMPTY: u64 = u64::MAX;
 
+/// 16 bytes, aligned to them, so that no entry straddles two cache lines.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(16))]
 struct Entry {
@@ -86,7 +87,9 @@ impl UnicastIndex {
         let k = fib::key(0, mac);
         let mut i = self.home(k);
         loop {
-            let e = self.entries.get(i)?;
+            // `home` and the mask keep `i` in the table: were they wrong, this panics rather
+            // than call a guest's MAC unknown.
+            let e = &self.entries[i];
             if e.key == k {
                 return Some(e.to);
             }
@@ -116,8 +119,7 @@ mod tests {
     }
 
     /// Every untagged MAC answers with its guest's entry; tagged guests' MACs, and MACs nobody
-    /// has, answer nothing; whatever the table's size, with MACs that differ in one octet
-    /// (collisions and wrap-around included).
+    /// has, answer nothing; whatever the table's size, with MACs that differ in one octet.
     #[test]
     fn answers_each_untagged_mac_with_its_guests_entry() {
         for (guests, per_guest) in [(1u32, 1u32), (2, 1), (8, 3), (64, 64), (990, 5)] {
@@ -147,6 +149,26 @@ mod tests {
                 assert_eq!(index.get(&mac(other)), None);
             }
         }
+    }
+
+    /// MACs whose home is the table's last entry: the second and third wrap to its start,
+    /// and a lookup that misses walks past all three to the first empty entry.
+    #[test]
+    fn probes_wrap_around_the_end_of_the_table() {
+        let last = |o: u8| MacAddr([0x52, 0x54, 0, 0, 0, o]);
+        let homed_last = [0x07, 0x0f, 0x14];
+        let mut b = MacTableBuilder::default();
+        for (g, &o) in homed_last.iter().enumerate() {
+            b.add_guest(&format!("g{g}"), &[last(o)], Mode::Vepa, 1514).expect("distinct MACs");
+        }
+        let index = UnicastIndex::new(&b.build(1), |g| Unicast { guest: g, batch: g.0, max_len: 1514 });
+        assert_eq!((index.entries.len(), index.len()), (8, 3));
+        for (g, &o) in homed_last.iter().enumerate() {
+            assert_eq!(index.home(fib::key(0, &last(o))), index.mask, "{o:#x} is homed at the last entry");
+            assert_eq!(index.get(&last(o)).map(|u| u.guest), Some(GuestId(g as u16)), "{o:#x}");
+        }
+        assert_eq!(index.home(fib::key(0, &last(0x1c))), index.mask);
+        assert_eq!(index.get(&last(0x1c)), None);
     }
 
     #[test]
