@@ -333,9 +333,9 @@ impl Worker {
         }
         // While the uplink is down no guest is polled (`link_down.rs`): their kicks would
         // wake the worker for nothing. The link's return is a publication, which rings.
-        let guests = if self.tables.uplink_up { self.guest_rx.len() } else { 0 };
+        let guests = if self.tables.uplink_up { self.guest_queues.all().len() } else { 0 };
         for i in 0..guests {
-            let (g, q) = self.guest_rx[i];
+            let (g, q) = self.guest_queues.all()[i];
             let armed = {
                 // A guest without a device sends nothing; its device's arrival rings the bell.
                 let Some(dev) = self.links.device(g.index()) else { continue };
@@ -359,7 +359,7 @@ impl Worker {
 
     /// Whether a live migration is copying the memory of a guest this worker polls.
     fn any_guest_migrating(&self) -> bool {
-        self.guest_rx.iter().any(|&(g, _)| self.links.device(g.index()).is_some_and(|d| vhost::migrating(&d)))
+        self.guest_queues.all().iter().any(|&(g, _)| self.links.device(g.index()).is_some_and(|d| vhost::migrating(&d)))
     }
 
     /// After the pass that followed `arm_wakeups`: blocks if it moved nothing and nothing

@@ -9,6 +9,7 @@ mod arrival_watches;
 mod block;
 mod dispatch;
 mod egress;
+mod guest_queues;
 mod idle;
 mod ingress;
 mod modes;

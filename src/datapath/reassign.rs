@@ -73,7 +73,7 @@ impl Worker {
         let WorkerView { tables, guest_queues, to_guest, unicasts } = new;
         let old = WorkerView {
             tables: std::mem::replace(&mut self.tables, tables),
-            guest_queues: std::mem::replace(&mut self.guest_rx, guest_queues),
+            guest_queues: self.guest_queues.replace(guest_queues),
             to_guest: std::mem::replace(&mut self.to_guest, to_guest),
             unicasts: std::mem::replace(&mut self.unicasts, unicasts),
         };

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::block::{Blocker, Wake};
+use super::guest_queues::GuestQueues;
 use super::idle::IdleBackoff;
 use super::vlan::VlanOffload;
 use super::originate::OriginQueue;
@@ -67,8 +68,8 @@ pub struct Worker {
     pub(super) uplink_scope: Vec<RxScope>,
     pub(super) uplink_tx: TxQueue,
     pub(super) origin: OriginQueue,
-    /// Guest queue pairs this worker serves (from its view).
-    pub(super) guest_rx: Vec<(GuestId, u16)>,
+    /// Guest queue pairs this worker serves (from its view), and those of them connected.
+    pub(super) guest_queues: GuestQueues,
     /// The guest queues this worker owns, densely (their pending bursts are what a flood
     /// touches, so they sit together rather than spread over every possible slot).
     /// Capacity `MAX_SLOTS`, so a publication never reallocates it.
@@ -166,7 +167,7 @@ impl Worker {
             uplink_scope: queues.uplink_scope,
             uplink_tx: queues.uplink_tx,
             origin: queues.origin,
-            guest_rx: guest_queues,
+            guest_queues: GuestQueues::new(guest_queues),
             dirty: Vec::with_capacity(MAX_SLOTS),
             slots,
             slot_index,

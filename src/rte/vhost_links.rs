@@ -35,6 +35,9 @@ pub struct GuestLinks {
     /// Queue pairs the connected guest set up (0 when not connected).
     queues: Box<[AtomicU16]>,
     passes: Box<[CachePadded<AtomicU64>]>,
+    /// Bumped after every attach and detach, so that a worker can keep the list of its
+    /// connected queues and scan its guests again only when it moved (`changes`).
+    changes: CachePadded<AtomicU64>,
 }
 
 impl GuestLinks {
@@ -44,6 +47,7 @@ impl GuestLinks {
             queues: (0..guests).map(|_| AtomicU16::new(0)).collect(),
             // A worker that never started (or failed to launch) must not be waited for.
             passes: (0..workers).map(|_| CachePadded::new(AtomicU64::new(STOPPED))).collect(),
+            changes: CachePadded::new(AtomicU64::new(0)),
         })
     }
 
@@ -61,6 +65,14 @@ impl GuestLinks {
 
     pub fn is_up(&self, guest: usize) -> bool {
         self.vid(guest).is_some()
+    }
+
+    /// How many attaches and detaches there have been. One that a reader sees here was
+    /// complete (vid and queue count stored) before it was counted, so a reader that reads
+    /// this first and then the guests sees at least every change up to the count it read.
+    #[inline]
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
     }
 
     /// End of a worker pass: after this, the worker holds no vid it read before.
@@ -93,6 +105,7 @@ impl GuestLinks {
         }
         // Read by workers only after they saw the vid, and only as a bound (a stale 0 is safe).
         self.queues[guest].store(queue_pairs, Ordering::Relaxed);
+        self.changes.fetch_add(1, Ordering::SeqCst);
         true
     }
 
@@ -100,6 +113,7 @@ impl GuestLinks {
     pub fn detach(&self, guest: usize, vid: i32) {
         if self.vid[guest].compare_exchange(vid, NO_DEVICE, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
             self.queues[guest].store(0, Ordering::Relaxed);
+            self.changes.fetch_add(1, Ordering::SeqCst);
         }
         // Even for a device that was never (or is no longer) published, wait for every worker's
         // pass: it costs a pass, and nothing then depends on how the vid came to be stale.
@@ -156,6 +170,12 @@ impl WorkerLinks {
     #[inline]
     pub fn active_queues(&self, guest: usize) -> u16 {
         self.links.active_queues(guest)
+    }
+
+    /// See `GuestLinks::changes`.
+    #[inline]
+    pub fn changes(&self) -> u64 {
+        self.links.changes()
     }
 
     /// The end of a pass: no `Device` can be alive (this takes `&mut self`).
