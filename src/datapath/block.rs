@@ -39,7 +39,7 @@
 //! that pass, or a ring, ends the wait; the worker then polls at once, and arms again only
 //! if that pass finds nothing.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +51,7 @@ use super::arrival_watches::ArrivalWatches;
 use super::worker::Worker;
 use crate::fib::GuestId;
 use crate::rte::ethdev::RxInterrupt;
+use crate::rte::fine_wait::{self, Waited};
 use crate::rte::vhost;
 pub use crate::stats::Wake;
 use crate::view::{Doorbells, DOORBELL};
@@ -116,6 +117,11 @@ pub struct Blocker {
     kicks: Vec<ArmedKick>,
     /// Every fd registered in `poll` by `arm` (the doorbell's stays).
     fds: Vec<RawFd>,
+    /// Timed sleeps wait on `poll`, so that the doorbell ends them (`sleep`); false with
+    /// `--idle-sleep-max 0`, or where the kernel cannot wait that finely (tried once here).
+    fine_sleeps: bool,
+    /// Peers ring this worker's doorbell: it sleeps or blocks (not with pure polling).
+    rung_by_peers: bool,
 }
 
 impl Blocker {
@@ -125,6 +131,7 @@ impl Blocker {
     /// a few uplink queues).
     pub fn new(poll: Poll, bells: Arc<Doorbells>, enabled: bool, limit: Duration, sleep_max_us: u32, arrivals: Option<ArrivalWatches>) -> Blocker {
         let backoff_sleeps = (limit.as_micros() / u128::from(sleep_max_us.max(1))).clamp(1, u128::from(u32::MAX)) as u32;
+        let poll_fd = poll.as_raw_fd();
         Blocker {
             poll,
             events: Events::with_capacity(64),
@@ -141,6 +148,11 @@ impl Blocker {
             for_nothing: 0,
             kicks: Vec::with_capacity(crate::view::MAX_SLOTS),
             fds: Vec::with_capacity(crate::view::MAX_SLOTS + 64),
+            // A wait that returns at once says whether the kernel (and any seccomp filter)
+            // allows it; nothing is registered yet but the doorbell, which nobody rang.
+            fine_sleeps: sleep_max_us > 0 && fine_wait::wait(poll_fd, Duration::ZERO) != Waited::Unsupported,
+            // `enabled` (blocking) implies sleeping.
+            rung_by_peers: sleep_max_us > 0,
         }
     }
 
@@ -148,12 +160,32 @@ impl Blocker {
         self.armed
     }
 
-    /// Wakes worker `w` if it blocks (after this worker made frames for it visible).
+    /// Wakes worker `w` if it sleeps or blocks (after this worker made frames for it
+    /// visible). Every worker has the same settings, so this one's say whether peers do.
     #[inline]
     pub fn ring_peer(&self, w: usize) {
-        if self.enabled {
+        if self.rung_by_peers {
             self.bells.ring(w);
         }
+    }
+
+    /// A timed sleep of worker `me` for `d`, which its doorbell ends (see `Worker::idle_sleep`);
+    /// true if it was rung (or woken by a signal) before `d` ran out.
+    pub fn sleep(&mut self, me: usize, d: Duration) -> bool {
+        // Armed, the flag is the block's: clearing it after the sleep would lose a ring.
+        debug_assert!(!self.armed);
+        if !self.fine_sleeps {
+            std::thread::sleep(d);
+            return false;
+        }
+        self.bells.set_asleep(me, true);
+        let waited = fine_wait::wait(self.poll.as_raw_fd(), d);
+        self.bells.set_asleep(me, false);
+        if waited == Waited::Unsupported {
+            self.fine_sleeps = false;
+            std::thread::sleep(d);
+        }
+        waited == Waited::Event
     }
 
     /// Registers `fd` to end a wait; false if it cannot (the caller then does not block).
@@ -271,6 +303,19 @@ fn watch_in(poll: &Poll, fds: &mut Vec<RawFd>, fd: RawFd, token: Token) -> bool 
 }
 
 impl Worker {
+    /// An idle worker's timed sleep, between passes. Parked (`WorkerLinks::park`) as when it
+    /// blocks, so a guest's detach does not wait for it. It waits on its poller, which holds
+    /// only its doorbell between blocks, so that a publication, a peer's frames or an origin
+    /// post end the sleep at once rather than wait it out (a publication waits for every
+    /// worker). No last look is needed before it, unlike a block: a ring that comes before
+    /// the flag is set only leaves the sleep to run its course, as a plain sleep would. A
+    /// ring that comes after the wait ended leaves an event that ends the next sleep early,
+    /// or that the next arming takes as a change (`take_stale_events`): either is harmless.
+    pub(super) fn idle_sleep(&mut self, d: Duration) {
+        let _parked = self.links.park();
+        self.blocker.sleep(self.me, d);
+    }
+
     /// After a pass that found nothing in a long lull: arms every wake-up, so that the next
     /// pass is the last look before blocking. False (nothing left armed) where some source
     /// cannot wake the worker; it then sleeps as before.
@@ -428,6 +473,9 @@ mod tests {
         b.take_stale_events();
         assert!(b.rung, "a ring while arming is remembered: the worker does not block");
         bells.ring(0);
+        assert_eq!(b.wait(), Wake::Timeout, "that ring cleared the flag: one ring per block");
+        bells.set_asleep(0, true);
+        bells.ring(0);
         assert_eq!(b.wait(), Wake::Doorbell);
         b.unwatch_all();
         tx.write_all(b"k").expect("kick");
@@ -443,6 +491,35 @@ mod tests {
         assert!(b.rung, "an arrival while arming: the worker does not block");
         frame.write_all(b"f").expect("a frame");
         assert_eq!(b.wait(), Wake::Uplink, "a frame at a watched interface is the uplink's wake-up");
+    }
+
+    /// A ring ends a timed sleep (here one of a minute; the ringer rings until it does).
+    #[test]
+    fn a_ring_ends_a_timed_sleep() {
+        let (mut b, bells) = blocker(50);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (d, bl) = (Arc::clone(&done), Arc::clone(&bells));
+        let ringer = std::thread::spawn(move || {
+            while !d.load(Ordering::SeqCst) {
+                bl.ring(0);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        if !b.fine_sleeps {
+            done.store(true, Ordering::SeqCst);
+            ringer.join().expect("ringer");
+            eprintln!("skipped: this kernel has no epoll_pwait2");
+            return;
+        }
+        let t = std::time::Instant::now();
+        let rung = b.sleep(0, Duration::from_secs(60));
+        done.store(true, Ordering::SeqCst);
+        ringer.join().expect("ringer");
+        assert!(rung && t.elapsed() < Duration::from_secs(30), "the ring ended the sleep ({:?})", t.elapsed());
+        // A ring between the wake-up and the flag's clearing may have left an event.
+        b.take_stale_events();
+        bells.ring(0);
+        assert!(!b.sleep(0, Duration::from_millis(1)), "awake again, the worker is not rung");
     }
 
     #[test]

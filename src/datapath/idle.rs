@@ -7,7 +7,8 @@
 //! rings, the guests' virtqueues): a sleep delays them by at most the current interval, it
 //! does not drop them as long as the rings hold what arrives meanwhile. The interval starts
 //! at 1 us and doubles, so a short lull costs microseconds, and only a long one reaches the
-//! bound.
+//! bound. What comes through the worker's doorbell (a change, a peer's frames, the switch's
+//! own frames) ends a sleep at once (`block.rs`, `Worker::idle_sleep`).
 //!
 //! Past a longer lull (`--idle-block-after`), the worker may block instead, until a frame
 //! or a change wakes it (`block.rs`): a timed wake-up costs this VM about 25 us of CPU, so

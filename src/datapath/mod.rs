@@ -2,7 +2,7 @@
 //!
 //! Hot-path rules here: no allocation after `Worker::new`, no locks, no syscalls (an idle
 //! worker's sleep and block aside, `idle.rs` and `block.rs`, and the doorbell of a peer
-//! that blocks), no logging, no `Result`. A frame is either handed to the uplink PMD (which then owns it), copied into a
+//! that sleeps or blocks), no logging, no `Result`. A frame is either handed to the uplink PMD (which then owns it), copied into a
 //! guest by the vhost library and freed here, or freed once and counted under a `DropReason`.
 
 mod arrival_watches;

@@ -45,7 +45,7 @@ pub struct OriginSender {
     ring: Producer,
     posted: Arc<CachePadded<AtomicU64>>,
     count: u64,
-    /// The worker's doorbell, for a worker that blocks.
+    /// The worker's doorbell, for a worker that sleeps or blocks.
     bells: Arc<Doorbells>,
     worker: usize,
 }

@@ -262,10 +262,11 @@ impl Worker {
                 _ => self.idle.after_pass(moved > 0, std::time::Instant::now),
             };
             if sleep_us > 0 && !(self.idle.long_lull() && self.arm_wakeups()) {
-                // Between passes, holding no device: a detaching guest need not wait for it.
+                // Between passes, holding no device (and parked while it sleeps): a detaching
+                // guest need not wait for it.
                 self.links.pass_done();
                 let s0 = rdtsc();
-                std::thread::sleep(std::time::Duration::from_micros(u64::from(sleep_us)));
+                self.idle_sleep(std::time::Duration::from_micros(u64::from(sleep_us)));
                 slept += rdtsc().wrapping_sub(s0);
             }
             // After a block too, so a blocked worker's counters are as fresh as its wake-ups.

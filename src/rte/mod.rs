@@ -22,6 +22,7 @@ pub mod burst;
 pub mod eal;
 pub mod error;
 pub mod ethdev;
+pub mod fine_wait;
 pub mod flow;
 pub mod kernel_if;
 pub mod lcore;

@@ -7,7 +7,7 @@
 //! the workers, for each frame or burst they hand a guest (always inside a pass), and the
 //! control thread for link messages.
 //! Handshake: `detach` clears the vid, then waits until every worker has finished the pass
-//! it was in (its pass counter moved), has stopped, or is parked (blocked between passes).
+//! it was in (its pass counter moved), has stopped, or is parked (sleeping or blocked between passes).
 //! A worker reads a vid only inside a pass and publishes the end of each pass with a
 //! sequentially consistent store, so that its next read of the vid cannot be ordered before
 //! that store.
@@ -15,7 +15,7 @@
 //! The types hold the worker to it: a worker sees the links through its own [`WorkerLinks`],
 //! whose [`Device`] handles borrow it, and ending a pass (`pass_done`) takes it mutably, so
 //! no handle can outlive the pass it was read in; a [`Parked`] guard borrows it for as long
-//! as the worker blocks, and its stop is its drop, so no handle can be looked up while
+//! as the worker sleeps or blocks, and its stop is its drop, so no handle can be looked up while
 //! `detach` does not wait for it. The library's `destroy_device` (which unmaps the guest's
 //! memory) cannot complete while a handle exists.
 
@@ -189,7 +189,8 @@ impl WorkerLinks {
         self.links.worker_started(self.me);
     }
 
-    /// Before the worker blocks between passes: a `detach` meanwhile does not wait for it.
+    /// Before the worker sleeps or blocks between passes: a `detach` meanwhile does not wait
+    /// for it.
     /// The guard borrows the links, so no `Device` is alive while it exists nor can one be
     /// looked up; dropping it makes `detach` wait for this worker's passes again, before any
     /// vid can be read (the same order as at start, `GuestLinks::worker_started`).
@@ -208,7 +209,7 @@ impl Drop for WorkerLinks {
     }
 }
 
-/// A worker blocked between passes (`WorkerLinks::park`).
+/// A worker sleeping or blocked between passes (`WorkerLinks::park`).
 pub struct Parked<'a> {
     links: &'a mut WorkerLinks,
 }

@@ -1,16 +1,18 @@
 //! How anyone who gives a worker work wakes it when it blocks in a long idle period
-//! (`datapath::block`): the control thread after a publication, an origin post or the stop;
-//! the vhost thread when a guest's device comes up; a worker that hands a peer frames. A
-//! blocked worker also wakes on its guests' kicks and its uplink rx interrupts, which need
-//! no doorbell.
+//! (`datapath::block`) or sleeps in a short one: the control thread after a publication, an
+//! origin post or the stop; the vhost thread when a guest's device comes up; a worker that
+//! hands a peer frames. A blocked worker also wakes on its guests' kicks and its uplink rx
+//! interrupts, which need no doorbell.
 //!
 //! The protocol (a Dekker pair, so no wake-up is lost): the worker sets `asleep` (SeqCst),
 //! then looks at everything it waits for once more, and blocks only if that finds nothing;
 //! whoever gives it work makes the work visible first, then (after a SeqCst fence) looks at
 //! `asleep` and rings if it is set. Either the worker's last look sees the work or the
-//! ringer sees the flag. The ring is an eventfd write (`mio::Waker`), a syscall made only for
-//! a worker that is about to block or blocked: a busy worker's flag is clear, and what a
-//! peer pays per batch is a fence and a load.
+//! ringer sees the flag. A timed sleep sets the flag too, without the last look: a ring it
+//! misses only lets the sleep run out, as it would without a doorbell. The ring is an
+//! eventfd write (`mio::Waker`), a syscall made only for a worker that sleeps, blocks or is
+//! about to, and only by the ringer that clears its flag: one per sleep or block. A busy
+//! worker's flag is clear, and what a peer pays per batch is a fence and a load.
 
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
@@ -63,7 +65,9 @@ impl Doorbells {
     #[inline]
     fn ring_fenced(&self, w: usize) {
         if let Some(b) = self.bells.get(w) {
-            if b.asleep.load(Ordering::Relaxed) {
+            // Only the ringer that clears the flag writes: one ring per sleep or block,
+            // however many peers hand the worker frames meanwhile.
+            if b.asleep.load(Ordering::Relaxed) && b.asleep.compare_exchange(true, false, Ordering::SeqCst, Ordering::Relaxed).is_ok() {
                 // An eventfd write cannot fail short of the counter's overflow, which mio
                 // handles by resetting it; the worker wakes in any case.
                 let _ = b.waker.wake();
@@ -100,6 +104,9 @@ mod tests {
         bells.ring_all();
         assert!(!woken(&mut polls[0], Duration::ZERO));
         assert!(woken(&mut polls[1], Duration::from_secs(5)), "the sleeping one is");
+        bells.ring(1);
+        assert!(!woken(&mut polls[1], Duration::ZERO), "once: the ring cleared the flag");
+        bells.set_asleep(1, true);
         bells.set_asleep(1, false);
         bells.ring(1);
         assert!(!woken(&mut polls[1], Duration::ZERO), "the edge was taken, and it is awake now");
