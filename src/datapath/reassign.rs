@@ -37,6 +37,10 @@ impl Worker {
         }
         self.epoch = epoch;
         self.handover.resumed(self.me, epoch, rdtsc().wrapping_sub(t0));
+        // The control thread waits for this (`Handover::wait_adopted`), yielding. On a core
+        // it shares with this worker it would otherwise get the core back only when the
+        // scheduler preempts a busy worker: milliseconds for every change.
+        std::thread::yield_now();
         true
     }
 
