@@ -295,9 +295,10 @@ fn lcore_thread(pid: i32, lcore: u32) -> String {
 #[test]
 fn a_full_ring_between_workers_is_counted_per_guest_and_emptied_at_stop() {
     // The first worker polls without ever sleeping: the two share a core, and a first worker
-    // that slept when idle would hand the core to the starved one, which would then flood to
-    // the first worker's guests faster than it drains (seen once in CI: 223 peer_ring_full on
-    // vm1 and vm3).
+    // that slept when idle would hand the core to the starved one often. Even so, the
+    // scheduler gives the idle-class worker a slice now and then, in which it may flood to the
+    // first worker's guests faster than the ring to it holds (seen in CI: 223 and 909
+    // peer_ring_full on vm1 and vm3): that direction is counted the same way, below.
     let mut env = two_workers_with(&[("vm1", A, ""), ("vm2", B, ""), ("vm3", C, ""), ("vm4", D, "")], &["--idle-sleep-max", "0"]);
     let out = env.switch().proc.stdout_text();
     assert!(out.contains("lcore 2: uplink rx [1], uplink tx q1, guest queues [vm2:0 vm4:0]"), "{out}");
@@ -329,10 +330,10 @@ fn a_full_ring_between_workers_is_counted_per_guest_and_emptied_at_stop() {
     }
     assert_identities(&last, "at exit");
     let full = |n: &str| reason(guest_stats(&last, n), "tx_drops", "peer_ring_full");
-    // Every flood that crossed was for both of the second worker's guests.
+    // Every flood that crossed was for both of the other worker's guests, either way.
     assert_eq!(full("vm2"), full("vm4"), "{last:#}");
     assert!(full("vm2") >= reason(guest_stats(&before, "vm2"), "tx_drops", "peer_ring_full"));
-    assert_eq!((full("vm1"), full("vm3")), (0, 0), "the first worker's own guests never cross: {last:#}");
+    assert_eq!(full("vm1"), full("vm3"), "{last:#}");
     for n in ["vm1", "vm2", "vm3", "vm4"] {
         assert_eq!(reason(guest_stats(&last, n), "tx_drops", "stopped"), 0, "{n}: {last:#}");
     }
