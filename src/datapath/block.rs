@@ -174,18 +174,17 @@ impl Blocker {
     pub fn sleep(&mut self, me: usize, d: Duration) -> bool {
         // Armed, the flag is the block's: clearing it after the sleep would lose a ring.
         debug_assert!(!self.armed);
-        if !self.fine_sleeps {
-            std::thread::sleep(d);
-            return false;
-        }
-        self.bells.set_asleep(me, true);
-        let waited = fine_wait::wait(self.poll.as_raw_fd(), d);
-        self.bells.set_asleep(me, false);
-        if waited == Waited::Unsupported {
+        if self.fine_sleeps {
+            self.bells.set_asleep(me, true);
+            let waited = fine_wait::wait(self.poll.as_raw_fd(), d);
+            self.bells.set_asleep(me, false);
+            if waited != Waited::Unsupported {
+                return waited == Waited::Event;
+            }
             self.fine_sleeps = false;
-            std::thread::sleep(d);
         }
-        waited == Waited::Event
+        std::thread::sleep(d);
+        false
     }
 
     /// Registers `fd` to end a wait; false if it cannot (the caller then does not block).
