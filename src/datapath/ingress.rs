@@ -20,6 +20,32 @@
 
 use super::tag::{Flood, Tag};
 use super::worker::{Worker, NO_SLOT};
+use crate::view::{FloodKey, RxScope};
+use crate::fib::GuestId;
+use crate::policy::{self, Cast, Origin};
+use crate::rte::eal::rdtsc;
+use crate::rte::{vhost, Mbuf, BURST};
+use crate::stats::DropReason;
+use crate::wire::probe::{parse_probe, PROBE_ETHERTYPE};
+use crate::wire::flow::flow_hash;
+use crate::wire::{ethertype, MacAddr, ETHER_HDR_LEN};
+
+/// Uplink bursts a worker takes from one rx queue per pass, while they come full. Eight bursts
+/// spread over eight guests fill each guest's 32-frame batch, so a copy call carries 32 frames
+/// rather than the 16 of four bursts (bench/README.md: 117 worker cycles per frame against
+/// 124, 21.8 Mpps against 20.6, uplink -> 8 guests at 64 B). A pass then holds up to 256
+/// frames, 10-15 us of work at saturation, before the guests' queues are polled again.
+pub const RX_BURSTS_PER_PASS: usize = 8;
+
+/// Before a copy of at most this many frames into one guest (`flush_slots`, whatever filled
+/// the batches: the uplink, other workers' rings, bridge-mode guests), the next guest's avail
+/// index is prefetched. Where a pass spreads the uplink over many guests, each copy is short
+/// and starts with a miss on that index, which the guest's core keeps writing: uplink -> 32
+/// guests at 64 B (8 frames a copy) took 162 -> 149 worker cycles per frame with the
+/// prefetch. Made before every copy, it measured 4-8 cycles a frame worse with 8 guests in
+/// each of three rounds (full 32-frame copies, whose miss 32 frames share anyway); why was
+/// not established (bench/README.md, "Where 32 receivers' cycles go").
+const PREFETCH_MAX_COPY: usize = BURST / 2;
 
 /// What `deliver_received`'s first step found for a frame.
 #[derive(Clone, Copy)]
@@ -33,32 +59,6 @@ enum Found {
     /// Anything else: the general path (`classify`).
     General,
 }
-
-/// Uplink bursts a worker takes from one rx queue per pass, while they come full. Eight bursts
-/// spread over eight guests fill each guest's 32-frame batch, so a copy call carries 32 frames
-/// rather than the 16 of four bursts (bench/README.md: 117 worker cycles per frame against
-/// 124, 21.8 Mpps against 20.6, uplink -> 8 guests at 64 B). A pass then holds up to 256
-/// frames, 10-15 us of work at saturation, before the guests' queues are polled again.
-pub const RX_BURSTS_PER_PASS: usize = 8;
-
-/// Before copying at most this many frames into one guest, the next guest's avail index is
-/// prefetched (`flush_slots`). Where a pass spreads the uplink over many guests, each copy
-/// is short and starts with a miss on that index, which the guest's core keeps writing:
-/// uplink -> 32 guests at 64 B (8 frames a copy) took 162 -> 149 worker cycles per frame
-/// with the prefetch. Made before every copy, it measured about 5 cycles a frame worse with
-/// 8 guests (full 32-frame copies, whose misses are shared by 32 frames anyway), perhaps as
-/// the guest writes the line again during the longer copy (bench/README.md, "Where 32
-/// receivers' cycles go").
-const PREFETCH_BELOW: usize = BURST / 2;
-use crate::view::{FloodKey, RxScope};
-use crate::fib::GuestId;
-use crate::policy::{self, Cast, Origin};
-use crate::rte::eal::rdtsc;
-use crate::rte::{vhost, Mbuf, BURST};
-use crate::stats::DropReason;
-use crate::wire::probe::{parse_probe, PROBE_ETHERTYPE};
-use crate::wire::flow::flow_hash;
-use crate::wire::{ethertype, MacAddr, ETHER_HDR_LEN};
 
 impl Worker {
     /// Receives from uplink rx queue `i`: up to `RX_BURSTS_PER_PASS` bursts while they come
@@ -504,7 +504,9 @@ impl Worker {
         let mut t = if self.measure { rdtsc() } else { 0 };
         for d in 0..self.dirty.len() {
             let li = self.dirty[d] as usize;
-            if self.slots[li].pending.len() <= PREFETCH_BELOW {
+            // (While measuring, the prefetch is timed with this slot rather than the next:
+            // one library call, small beside a copy.)
+            if self.slots.get(li).is_some_and(|s| s.pending.len() <= PREFETCH_MAX_COPY) {
                 if let Some(&next) = self.dirty.get(d + 1) {
                     self.prefetch_slot_ring(next as usize);
                 }
@@ -524,7 +526,7 @@ impl Worker {
     /// first (`vhost::prefetch_rx_ring`).
     #[inline]
     fn prefetch_slot_ring(&self, li: usize) {
-        let out = &self.slots[li];
+        let Some(out) = self.slots.get(li) else { return };
         if let Some(dev) = self.links.device(out.guest.index()) {
             vhost::prefetch_rx_ring(&dev, out.queue);
         }

@@ -220,17 +220,22 @@ pub fn enqueue<const N: usize>(dev: &Device<'_>, q: u16, burst: &mut Burst<N>) -
     unsafe { sys::rte_vhost_enqueue_burst(dev.vid(), guest_rx_vq(q), ptr, len as u16) as usize }
 }
 
-/// Hints the CPU to load what `enqueue` into the guest's receive queue `q` reads first: the
-/// avail index, which the guest's core writes as it posts buffers, so a cache miss per call
-/// otherwise. Meant for the next queue while the copy into the current one runs.
+/// Hints the CPU to load what `enqueue` into the guest's receive queue `q` reads first on a
+/// split ring (QEMU's default): the avail index, which the guest's core writes as it posts
+/// buffers, so a cache miss per call otherwise. Meant for the next queue while the copy into
+/// the current one runs. On a packed ring it loads the driver's event area instead, to
+/// little use and no harm (not measured).
 #[inline]
 pub fn prefetch_rx_ring(dev: &Device<'_>, q: u16) {
     let mut vring = sys::rte_vhost_vring::default();
-    // SAFETY: dev is live for this pass; vring is a valid out-pointer. The call copies fields
-    // of the device's virtqueue and takes no lock.
+    // SAFETY: dev is live for this pass, so the device and its virtqueues exist; vring is a
+    // valid out-pointer. The call (DPDK 22.11) copies the queue's ring addresses without its
+    // lock, so while the vhost-user thread changes them (new ring addresses, a new memory
+    // table, an IOTLB invalidation) it may return stale ones or null: only prefetched, below.
     if unsafe { sys::rte_vhost_get_vhost_vring(dev.vid(), guest_rx_vq(q), &mut vring) } == 0 {
-        // SAFETY: both members of the union are pointers (the avail ring of a split ring, the
-        // driver's event area of a packed one); either is only prefetched, never dereferenced.
+        // SAFETY: both members of the union are raw pointers of one size, so reading `avail`
+        // is valid whichever the library wrote; the address is only prefetched (a hint that
+        // never faults), never dereferenced.
         super::mbuf::prefetch(unsafe { vring.__bindgen_anon_2.avail } as *const u8);
     }
 }
