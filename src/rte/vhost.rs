@@ -110,10 +110,19 @@ pub fn guest_kicks_on(dev: &Device<'_>, q: u16) -> Option<std::os::fd::RawFd> {
     if unsafe { sys::rte_vhost_enable_guest_notification(dev.vid(), guest_tx_vq(q), 1) } != 0 {
         return None;
     }
+    vring(dev, guest_tx_vq(q)).map(|v| v.kickfd).filter(|&fd| fd >= 0)
+}
+
+/// What the library has of vring `vring_idx` of `dev` now: its ring addresses, eventfds and
+/// size. The call (DPDK 22.11) copies them without the queue's lock, so while the vhost-user
+/// thread changes them (new ring addresses, a new memory table, an IOTLB invalidation) they
+/// may be stale or null: good for a hint or an fd to wait on, never to dereference.
+#[inline]
+fn vring(dev: &Device<'_>, vring_idx: u16) -> Option<sys::rte_vhost_vring> {
     let mut vring = sys::rte_vhost_vring::default();
-    // SAFETY: as above; vring is a valid out-pointer.
-    let ok = unsafe { sys::rte_vhost_get_vhost_vring(dev.vid(), guest_tx_vq(q), &mut vring) } == 0;
-    (ok && vring.kickfd >= 0).then_some(vring.kickfd)
+    // SAFETY: dev is live for this pass, so the device and its virtqueues exist; vring is a
+    // valid out-pointer.
+    (unsafe { sys::rte_vhost_get_vhost_vring(dev.vid(), vring_idx, &mut vring) } == 0).then_some(vring)
 }
 
 /// Kicks off again once the worker polls (the same unlogged write as `guest_kicks_on`).
@@ -227,16 +236,11 @@ pub fn enqueue<const N: usize>(dev: &Device<'_>, q: u16, burst: &mut Burst<N>) -
 /// little use and no harm (not measured).
 #[inline]
 pub fn prefetch_rx_ring(dev: &Device<'_>, q: u16) {
-    let mut vring = sys::rte_vhost_vring::default();
-    // SAFETY: dev is live for this pass, so the device and its virtqueues exist; vring is a
-    // valid out-pointer. The call (DPDK 22.11) copies the queue's ring addresses without its
-    // lock, so while the vhost-user thread changes them (new ring addresses, a new memory
-    // table, an IOTLB invalidation) it may return stale ones or null: only prefetched, below.
-    if unsafe { sys::rte_vhost_get_vhost_vring(dev.vid(), guest_rx_vq(q), &mut vring) } == 0 {
+    if let Some(v) = vring(dev, guest_rx_vq(q)) {
         // SAFETY: both members of the union are raw pointers of one size, so reading `avail`
-        // is valid whichever the library wrote; the address is only prefetched (a hint that
-        // never faults), never dereferenced.
-        super::mbuf::prefetch(unsafe { vring.__bindgen_anon_2.avail } as *const u8);
+        // is valid whichever the library wrote; the address (possibly stale or null, see
+        // `vring`) is only prefetched, a hint that never faults, never dereferenced.
+        super::mbuf::prefetch(unsafe { v.__bindgen_anon_2.avail } as *const u8);
     }
 }
 
