@@ -35,29 +35,40 @@ fn wait_asleep(ctl: &Ctl) {
     }
 }
 
-/// Waits until the switch has sent its announcement rounds for `macs` (the uplink's link came
-/// up with the wire), then takes them off the wire. The first round leaves as the link comes
-/// up, that is while the wire's own port is still starting, and DPDK's virtio driver discards
-/// what its rx rings hold at the end of its start (`virtio_dev_start` flushes them): that
-/// round may be gone, wholly or in part. Every later round arrives whole, and nothing else.
-fn take_announcements(ctl: &Ctl, wire: &common::Guest, macs: &[&str]) {
+/// The frames the switch itself has sent on the uplink so far.
+fn originated(ctl: &Ctl) -> u64 {
+    ctl.json(&["stats"])["originated"]["tx_packets"].as_u64().expect("originated tx_packets")
+}
+
+/// Waits until the switch has sent all its announcement rounds for `macs` (every guest's
+/// MAC: the uplink's link came up with the wire), then takes them off the wire. The first
+/// round leaves as the link comes up, while the wire's own port is still starting, and
+/// DPDK's virtio driver discards what its rx rings hold at the end of its start
+/// (`virtio_dev_start` flushes them): `early`, what the switch had sent when read right
+/// after the wire said it was ready, may be gone. Every frame sent after that arrives, and
+/// nothing else.
+fn take_announcements(ctl: &Ctl, wire: &common::Guest, macs: &[&str], early: u64) {
     let rounds = u64::from(ANNOUNCE_ROUNDS);
     let sent = rounds * macs.len() as u64;
     let deadline = Instant::now() + Duration::from_secs(20);
-    while ctl.json(&["stats"])["originated"]["tx_packets"] != sent {
+    while originated(ctl) < sent {
         assert!(Instant::now() < deadline, "the announcements did not all leave: {}", ctl.json(&["stats"]));
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert_eq!(originated(ctl), sent, "the switch sent other frames of its own: {}", ctl.json(&["stats"]));
     // All of them are in the wire's rings by now: the wait runs out only if some were flushed.
     let mut got = std::collections::BTreeMap::new();
     for f in wire.recv(2000, sent as usize) {
         *got.entry(f).or_insert(0u64) += 1;
     }
+    let mut total = 0;
     for m in macs {
         let n = got.remove(&common::rarp(mac(m))).unwrap_or(0);
-        assert!(n == rounds || n == rounds - 1, "{m} announced {n} times on the wire, not {rounds} (or {} if the first round was flushed)", rounds - 1);
+        assert!(n <= rounds, "{m} announced {n} times on the wire in {rounds} rounds");
+        total += n;
     }
     assert!(got.is_empty(), "the wire got other frames than the announcements: {got:?}");
+    assert!(total + early >= sent, "{total} of {sent} announcements reached the wire, and only {early} left before it was ready");
 }
 
 #[test]
@@ -148,10 +159,10 @@ fn an_af_packet_uplink_wakes_a_blocked_worker_through_its_kernel_interface() {
     let full = |s: &serde_json::Value| drops(guest_stats(s, "vm1"), "guest_queue_full");
     let before = ctl.json(&["stats"]);
     let (g, sent, got) = g.receive_while(1500, || {
-        // 16 frames, then 0.5 ms asleep (at most 32,000 a second, and still 16,000 if the
-        // sleeps take twice as long: the traffic is dense from 10,000), until the watch is
-        // let go. Sleeping rather than spinning between bursts leaves this 2-core machine to
-        // the worker and the guest's reader.
+        // 16 frames, then 0.5 ms asleep: about 27,000 frames a second here, and still above
+        // the 10,000 that make the traffic dense if each sleep took three times as long.
+        // Sleeping rather than spinning between bursts leaves this 2-core machine to the
+        // worker and the guest's reader. Until the watch is let go.
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut sent = 0;
         while sent % 256 != 0 || sockets() == hooked {
@@ -164,15 +175,24 @@ fn an_af_packet_uplink_wakes_a_blocked_worker_through_its_kernel_interface() {
         }
         sent
     });
-    // The guest's reader is a process on a busy 2-core machine: where it fell behind, its
-    // full queue is the one place a frame may stay undelivered, and each such frame is
-    // counted. The uplink received every frame sent.
-    let after = ctl.json(&["stats"]);
+    // The uplink received every frame sent (no wake-up was missed), and each one the guest did
+    // not get is counted: the guest's reader is a process on a busy 2-core machine, and where
+    // it fell behind its full queue is the one place a frame may stay undelivered. A few, not
+    // a share of the traffic (the runs that showed them lost 18-195 of some 20,000).
     let rx = |s: &serde_json::Value| s["uplink"]["rx_packets"].as_u64().expect("uplink rx_packets");
-    assert_eq!(rx(&after) - rx(&before), u64::from(sent), "{after}");
-    let unplaced = full(&after) - full(&before);
-    assert_eq!((got.frames + unplaced, got.late), (u64::from(sent), 0), "{got:?}, {unplaced} found the guest's queue full");
-    assert!(got.gaps <= unplaced, "{got:?}, {unplaced} found the guest's queue full");
+    let sent64 = u64::from(sent);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let unplaced = loop {
+        let now = ctl.json(&["stats"]);
+        let unplaced = full(&now) - full(&before);
+        if rx(&now) - rx(&before) == sent64 && got.frames + unplaced == sent64 {
+            break unplaced;
+        }
+        assert!(Instant::now() < deadline, "{sent} sent: {got:?}, {unplaced} found the guest's queue full, the uplink received {}: {now}", rx(&now) - rx(&before));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!((got.flows, got.late), (1, 0), "{got:?}");
+    assert!(unplaced < sent64 / 10, "{unplaced} of {sent} found the guest's queue full");
     ctl.wait_blocked(0);
     assert_eq!(sockets(), hooked, "the watch made again to block");
     ctl.uplink_frame_wakes(0, &g, &seq_frame(mac(A), ext_mac, 0, 64), |f| ext.send(f), "a frame after the dense traffic (the new watch)");
@@ -232,12 +252,13 @@ fn a_blocked_worker_wakes_for_the_uplink_a_guest_and_a_change_and_loses_nothing(
     let dir = tempfile::tempdir().expect("tempdir");
     let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A)], 1, &[], BLOCK_AFTER_US);
     let wire = common::Guest::start_with(&uplink, "wire", &["--mac", WIRE]);
+    let early = originated(&ctl);
     let g = common::Guest::start(&dir.path().join("vm1.sock"), "g1");
     sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
 
     // The uplink's link came up with the wire: the switch announces vm1's MAC, in rounds the
-    // control thread posts to the worker (blocked or not: the post rings), all on the wire.
-    take_announcements(&ctl, &wire, &[A]);
+    // control thread posts to the worker (blocked or not: the post rings), on the wire.
+    take_announcements(&ctl, &wire, &[A], early);
 
     // The wire's frames: the first after a lull, then a burst.
     ctl.uplink_frame_wakes(0, &g, &seq_frame(mac(A), mac(WIRE), 0, 64), |f| assert_eq!(wire.send(f, 1), 1), "the first frame after a lull (the uplink's interrupt)");
@@ -299,10 +320,11 @@ fn a_frame_crossing_to_a_blocked_worker_wakes_it() {
     // Two workers on core 1 (this machine has two cores), each with an uplink queue pair.
     let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A), ("vm2", B)], 2, &["--lcores=0@0,1@1,2@1"], BLOCK_AFTER_US);
     let wire = common::Guest::start_with(&uplink, "wire", &["--mac", WIRE, "--queues", "2"]);
+    let early = originated(&ctl);
     let g1 = common::Guest::start(&dir.path().join("vm1.sock"), "g1");
     let g2 = common::Guest::start(&dir.path().join("vm2.sock"), "g2");
     sw.proc.wait_line("guest vm2: link up", Duration::from_secs(30));
-    take_announcements(&ctl, &wire, &[A, B]);
+    take_announcements(&ctl, &wire, &[A, B], early);
 
     // The wire sends on its queue 0, which is uplink rx queue 0: find the worker polling it,
     // and the guest the other worker serves.
@@ -341,9 +363,10 @@ fn a_worker_blocks_between_sparse_frames() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A)], 1, &[], 20_000);
     let wire = common::Guest::start_with(&uplink, "wire", &["--mac", WIRE]);
+    let early = originated(&ctl);
     let g = common::Guest::start(&dir.path().join("vm1.sock"), "g1");
     sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
-    take_announcements(&ctl, &wire, &[A]);
+    take_announcements(&ctl, &wire, &[A], early);
 
     ctl.wait_blocked(0);
     let before = ctl.wake_count(0, "uplink");
