@@ -11,10 +11,11 @@ if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
 
-cargo build --all-targets
-# One test at a time: integration tests start several busy-polling DPDK processes each, and on
-# a 2-core machine two such tests side by side starve each other into timeouts. (cargo runs the
-# test binaries one after another already.) The environment variable rather than
+# `cargo test` builds every target of the root package (it has no benches) in its test
+# profile: one build, rather than a debug build first that the test build then replaces.
+# One test at a time: integration tests start several busy-polling DPDK processes each, and
+# on a 2-core machine two such tests side by side starve each other into timeouts. (cargo
+# runs the test binaries one after another already.) The environment variable rather than
 # `-- --test-threads=1` so that arguments passed through may contain their own `--`.
 RUST_TEST_THREADS=1 cargo test "$@"
 # The Debian package: builds (release), and its contents, conffiles, dependencies, unit
