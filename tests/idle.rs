@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::identity::wait_stats;
 use common::{drops, guest_stats, mac, seq_frame, total_drops, Ctl, LabOpts, LabSwitch};
 
 const A: &str = "52:54:00:00:00:01";
@@ -50,12 +51,8 @@ fn originated(ctl: &Ctl) -> u64 {
 fn take_announcements(ctl: &Ctl, wire: &common::Guest, macs: &[&str], early: u64) {
     let rounds = u64::from(ANNOUNCE_ROUNDS);
     let sent = rounds * macs.len() as u64;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while originated(ctl) < sent {
-        assert!(Instant::now() < deadline, "the announcements did not all leave: {}", ctl.json(&["stats"]));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(originated(ctl), sent, "the switch sent other frames of its own: {}", ctl.json(&["stats"]));
+    let v = wait_stats(ctl, Duration::from_secs(20), |v| v["originated"]["tx_packets"].as_u64() >= Some(sent));
+    assert_eq!(v["originated"]["tx_packets"], sent, "the switch sent other frames of its own: {v}");
     // All of them are in the wire's rings by now: the wait runs out only if some were flushed.
     let mut got = std::collections::BTreeMap::new();
     for f in wire.recv(2000, sent as usize) {
@@ -181,16 +178,8 @@ fn an_af_packet_uplink_wakes_a_blocked_worker_through_its_kernel_interface() {
     // a share of the traffic (the runs that showed them lost 18-195 of some 20,000).
     let rx = |s: &serde_json::Value| s["uplink"]["rx_packets"].as_u64().expect("uplink rx_packets");
     let sent64 = u64::from(sent);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let unplaced = loop {
-        let now = ctl.json(&["stats"]);
-        let unplaced = full(&now) - full(&before);
-        if rx(&now) - rx(&before) == sent64 && got.frames + unplaced == sent64 {
-            break unplaced;
-        }
-        assert!(Instant::now() < deadline, "{sent} sent: {got:?}, {unplaced} found the guest's queue full, the uplink received {}: {now}", rx(&now) - rx(&before));
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let now = wait_stats(&ctl, Duration::from_secs(10), |v| rx(v) - rx(&before) == sent64 && got.frames + full(v) - full(&before) == sent64);
+    let unplaced = full(&now) - full(&before);
     assert_eq!((got.flows, got.late), (1, 0), "{got:?}");
     assert!(unplaced < sent64 / 10, "{unplaced} of {sent} found the guest's queue full");
     ctl.wait_blocked(0);

@@ -7,8 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::identity::wait_stats;
 use common::*;
 
 const A: &str = "52:54:00:00:00:01";
@@ -19,19 +20,8 @@ const ROUNDS: u64 = 5;
 /// The gap after which a capture is over: longer than nothing, shorter than a round's gap
 /// would matter (the counters say when every frame has left before it is used).
 const IDLE: Duration = Duration::from_millis(300);
-
-/// Waits until `done` holds for the `stats` reply, with a deadline; returns that reply.
-fn wait_stats(env: &LabSwitch, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let v = env.ctl().json(&["stats"]);
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within 10 s: {v}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// How long the counters may take to say every round has left.
+const WAIT: Duration = Duration::from_secs(10);
 
 /// Frames the switch sent, from a capture on the bridge's port, counted by frame.
 fn from_switch(capture: &RawSocket) -> BTreeMap<Vec<u8>, u64> {
@@ -59,7 +49,7 @@ fn announce_sends_a_rarp_per_guest_mac_per_round_and_the_bridge_learns_them() {
 
     let r = ctl.json(&["announce"]);
     assert_eq!(r, serde_json::json!({"guests": 3, "macs": 4, "rounds": ROUNDS, "queued": 4}));
-    let v = wait_stats(&env, "all rounds sent", |v| v["originated"]["tx_packets"] == 4 * ROUNDS);
+    let v = wait_stats(&ctl, WAIT, |v| v["originated"]["tx_packets"] == 4 * ROUNDS);
     assert_eq!(v["originated"]["announces"], 4 * ROUNDS, "{v}");
     let want: BTreeMap<Vec<u8>, u64> = [A, B, B2, C].iter().map(|m| (rarp(mac(m)), ROUNDS)).collect();
     assert_eq!(from_switch(&capture), want, "exactly one RARP per MAC per round, nothing else");
@@ -72,7 +62,7 @@ fn announce_sends_a_rarp_per_guest_mac_per_round_and_the_bridge_learns_them() {
     let out = ctl.run(&["announce", "vm2"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert_eq!(out.stdout, "announcing 2 MACs of 1 guests: 5 rounds, 2 frames queued now\n");
-    wait_stats(&env, "vm2's rounds sent", |v| v["originated"]["tx_packets"] == 6 * ROUNDS);
+    wait_stats(&ctl, WAIT, |v| v["originated"]["tx_packets"] == 6 * ROUNDS);
     let want: BTreeMap<Vec<u8>, u64> = [B, B2].iter().map(|m| (rarp(mac(m)), ROUNDS)).collect();
     assert_eq!(from_switch(&capture), want);
     assert!(ctl.refused(&["announce", "vm9"]).contains("guest \"vm9\" does not exist"));
