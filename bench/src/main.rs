@@ -75,7 +75,8 @@ pub struct RunArgs {
     /// Frame sizes (FCS included) for guest->uplink and uplink->guest.
     #[arg(long, value_delimiter = ',', default_value = "64,512,1518,9000")]
     sizes: Vec<usize>,
-    /// Paths to measure: g2u (guest -> uplink), u2g (uplink -> guest), fanout.
+    /// Paths to measure: g2u (guest -> uplink), u2g (uplink -> guest), fanout, scale (uplink ->
+    /// guests with many configured; `--scale`).
     #[arg(long, value_delimiter = ',', default_value = "g2u,u2g,fanout")]
     #[serde(default)]
     paths: Vec<String>,

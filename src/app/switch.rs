@@ -1,12 +1,15 @@
 //! The running switch: what it holds, in the order it lets go of it, and the one path by
 //! which its guests' state reaches the workers (`publish`).
 //!
-//! Up: EAL -> pool -> uplink queues -> start-up assignment -> guest sockets -> tables ->
-//! uplink start -> steering -> workers.
-//! Down (`stop`, or dropping a half-started switch): workers stop -> flow rules and filters
-//! go -> guest sockets are unregistered -> the uplink closes (returning the buffers its
-//! rings hold) -> the pool is checked for leaks and freed -> EAL cleans up. The order is the
-//! field order of `Running`, then `pool`, then `eal`: written once.
+//! Up: EAL -> uplink opened, start-up assignment, uplink configured for it -> pool (sized
+//! from that layout) -> uplink queues -> guest sockets -> uplink start -> steering -> tables
+//! (they need steering's pools) -> workers.
+//! Down (`stop`, or dropping a half-started switch): workers stop -> (`stop` only: the
+//! uplink's MAC and promiscuous mode given back, final counters read) -> the control
+//! thread's ends of the origin rings go -> flow rules and filters go -> guest sockets are
+//! unregistered -> the link-state callback is unregistered -> the uplink closes (returning
+//! the buffers its rings hold) -> the pool is checked for leaks and freed -> EAL cleans up.
+//! The order is the field order of `Running`, then `pool`, then `eal`: written once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

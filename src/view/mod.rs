@@ -9,8 +9,8 @@
 //!   change (guests added, removed or changed, queues moved by load): built and allocated on
 //!   the control thread, taken by each worker between two passes, and the previous one
 //!   handed back so that it is freed on the control thread after every worker let go.
-//! - [`Doorbells`]: how whoever gives a worker work wakes it while it blocks in a long idle
-//!   period (after a publication, too).
+//! - [`Doorbells`]: how whoever gives a worker work (a publication, a peer's frames, the
+//!   switch's own) wakes it while it sleeps or blocks between passes.
 //! - [`GuestLinks`]: which guests have a live vhost device, written by the vhost library's
 //!   thread, with the handshake that keeps a device usable until no worker can touch it (it
 //!   lives in `rte::vhost_links`, beside the vhost calls whose safety it provides).

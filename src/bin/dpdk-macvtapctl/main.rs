@@ -6,7 +6,8 @@
 //! (`show`) or, with `--json`, as pretty JSON in the server's key order (`ordered`). `top`
 //! and `events` are the exceptions: `top` samples `stats` every interval and shows rates,
 //! `events` subscribes to the event stream and prints it (`events`).
-//! Protocol: `/work/notes/control-protocol.md`.
+//! Protocol: the server's side, `src/control/socket/` (framing, limits, error codes) and
+//! `src/app/requests.rs` (the methods); for users, README's "Changing a running switch".
 //!
 //! It deliberately uses nothing from the switch's library: it must run (and be built into
 //! scripts) without DPDK, EAL or hugepages, and talks to the switch only through the socket.
