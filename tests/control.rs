@@ -281,6 +281,56 @@ fn reload_applies_a_changed_file_whole_and_refuses_a_bad_one_whole() {
     env.stop();
 }
 
+/// A reload that spells a guest's socket path another way (the same file) re-creates the
+/// guest there: its old socket goes first, so the new one is not taken for another
+/// process's, and what is left on that path is the new guest's socket, which serves.
+#[test]
+fn a_reload_that_respells_a_socket_path_recreates_the_guest_on_that_file() {
+    let mut env = LabSwitch::start(&[("vm1", A, ""), ("vm2", B, "")], LabOpts::default());
+    let ctl = env.ctl();
+    let dir = env.dir.path().to_path_buf();
+    let leaf = dir.file_name().and_then(|n| n.to_str()).expect("the lab's directory name");
+    let respelt = format!("[[guest]]\nname = \"vm2\"\nmac = \"{B}\"\nsocket = \"{}/../{leaf}/vm2.sock\"\n", dir.display());
+    std::fs::write(env.guests_file(), [guest_toml(&dir, "vm1", A, ""), respelt].concat()).expect("guests.toml");
+    let r = ctl.json(&["reload"]);
+    assert_eq!((&r["recreated"], &r["failed"]), (&serde_json::json!(["vm2"]), &serde_json::json!([])), "{r}");
+    assert_eq!(names(&ctl.json(&["guest-list"])), ["vm1", "vm2"]);
+    assert!(env.sock("vm2").exists(), "vm2's socket is gone after the reload");
+    let g2 = env.guest("vm2");
+    let f = seq_frame(mac(B), env.lab.ext_mac, 0, 64);
+    env.lab.ext_socket().send(&f);
+    assert_eq!(g2.recv(2000, 1), vec![f]);
+    g2.quit();
+    let v = env.stop();
+    assert_eq!(guest_stats(&v, "vm2")["tx_packets"], 1, "{v}");
+}
+
+/// A guest whose socket path another process serves is refused, and that socket is left
+/// alone: neither the switch's own control socket nor a listener of someone else's is taken
+/// over (the switch runs as root; a stale socket, which nobody serves, is still replaced).
+#[test]
+fn a_guest_socket_that_a_live_process_serves_is_refused_and_left_alone() {
+    let mut env = LabSwitch::start(&[("vm1", A, "")], LabOpts::default());
+    let ctl = env.ctl();
+    let control = common::control_socket(&env.guests_file());
+    let other = env.dir.path().join("other.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&other).expect("the other process's socket");
+    for path in [&control, &other] {
+        let e = ctl.refused(&["guest-add", "--name", "vm2", "--mac", B, "--socket", path.to_str().expect("utf-8 path")]);
+        let want = format!("guest \"vm2\": socket {}: another process serves it; not taking it over", path.display());
+        assert!(e.contains(&want), "expected {want:?} in {e}");
+        assert!(path.exists(), "{} was removed", path.display());
+        // Nothing of the refused guest stays, and the control socket still answers.
+        assert_eq!(names(&ctl.json(&["guest-list"])), ["vm1"]);
+    }
+    // A stale socket on the path (nobody listens) is replaced.
+    drop(_listener);
+    let r = ctl.json(&["guest-add", "--name", "vm2", "--mac", B, "--socket", other.to_str().expect("utf-8 path")]);
+    assert_eq!(r["added"], "vm2", "{r}");
+    assert_eq!(names(&ctl.json(&["guest-list"])), ["vm1", "vm2"]);
+    env.stop();
+}
+
 /// The switch's resident memory, from /proc.
 fn rss_kib(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");

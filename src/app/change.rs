@@ -25,7 +25,7 @@ use anyhow::{anyhow, Result};
 use super::guests::RunningGuest;
 use super::report::guest_line;
 use super::switch::Switch;
-use crate::config::GuestConfig;
+use crate::config::{socket_key, GuestConfig};
 use crate::fib::GuestId;
 use crate::stats::GuestStats;
 
@@ -99,12 +99,14 @@ impl Switch {
             .collect();
         let tables = self.build_tables(after.iter().map(|(id, g)| (*id, g)), asg.delivery.clone())?;
 
-        // 2. Sockets of the new guests whose paths are free now.
-        let held: HashSet<&std::path::Path> = b.remove.iter().filter_map(|&id| self.running.guests.get(id)).map(|r| r.cfg.socket.as_path()).collect();
+        // 2. Sockets of the new guests whose paths are free now. Paths are compared as the
+        // files they name (`/var/run/x.sock` is `/run/x.sock`), as validation compares them: a
+        // re-created guest whose path is only spelt otherwise must wait for the old socket too.
+        let held: HashSet<std::path::PathBuf> = b.remove.iter().filter_map(|&id| self.running.guests.get(id)).map(|r| socket_key(&r.cfg.socket)).collect();
         let mut started: Vec<(GuestId, RunningGuest)> = Vec::new();
         let mut deferred: Vec<(GuestId, &GuestConfig)> = Vec::new();
         for (&id, g) in ids.iter().zip(&b.add) {
-            if held.contains(g.socket.as_path()) {
+            if held.contains(&socket_key(&g.socket)) {
                 deferred.push((id, g));
                 continue;
             }
@@ -146,7 +148,12 @@ impl Switch {
 
         // 5. The changed and new guests are steered: every MAC a changed guest gave up goes
         // first, then what changed guests gained, then the new guests' (a MAC may pass from
-        // one guest to another in one batch).
+        // one guest to another in one batch). A passthru guest's MAC the port carries as its
+        // own is given back first, so that a guest taking that MAC gets its filter.
+        let passthru_after = after.iter().find(|(_, g)| g.mode == crate::policy::Mode::Passthru).map(|(_, g)| g.primary_mac());
+        if let Some(line) = self.owner.let_go_of_mac(&self.running.uplink, passthru_after) {
+            println!("{line}");
+        }
         let mut olds = Vec::with_capacity(b.change.len());
         for (id, g) in &b.change {
             let Some(old) = self.running.guests.get(*id).map(|r| r.cfg.clone()) else { continue };

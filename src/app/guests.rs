@@ -4,11 +4,11 @@
 //! every worker's view and its socket is gone, so an id never names two guests at once.
 
 use std::collections::HashMap;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::config::{GuestConfig, VhostRole, MAX_GUESTS};
 use crate::control::GuestEvents;
@@ -132,20 +132,14 @@ fn open_socket(g: &GuestConfig) -> Result<VhostSocket> {
     Ok(sock)
 }
 
-/// Creates the socket's directory; removes a stale socket left by a previous run (a regular
-/// file in the way is an error, not something to delete).
+/// Creates the socket's directory; removes a stale socket left by a previous run. A socket
+/// another process serves (another switch's guest, a daemon's, this switch's own control
+/// socket) and a file that is not a socket are errors, not something to delete.
 fn prepare_socket_path(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            std::fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?
-        }
-        Ok(_) => bail!("{} exists and is not a socket", path.display()),
-        Err(_) => {}
-    }
-    Ok(())
+    crate::control::stale_socket::clear(path, "socket")
 }
 
 /// So an unprivileged QEMU can connect: the seed's "no root for the VM".

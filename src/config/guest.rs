@@ -532,7 +532,7 @@ fn check_socket(path: &Path) -> Result<(), String> {
 /// (`dir/vm1.sock` and `dir/../dir/vm1.sock`, or a symlinked directory). The socket itself
 /// need not exist yet, so its directory is resolved where it exists, and the rest is
 /// normalised by its components (`.` dropped, `..` taking one away).
-pub(super) fn socket_key(path: &Path) -> PathBuf {
+pub fn socket_key(path: &Path) -> PathBuf {
     // The deepest ancestor that exists is resolved (symlinks such as /var/run -> /run
     // included); the components below it, which do not exist yet, are normalised.
     let mut base = path;

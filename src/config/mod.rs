@@ -38,6 +38,7 @@ use crate::policy::Mode;
 use crate::wire::{MacAddr, ETHER_HDR_LEN, VLAN_TAG_LEN};
 
 pub use dump::dump;
+pub use guest::socket_key;
 pub use error::{ConfigError, Problem};
 pub use ids::{resolve_group, resolve_user};
 pub use runtime::{apply_changes, apply_settings, diff, parse_addition, ConfigDiff, LIVE_KEYS};

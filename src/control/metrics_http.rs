@@ -11,11 +11,10 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
@@ -113,15 +112,7 @@ impl MetricsServer {
         let mut listener = match addr {
             MetricsAddr::Tcp(a) => Listener::Tcp(TcpListener::bind(*a).with_context(|| format!("metrics: binding {a}"))?),
             MetricsAddr::Unix(p) => {
-                if let Ok(m) = std::fs::symlink_metadata(p) {
-                    if !m.file_type().is_socket() {
-                        bail!("metrics: {} exists and is not a socket", p.display());
-                    }
-                    if std::os::unix::net::UnixStream::connect(p).is_ok() {
-                        bail!("metrics: another process serves {}", p.display());
-                    }
-                    std::fs::remove_file(p).with_context(|| format!("metrics: removing stale {}", p.display()))?;
-                }
+                super::stale_socket::clear(p, "metrics: socket")?;
                 if let Some(dir) = p.parent() {
                     std::fs::create_dir_all(dir).with_context(|| format!("metrics: creating {}", dir.display()))?;
                 }

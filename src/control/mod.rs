@@ -13,6 +13,7 @@ pub mod metrics_http;
 pub mod rebalance;
 mod signals;
 pub mod socket;
+pub mod stale_socket;
 pub mod steering;
 pub mod uplink_owner;
 pub mod uplink_link;

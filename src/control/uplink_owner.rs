@@ -88,6 +88,19 @@ impl UplinkOwner {
         lines
     }
 
+    /// Before the guests of a change are steered: gives the port its own MAC back if the
+    /// passthru guest whose MAC it carries is gone or changes (`passthru_after`: the passthru
+    /// guest's MAC once the change is done). Steering a guest that takes that MAC (the
+    /// passthru guest itself in another mode, or a new guest) would otherwise add it as a
+    /// filter while it is still the port's own address, which the port takes as done, and
+    /// `sync` restoring the port's MAC afterwards would overwrite it. Returns what to print.
+    pub fn let_go_of_mac(&mut self, port: &Port, passthru_after: Option<MacAddr>) -> Option<String> {
+        match self.wanted {
+            Some((had, _)) if passthru_after != Some(had) => self.restore(port),
+            _ => None,
+        }
+    }
+
     /// At exit: the port as it was found (its own MAC; promiscuous off unless `steering_needs`
     /// it), before it closes. Returns the lines to print.
     pub fn release(&mut self, port: &Port, steering_needs: bool) -> Vec<String> {

@@ -66,7 +66,7 @@ mod tests;
 use std::fs::{self, DirBuilder, Permissions};
 use std::io::{self, Write};
 use std::net::Shutdown;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -208,8 +208,8 @@ impl ControlServer {
     /// Binds the control socket at `path` with the default [`Limits`].
     ///
     /// Creates the directory (mode 0755) if missing. If `path` exists: a socket that accepts a
-    /// connection belongs to a live process, so binding is refused ("another process serves
-    /// PATH"); a socket that refuses connections is a stale one left by a process that died,
+    /// connection belongs to a live process, so binding is refused ("control socket PATH:
+    /// another process serves it"); a socket that refuses connections is a stale one left by a process that died,
     /// and is removed; anything else is refused and left alone.
     ///
     /// The socket is bound in a private (0700) directory beside `path`, given its owner,
@@ -232,7 +232,7 @@ impl ControlServer {
             _ => Path::new("."),
         };
         create_dirs(dir).with_context(|| format!("{}: creating directory {}", what(), dir.display()))?;
-        clear_path(path)?;
+        super::stale_socket::clear(path, "control socket")?;
 
         let poll = Poll::new().with_context(|| format!("{}: creating the poller", what()))?;
         let waker = Waker::new(poll.registry(), WAKER).with_context(|| format!("{}: creating the waker", what()))?;
@@ -609,34 +609,6 @@ fn create_dirs(dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Makes way for the socket at `path`: nothing there, or a stale socket (removed).
-fn clear_path(path: &Path) -> anyhow::Result<()> {
-    let what = || format!("control socket {}", path.display());
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(what),
-    };
-    if !meta.file_type().is_socket() {
-        bail!("{}: a file that is not a socket is in the way; not replacing it", what());
-    }
-    // Non-blocking, so a live server with a full backlog cannot hang us (EAGAIN instead).
-    match UnixStream::connect(path) {
-        Ok(_) => bail!("another process serves {}", path.display()),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            bail!("another process serves {} (its connection queue is full)", path.display())
-        }
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => match fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("{}: removing the stale socket", what()))
-            }
-            _ => Ok(()),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("{}: probing the existing socket", what())),
-    }
 }
 
 /// Binds the listener in a fresh 0700 directory beside `path`, applies `access` there, and

@@ -495,7 +495,7 @@ fn a_live_socket_is_refused() {
     let path = socket_path(&dir);
     let first = ControlServer::bind(&path, &SocketAccess::default()).expect("bind");
     let e = ControlServer::bind(&path, &SocketAccess::default()).expect_err("second bind");
-    assert_eq!(format!("{e:#}"), format!("another process serves {}", path.display()));
+    assert_eq!(format!("{e:#}"), format!("control socket {}: another process serves it; not taking it over", path.display()));
     // Also when the other process is not one of us.
     drop(first);
     let _other = StdListener::bind(&path).expect("bind");
