@@ -340,7 +340,9 @@ impl Worker {
             return false;
         }
         // Frames the uplink's tx queue has not taken yet: no event would say it has room.
-        if !self.uplink_pending.is_empty() || self.origin_pending() {
+        // The switch's own frames wait while the link is down (`poll_once`), and the
+        // link-up publication rings the doorbell: they do not keep the worker awake then.
+        if !self.uplink_pending.is_empty() || (self.tables.uplink_up && self.origin_pending()) {
             return false;
         }
         // Nothing is written into a guest's ring while any of them is being migrated.

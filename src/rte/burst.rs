@@ -98,8 +98,14 @@ impl<const N: usize> Burst<N> {
         (unsafe { self.slots.as_mut_ptr().add(self.len) }, N - self.len)
     }
 
+    /// Records that an rx call wrote `filled` owned mbufs into the tail `tail_mut` gave.
+    ///
+    /// # Safety
+    /// `filled` is at most the room `tail_mut` reported, and the first `filled` entries of
+    /// that tail were written by the call, each an mbuf reference now owned by nobody else
+    /// (the tail holds stale pointers of frames already given away otherwise).
     #[inline]
-    pub(crate) fn commit(&mut self, filled: usize) {
+    pub(crate) unsafe fn commit(&mut self, filled: usize) {
         debug_assert!(self.len + filled <= N);
         self.len += filled;
     }
@@ -111,8 +117,12 @@ impl<const N: usize> Burst<N> {
     }
 
     /// The first `n` frames now belong to someone else (a PMD took them); keep the rest in order.
+    ///
+    /// # Safety
+    /// Whoever `head_mut`'s frames were offered to took exactly the first `n` (a count it
+    /// returned): the burst would otherwise free frames it no longer owns, or lose some.
     #[inline]
-    pub(crate) fn consume_prefix(&mut self, n: usize) {
+    pub(crate) unsafe fn consume_prefix(&mut self, n: usize) {
         debug_assert!(n <= self.len);
         self.slots.copy_within(n..self.len, 0);
         self.len -= n;
@@ -210,11 +220,13 @@ mod tests {
         assert_eq!(len, 6);
         // SAFETY: the two first slots hold owned mbufs; consume_prefix below forgets them.
         let sent: Vec<Mbuf> = (0..2).map(|i| unsafe { Mbuf::from_raw(*head.add(i)) }).collect();
-        b.consume_prefix(2);
+        // SAFETY: exactly those two were taken.
+        unsafe { b.consume_prefix(2) };
         assert_eq!((tags(&b), b.free_slots()), (vec![2, 3, 4, 5], 4));
         assert_eq!(sent.iter().map(Mbuf::tag).collect::<Vec<_>>(), [0, 1]);
         drop(sent);
-        b.consume_prefix(0);
+        // SAFETY: none was taken.
+        unsafe { b.consume_prefix(0) };
         assert_eq!(tags(&b), [2, 3, 4, 5], "nothing sent: nothing moves");
         assert_eq!(p.in_use(), 4);
         b.free_all();
@@ -237,7 +249,8 @@ mod tests {
             // SAFETY: `tail` has room for 3; each slot written once, then committed.
             unsafe { *tail.add(i) = m.into_raw() };
         }
-        b.commit(2);
+        // SAFETY: the two first tail slots were just written with owned mbufs.
+        unsafe { b.commit(2) };
         assert_eq!(tags(&b), [0, 10, 11]);
         drop(b);
         assert_eq!(p.in_use(), 0);

@@ -492,7 +492,8 @@ impl RxQueue {
         }
         // SAFETY: ptr has room for `free` mbuf pointers; &mut self means no other poller.
         let n = unsafe { sys::shim_rte_eth_rx_burst(self.port.id.0, self.queue, ptr, free as u16) } as usize;
-        burst.commit(n);
+        // SAFETY: the PMD wrote n (at most `free`) received mbufs into the tail.
+        unsafe { burst.commit(n) };
         n
     }
 
@@ -585,7 +586,8 @@ impl TxQueue {
         }
         // SAFETY: ptr holds len owned mbufs; the PMD takes the first n of them.
         let n = unsafe { sys::shim_rte_eth_tx_burst(self.port.id.0, self.queue, ptr, len as u16) } as usize;
-        burst.consume_prefix(n);
+        // SAFETY: n is the PMD's own count of the frames it took from the front.
+        unsafe { burst.consume_prefix(n) };
         n
     }
 }

@@ -84,7 +84,8 @@ impl Producer {
         let n = unsafe {
             sys::shim_rte_ring_enqueue_burst(self.ring.raw.as_ptr(), ptr as *const *mut c_void, len as u32)
         } as usize;
-        burst.consume_prefix(n);
+        // SAFETY: n is the ring's own count of the frames it took from the front.
+        unsafe { burst.consume_prefix(n) };
         n
     }
 }
@@ -100,7 +101,8 @@ impl Consumer {
         // SAFETY: ptr has room for `free` pointers; each dequeued mbuf becomes the burst's.
         let n = unsafe { sys::shim_rte_ring_dequeue_burst(self.ring.raw.as_ptr(), ptr as *mut *mut c_void, free as u32) }
             as usize;
-        burst.commit(n);
+        // SAFETY: the ring wrote n (at most `free`) owned mbufs into the tail.
+        unsafe { burst.commit(n) };
         n
     }
 }

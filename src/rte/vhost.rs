@@ -256,6 +256,7 @@ pub fn dequeue<const N: usize>(dev: &Device<'_>, q: u16, pool: &Mempool, burst: 
     // SAFETY: ptr has room for `free` pointers; the library fills them with mbufs from pool;
     // dev is live for this pass.
     let n = unsafe { sys::rte_vhost_dequeue_burst(dev.vid(), guest_tx_vq(q), pool.as_ptr(), ptr, free as u16) } as usize;
-    burst.commit(n);
+    // SAFETY: the library wrote n (at most `free`) new mbufs into the tail.
+    unsafe { burst.commit(n) };
     n
 }

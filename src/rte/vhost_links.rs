@@ -12,15 +12,17 @@
 //! sequentially consistent store, so that its next read of the vid cannot be ordered before
 //! that store.
 //!
-//! The types hold the worker to it: a worker sees the links through its own [`WorkerLinks`],
-//! whose [`Device`] handles borrow it, and ending a pass (`pass_done`) takes it mutably, so
-//! no handle can outlive the pass it was read in; a [`Parked`] guard borrows it for as long
-//! as the worker sleeps or blocks, and its stop is its drop, so no handle can be looked up while
-//! `detach` does not wait for it. The library's `destroy_device` (which unmaps the guest's
-//! memory) cannot complete while a handle exists.
+//! The types hold the worker to it: a worker sees the links through its own [`WorkerLinks`]
+//! (one per worker index: a second is refused), whose [`Device`] handles borrow it, and
+//! ending a pass (`pass_done`) takes it mutably, so no handle can outlive the pass it was
+//! read in; it hands out no handle unless `detach` waits for it (after `started`, and not
+//! parked: a [`Parked`] guard borrows it for as long as the worker sleeps or blocks, and one
+//! that is forgotten rather than dropped leaves it handing out none); its stop is its drop.
+//! The library's `destroy_device` (which unmaps the guest's memory) cannot complete while a
+//! handle exists.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicI32, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +37,9 @@ pub struct GuestLinks {
     /// Queue pairs the connected guest set up (0 when not connected).
     queues: Box<[AtomicU16]>,
     passes: Box<[CachePadded<AtomicU64>]>,
+    /// Which workers' `WorkerLinks` exist (`WorkerLinks::new`): two for one pass counter
+    /// would end each other's passes.
+    claimed: Box<[AtomicBool]>,
     /// Bumped after every attach and detach, so that a worker can keep the list of its
     /// connected queues and scan its guests again only when it moved (`changes`).
     changes: CachePadded<AtomicU64>,
@@ -47,6 +52,7 @@ impl GuestLinks {
             queues: (0..guests).map(|_| AtomicU16::new(0)).collect(),
             // A worker that never started (or failed to launch) must not be waited for.
             passes: (0..workers).map(|_| CachePadded::new(AtomicU64::new(STOPPED))).collect(),
+            claimed: (0..workers).map(|_| AtomicBool::new(false)).collect(),
             changes: CachePadded::new(AtomicU64::new(0)),
         })
     }
@@ -149,16 +155,25 @@ impl Device<'_> {
 pub struct WorkerLinks {
     links: Arc<GuestLinks>,
     me: usize,
+    /// `detach` waits for this worker's passes: set by `started` (and the end of a park),
+    /// cleared by `park`. No `Device` is handed out while it is clear.
+    active: bool,
 }
 
 impl WorkerLinks {
+    /// Worker `me`'s side; panics if it was made before (each worker index has one).
     pub fn new(links: Arc<GuestLinks>, me: usize) -> WorkerLinks {
-        WorkerLinks { links, me }
+        assert!(!links.claimed[me].swap(true, Ordering::SeqCst), "worker {me}'s guest links made twice");
+        WorkerLinks { links, me, active: false }
     }
 
-    /// Guest `guest`'s device, if it is connected; valid until this worker's pass ends.
+    /// Guest `guest`'s device, if it is connected; valid until this worker's pass ends. None
+    /// before `started`, and after a park whose guard was not dropped.
     #[inline]
     pub fn device(&self, guest: usize) -> Option<Device<'_>> {
+        if !self.active {
+            return None;
+        }
         self.links.vid(guest).map(|vid| Device { vid, _pass: PhantomData })
     }
 
@@ -184,9 +199,11 @@ impl WorkerLinks {
         self.links.pass_done(self.me);
     }
 
-    /// See `GuestLinks::worker_started`.
+    /// See `GuestLinks::worker_started`. (The pass counter is stored before `active` is
+    /// set: a device is only looked up once `detach` waits for this worker.)
     pub fn started(&mut self) {
         self.links.worker_started(self.me);
+        self.active = true;
     }
 
     /// Before the worker sleeps or blocks between passes: a `detach` meanwhile does not wait
@@ -195,6 +212,7 @@ impl WorkerLinks {
     /// looked up; dropping it makes `detach` wait for this worker's passes again, before any
     /// vid can be read (the same order as at start, `GuestLinks::worker_started`).
     pub fn park(&mut self) -> Parked<'_> {
+        self.active = false;
         self.links.worker_stopped(self.me);
         Parked { links: self }
     }
@@ -281,6 +299,24 @@ mod tests {
         assert!(!t.is_finished(), "an unparked worker is waited for again");
         worker.pass_done();
         t.join().expect("detach thread");
+    }
+
+    /// Misuse a safe caller could write hands out no device that a detach does not wait
+    /// for: before `started`, after a park whose guard was forgotten; a second side for one
+    /// worker is refused.
+    #[test]
+    fn no_device_unless_detach_waits_for_the_worker() {
+        let links = GuestLinks::new(1, 1);
+        links.attach(0, 7, 1);
+        let mut worker = WorkerLinks::new(Arc::clone(&links), 0);
+        assert!(worker.device(0).is_none(), "before started");
+        worker.started();
+        assert_eq!(worker.device(0).map(|d| d.vid()), Some(7));
+        std::mem::forget(worker.park());
+        assert!(worker.device(0).is_none(), "parked, the guard forgotten: detach does not wait");
+        links.detach(0, 7);
+        let again = std::panic::catch_unwind(|| WorkerLinks::new(Arc::clone(&links), 0));
+        assert!(again.is_err(), "a second side for worker 0");
     }
 
     #[test]
