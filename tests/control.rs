@@ -455,7 +455,8 @@ fn the_control_socket_survives_abuse_and_forwarding_does_not_notice() {
             refused += 1;
         }
     }
-    assert!(refused >= 30, "only {refused} of 100 simultaneous clients were turned away");
+    // 64 clients at most: `c` and these 63 (the server closed `huge` and `greedy`).
+    assert_eq!(refused, 37, "of 100 simultaneous clients beside one");
     // While they are all connected, a client still gets its answer once others leave.
     drop(many);
     assert!(ctl.json(&["version"])["version"].is_string());

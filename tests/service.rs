@@ -152,6 +152,18 @@ fn metrics_parse_and_equal_the_switchs_own_counters() {
     assert!(!sock.exists(), "the metrics socket is removed at exit");
 }
 
+/// The next datagram on the notify socket, as text (a signal to the test process cuts a wait
+/// short: it goes on waiting).
+fn receive(notify: &UnixDatagram, buf: &mut [u8]) -> String {
+    loop {
+        match notify.recv(buf) {
+            Ok(n) => return String::from_utf8_lossy(&buf[..n]).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("no notification: {e}"),
+        }
+    }
+}
+
 #[test]
 fn systemd_hears_ready_once_the_switch_forwards_and_stopping_on_sigterm() {
     common::require_root();
@@ -164,8 +176,7 @@ fn systemd_hears_ready_once_the_switch_forwards_and_stopping_on_sigterm() {
     let json = dir.path().join("stats.json");
     let sw = Switch::spawn_env(None, &["--vdev=net_null0,no-rx=1".into()], &switch_args(&guests, &json, 0), &[("NOTIFY_SOCKET", notify_path.to_str().expect("path"))]);
     let mut buf = [0u8; 4096];
-    let n = notify.recv(&mut buf).expect("a notification");
-    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let msg = receive(&notify, &mut buf);
     // Sent only once the guest's socket exists and the workers run.
     assert!(dir.path().join("vm1.sock").exists(), "READY before the guest's socket exists: {msg}");
     // Printed before READY was sent, so it is in the pipe already.
@@ -175,10 +186,7 @@ fn systemd_hears_ready_once_the_switch_forwards_and_stopping_on_sigterm() {
     // A guest connecting changes the status line.
     let g = Guest::start(&dir.path().join("vm1.sock"), "ntf");
     // One state per line (the protocol's newline-separated assignments).
-    let mut next = || {
-        let n = notify.recv(&mut buf).expect("a notification");
-        String::from_utf8_lossy(&buf[..n]).trim_end().to_owned()
-    };
+    let mut next = || receive(&notify, &mut buf).trim_end().to_owned();
     assert_eq!(next(), "STATUS=forwarding: 1 guests (1 up), 1 workers");
     g.quit();
     assert_eq!(next(), "STATUS=forwarding: 1 guests (0 up), 1 workers");

@@ -58,6 +58,7 @@ fn unicast_between_guests_needs_hairpin() {
     assert_eq!(v["uplink"]["tx_packets"], 2, "{v}");
     assert_eq!(guest_stats(&v, "vm2")["tx_packets"], 1, "{v}");
     assert_eq!(guest_stats(&v, "vm1")["rx_packets"], 2, "{v}");
+    assert_eq!(guest_stats(&v, "vm1")["tx_packets"], 0, "nothing was delivered to A: {v}");
 }
 
 /// 3: a broadcast reaches the sibling (reflected) and the external host, never its sender.
@@ -308,6 +309,7 @@ fn a_private_guest_is_isolated_even_with_hairpin() {
     let vm2 = guest_stats(&v, "vm2");
     assert_eq!(vm2["tx_packets"], 1, "{v}");
     assert_eq!(drops(vm2, "policy_denied"), 1, "the reflected unicast was refused by policy: {v}");
+    assert_eq!(guest_stats(&v, "vm1")["tx_packets"], 0, "nothing of the private guest's reached the sibling: {v}");
 }
 
 /// mode = "bridge" (macvlan's bridge mode): bridge guests reach each other inside the host,
@@ -349,6 +351,7 @@ fn bridge_mode_switches_between_bridge_guests_inside_the_host() {
     assert_eq!(guest_stats(&v, "vm2")["tx_packets"], 2, "{v}");
     assert_eq!(guest_stats(&v, "vm3")["tx_packets"], 1, "{v}");
     assert_eq!(guest_stats(&v, "vm1")["rx_packets"], 3, "{v}");
+    assert_eq!(guest_stats(&v, "vm1")["tx_packets"], 0, "nothing came back to the sender: {v}");
     assert_eq!(v["uplink"]["tx_packets"], 2, "only the VEPA-bound unicast and the broadcast left: {v}");
     assert_eq!(total_drops(guest_stats(&v, "vm2")), 0, "{v}");
 }
