@@ -58,12 +58,13 @@ fn a_single_lcore_is_refused_with_advice() {
     require_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let guests = two_guests(dir.path());
+    let prefix = unique("one");
     let mut cmd = Command::new(BIN);
     cmd.args(eal_test_args())
-        .arg(format!("--file-prefix={}", unique("one")))
+        .arg(format!("--file-prefix={prefix}"))
         .args(["-l", "0", "--vdev=net_null0", "--", "--port", "0", "--no-control", "--guests"])
         .arg(&guests);
-    let out = cmd.output().expect("running the binary");
+    let out = common::run_to_exit(&mut cmd, &prefix);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no worker lcore"), "{err}");
@@ -144,12 +145,13 @@ fn pinning_a_guest_to_a_non_worker_lcore_is_refused_with_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("guests.toml");
     std::fs::write(&path, format!("[[guest]]\nname = \"vm1\"\nmac = \"52:54:00:00:00:01\"\nsocket = \"{}/vm1.sock\"\nlcore = 0\n", dir.path().display())).expect("write");
+    let prefix = unique("pin");
     let mut cmd = Command::new(BIN);
     cmd.args(eal_test_args())
-        .arg(format!("--file-prefix={}", unique("pin")))
+        .arg(format!("--file-prefix={prefix}"))
         .args(["-l", "0-1", "--vdev=net_null0", "--", "--port", "0", "--no-control", "--guests"])
         .arg(&path);
-    let out = cmd.output().expect("running the binary");
+    let out = common::run_to_exit(&mut cmd, &prefix);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -197,12 +199,13 @@ fn every_numeric_option_is_range_checked_at_its_edges() {
 fn a_pool_too_small_for_the_queues_is_refused_with_the_numbers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let guests = two_guests(dir.path());
+    let prefix = unique("pool");
     let mut cmd = Command::new(BIN);
     cmd.args(eal_test_args())
-        .arg(format!("--file-prefix={}", unique("pool")))
+        .arg(format!("--file-prefix={prefix}"))
         .args(["-l", "0-1", "--vdev=net_null0,no-rx=1", "--", "--port", "0", "--no-control", "--mbufs", "1023", "--guests"])
         .arg(&guests);
-    let out = cmd.output().expect("running the binary");
+    let out = common::run_to_exit(&mut cmd, &prefix);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

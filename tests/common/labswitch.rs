@@ -24,10 +24,12 @@ pub struct LabOpts<'a> {
 }
 
 pub struct LabSwitch {
+    /// First, so that it is dropped first (fields drop in order): after a failed test the
+    /// switch is killed before its namespaces and its directory go.
+    sw: Option<Switch>,
     pub lab: HairpinLab,
     pub dir: tempfile::TempDir,
     pub json: PathBuf,
-    sw: Option<Switch>,
 }
 
 impl LabSwitch {
@@ -66,7 +68,7 @@ impl LabSwitch {
         }
         app.extend(opts.app.iter().map(|s| s.to_string()));
         let sw = Switch::start(Some(&lab.sw), &eal, &app);
-        LabSwitch { lab, dir, json, sw: Some(sw) }
+        LabSwitch { sw: Some(sw), lab, dir, json }
     }
 
     pub fn sock(&self, name: &str) -> PathBuf {

@@ -27,7 +27,7 @@ pub use netns::{HairpinLab, Netns};
 #[allow(unused_imports)]
 pub use ctl::{Ctl, CtlRun};
 #[allow(unused_imports)]
-pub use proc::{Guest, Proc, SeqCheck, Switch};
+pub use proc::{run_to_exit, Guest, Proc, SeqCheck, Switch};
 #[allow(unused_imports)]
 pub use rawsock::RawSocket;
 

@@ -266,6 +266,15 @@ impl Drop for Proc {
     }
 }
 
+/// Runs the switch (or another DPDK process) started with `--file-prefix=file_prefix` to its
+/// exit, then removes the runtime files EAL left (a process that exits with an error does
+/// not remove them).
+pub fn run_to_exit(cmd: &mut Command, file_prefix: &str) -> std::process::Output {
+    let out = cmd.output().expect("running the binary");
+    let _ = std::fs::remove_dir_all(dpdk_runtime_dir(file_prefix));
+    out
+}
+
 /// Where DPDK 22.11 keeps a process's runtime files when it runs as root.
 fn dpdk_runtime_dir(file_prefix: &str) -> PathBuf {
     PathBuf::from("/var/run/dpdk").join(file_prefix)
