@@ -272,6 +272,15 @@ fn reload_applies_a_changed_file_whole_and_refuses_a_bad_one_whole() {
     let line = wait_for("the refusal on stderr", Duration::from_secs(10), || env.switch().proc.stderr_lines(), |l| l.iter().any(|x| x.contains("reload refused, nothing changed")));
     assert!(line.iter().any(|x| x.contains(&at)), "{line:?}");
     assert_eq!(ctl.json(&["config-dump"]), before);
+    // A file the switch cannot apply (an MTU above the uplink's, which its packet buffers
+    // are sized for) is refused whole too, naming the guest's line as validation does.
+    let too_big = [guest_toml(&dir, "vm1", A, ""), guest_toml(&dir, "vm3", C, "mtu = 1400\nmode = \"private\""), guest_toml(&dir, "vm4", D, "mtu = 9000")].concat();
+    let line = 1 + too_big.lines().enumerate().filter(|(_, l)| *l == "[[guest]]").nth(2).expect("vm4's table").0;
+    std::fs::write(env.guests_file(), &too_big).expect("guests.toml");
+    let e = ctl.refused(&["reload"]);
+    let at = format!("{}:{line}: guest \"vm4\": mtu 9000 is above the uplink MTU 1500", env.guests_file().display());
+    assert!(e.contains(&at), "expected {at:?} in {e}");
+    assert_eq!(ctl.json(&["config-dump"]), before);
     // And the dump is itself a valid guests file that reloads to the same state.
     std::fs::write(env.guests_file(), before["toml"].as_str().expect("toml")).expect("guests.toml");
     let r = ctl.json(&["reload"]);

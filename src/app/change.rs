@@ -36,6 +36,10 @@ pub struct Batch {
     pub add: Vec<GuestConfig>,
     /// Guests whose live keys (MACs, mode, MTU, lcore) change; their sockets stay.
     pub change: Vec<(GuestId, GuestConfig)>,
+    /// The file the guests' configs were read from (a reload), so that a refusal names the
+    /// guest's line in it as validation does; None for one change from the socket, whose
+    /// refusal names the guest alone.
+    pub source: Option<String>,
 }
 
 /// What a batch did.
@@ -59,14 +63,18 @@ pub struct Applied {
 impl Switch {
     pub(super) fn apply(&mut self, b: Batch) -> Result<Applied> {
         let t0 = std::time::Instant::now();
+        let who = |g: &GuestConfig| match &b.source {
+            Some(file) => format!("{file}:{}: guest {:?}", g.line, g.name),
+            None => format!("guest {:?}", g.name),
+        };
         // 1. Plan. Only an MTU the batch sets is checked against the buffers' size: a guest
         // the switch started with keeps the MTU it started with.
         let new_mtus = b.add.iter().chain(b.change.iter().filter(|(id, g)| self.running.guests.get(*id).is_some_and(|r| r.cfg.mtu != g.mtu)).map(|(_, g)| g));
         for g in new_mtus {
             if g.mtu > self.uplink_mtu {
                 return Err(anyhow!(
-                    "guest {:?}: mtu {} is above the uplink MTU {} this switch was started with (packet buffers are sized for it): restart with --uplink-mtu {}",
-                    g.name, g.mtu, self.uplink_mtu, g.mtu
+                    "{}: mtu {} is above the uplink MTU {} this switch was started with (packet buffers are sized for it): restart with --uplink-mtu {}",
+                    who(g), g.mtu, self.uplink_mtu, g.mtu
                 ));
             }
         }
@@ -81,12 +89,12 @@ impl Switch {
             asg.remove_guest(id);
         }
         for (&id, g) in ids.iter().zip(&b.add) {
-            asg.add_guest(id, g.queues, g.lcore).map_err(|e| anyhow!("guest {:?}: {e}", g.name))?;
+            asg.add_guest(id, g.queues, g.lcore).map_err(|e| anyhow!("{}: {e}", who(g)))?;
         }
         for (id, g) in &b.change {
             let before = self.running.guests.get(*id).map(|r| r.cfg.lcore);
             if before != Some(g.lcore) {
-                asg.pin_guest(*id, g.lcore).map_err(|e| anyhow!("guest {:?}: {e}", g.name))?;
+                asg.pin_guest(*id, g.lcore).map_err(|e| anyhow!("{}: {e}", who(g)))?;
             }
         }
         let after: Vec<(GuestId, GuestConfig)> = self
@@ -116,7 +124,7 @@ impl Switch {
                     for (_, r) in started {
                         r.close(&self.events);
                     }
-                    return Err(e.context(format!("guest {:?}", g.name)));
+                    return Err(e.context(who(g)));
                 }
             }
         }
@@ -194,7 +202,7 @@ impl Switch {
             match RunningGuest::start(g, id, &self.events) {
                 Ok(r) => self.add_running(id, r, &mut out),
                 Err(e) => {
-                    out.failed.push(format!("guest {:?}: {e:#}", g.name));
+                    out.failed.push(format!("{}: {e:#}", who(g)));
                     left_out.push(id);
                 }
             }

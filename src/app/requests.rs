@@ -163,7 +163,7 @@ impl Switch {
             return Ok(Applied::default());
         }
         let id = |name: &str| self.running.guests.id_of(name);
-        let mut b = Batch::default();
+        let mut b = Batch { source: Some(self.settings.guests_file.display().to_string()), ..Batch::default() };
         b.remove.extend(d.removed.iter().filter_map(|n| id(n)));
         for (name, i) in &d.recreated {
             b.remove.extend(id(name));

@@ -55,7 +55,8 @@ impl Worker {
 
     /// A frame for worker `w` did not get there: a tx drop under `r` on each guest it was a
     /// copy for (a unicast's one guest; a flood's guests whose queues `w` owns, found again
-    /// the way `flood` found them, on the same tables). Rare: the work is done only here.
+    /// the way `flood` found them, on the same tables, and counted as copies of the port it
+    /// came from here, since `w` never saw them). Rare: the work is done only here.
     #[cold]
     fn count_lost_crossing(&self, w: usize, m: &Mbuf, r: DropReason) {
         let tag = Tag::from_raw(m.tag());
@@ -66,11 +67,18 @@ impl Worker {
         };
         let hash = flow_hash(m.data());
         let key = self.flood_key(f);
+        let mut lost = 0;
         for i in 0..self.tables.floods.list(key).len() {
             match self.flood_target(key, i, f, hash) {
-                Some((g, _, owner)) if owner == w => self.stats.guest(g).tx_drop(r, 1),
+                Some((g, _, owner)) if owner == w => {
+                    self.stats.guest(g).tx_drop(r, 1);
+                    lost += 1;
+                }
                 _ => {}
             }
+        }
+        if lost != 0 {
+            self.flood_port(f).more_copies(lost);
         }
     }
 

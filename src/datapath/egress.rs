@@ -137,8 +137,8 @@ impl Worker {
                 // Tag before sharing: every reference sees the same header. (A frame just
                 // dequeued is ours alone; were it not, it could not cross to another worker.)
                 if m.set_tag(Tag::flood(f).raw()) {
-                    let copies = w.flood(m.share(), f, true);
-                    w.stats.guest(g).forward(copies);
+                    let (here, _) = w.flood(m.share(), f, true);
+                    w.stats.guest(g).forward(here);
                     w.send_to_uplink(m);
                 } else {
                     // Never expected; dropped whole rather than sent with its copies missing.

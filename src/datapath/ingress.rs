@@ -202,12 +202,11 @@ impl Worker {
                 self.stats.uplink().rx_drop(DropReason::Untaggable, 1);
                 return;
             }
-            let copies = self.flood(m, f, true);
-            match (copies, unpooled_only) {
-                (0, false) => self.stats.uplink().rx_drop(DropReason::NoDestination, 1),
+            match (self.flood(m, f, true), unpooled_only) {
+                ((0, false), false) => self.stats.uplink().rx_drop(DropReason::NoDestination, 1),
                 // The default pool's replica, when every guest it could be for has a pool.
-                (0, true) => self.stats.uplink().rx_drop(DropReason::PoolDuplicate, 1),
-                (n, _) => self.stats.uplink().forward(n),
+                ((0, false), true) => self.stats.uplink().rx_drop(DropReason::PoolDuplicate, 1),
+                ((here, _), _) => self.stats.uplink().forward(here),
             }
             return;
         }
@@ -386,9 +385,18 @@ impl Worker {
     /// guest that sent it (a hairpin reflection of its own frame, or its own local flood). On
     /// the worker that received the frame (`first`), one reference goes to each other worker
     /// owning a destination queue; each worker delivers to (or counts the drop on) its own
-    /// guests only, so a copy is counted once. Returns the copies made when `first` (every
-    /// destination, whoever owns it), 0 otherwise.
-    pub(super) fn flood(&mut self, m: Mbuf, f: Flood, first: bool) -> u64 {
+    /// guests only.
+    ///
+    /// Each worker counts the copies it handled itself (the port the frame came from gets
+    /// them as `copies`; the receiving worker's in its `forward`, a peer's here), because
+    /// the two can see a guest's queue count differently: a guest attaching or detaching
+    /// between the sending and the receiving worker's look moves the queue a flood is for,
+    /// and a copy counted by one and handled by the other would break `copies = tx +
+    /// tx_drops`. Then the guest gets that one flood from neither (it is coming or going) or,
+    /// rarely, from both; each handled copy is counted once either way.
+    ///
+    /// Returns the copies handled here, and whether a reference went to a peer.
+    pub(super) fn flood(&mut self, m: Mbuf, f: Flood, first: bool) -> (u64, bool) {
         let hash = flow_hash(m.data());
         let mut copies = 0u64;
         let mut peers: u64 = 0;
@@ -403,11 +411,10 @@ impl Worker {
             if owner != self.me {
                 if first {
                     peers |= 1 << owner;
-                    copies += 1;
                 }
                 continue;
             }
-            copies += u64::from(first);
+            copies += 1;
             match self.unfit(g, refs.frame()) {
                 None => self.enqueue(slot, refs.take()),
                 // A guest the mode excludes is not in the list; one that is down or too small
@@ -415,6 +422,7 @@ impl Worker {
                 Some(r) => self.stats.guest(g).tx_drop(r, 1),
             }
         }
+        let crossed = peers != 0;
         while peers != 0 {
             let w = peers.trailing_zeros() as usize;
             peers &= peers - 1;
@@ -423,7 +431,20 @@ impl Worker {
         // The references not taken and the one we were given go; each taken one is freed by
         // whoever has it.
         drop(refs);
-        copies
+        if !first && copies != 0 {
+            self.flood_port(f).more_copies(copies);
+        }
+        (copies, crossed)
+    }
+
+    /// The port a flood came from, whose `copies` count its copies: the bridge-mode guest
+    /// that sent a local flood, otherwise the uplink.
+    #[inline]
+    pub(super) fn flood_port(&self, f: Flood) -> &crate::stats::PortCell {
+        match (f.local, f.source) {
+            (true, Some(g)) => self.stats.guest(g),
+            _ => self.stats.uplink(),
+        }
     }
 
     /// Which list of guests a flood is for, settled when the tables were built.

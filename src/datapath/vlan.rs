@@ -92,8 +92,8 @@ impl Worker {
             self.stats.guest(g).rx_drop(DropReason::Untaggable, 1);
             return;
         }
-        let copies = self.flood(m, f, true);
-        self.stats.guest(g).forward(copies);
+        let (here, _) = self.flood(m, f, true);
+        self.stats.guest(g).forward(here);
         match out {
             Some(out) => self.send_tagged(vlan, out),
             // Forwarded, but its way to the uplink found no buffer.

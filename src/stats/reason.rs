@@ -13,7 +13,9 @@
 //! - `copies`: copies of the port's frames made for guests, one per guest the frame names: a
 //!   unicast's one (the owner of its destination MAC, whether the mode then lets it in or
 //!   not); a flood's, every guest whose mode takes it but its sender; a bridge guest's
-//!   broadcast, every bridge sibling besides its way out of the uplink.
+//!   broadcast, every bridge sibling besides its way out of the uplink. Each worker counts
+//!   the flood copies it handles: a guest attaching or detaching while a flood crosses
+//!   between workers may get none of it, or two (see `Worker::flood`), each counted.
 //! - `tx_packets`: frames the switch delivered to the port: for a guest, copies written into
 //!   its virtqueue (from the uplink or from siblings); for the uplink, frames its tx queue
 //!   took.
