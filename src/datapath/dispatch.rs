@@ -96,9 +96,13 @@ impl Worker {
                 }
                 None => {
                     let slot = tag.slot();
-                    let g = GuestId(w.delivery().slot_guest(slot) as u16);
-                    // The link may have dropped since the receiving worker looked.
-                    if w.link_up(g) {
+                    let (gi, q) = w.delivery().slot_queue(slot);
+                    let g = GuestId(gi as u16);
+                    // The link may have dropped since the receiving worker looked, or the
+                    // guest come back with fewer queue pairs than the one its sender chose
+                    // (the library would refuse the copy, and log it, every time): that
+                    // queue is down. A guest cannot go within this pass (`GuestLinks`).
+                    if w.link_up(g) && q < w.links.active_queues(gi) {
                         w.enqueue(slot, m);
                     } else {
                         drop(m);

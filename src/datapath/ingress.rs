@@ -562,12 +562,8 @@ impl Worker {
             return;
         }
         let cell = self.stats.guest(out.guest);
-        let gi = out.guest.index();
-        match self.links.device(gi) {
-            // A frame from a peer names the queue its sender chose: the guest may have come
-            // back since with fewer queue pairs (the library would refuse the call and log
-            // it, every time). That queue is down.
-            Some(dev) if out.queue < self.links.active_queues(gi) => {
+        match self.links.device(out.guest.index()) {
+            Some(dev) => {
                 let sent = vhost::enqueue(&dev, out.queue, &mut out.pending);
                 let left_bytes: u64 = (sent..queued).map(|i| out.pending.get(i).pkt_len() as u64).sum();
                 cell.tx(sent as u64, out.bytes - left_bytes);
@@ -576,7 +572,7 @@ impl Worker {
                 }
                 self.stats.add_enqueue(queued as u64);
             }
-            _ => cell.tx_drop(DropReason::GuestDown, queued as u64),
+            None => cell.tx_drop(DropReason::GuestDown, queued as u64),
         }
         out.pending.free_all();
         out.bytes = 0;
