@@ -127,11 +127,7 @@ fn tap_uplink_starts_forwards_and_stops_cleanly() {
     // The guests quit once the switch says all 15 left (a frame still in a virtqueue when
     // its guest exits is not the switch's).
     let ctl = Ctl::new(&control_socket(&guests));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while ctl.json(&["stats"])["uplink"]["tx_packets"] != 15 {
-        assert!(std::time::Instant::now() < deadline, "the 15 frames did not leave: {}", ctl.json(&["stats"]));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::identity::wait_stats(&ctl, Duration::from_secs(10), |v| v["uplink"]["tx_packets"] == 15);
     g1.quit();
     g2.quit();
     sw.stop_clean();

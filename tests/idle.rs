@@ -96,11 +96,8 @@ fn a_sleeping_worker_delivers_the_first_frame_and_a_whole_burst_both_ways() {
     // The other way: a guest's burst after a lull all leaves the uplink.
     wait_asleep(&ctl);
     assert_eq!(g.stream(ext_mac, mac(A), 64, BURST), BURST);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ctl.json(&["stats"])["uplink"]["tx_packets"] != u64::from(BURST) {
-        assert!(Instant::now() < deadline, "the guest's burst did not all leave: {}", ctl.json(&["stats"]));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The guest's burst all left the uplink.
+    wait_stats(&ctl, Duration::from_secs(10), |v| v["uplink"]["tx_packets"] == u64::from(BURST));
     let lcores = ctl.json(&["lcore-show"]);
     assert!(lcores[0]["sleep_percent"].as_f64().is_some_and(|p| p > 0.0), "{lcores}");
     g.quit();
@@ -189,11 +186,8 @@ fn an_af_packet_uplink_wakes_a_blocked_worker_through_its_kernel_interface() {
     ctl.wait_blocked(0);
     let before = ctl.wake_count(0, "kick");
     assert_eq!(g.stream(ext_mac, mac(A), 64, BURST), BURST);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ctl.json(&["stats"])["uplink"]["tx_packets"] != u64::from(BURST) {
-        assert!(Instant::now() < deadline, "the guest's burst did not all leave: {}", ctl.json(&["stats"]));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The guest's burst all left the uplink.
+    wait_stats(&ctl, Duration::from_secs(10), |v| v["uplink"]["tx_packets"] == u64::from(BURST));
     assert!(ctl.wake_count(0, "kick") > before, "the guest's kick woke the worker: {}", ctl.worker(0));
     g.quit();
     let v = env.stop();

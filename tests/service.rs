@@ -78,15 +78,9 @@ fn metrics_parse_and_equal_the_switchs_own_counters() {
     assert_eq!(g2.send(&seq_frame(ext_mac, [0x52, 0x54, 0, 0, 0, 0x66], 0, 80), 2), 2);
     assert_eq!(g1.count(300).0, 50);
     // Nothing moves any more once the counters say so: then both reads see the same moment.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = ctl.json(&["stats"]);
-        if s["uplink"]["tx_packets"] == 30 && s["uplink"]["rx_packets"] == 51 && guest_stats(&s, "vm2")["drops"]["spoofed_source"] == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "counters did not settle: {s}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    common::identity::wait_stats(&ctl, Duration::from_secs(10), |s| {
+        s["uplink"]["tx_packets"] == 30 && s["uplink"]["rx_packets"] == 51 && guest_stats(s, "vm2")["drops"]["spoofed_source"] == 2
+    });
     // The same moment for both reads: the stats before and after the scrape agree (a worker
     // publishes its loop counters every few passes, so those may still move once).
     let deadline = Instant::now() + Duration::from_secs(10);

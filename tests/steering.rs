@@ -201,11 +201,7 @@ fn every_vdev_here_reports_software_steering_and_forwards() {
         assert_eq!(g.send(&f, 8), 8);
         // The guest quits once the switch has sent all 8 out of the uplink.
         let ctl = Ctl::new(&control_socket(&dir.path().join("guests.toml")));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while ctl.json(&["stats"])["uplink"]["tx_packets"] != 8 {
-            assert!(Instant::now() < deadline, "{vdev}: the 8 frames did not leave the uplink: {}", ctl.json(&["stats"]));
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::identity::wait_stats(&ctl, Duration::from_secs(10), |v| v["uplink"]["tx_packets"] == 8);
         g.quit();
         sw.stop_clean();
         let v = stats_json(&json);

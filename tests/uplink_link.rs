@@ -203,11 +203,8 @@ fn a_flap_under_a_stream_loses_no_frame_uncounted() {
             let n = a.stream(dst, src, LEN, TOTAL);
             (a, n)
         });
-        let deadline = std::time::Instant::now() + WAIT;
-        while ctl.json(&["stats"])["uplink"]["tx_packets"].as_u64().unwrap_or(0) < u64::from(TOTAL) / 10 {
-            assert!(std::time::Instant::now() < deadline, "the stream did not start: {}", ctl.json(&["stats"]));
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Well into the stream.
+        common::identity::wait_stats(&ctl, WAIT, |v| v["uplink"]["tx_packets"].as_u64().unwrap_or(0) >= u64::from(TOTAL) / 10);
         env.lab.set_uplink_peer(false);
         env.switch().proc.wait_line("uplink: link down", WAIT);
         let during = ctl.json(&["stats"]);

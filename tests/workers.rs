@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -110,11 +110,7 @@ fn a_guest_with_more_queue_pairs_than_configured_uses_the_configured_ones() {
     });
     assert_eq!((got.frames, got.gaps, got.late), (u64::from(N), 0, 0), "{got:?}");
     assert_eq!(g.stream(env.lab.ext_mac, mac(A), 64, N), N);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ctl.json(&["stats"])["uplink"]["tx_packets"] != u64::from(N) {
-        assert!(Instant::now() < deadline, "the guest's frames did not all leave: {}", ctl.json(&["stats"]));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::identity::wait_stats(&ctl, Duration::from_secs(10), |v| v["uplink"]["tx_packets"] == u64::from(N));
     g.quit();
     let v = env.stop();
     assert_eq!(total_drops(&v["uplink"]) + total_drops(guest_stats(&v, "vm1")), 0, "{v}");
