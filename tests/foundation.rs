@@ -205,7 +205,35 @@ fn a_pool_too_small_for_the_queues_is_refused_with_the_numbers() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("--mbufs 1023 is too few: up to 3711 packet buffers can be out of the pool at once (uplink rx rings 1024 + tx rings 1024 + rings between workers 0 + held by workers 352 + frames the switch sends 543 + lcore caches 768)"),
+        err.contains("--mbufs 1023 is too few: up to 3711 packet buffers can be out of the pool at once (uplink rx rings 1024 + tx rings 1024 + rings between workers 0 + held by workers 352 + frames the switch sends 543 + lcore caches 768 + source-mode copies 0)"),
         "{err}"
     );
+}
+
+/// A source-mode guest's copies are buffers of the switch's own: a switch started with exactly
+/// the pool its guests need refuses, whole, a source-mode guest it would need more for,
+/// naming the numbers; a guest in another mode needs none.
+#[test]
+fn a_source_mode_guest_the_pool_cannot_hold_is_refused_with_the_numbers() {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let guests = two_guests(dir.path());
+    let json = dir.path().join("stats.json");
+    let mut app = switch_args(&guests, &json, 0);
+    let eal = ["--vdev=net_null0,no-rx=1".to_string()];
+    // The exact worst case, from the refusal of a pool one buffer too small.
+    let mut short = Switch::spawn(None, &eal, &[app.clone(), vec!["--mbufs".into(), "1023".into()]].concat());
+    assert_eq!(short.proc.wait_exit(Duration::from_secs(20)), 1);
+    let err = short.proc.stderr_lines().join("\n");
+    let need: u64 = err.split("up to ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no figure in {err}"));
+    app.extend(["--mbufs".to_string(), need.to_string()]);
+    let sw = Switch::start(None, &eal, &app);
+    let ctl = Ctl::new(&control_socket(&guests));
+    let sock = |n: &str| dir.path().join(format!("{n}.sock")).display().to_string();
+    let e = ctl.refused(&["guest-add", "--name", "mon", "--mac", "52:54:00:00:00:03", "--socket", &sock("mon"), "--mode", "source", "--sources", "52:54:00:00:00:09"]);
+    let want = format!("the packet pool has {need} buffers, and with these source-mode guests up to {} can be out of it at once (", need + 32);
+    assert!(e.contains(&want) && e.contains(" + source-mode copies 32): restart with --mbufs "), "expected {want:?} in {e}");
+    assert!(!std::path::Path::new(&sock("mon")).exists(), "the refused guest's socket");
+    assert_eq!(ctl.json(&["guest-add", "--name", "vm3", "--mac", "52:54:00:00:00:03", "--socket", &sock("vm3")])["added"], "vm3");
+    sw.stop_clean();
 }

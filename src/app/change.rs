@@ -106,6 +106,7 @@ impl Switch {
             .chain(ids.iter().copied().zip(b.add.iter().cloned()))
             .collect();
         let tables = self.build_tables(after.iter().map(|(id, g)| (*id, g)), asg.delivery.clone())?;
+        self.budget.check(super::sizing::source_queues(after.iter().map(|(_, g)| g))).map_err(|e| anyhow!(e))?;
 
         // 2. Sockets of the new guests whose paths are free now. Paths are compared as the
         // files they name (`/var/run/x.sock` is `/run/x.sock`), as validation compares them: a

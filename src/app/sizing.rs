@@ -9,9 +9,18 @@
 //! before copying them into the guests), every worker's origin ring (full) and the burst of it
 //! a worker holds, plus every lcore's mempool cache (up to 1.5 times
 //! its size before it flushes). Guests hold none: the vhost library copies into and out of guest
-//! memory, so adding or removing guests at run time does not change the figure.
+//! memory. Only source-mode guests add to the figure: their copies of other stations' frames
+//! are buffers of their own, up to a full batch per queue of theirs before it is copied into
+//! the guest; so the figure is checked again whenever the guest set changes ([`Budget`]).
 
+use crate::config::GuestConfig;
+use crate::policy::Mode;
 use crate::rte::BURST;
+
+/// The queues of the source-mode guests among `guests` (`Demand::source_queues`).
+pub fn source_queues<'a>(guests: impl IntoIterator<Item = &'a GuestConfig>) -> u64 {
+    guests.into_iter().filter(|g| g.mode == Mode::Source).map(|g| u64::from(g.queues)).sum()
+}
 
 /// What the switch was configured with.
 pub struct Demand<'a> {
@@ -33,11 +42,21 @@ pub struct Demand<'a> {
     /// Uplink bursts a worker takes per rx queue before copying into guests: what its
     /// guest queues' pending bursts can hold at most.
     pub rx_bursts: usize,
+    /// Queues of source-mode guests: each holds up to a batch of copies in buffers of their
+    /// own.
+    pub source_queues: u64,
 }
 
 impl Demand<'_> {
     /// The worst case, as (total, one line saying where it comes from).
     pub fn worst_case(&self) -> (u64, String) {
+        let (layout, why) = self.layout();
+        let copies = self.source_queues * BURST as u64;
+        (layout + copies, format!("{why} + source-mode copies {copies}"))
+    }
+
+    /// The worst case but source-mode guests' copies: what the switch's layout alone holds.
+    fn layout(&self) -> (u64, String) {
         let rx: u64 = self.rx_descriptors.iter().map(|&d| u64::from(d)).sum();
         let tx = u64::from(self.tx_queues) * u64::from(self.tx_descriptors);
         let pairs = (self.workers * self.workers.saturating_sub(1)) as u64;
@@ -50,6 +69,35 @@ impl Demand<'_> {
         let total = rx + tx + rings + held + origin + caches;
         let why = format!("uplink rx rings {rx} + tx rings {tx} + rings between workers {rings} + held by workers {held} + frames the switch sends {origin} + lcore caches {caches}");
         (total, why)
+    }
+}
+
+/// The pool a running switch has, and what its layout needs of it besides source-mode
+/// guests' copies: a change of the guest set is refused (whole) if it would need more than
+/// the pool has, as `--mbufs` too few is at start.
+pub struct Budget {
+    pool: u32,
+    /// The worst case but source-mode guests' copies, and where it comes from.
+    fixed: (u64, String),
+}
+
+impl Budget {
+    pub fn new(pool: u32, demand: &Demand<'_>) -> Budget {
+        Budget { pool, fixed: demand.layout() }
+    }
+
+    /// Whether a guest set whose source-mode guests have `source_queues` queues in all fits.
+    pub fn check(&self, source_queues: u64) -> Result<(), String> {
+        let copies = source_queues * BURST as u64;
+        let (fixed, why) = &self.fixed;
+        let need = fixed + copies;
+        if need <= u64::from(self.pool) {
+            return Ok(());
+        }
+        Err(format!(
+            "the packet pool has {} buffers, and with these source-mode guests up to {need} can be out of it at once ({why} + source-mode copies {copies}): restart with --mbufs {need} or more",
+            self.pool
+        ))
     }
 }
 
@@ -74,7 +122,7 @@ mod tests {
     use super::*;
 
     fn demand(workers: usize, rx: &[u16]) -> Demand<'_> {
-        Demand { rx_descriptors: rx, tx_queues: workers as u16, tx_descriptors: 1024, workers, peer_ring: 1024, origin_ring: 512, lcores: workers + 1, cache: 256, uplink_pending: 64, rx_bursts: 4 }
+        Demand { rx_descriptors: rx, tx_queues: workers as u16, tx_descriptors: 1024, workers, peer_ring: 1024, origin_ring: 512, lcores: workers + 1, cache: 256, uplink_pending: 64, rx_bursts: 4, source_queues: 0 }
     }
 
     #[test]
@@ -82,7 +130,7 @@ mod tests {
         let d = demand(1, &[1024]);
         let (need, why) = d.worst_case();
         assert_eq!(need, 1024 + 1024 + (32 + 64 + 4 * 32) + (511 + 32) + 2 * 384, "no rings with one worker");
-        assert_eq!(why, "uplink rx rings 1024 + tx rings 1024 + rings between workers 0 + held by workers 224 + frames the switch sends 543 + lcore caches 768");
+        assert_eq!(why, "uplink rx rings 1024 + tx rings 1024 + rings between workers 0 + held by workers 224 + frames the switch sends 543 + lcore caches 768 + source-mode copies 0");
         assert_eq!(pool_size(None, 16383, &d), Ok(16383));
         assert_eq!(pool_size(Some(4095), 16383, &d), Ok(4095));
     }
@@ -96,5 +144,21 @@ mod tests {
         assert_eq!(pool_size(None, 16383, &d), Ok(131071), "rounded up to 2^n - 1");
         let e = pool_size(Some(16383), 16383, &d).expect_err("too few");
         assert!(e.starts_with(&format!("--mbufs 16383 is too few: up to {need} packet buffers can be out of the pool at once (uplink rx rings 8192 + tx rings 8192 + rings between workers 57288")), "{e}");
+    }
+
+    /// Source-mode guests' copies count at start and on every change of the guest set.
+    #[test]
+    fn source_mode_copies_need_buffers_of_their_own() {
+        let d = Demand { source_queues: 3, ..demand(1, &[1024]) };
+        let (need, why) = d.worst_case();
+        let (without, _) = demand(1, &[1024]).worst_case();
+        assert_eq!(need, without + 3 * 32);
+        assert!(why.ends_with(" + source-mode copies 96"), "{why}");
+        let budget = Budget::new(without as u32 + 64, &d);
+        assert_eq!(budget.check(0), Ok(()));
+        assert_eq!(budget.check(2), Ok(()), "two queues' batches fit the 64 spare");
+        let e = budget.check(3).expect_err("a third does not");
+        assert!(e.starts_with(&format!("the packet pool has {} buffers, and with these source-mode guests up to {} can be out of it at once (uplink rx rings 1024 ", without + 64, without + 96)), "{e}");
+        assert!(e.ends_with(" + lcore caches 768 + source-mode copies 96): restart with --mbufs 3679 or more"), "{e}");
     }
 }

@@ -97,6 +97,8 @@ pub struct Switch {
     pub(super) uplink_mtu: u16,
     pub(super) mempool_at_start: u32,
     pub(super) held_by_rings: u32,
+    /// The pool against what the guest set can take out of it (source-mode guests' copies).
+    pub(super) budget: sizing::Budget,
     /// The longest a worker went without forwarding for the last publication.
     pub(super) last_pause: Duration,
     pub(super) epoch: u64,
@@ -182,8 +184,10 @@ impl Switch {
             cache: MEMPOOL_CACHE,
             uplink_pending: UPLINK_PENDING,
             rx_bursts: RX_BURSTS_PER_PASS,
+            source_queues: sizing::source_queues(&cfg.guests),
         };
         let mbufs = sizing::pool_size(cli.mbufs, DEFAULT_MBUFS, &demand).map_err(|e| anyhow!(e))?;
+        let budget = sizing::Budget::new(mbufs, &demand);
         let max_mtu = cli.uplink_mtu.unwrap_or(1500).max(cfg.max_mtu());
         let pool = Arc::new(Mempool::pktmbuf("mvt_pool", mbufs, MEMPOOL_CACHE, mbuf_data_room(max_mtu)?, eal.socket_id())?);
         // The baseline every buffer must return to once the ports are closed.
@@ -270,6 +274,7 @@ impl Switch {
             uplink_mtu,
             mempool_at_start,
             held_by_rings,
+            budget,
             last_pause: Duration::ZERO,
             epoch: 0,
             guests_changed: false,
