@@ -102,6 +102,9 @@ pub struct MetricsServer {
     listener: Listener,
     clients: Vec<Option<Client>>,
     stats: MetricsServerStats,
+    /// Accepting failed for lack of resources (e.g. EMFILE): the connection stays queued and
+    /// no new event would come for it, so the next round tries again.
+    accept_retry: bool,
 }
 
 impl MetricsServer {
@@ -126,7 +129,7 @@ impl MetricsServer {
             Listener::Tcp(l) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
             Listener::Unix(l, _) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
         }
-        Ok(MetricsServer { poll, events: Events::with_capacity(64), listener, clients: Vec::new(), stats: MetricsServerStats::default() })
+        Ok(MetricsServer { poll, events: Events::with_capacity(64), listener, clients: Vec::new(), stats: MetricsServerStats::default(), accept_retry: false })
     }
 
     /// Where it listens, as a URL-ish string for the start-up line (`http://127.0.0.1:9479/metrics`).
@@ -152,7 +155,7 @@ impl MetricsServer {
         for &t in ready.iter().filter(|&&t| t != LISTENER) {
             self.progress(t.0, render);
         }
-        if ready.contains(&LISTENER) {
+        if ready.contains(&LISTENER) || std::mem::take(&mut self.accept_retry) {
             self.accept();
         }
         // Deadlines, and clients whose answer is pending a writable event that already came.
@@ -173,7 +176,11 @@ impl MetricsServer {
             let mut conn = match conn {
                 Ok(c) => c,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(_) => return,
+                Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::ConnectionAborted) => continue,
+                Err(_) => {
+                    self.accept_retry = true;
+                    return;
+                }
             };
             let open = self.clients.iter().filter(|c| c.is_some()).count();
             if open >= MAX_CLIENTS {
