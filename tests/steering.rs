@@ -136,7 +136,8 @@ fn two_workers_dispatch_every_frame_exactly_once_in_order() {
         sender.join().expect("sender");
         (ta.join().expect("vm1"), tb.join().expect("vm2"))
     });
-    // What the guests sent, as the external host saw it.
+    // What the guests sent, as the external host saw it, once the switch has sent it all.
+    common::identity::wait_stats(&env.ctl(), Duration::from_secs(10), |v| v["uplink"]["tx_packets"] == 2 * u64::from(STREAM));
     let seen = capture.collect(Duration::from_millis(500));
     a.quit();
     b.quit();
