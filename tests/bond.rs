@@ -24,12 +24,6 @@ const MEMBERS: [&str; 2] = ["--vdev=net_af_packet0,iface=bnd0", "--vdev=net_af_p
 /// Generous: on 2 cores the switch, a guest, a partner and the test share the CPU.
 const WAIT: Duration = Duration::from_secs(60);
 
-fn cmd(c: &mut Command) -> String {
-    let out = c.output().unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
-    assert!(out.status.success(), "{c:?} failed ({}):\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// ```text
 ///   sw: bnd0, bnd1 <--veths--> far: bnd0p, bnd1p   (the switch's bond members, the partner's)
 ///                              far: pext <--veth--> ext: ext0   (the external host)
@@ -338,19 +332,19 @@ impl Ovs {
 
     fn start(ns: &Netns, dir: &Path) -> Ovs {
         let db = dir.join("conf.db");
-        cmd(Command::new("ovsdb-tool").arg("create").arg(&db).arg("/usr/share/openvswitch/vswitch.ovsschema"));
+        run_cmd(Command::new("ovsdb-tool").arg("create").arg(&db).arg("/usr/share/openvswitch/vswitch.ovsschema"));
         let mut c = ns.command("ovsdb-server");
         c.arg(&db).arg(format!("--remote=punix:{}", dir.join("db.sock").display())).arg(format!("--unixctl={}", dir.join("db.ctl").display()));
         c.arg("--no-chdir").arg(format!("--log-file={}", dir.join("ovsdb-server.log").display()));
         Self::env(dir, &mut c);
         let db_proc = Proc::spawn(c, "ovsdb-server");
-        wait_path(&dir.join("db.sock"));
+        wait_path(&dir.join("db.sock"), Duration::from_secs(20));
         let mut c = ns.command("ovs-vswitchd");
         c.arg(format!("unix:{}", dir.join("db.sock").display())).arg(format!("--unixctl={}", dir.join("vswitchd.ctl").display()));
         c.arg("--no-chdir").arg(format!("--log-file={}", dir.join("ovs-vswitchd.log").display()));
         Self::env(dir, &mut c);
         let vs = Proc::spawn(c, "ovs-vswitchd");
-        wait_path(&dir.join("vswitchd.ctl"));
+        wait_path(&dir.join("vswitchd.ctl"), Duration::from_secs(20));
         let ovs = Ovs { dir: dir.to_owned(), _db: db_proc, _vswitchd: vs };
         ovs.vsctl(&["init"]);
         ovs
@@ -360,14 +354,14 @@ impl Ovs {
         let mut c = Command::new("ovs-vsctl");
         c.arg(format!("--db=unix:{}", self.dir.join("db.sock").display())).arg("--timeout=30").args(args);
         Self::env(&self.dir, &mut c);
-        cmd(&mut c)
+        run_cmd(&mut c)
     }
 
     fn appctl(&self, args: &[&str]) -> String {
         let mut c = Command::new("ovs-appctl");
         c.arg("-t").arg(self.dir.join("vswitchd.ctl")).args(args);
         Self::env(&self.dir, &mut c);
-        cmd(&mut c)
+        run_cmd(&mut c)
     }
 
     /// `lacp/show bond0` once both members are aggregated both ways, as OVS sees them.
@@ -391,14 +385,6 @@ impl Ovs {
         let section = stats.split("member: ").find(|s| s.starts_with(member)).unwrap_or_else(|| panic!("no member {member} in:\n{stats}"));
         let line = section.lines().find(|l| l.trim_start().starts_with("RX PDUs:")).unwrap_or_else(|| panic!("no RX PDUs in:\n{stats}"));
         line.rsplit(':').next().and_then(|n| n.trim().parse().ok()).unwrap_or_else(|| panic!("bad {line:?}"))
-    }
-}
-
-fn wait_path(p: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !p.exists() {
-        assert!(Instant::now() < deadline, "{} did not appear", p.display());
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{drops, guest_stats, mac, seq_frame, total_drops, Guest, LabOpts, LabSwitch, RawSocket};
+use common::{drops, guest_stats, guest_toml, mac, seq_frame, total_drops, Guest, LabOpts, LabSwitch};
 
 const A: &str = "52:54:00:00:00:01";
 const B: &str = "52:54:00:00:00:02";
@@ -33,18 +33,6 @@ fn wait_for<T: std::fmt::Debug>(what: &str, within: Duration, mut probe: impl Fn
     }
 }
 
-/// Sends `frames` from the external host at a pace the lab's veths and AF_PACKET rings keep
-/// up with, counting progress in `sent`.
-fn paced(ext: &RawSocket, frames: impl Iterator<Item = Vec<u8>>, sent: &AtomicU64) {
-    for (i, f) in frames.enumerate() {
-        ext.send(&f);
-        sent.fetch_add(1, Ordering::Relaxed);
-        if i % 16 == 15 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
 /// A guest streams to `dst` in chunks, one sequence per source MAC, until `stop` is set and
 /// two more chunks went; returns the frames it sent.
 fn stream_until(g: &Guest, dst: [u8; 6], src: [u8; 6], stop: &AtomicBool) -> u64 {
@@ -56,10 +44,6 @@ fn stream_until(g: &Guest, dst: [u8; 6], src: [u8; 6], stop: &AtomicBool) -> u64
         }
     }
     sent
-}
-
-fn guest_toml(dir: &std::path::Path, name: &str, mac: &str, extra: &str) -> String {
-    format!("[[guest]]\nname = \"{name}\"\nmac = \"{mac}\"\nsocket = \"{}/{name}.sock\"\n{extra}\n", dir.display())
 }
 
 fn names(list: &serde_json::Value) -> Vec<String> {
@@ -89,7 +73,7 @@ fn a_guest_added_while_two_stream_both_ways_costs_them_nothing() {
         });
         let tx = s.spawn(|| {
             let frames = (0..EACH).flat_map(|i| [seq_frame(mac(A), ext_mac, i, 64), seq_frame(mac(B), ext_mac, i, 64)]);
-            paced(&ext, frames, to_guests)
+            ext.send_paced(frames, Some(to_guests))
         });
         // The add lands in the middle of both streams.
         wait_for("frames towards the guests", Duration::from_secs(30), || to_guests.load(Ordering::Relaxed), |&n| n >= u64::from(EACH) / 2);
@@ -110,8 +94,7 @@ fn a_guest_added_while_two_stream_both_ways_costs_them_nothing() {
     let out = env.switch().proc.wait_line("guest vm3: ", Duration::from_secs(10));
     assert!(out.contains("mac 52:54:00:00:00:03") && out.ends_with("(added)"), "{out}");
     let g3 = env.guest("vm3");
-    let none = AtomicU64::new(0);
-    let (g3, (), got) = g3.receive_while(1000, || paced(&ext, (0..500).map(|i| seq_frame(mac(C), ext_mac, i, 64)), &none));
+    let (g3, (), got) = g3.receive_while(1000, || ext.send_paced((0..500).map(|i| seq_frame(mac(C), ext_mac, i, 64)), None));
     assert_eq!((got.frames, got.gaps, got.late), (500, 0, 0), "vm3: {got:?}");
     let list = ctl.json(&["guest-list"]);
     assert_eq!(names(&list), ["vm1", "vm2", "vm3"]);
@@ -143,7 +126,7 @@ fn a_removed_guest_accounts_for_every_frame_and_its_socket_goes() {
     let (removed, (g1, got1), (g2, got2)) = std::thread::scope(|s| {
         let tx = s.spawn(|| {
             let frames = (0..EACH).flat_map(|i| [seq_frame(mac(A), ext_mac, i, 64), seq_frame(mac(B), ext_mac, i, 64)]);
-            paced(&ext, frames, &sent)
+            ext.send_paced(frames, Some(&sent))
         });
         // Both keep reading; vm2 while it is removed.
         let reader1 = s.spawn(move || {

@@ -307,7 +307,7 @@ fn a_full_ring_between_workers_is_counted_per_guest_and_emptied_at_stop() {
     let ext = env.lab.ext_socket();
     let ext_mac = env.lab.ext_mac;
     let slow = lcore_thread(env.switch().proc.pid(), 2);
-    run_cmd("chrt", &["--idle", "-p", "0", &slow]);
+    run_cmd(std::process::Command::new("chrt").args(["--idle", "-p", "0", &slow]));
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (before, last) = std::thread::scope(|s| {
         let sender = s.spawn(|| {
@@ -339,8 +339,3 @@ fn a_full_ring_between_workers_is_counted_per_guest_and_emptied_at_stop() {
     }
 }
 
-/// Runs a command of the root namespace; fails the test with its output if it fails.
-fn run_cmd(program: &str, args: &[&str]) {
-    let out = std::process::Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}

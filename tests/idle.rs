@@ -204,7 +204,7 @@ const BLOCK_AFTER_US: u32 = 1000;
 /// after `block_after_us` of lull.
 fn vhost_uplink_switch(dir: &std::path::Path, vms: &[(&str, &str)], queues: u16, eal: &[&str], block_after_us: u32) -> (common::Switch, Ctl, std::path::PathBuf, std::path::PathBuf) {
     let guests = dir.join("guests.toml");
-    let text: String = vms.iter().map(|(n, m)| guest_toml(dir, n, m)).collect();
+    let text: String = vms.iter().map(|(n, m)| common::guest_toml(dir, n, m, "")).collect();
     std::fs::write(&guests, text).expect("guests.toml");
     let json = dir.join("stats.json");
     let uplink = dir.join("uplink.sock");
@@ -215,10 +215,6 @@ fn vhost_uplink_switch(dir: &std::path::Path, vms: &[(&str, &str)], queues: u16,
     eal_args.extend(eal.iter().map(|s| s.to_string()));
     let sw = common::Switch::start(None, &eal_args, &app);
     (sw, Ctl::new(&common::control_socket(&guests)), json, uplink)
-}
-
-fn guest_toml(dir: &std::path::Path, name: &str, m: &str) -> String {
-    format!("[[guest]]\nname = \"{name}\"\nmac = \"{m}\"\nsocket = \"{}/{name}.sock\"\n", dir.display())
 }
 
 const WIRE: &str = "02:00:00:00:00:ee";
@@ -262,7 +258,7 @@ fn a_blocked_worker_wakes_for_the_uplink_a_guest_and_a_change_and_loses_nothing(
     // only once the worker took it).
     ctl.wait_blocked(0);
     let before = ctl.wake_count(0, "doorbell");
-    assert_eq!(ctl.json(&["guest-add", "--toml", &guest_toml(dir.path(), "vm2", B)])["added"], "vm2");
+    assert_eq!(ctl.json(&["guest-add", "--toml", &common::guest_toml(dir.path(), "vm2", B, "")])["added"], "vm2");
     assert!(ctl.wake_count(0, "doorbell") > before, "the publication rang the doorbell: {}", ctl.worker(0));
     // vm2's device arrives while the worker blocks with kicks armed for vm1 only: the device
     // rings, so the worker arms vm2's kicks too, and vm2's first frame wakes it.

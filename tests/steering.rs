@@ -37,15 +37,6 @@ fn recvq(g: &Guest, timeout_ms: u64, max: usize) -> Received {
     }
 }
 
-fn paced(ext: &RawSocket, frames: &[Vec<u8>]) {
-    for (i, f) in frames.iter().enumerate() {
-        ext.send(f);
-        if i % 16 == 15 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
 /// Per flow: the queue(s) it arrived on and its sequence numbers in arrival order.
 fn by_flow(frames: &[(usize, usize, Vec<u8>)]) -> BTreeMap<u16, (BTreeSet<usize>, Vec<u32>)> {
     let mut m: BTreeMap<u16, (BTreeSet<usize>, Vec<u32>)> = BTreeMap::new();
@@ -71,7 +62,7 @@ fn a_four_queue_guest_gets_each_flow_on_one_queue_in_order() {
         .map(|(fl, seq)| udp(mac(A), env.lab.ext_mac, 5000 + fl, seq))
         .collect();
     let got = std::thread::scope(|s| {
-        let h = s.spawn(|| paced(&ext, &frames));
+        let h = s.spawn(|| ext.send_paced(&frames, None));
         let got = recvq(&g, 8000, frames.len());
         h.join().expect("sender");
         got
@@ -122,7 +113,7 @@ fn two_workers_dispatch_every_frame_exactly_once_in_order() {
     let want = (u32::from(FLOWS) * PER_FLOW) as usize;
     // Each guest process is driven from its own thread (a Guest moves, it is not shared).
     let ((a, got_a), (b, got_b)) = std::thread::scope(|s| {
-        let sender = s.spawn(|| paced(&ext, &to_guests));
+        let sender = s.spawn(|| ext.send_paced(&to_guests, None));
         let ta = s.spawn(move || {
             assert_eq!(a.stream(ext_mac, mac(A), 64, STREAM), STREAM);
             let got = recvq(&a, 8000, want);
@@ -244,7 +235,7 @@ fn two_hundred_fifty_six_guests() {
     }
     let ext = env.lab.ext_socket();
     let frames: Vec<Vec<u8>> = macs.iter().enumerate().map(|(i, m)| frame(mac(m), env.lab.ext_mac, TEST_ETHERTYPE, 46, i as u8)).collect();
-    paced(&ext, &frames);
+    ext.send_paced(&frames, None);
     for (base, g) in &procs {
         let ports = PER_PROCESS.min(N - base);
         let got = recvq(g, 3000, ports);
@@ -356,7 +347,7 @@ fn busy_queues_move_to_the_idle_worker_by_measured_load() {
             let got = recvq(&g, 6000, want);
             (g, got)
         })).collect();
-        paced(&ext, &frames);
+        ext.send_paced(&frames, None);
         readers.into_iter().map(|t| t.join().expect("reader")).unzip()
     });
     for (gi, got) in got.iter().enumerate() {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::labswitch::GuestSpec;
@@ -156,17 +155,6 @@ fn jumbo_frames_both_ways() {
     assert_eq!(total_drops(&v["uplink"]), 0, "{v}");
 }
 
-/// Sends `count` frames from the external host, paced so the receiving guest process can keep
-/// up on a 2-core machine.
-fn paced_send(ext: &RawSocket, f: &[u8], count: usize) {
-    for i in 0..count {
-        ext.send(f);
-        if i % 16 == 15 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
 /// 7: a guest that never reads costs only itself.
 #[test]
 fn a_stalled_guest_costs_only_itself() {
@@ -177,7 +165,7 @@ fn a_stalled_guest_costs_only_itself() {
     // Broadcasts go to every guest: vm2 reads them all, vm3 never reads.
     let f = frame(BROADCAST, env.lab.ext_mac, TEST_ETHERTYPE, 100, 9);
     let sender = std::thread::scope(|s| {
-        let h = s.spawn(|| paced_send(&ext, &f, N));
+        let h = s.spawn(|| ext.send_paced(std::iter::repeat(&f).take(N), None));
         let counted = b.count(1500);
         h.join().expect("sender");
         counted
@@ -205,7 +193,7 @@ fn guest_disconnect_and_reconnect_during_traffic() {
     let f = frame(mac(B), env.lab.ext_mac, TEST_ETHERTYPE, 100, 4);
     let sock = env.sock("vm2");
     let b2 = std::thread::scope(|s| {
-        let h = s.spawn(|| paced_send(&ext, &f, N));
+        let h = s.spawn(|| ext.send_paced(std::iter::repeat(&f).take(N), None));
         std::thread::sleep(Duration::from_millis(100));
         b.quit();
         env.switch().proc.wait_line("guest vm2: link down", Duration::from_secs(30));
@@ -247,7 +235,7 @@ fn vhost_client_mode_reconnects_both_ways() {
     .expect("guests.toml");
     let json = dir.path().join("stats.json");
     let mut g = Guest::spawn(&sock, "cli", &["--server"]);
-    wait_for(&sock);
+    common::wait_path(&sock, Duration::from_secs(60));
     let app = switch_args(&dir.path().join("guests.toml"), &json, 0);
     let sw = Switch::start(Some(&lab.sw), &[lab.uplink_vdev()], &app);
     g.wait_ready();
@@ -273,14 +261,6 @@ fn vhost_client_mode_reconnects_both_ways() {
     assert_eq!(g2.recv(5000, 1), vec![f], "delivery resumes after the guest restarted");
     g2.quit();
     sw.stop_clean();
-}
-
-fn wait_for(path: &Path) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !path.exists() {
-        assert!(std::time::Instant::now() < deadline, "{} never appeared", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// mode = "private": even when the external switch reflects them, frames from a sibling never

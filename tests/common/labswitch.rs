@@ -39,10 +39,7 @@ impl LabSwitch {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut text = String::new();
         for (name, mac, extra) in guests {
-            text.push_str(&format!(
-                "[[guest]]\nname = \"{name}\"\nmac = \"{mac}\"\nsocket = \"{}/{name}.sock\"\n{extra}\n",
-                dir.path().display()
-            ));
+            text.push_str(&super::guest_toml(dir.path(), name, mac, extra));
         }
         std::fs::write(dir.path().join("guests.toml"), text).expect("guests.toml");
         if opts.jumbo {

@@ -23,7 +23,7 @@ mod rawsock;
 #[allow(unused_imports)]
 pub use labswitch::{drops, guest_stats, total_drops, LabOpts, LabSwitch};
 #[allow(unused_imports)]
-pub use netns::{HairpinLab, Netns};
+pub use netns::{run_cmd, HairpinLab, Netns};
 #[allow(unused_imports)]
 pub use ctl::{Ctl, CtlRun};
 #[allow(unused_imports)]
@@ -57,6 +57,21 @@ pub fn unique(prefix: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}{:x}-{n:x}", std::process::id())
+}
+
+/// One `[[guest]]` table of a guests file: `name` with `mac`, its socket `dir/name.sock`,
+/// and `extra` lines (other keys, or nothing).
+pub fn guest_toml(dir: &Path, name: &str, mac: &str, extra: &str) -> String {
+    format!("[[guest]]\nname = \"{name}\"\nmac = \"{mac}\"\nsocket = \"{}/{name}.sock\"\n{extra}\n", dir.display())
+}
+
+/// Waits until `path` exists; fails the test after `within`.
+pub fn wait_path(path: &Path, within: std::time::Duration) {
+    let deadline = std::time::Instant::now() + within;
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{} did not appear within {within:?}", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// The repository root, to find dpdk-config/ and example files from any test.

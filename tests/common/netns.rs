@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::{unique, RawSocket};
 
 /// Runs a command to completion, failing the test with its stderr if it fails.
-pub(crate) fn run_cmd(cmd: &mut Command) -> String {
+pub fn run_cmd(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),

@@ -162,6 +162,20 @@ impl RawSocket {
             .unwrap_or_else(|e| panic!("sending {} bytes on {}: {e}", frame.len(), self.name));
     }
 
+    /// Sends `frames` at a pace the lab's veths, AF_PACKET rings and a guest process on this
+    /// 2-core machine keep up with (a millisecond after every 16), counting each in `sent`.
+    pub fn send_paced<F: AsRef<[u8]>>(&self, frames: impl IntoIterator<Item = F>, sent: Option<&std::sync::atomic::AtomicU64>) {
+        for (i, f) in frames.into_iter().enumerate() {
+            self.send(f.as_ref());
+            if let Some(n) = sent {
+                n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            if i % 16 == 15 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
     /// Waits until the socket is readable or `t` passes.
     fn readable(&self, t: Duration) -> bool {
         let deadline = Instant::now() + t;
