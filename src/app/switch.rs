@@ -207,7 +207,7 @@ impl Switch {
         let mut guests = GuestSet::default();
         for (i, g) in cfg.guests.iter().enumerate() {
             let id = GuestId(i as u16);
-            let running = RunningGuest::start(g, id, &events).with_context(|| format!("guest {:?} ({}:{})", g.name, cfg.path.display(), g.line))?;
+            let running = RunningGuest::start(g, id, &events).with_context(|| format!("{}:{}: guest {:?}", cfg.path.display(), g.line, g.name))?;
             guests.insert(id, running);
             registry.add_guest(id, &g.name);
         }

@@ -12,7 +12,8 @@ use anyhow::{bail, Context, Result};
 use mio::net::UnixStream;
 
 /// Clears `path` for a new listener: nothing there, or a stale socket (removed). `what`
-/// names the socket in errors ("control socket", "guest \"vm1\" socket").
+/// names the socket in errors ("control socket"; a guest's is "socket", in the context of
+/// the guest's own error).
 pub fn clear(path: &Path, what: &str) -> Result<()> {
     let at = || format!("{what} {}", path.display());
     let meta = match std::fs::symlink_metadata(path) {

@@ -129,3 +129,32 @@ fn why_not(e: &RteError) -> String {
         format!("{}: {}", e.op, crate::rte::error::strerror(e.errno))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Before a change's guests are steered, the port gives back a passthru guest's MAC only
+    /// if the change drops it (the guest goes or leaves passthru), once, and `sync` then has
+    /// nothing left to do for it.
+    #[test]
+    fn a_passthru_guests_mac_is_let_go_only_when_the_change_drops_it() {
+        crate::rte::testing::eal();
+        let port = Port::probe("net_null_owner").expect("net_null");
+        let own = port.mac().expect("the port's MAC");
+        let text = "[[guest]]\nname = \"pt\"\nmac = \"52:54:00:00:00:01\"\nsocket = \"/run/t/pt.sock\"\nmode = \"passthru\"\n";
+        let cfg = crate::config::parse_str(text, std::path::Path::new("t.toml")).expect("config");
+        let pt = &cfg.guests[0];
+        let mut owner = UplinkOwner::new(&port);
+        let lines = owner.sync(&port, [pt], false);
+        assert!(lines.contains(&"uplink: MAC set to 52:54:00:00:00:01 (passthru guest pt)".to_owned()), "{lines:?}");
+        assert_eq!(port.mac().expect("mac"), pt.primary_mac().octets());
+        assert_eq!(owner.let_go_of_mac(&port, Some(pt.primary_mac())), None, "the passthru guest stays");
+        assert_eq!(port.mac().expect("mac"), pt.primary_mac().octets());
+        assert_eq!(owner.let_go_of_mac(&port, None), Some(format!("uplink: MAC restored to {}", MacAddr::new(own))));
+        assert_eq!(port.mac().expect("mac"), own);
+        assert_eq!(owner.let_go_of_mac(&port, None), None, "given back once");
+        let lines = owner.sync(&port, [], false);
+        assert!(!lines.iter().any(|l| l.contains("MAC")), "{lines:?}");
+    }
+}

@@ -101,8 +101,9 @@ impl Worker {
                     // The link may have dropped since the receiving worker looked, or the
                     // guest come back with fewer queue pairs than the one its sender chose
                     // (the library would refuse the copy, and log it, every time): that
-                    // queue is down. A guest cannot go within this pass (`GuestLinks`).
-                    if w.link_up(g) && q < w.links.active_queues(gi) {
+                    // queue is down. A guest cannot go within this pass (`GuestLinks`). Queue 0
+                    // is every live device's (its count is stored just after its id).
+                    if w.link_up(g) && (q == 0 || q < w.links.active_queues(gi)) {
                         w.enqueue(slot, m);
                     } else {
                         drop(m);

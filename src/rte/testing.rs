@@ -14,6 +14,9 @@ pub fn eal() {
         let prefix = format!("--file-prefix=mvt-unit-{}", std::process::id());
         let args = ["unit-tests", "--no-huge", "-m", "64", "--no-pci", "--no-shconf", "--no-telemetry", "-l", "0", "--log-level=lib.eal:error", &prefix];
         let eal = Eal::init(&args).unwrap_or_else(|e| panic!("EAL for unit tests ({}): {e}", args.join(" ")));
+        // With --no-shconf (no multi-process channel) and no telemetry, nothing uses EAL's
+        // runtime directory once it is up; it would outlive every test process otherwise.
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/mvt-unit-{}", std::process::id()));
         // Lives as long as the process: clean-up would pull memory from under other tests.
         std::mem::forget(eal);
     });

@@ -161,7 +161,7 @@ pub struct WorkerLinks {
 }
 
 impl WorkerLinks {
-    /// Worker `me`'s side; panics if it was made before (each worker index has one).
+    /// Worker `me`'s side; panics if one exists (each worker index has one at a time).
     pub fn new(links: Arc<GuestLinks>, me: usize) -> WorkerLinks {
         assert!(!links.claimed[me].swap(true, Ordering::SeqCst), "worker {me}'s guest links made twice");
         WorkerLinks { links, me, active: false }
@@ -224,6 +224,8 @@ impl WorkerLinks {
 impl Drop for WorkerLinks {
     fn drop(&mut self) {
         self.links.worker_stopped(self.me);
+        // No handle can outlive this: the index may have a side again.
+        self.links.claimed[self.me].store(false, Ordering::SeqCst);
     }
 }
 
@@ -317,6 +319,9 @@ mod tests {
         links.detach(0, 7);
         let again = std::panic::catch_unwind(|| WorkerLinks::new(Arc::clone(&links), 0));
         assert!(again.is_err(), "a second side for worker 0");
+        drop(worker);
+        let next = WorkerLinks::new(Arc::clone(&links), 0);
+        assert!(next.device(0).is_none(), "a new side starts as the first did");
     }
 
     #[test]

@@ -65,8 +65,10 @@ impl PortCell {
         }
     }
 
-    /// `copies` more copies of a frame already counted in `forwarded` (source-mode guests'
-    /// copies of a unicast that also went to its destination's owner).
+    /// `copies` more copies of a frame already counted in `forwarded`: source-mode guests'
+    /// copies of a unicast that also went to its destination's owner, and the copies of a
+    /// flood that another worker (the one that received it) counted in `forwarded`, counted
+    /// by the worker that handled them (`Worker::flood`) or lost them on the way.
     #[inline]
     pub fn more_copies(&self, copies: u64) {
         bump(&self.copies, copies);
