@@ -36,11 +36,6 @@ fn wait_asleep(ctl: &Ctl) {
     }
 }
 
-/// The frames the switch itself has sent on the uplink so far.
-fn originated(ctl: &Ctl) -> u64 {
-    ctl.json(&["stats"])["originated"]["tx_packets"].as_u64().expect("originated tx_packets")
-}
-
 /// Waits until the switch has sent all its announcement rounds for `macs` (every guest's
 /// MAC: the uplink's link came up with the wire), then takes them off the wire. The first
 /// round leaves as the link comes up, while the wire's own port is still starting, and
@@ -231,7 +226,7 @@ fn a_blocked_worker_wakes_for_the_uplink_a_guest_and_a_change_and_loses_nothing(
     let dir = tempfile::tempdir().expect("tempdir");
     let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A)], 1, &[], BLOCK_AFTER_US);
     let wire = common::Guest::start_with(&uplink, "wire", &["--mac", WIRE]);
-    let early = originated(&ctl);
+    let early = ctl.originated();
     let g = common::Guest::start(&dir.path().join("vm1.sock"), "g1");
     sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
 
@@ -299,7 +294,7 @@ fn a_frame_crossing_to_a_blocked_worker_wakes_it() {
     // Two workers on core 1 (this machine has two cores), each with an uplink queue pair.
     let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A), ("vm2", B)], 2, &["--lcores=0@0,1@1,2@1"], BLOCK_AFTER_US);
     let wire = common::Guest::start_with(&uplink, "wire", &["--mac", WIRE, "--queues", "2"]);
-    let early = originated(&ctl);
+    let early = ctl.originated();
     let g1 = common::Guest::start(&dir.path().join("vm1.sock"), "g1");
     let g2 = common::Guest::start(&dir.path().join("vm2.sock"), "g2");
     sw.proc.wait_line("guest vm2: link up", Duration::from_secs(30));
@@ -342,7 +337,7 @@ fn a_worker_blocks_between_sparse_frames() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (sw, ctl, json, uplink) = vhost_uplink_switch(dir.path(), &[("vm1", A)], 1, &[], 20_000);
     let wire = common::Guest::start_with(&uplink, "wire", &["--mac", WIRE]);
-    let early = originated(&ctl);
+    let early = ctl.originated();
     let g = common::Guest::start(&dir.path().join("vm1.sock"), "g1");
     sw.proc.wait_line("guest vm1: link up", Duration::from_secs(30));
     take_announcements(&ctl, &wire, &[A], early);

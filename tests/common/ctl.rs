@@ -20,6 +20,11 @@ impl Ctl {
         Ctl { socket: socket.to_path_buf() }
     }
 
+    /// The frames the switch itself has sent on the uplink so far (announcements, probes).
+    pub fn originated(&self) -> u64 {
+        self.json(&["stats"])["originated"]["tx_packets"].as_u64().expect("originated tx_packets")
+    }
+
     /// One worker's counters (`stats` JSON `workers[w]`).
     pub fn worker(&self, w: usize) -> serde_json::Value {
         self.json(&["stats"])["workers"][w].clone()
